@@ -1,0 +1,28 @@
+"""Shared fixtures: tiny datasets rendered in the test, and the real data in ../shared when present."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("EDGEOPT_SHARED_DATA", ROOT.parent / "shared" / "data"))
+TRASHNET = SHARED_DATA / "trashnet"
+TACO_ANNOTATIONS = SHARED_DATA / "taco" / "annotations.json"
+
+needs_trashnet = pytest.mark.skipif(
+    not TRASHNET.is_dir(), reason=f"TrashNet not found at {TRASHNET} (set EDGEOPT_SHARED_DATA)"
+)
+needs_taco = pytest.mark.skipif(
+    not TACO_ANNOTATIONS.is_file(), reason=f"TACO annotations not found at {TACO_ANNOTATIONS}"
+)
+
+
+@pytest.fixture(scope="session")
+def synth_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The embedded synthetic dataset, 12 images per class (read-only for tests)."""
+    from edgeopt.data.synthetic import render_synthetic
+
+    return render_synthetic(tmp_path_factory.mktemp("synth"), per_class=12, seed=0, max_side=96)

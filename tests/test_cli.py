@@ -1,0 +1,59 @@
+"""CLI tests for the data commands (later stages have their own CLI tests beside their modules)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from edgeopt.cli import app
+
+runner = CliRunner()
+
+
+def test_help_lists_real_commands() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for name in ("data",):
+        assert name in result.output
+
+
+def test_data_synth_and_stats(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["data", "synth", "--out", str(tmp_path / "d"), "--per-class", "3"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["data", "stats", str(tmp_path / "d")])
+    assert result.exit_code == 0, result.output
+    assert "SYNTHETIC" in result.output and "synthetic_metal" in result.output and "18" in result.output
+
+
+def test_data_stats_bad_input(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    result = runner.invoke(app, ["data", "stats", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "error:" in result.output and "no usable images" in result.output
+    assert "Traceback" not in result.output
+    result = runner.invoke(app, ["data", "stats", str(tmp_path / "missing")])
+    assert result.exit_code == 2
+
+
+def test_data_taco_success_and_bad_json(tmp_path: Path) -> None:
+    from PIL import Image
+
+    (tmp_path / "imgs").mkdir()
+    Image.new("RGB", (50, 50)).save(tmp_path / "imgs" / "a.jpg")
+    ann = tmp_path / "ann.json"
+    ann.write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 50, "height": 50}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 0, "bbox": [0, 0, 30, 30]}],
+        "categories": [{"id": 0, "name": "Pop tab", "supercategory": "Pop tab"}],
+    }))
+    args = ["data", "taco", "--annotations", str(ann), "--images", str(tmp_path / "imgs"), "--out", str(tmp_path / "out")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "Metal" in result.output and (tmp_path / "out" / "Metal" / "1_1.jpg").exists()
+    ann.write_text("{")
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1 and "malformed or truncated JSON" in result.output
+    result = runner.invoke(app, args[:-2] + ["--out", str(tmp_path / "o2"), "--padding", "3"])
+    assert result.exit_code == 1 and "--padding" in result.output
