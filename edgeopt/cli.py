@@ -143,6 +143,169 @@ def data_taco(
         console.print(f"skipped {n}: {reason}")
 
 
+# -- train / eval / info ------------------------------------------------------------------------
+class _RichTrainCallbacks:
+    """Renders training progress: a bar per epoch and one line per finished epoch."""
+
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("loss {task.fields[loss]:.4f}"), TimeElapsedColumn(), console=console,
+                                 transient=True)
+        self.task = None
+        self.steps = 0
+
+    def on_start(self, config, steps_per_epoch: int, device: str, start_epoch: int) -> None:
+        self.steps = steps_per_epoch
+        resumed = f", resuming at epoch {start_epoch + 1}" if start_epoch else ""
+        console.print(f"training {config.model} at {config.img_size} px on [bold]{device}[/]{resumed}")
+        self.progress.start()
+
+    def on_batch(self, epoch: int, step: int, loss: float) -> None:
+        if self.task is None or step == 0:
+            if self.task is not None:
+                self.progress.remove_task(self.task)
+            self.task = self.progress.add_task(f"epoch {epoch + 1}", total=self.steps, loss=loss)
+        self.progress.update(self.task, advance=1, loss=loss)
+
+    def on_epoch(self, stats) -> None:
+        star = " *" if stats.best else ""
+        self.progress.console.print(
+            f"epoch {stats.epoch:>3}  train loss {stats.train_loss:.4f}  val loss {stats.val_loss:.4f}  "
+            f"val macro-F1 {stats.val_macro_f1:.4f}  acc {stats.val_accuracy:.4f}  {stats.seconds:.1f}s{star}"
+        )
+
+    def close(self) -> None:
+        self.progress.stop()
+
+
+@app.command("train")
+def train_cmd(
+    model: Annotated[str, typer.Option("--model", help="timm/torchvision name or models/NAME.yaml.")],
+    data: Annotated[Path, typer.Option("--data", help="Folder of <class>/<image> crops.")],
+    out: Annotated[Path, typer.Option("--out", help="Run folder for best.pt, last.pt, metrics.json, curve.png.")] = Path("runs/train"),
+    val: Annotated[Optional[Path], typer.Option("--val", help="Separate validation folder (else --val-split).")] = None,
+    val_split: Annotated[float, typer.Option("--val-split", help="Stratified validation fraction of --data.")] = 0.2,
+    img_size: Annotated[int, typer.Option("--img-size", help="Input size in pixels.")] = 96,
+    epochs: Annotated[int, typer.Option(help="Epochs.")] = 10,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Batch size.")] = 64,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 2e-3,
+    weight_decay: Annotated[float, typer.Option("--weight-decay")] = 0.05,
+    optimizer: Annotated[str, typer.Option(help="adamw or sgd.")] = "adamw",
+    schedule: Annotated[str, typer.Option(help="cosine (with warm-up) or onecycle.")] = "cosine",
+    loss: Annotated[str, typer.Option(help="ce, weighted (class-weighted CE) or focal.")] = "weighted",
+    label_smoothing: Annotated[float, typer.Option("--label-smoothing")] = 0.1,
+    randaugment: Annotated[int, typer.Option(help="RandAugment magnitude (0 = off).")] = 0,
+    mixup: Annotated[float, typer.Option(help="Mixup Beta alpha (0 = off).")] = 0.0,
+    pretrained: Annotated[bool, typer.Option("--pretrained", help="Start from ImageNet weights (offline for tf_efficientnet_lite0).")] = False,
+    teacher: Annotated[Optional[list[Path]], typer.Option("--teacher", help="Teacher checkpoint(s) for distillation; repeat to average several.")] = None,
+    kd: Annotated[str, typer.Option("--kd", help="all or true-label (KD only where the teacher is right).")] = "all",
+    kd_temperature: Annotated[float, typer.Option("--kd-temperature")] = 4.0,
+    kd_alpha: Annotated[float, typer.Option("--kd-alpha", help="Weight of the KD term.")] = 0.7,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    seed: Annotated[int, typer.Option()] = 0,
+    workers: Annotated[Optional[int], typer.Option(help="DataLoader workers (default: 0 on CPU).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/last.pt.")] = False,
+) -> None:
+    """Train a classifier; keeps the best checkpoint by validation macro-F1."""
+    from edgeopt.distill import KDConfig
+    from edgeopt.train import TrainConfig, train_classifier
+
+    config = TrainConfig(model=model, data=data, out=out, val=val, val_split=val_split, img_size=img_size, epochs=epochs,
+                         batch_size=batch_size, lr=lr, weight_decay=weight_decay, optimizer=optimizer, schedule=schedule,
+                         loss=loss, label_smoothing=label_smoothing, randaugment=randaugment, mixup=mixup,
+                         pretrained=pretrained, teachers=list(teacher or []),
+                         kd=KDConfig(kd_temperature, kd_alpha, kd), device=device, seed=seed, workers=workers, resume=resume)
+    callbacks = _RichTrainCallbacks()
+    try:
+        result = train_classifier(config, callbacks)
+    finally:
+        callbacks.close()
+    console.print(f"best val macro-F1 {result.best_macro_f1:.4f} at epoch {result.best_epoch} -> {result.best_checkpoint}")
+    console.print(f"{result.macs / 1e6:.2f} M MACs, {result.params / 1e6:.3f} M params, {result.seconds:.1f}s on {result.device}")
+
+
+def _metrics_table(title: str, results) -> Table:
+    table = Table(title=title)
+    for col in ("artifact", "backend", "precision", "macro-F1", "accuracy", "top-1 agree", "size MB"):
+        table.add_column(col, justify="left" if col == "artifact" else "right")
+    for r in results:
+        agree = "-" if r.agreement is None else f"{r.agreement:.2%}"
+        table.add_row(str(r.artifact), r.backend, r.precision, f"{r.metrics.macro_f1:.4f}", f"{r.metrics.accuracy:.4f}",
+                      agree, f"{r.size_bytes / 1e6:.2f}")
+    return table
+
+
+@app.command("eval")
+def eval_cmd(
+    artifacts: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, help="Checkpoint, ONNX model or engine.")],
+    data: Annotated[Path, typer.Option("--data", exists=True, file_okay=False, help="Folder of <class>/<image> crops.")],
+    compare: Annotated[bool, typer.Option("--compare", help="Parity table of several artifacts (agreement with the first).")] = False,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the results as JSON.")] = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Confusion-matrix PNG (single artifact).")] = None,
+    backend: Annotated[str, typer.Option(help="auto, torch, onnxruntime or tensorrt.")] = "auto",
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
+) -> None:
+    """Macro-F1, accuracy, per-class F1 and confusion matrix of an artifact on a labelled folder."""
+    from edgeopt.evaluate import compare_artifacts, evaluate_artifact
+
+    if len(artifacts) > 1 or compare:
+        results = compare_artifacts(artifacts, data, device=device, batch_size=batch_size, json_path=json_path)
+        console.print(_metrics_table(f"parity on {data}", results))
+        return
+    result = evaluate_artifact(artifacts[0], data, backend=backend, device=device, batch_size=batch_size,
+                               plot=plot, json_path=json_path)
+    m = result.metrics
+    console.print(_metrics_table(f"{artifacts[0].name} on {data} ({m.n} images)", [result]))
+    cm = Table(title="confusion matrix (rows: true, columns: predicted) and per-class F1")
+    cm.add_column("")
+    for c in m.classes:
+        cm.add_column(c[:10], justify="right")
+    cm.add_column("F1", justify="right")
+    for c, row in zip(m.classes, m.confusion):
+        cm.add_row(c, *[str(v) for v in row], f"{m.per_class_f1[c]:.3f}")
+    console.print(cm)
+
+
+@app.command("info")
+def info_cmd(
+    target: Annotated[str, typer.Argument(help="An artifact (best.pt, model.onnx, model.engine), a model name or a YAML file.")],
+    img_size: Annotated[int, typer.Option("--img-size", help="Input size for a model name or YAML.")] = 96,
+    num_classes: Annotated[int, typer.Option("--num-classes", min=2)] = 6,
+) -> None:
+    """What an artifact is (manifest) or what a model costs (MACs, params) at an input size."""
+    import json
+
+    from edgeopt.artifacts import manifest_path
+
+    path = Path(target)
+    if path.suffix.lower() in (".pt", ".pth", ".onnx", ".engine", ".plan", ".trt"):
+        from edgeopt.evaluate import artifact_manifest
+
+        m = artifact_manifest(path)
+        table = Table(title=f"{path} ({m.kind})", show_header=False)
+        table.add_column("key")
+        table.add_column("value")
+        macs, params = m.arch.get("macs"), m.arch.get("params")
+        rows = [("classes", ", ".join(m.classes)), ("preprocess", json.dumps(m.preprocess)),
+                ("arch", f"{m.arch.get('source', '')}:{m.arch.get('name', '')}"), ("precision", str(m.precision)),
+                ("MACs", f"{macs / 1e6:.2f} M" if macs else "-"), ("params", f"{params / 1e6:.3f} M" if params else "-"),
+                ("sha256", str(m.sha256)), ("parent", json.dumps(m.parent) if m.parent else "-"),
+                ("metrics", json.dumps({k: v for k, v in m.metrics.items() if not isinstance(v, dict)})),
+                ("manifest", str(manifest_path(path)))]
+        for k, v in rows:
+            table.add_row(k, v)
+        console.print(table)
+        return
+    from edgeopt.models import count_complexity, create_model
+
+    model, arch = create_model(target, num_classes)
+    c = count_complexity(model, img_size)
+    console.print(f"{target}: {c.macs / 1e6:.2f} M MACs at {img_size} px, {c.params / 1e6:.3f} M params ({arch['source']})")
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

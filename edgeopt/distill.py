@@ -1,0 +1,97 @@
+"""Knowledge distillation: KL to the teachers' temperature-softened outputs.
+
+Teachers may run at their own (larger) input size and normalisation on the same augmented view;
+several teachers average their soft targets; ``true-label`` mode applies the KD term only where
+the (averaged) teacher predicts the true class.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from edgeopt.data.presets import Preprocess
+from edgeopt.errors import ConfigError
+
+KD_MODES = ("all", "true-label")
+
+
+@dataclasses.dataclass(frozen=True)
+class KDConfig:
+    temperature: float = 4.0
+    alpha: float = 0.7  # weight of the KD term; (1 - alpha) goes to the hard-label loss
+    mode: str = "all"
+
+    def __post_init__(self) -> None:
+        if not self.temperature > 0:
+            raise ConfigError(f"--kd-temperature {self.temperature} must be > 0, e.g. 4")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ConfigError(f"--kd-alpha {self.alpha} is out of range: use 0..1, e.g. 0.7")
+        if self.mode not in KD_MODES:
+            raise ConfigError(f"--kd {self.mode!r} is unknown: use one of {', '.join(KD_MODES)}")
+
+
+def soft_targets(teacher_logits: Sequence[torch.Tensor], temperature: float) -> torch.Tensor:
+    """Average of the teachers' softmax(logits / T)."""
+    probs = [F.softmax(t.float() / temperature, dim=1) for t in teacher_logits]
+    return torch.stack(probs).mean(0)
+
+
+def kd_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: Sequence[torch.Tensor],
+    targets: torch.Tensor,
+    config: KDConfig,
+    hard_loss: torch.Tensor,
+) -> torch.Tensor:
+    """``alpha * T^2 * KL(teacher || student) + (1 - alpha) * hard_loss``.
+
+    The T^2 factor keeps the soft term's gradient scale independent of T (Hinton et al.). In
+    ``true-label`` mode samples the teacher gets wrong contribute no KD term (averaged over the
+    whole batch, so the term shrinks rather than re-weights).
+    """
+    T = config.temperature
+    target_probs = soft_targets(teacher_logits, T)
+    log_student = F.log_softmax(student_logits.float() / T, dim=1)
+    per_sample = F.kl_div(log_student, target_probs, reduction="none").sum(1) * (T * T)
+    if config.mode == "true-label":
+        per_sample = per_sample * (target_probs.argmax(1) == targets).float()
+    return config.alpha * per_sample.mean() + (1.0 - config.alpha) * hard_loss
+
+
+@dataclasses.dataclass
+class Teacher:
+    model: nn.Module
+    preprocess: Preprocess
+    path: Path
+
+
+def load_teachers(paths: Sequence[str | Path], classes: Sequence[str], device: torch.device) -> list[Teacher]:
+    """Load teacher checkpoints (frozen, eval mode); their classes must match the student's."""
+    from edgeopt.runtime.torch_runner import load_checkpoint
+
+    teachers = []
+    for path in paths:
+        model, manifest = load_checkpoint(path, device)
+        if list(manifest.classes) != list(classes):
+            raise ConfigError(
+                f"teacher {path} was trained on classes {manifest.classes}, the data has {list(classes)}"
+            )
+        model.eval().requires_grad_(False)
+        teachers.append(Teacher(model, Preprocess.from_dict(manifest.preprocess), Path(path)))
+    return teachers
+
+
+def view_for(view01: torch.Tensor, preprocess: Preprocess) -> torch.Tensor:
+    """A [0, 1] batch -> the model's own size and normalisation."""
+    if view01.shape[-1] != preprocess.size or view01.shape[-2] != preprocess.size:
+        view01 = F.interpolate(view01, size=(preprocess.size, preprocess.size), mode="bilinear",
+                               antialias=True, align_corners=False)
+    mean = torch.tensor(preprocess.mean, device=view01.device).view(1, 3, 1, 1)
+    std = torch.tensor(preprocess.std, device=view01.device).view(1, 3, 1, 1)
+    return (view01 - mean) / std

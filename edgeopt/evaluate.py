@@ -1,0 +1,75 @@
+"""Evaluation stage: any artifact (checkpoint, ONNX, engine), same preprocessing, same metrics."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeopt.artifacts import Manifest, atomic_write_json, read_manifest
+from edgeopt.data.folder import scan_folder
+from edgeopt.data.presets import Preprocess
+from edgeopt.metrics import ClassificationMetrics, classification_metrics, plot_confusion
+from edgeopt.runtime import artifact_kind, open_runner
+
+
+@dataclasses.dataclass
+class EvalResult:
+    artifact: Path
+    backend: str
+    precision: str
+    metrics: ClassificationMetrics
+    predictions: np.ndarray
+    size_bytes: int
+    agreement: float | None = None  # top-1 agreement with the first artifact of a comparison
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"artifact": str(self.artifact), "backend": self.backend, "precision": self.precision,
+                "size_bytes": self.size_bytes, "agreement": self.agreement, **self.metrics.to_dict()}
+
+
+def iter_batches(paths: Sequence[Path], preprocess: Preprocess, batch_size: int, workers: int = 4) -> Iterator[np.ndarray]:
+    """Decode and preprocess ``paths`` in order, ``batch_size`` at a time, with a thread pool."""
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for start in range(0, len(paths), batch_size):
+            chunk = paths[start:start + batch_size]
+            yield np.stack(list(pool.map(preprocess.load, chunk)))
+
+
+def artifact_manifest(path: str | Path) -> Manifest:
+    kind = artifact_kind(path)
+    return read_manifest(path, expect_kind=kind)
+
+
+def evaluate_artifact(path: str | Path, data: str | Path, backend: str = "auto", device: str = "cpu",
+                      batch_size: int = 32, plot: Path | None = None, json_path: Path | None = None) -> EvalResult:
+    """Run ``path`` over every image under ``data`` (``<class>/<image>``) and score it."""
+    path = Path(path)
+    manifest = artifact_manifest(path)
+    runner = open_runner(path, backend=backend, device=device)
+    preprocess = Preprocess.from_dict(manifest.preprocess)
+    scan = scan_folder(data, classes=manifest.classes, allow_empty_classes=True)
+    logits = [runner.run(batch) for batch in iter_batches([s.path for s in scan.samples], preprocess, batch_size)]
+    preds = np.concatenate(logits).argmax(1)
+    metrics = classification_metrics(scan.labels, preds, manifest.classes)
+    result = EvalResult(path, runner.backend, runner.precision, metrics, preds, path.stat().st_size)
+    if plot is not None:
+        plot_confusion(metrics, plot, title=f"{path.name}: macro-F1 {metrics.macro_f1:.3f}")
+    if json_path is not None:
+        atomic_write_json(json_path, result.to_dict())
+    return result
+
+
+def compare_artifacts(paths: Sequence[str | Path], data: str | Path, device: str = "cpu", batch_size: int = 32,
+                      json_path: Path | None = None) -> list[EvalResult]:
+    """Evaluate several artifacts on the same data; agreement is top-1 agreement with the first."""
+    results = [evaluate_artifact(p, data, device=device, batch_size=batch_size) for p in paths]
+    for r in results:
+        r.agreement = float((r.predictions == results[0].predictions).mean())
+    if json_path is not None:
+        atomic_write_json(json_path, [r.to_dict() for r in results])
+    return results

@@ -1,0 +1,64 @@
+"""What machine a figure was measured on (recorded in every benchmark and bench JSON)."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_flags() -> list[str]:
+    """The SIMD features that decide INT8 speed on CPU (AVX2, AVX-512, VNNI)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                return sorted(f for f in flags if f in {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "fma"})
+    except OSError:
+        pass
+    return []
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model, cores, GPU and driver, library versions."""
+    from edgeopt.artifacts import tool_versions
+
+    info: dict[str, Any] = {
+        "hostname": platform.node(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu": cpu_model(),
+        "cpu_flags": cpu_flags(),
+        "cores": os.cpu_count(),
+        "gpu": None,
+        "libraries": tool_versions("torch", "torchvision", "timm", "onnx", "onnxruntime", "onnxruntime-gpu", "tensorrt", "numpy"),
+    }
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            props = torch.cuda.get_device_properties(0)
+            info["gpu"] = {"name": props.name, "compute_capability": f"{props.major}.{props.minor}",
+                           "memory_gib": round(props.total_memory / 2**30, 1), "cuda": torch.version.cuda,
+                           "driver": _nvidia_driver()}
+    except Exception:  # machine info must never break a benchmark
+        pass
+    return info
+
+
+def _nvidia_driver() -> str | None:
+    try:
+        return Path("/proc/driver/nvidia/version").read_text().split("Kernel Module")[1].split()[0]
+    except (OSError, IndexError):
+        return None

@@ -1,0 +1,35 @@
+"""MACs and parameter counts at any input size (``torch.utils.flop_counter``)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn as nn
+
+
+@dataclasses.dataclass(frozen=True)
+class Complexity:
+    macs: int  # multiply-accumulates for one image
+    params: int
+    input_size: int
+
+    def to_dict(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
+
+
+def count_complexity(model: nn.Module, input_size: int, channels: int = 3) -> Complexity:
+    """MACs of one forward pass on a ``channels x size x size`` image (FLOPs / 2), and parameters."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    model.eval()
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    x = torch.zeros(1, channels, input_size, input_size, device=device)
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(x)
+    model.train(was_training)
+    params = sum(p.numel() for p in model.parameters())
+    return Complexity(macs=int(counter.get_total_flops() // 2), params=int(params), input_size=input_size)

@@ -1,0 +1,156 @@
+"""One factory over edgeopt's own builders, timm, torchvision and YAML model files.
+
+``create_model(name_or_yaml, num_classes, pretrained=...)`` returns the module and an ``arch``
+record (stored in checkpoints and manifests) from which the same module can be rebuilt.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import torch.nn as nn
+
+from edgeopt.errors import ConfigError, MissingDependencyError
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """Name -> object. Duplicate names and unknown names are errors (with close matches)."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self._items: dict[str, T] = {}
+
+    def register(self, name: str, item: T) -> T:
+        if name in self._items:
+            raise ValueError(f"{self.what} {name!r} is already registered")
+        self._items[name] = item
+        return item
+
+    def __call__(self, name: str) -> Callable[[T], T]:
+        """Decorator form: ``@registry("name")``."""
+        return functools.partial(self.register, name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
+
+    def names(self) -> list[str]:
+        return sorted(self._items)
+
+    def get(self, name: str) -> T:
+        if name not in self._items:
+            raise ConfigError(unknown_name_message(self.what, name, self._items))
+        return self._items[name]
+
+
+def unknown_name_message(what: str, name: str, choices: Any, extra: str = "") -> str:
+    close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.6)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    return f"unknown {what} {name!r}{hint}{extra}"
+
+
+# Loaders of pretrained weights that need no network, by model name.
+PRETRAINED_LOADERS: Registry[Callable[[nn.Module], None]] = Registry("offline pretrained loader")
+
+
+def _lite0_loader(model: nn.Module) -> None:
+    from edgeopt.models.pretrained import load_efficientnet_lite0
+
+    load_efficientnet_lite0(model)
+
+
+PRETRAINED_LOADERS.register("tf_efficientnet_lite0", _lite0_loader)
+
+
+def create_model(
+    name: str | Path, num_classes: int, pretrained: bool = False, **kwargs: Any
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Build a classifier by timm/torchvision name or YAML file; returns ``(model, arch)``.
+
+    ``pretrained=True`` never falls back to random weights: it loads offline weights where
+    edgeopt ships them, otherwise the library's own (hub) loading, and stops with a clear
+    message when that fails.
+    """
+    if num_classes < 2:
+        raise ConfigError(f"num_classes={num_classes}: a classifier needs at least 2 classes")
+    name_str = str(name)
+    if name_str.endswith((".yaml", ".yml")):
+        from edgeopt.models.dsl import build_from_yaml_text, read_model_yaml
+
+        if pretrained:
+            raise ConfigError(f"{name_str}: YAML models have no pretrained weights; drop --pretrained")
+        text = read_model_yaml(name_str)
+        model = build_from_yaml_text(text, num_classes, source=name_str)
+        return model, {"source": "yaml", "name": Path(name_str).stem, "yaml": text, "num_classes": num_classes}
+    return _create_library_model(name_str, num_classes, pretrained, **kwargs)
+
+
+def _create_library_model(name: str, num_classes: int, pretrained: bool, **kwargs: Any) -> tuple[nn.Module, dict[str, Any]]:
+    import timm
+    import torchvision
+
+    arch = {"source": "", "name": name, "num_classes": num_classes, "kwargs": kwargs}
+    if name in timm.list_models():
+        arch["source"] = "timm"
+        if pretrained and name in PRETRAINED_LOADERS:
+            model = timm.create_model(name, pretrained=False, **kwargs)
+            PRETRAINED_LOADERS.get(name)(model)
+            model.reset_classifier(num_classes)
+            arch["pretrained"] = "offline"
+            return model, arch
+        if pretrained:
+            try:
+                model = timm.create_model(name, pretrained=True, num_classes=num_classes, **kwargs)
+            except Exception as exc:  # hub errors come in many types; the message says which
+                raise MissingDependencyError(
+                    f"pretrained weights for {name!r} could not be loaded ({type(exc).__name__}: "
+                    f"{str(exc).splitlines()[0][:160]}); edgeopt ships offline weights only for "
+                    f"{', '.join(PRETRAINED_LOADERS.names())}: connect to the model hub or drop --pretrained"
+                ) from None
+            arch["pretrained"] = "hub"
+            return model, arch
+        return timm.create_model(name, pretrained=False, num_classes=num_classes, **kwargs), arch
+    if name in torchvision.models.list_models(module=torchvision.models):
+        arch["source"] = "torchvision"
+        if pretrained:
+            try:
+                weights = torchvision.models.get_model_weights(name).DEFAULT
+                model = torchvision.models.get_model(name, weights=weights, **kwargs)
+            except Exception as exc:
+                raise MissingDependencyError(
+                    f"pretrained weights for {name!r} could not be loaded ({type(exc).__name__}); "
+                    "connect to the internet or drop --pretrained"
+                ) from None
+            _replace_torchvision_head(model, num_classes)
+            arch["pretrained"] = "hub"
+            return model, arch
+        return torchvision.models.get_model(name, num_classes=num_classes, **kwargs), arch
+    choices = timm.list_models() + torchvision.models.list_models(module=torchvision.models)
+    raise ConfigError(unknown_name_message("model", name, choices, "; or pass a models/*.yaml file"))
+
+
+def _replace_torchvision_head(model: nn.Module, num_classes: int) -> None:
+    for attr in ("fc", "classifier", "head"):
+        head = getattr(model, attr, None)
+        if isinstance(head, nn.Linear):
+            setattr(model, attr, nn.Linear(head.in_features, num_classes))
+            return
+        if isinstance(head, nn.Sequential) and isinstance(head[-1], nn.Linear):
+            head[-1] = nn.Linear(head[-1].in_features, num_classes)
+            return
+    raise ConfigError(f"cannot find the classifier layer of {type(model).__name__} to resize")
+
+
+def rebuild_model(arch: dict[str, Any]) -> nn.Module:
+    """Rebuild the (untrained) module an ``arch`` record describes, for loading a state dict."""
+    if arch.get("source") == "yaml":
+        from edgeopt.models.dsl import build_from_yaml_text
+
+        return build_from_yaml_text(arch["yaml"], arch["num_classes"], source=arch.get("name", "yaml"))
+    model, _ = _create_library_model(arch["name"], arch["num_classes"], False, **arch.get("kwargs", {}))
+    return model

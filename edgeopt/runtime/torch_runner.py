@@ -1,0 +1,77 @@
+"""PyTorch checkpoints: loading (``weights_only=True``) and a torch ``Runner`` (CPU or CUDA)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from edgeopt.artifacts import Manifest, read_manifest
+from edgeopt.errors import ArtifactError, ConfigError, MissingDependencyError
+
+CHECKPOINT_FORMAT = "edgeopt-checkpoint-1"
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> CUDA when present else CPU; asking for CUDA without one is an error, not a fallback."""
+    if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
+        raise ConfigError(f"unknown device {device!r}: use auto, cpu or cuda")
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise MissingDependencyError(f"--device {device} asked for, but PyTorch sees no CUDA GPU; use --device cpu")
+    return torch.device(device)
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint dict, loaded without executing code (``weights_only=True``)."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle, zip and unsafe-global errors all mean: not our checkpoint
+        raise ArtifactError(f"{path}: not a loadable edgeopt checkpoint ({type(exc).__name__}); pass a best.pt from edgeopt train") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise ArtifactError(f"{path}: not an edgeopt checkpoint; pass a best.pt written by edgeopt train")
+    return ckpt
+
+
+def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, Manifest]:
+    """Rebuild the model of a checkpoint, load its weights, return it in eval mode with its manifest."""
+    from edgeopt.models.registry import rebuild_model
+
+    manifest = read_manifest(path, expect_kind="checkpoint")
+    ckpt = read_checkpoint(path)
+    model = rebuild_model(ckpt["arch"])
+    model.load_state_dict(ckpt["state_dict"], strict=True)
+    return model.to(device).eval(), manifest
+
+
+class TorchRunner:
+    """Runs a checkpoint with PyTorch; on CUDA optionally FP16, channels-last and CUDA-graph replay."""
+
+    backend = "torch"
+
+    def __init__(self, path: str | Path, device: str = "cpu", fp16: bool = False, channels_last: bool | None = None) -> None:
+        self.torch_device = resolve_device(device)
+        self.device = self.torch_device.type
+        if fp16 and self.device != "cuda":
+            raise ConfigError("FP16 with the torch backend needs --device cuda (CPU FP16 is not faster and is not offered)")
+        self.model, self.manifest = load_checkpoint(path, self.torch_device)
+        self.precision = "fp16" if fp16 else "fp32"
+        self.dtype = torch.float16 if fp16 else torch.float32
+        self.model = self.model.to(dtype=self.dtype)
+        self.channels_last = self.device == "cuda" if channels_last is None else channels_last
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+
+    @torch.no_grad()
+    def run_tensor(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.torch_device, dtype=self.dtype, non_blocking=True)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.model(x)
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        return self.run_tensor(torch.from_numpy(np.ascontiguousarray(batch))).float().cpu().numpy()

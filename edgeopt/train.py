@@ -1,0 +1,359 @@
+"""Training stage: ``train_classifier(TrainConfig) -> TrainResult``.
+
+Writes ``best.pt`` (best validation macro-F1) and its manifest, ``last.pt`` (resumable),
+``metrics.json`` and ``curve.png`` into ``config.out``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from edgeopt.artifacts import Manifest, atomic_path, atomic_write_json, tool_versions, write_artifact_manifest
+from edgeopt.data.folder import FolderScan, scan_folder, split_scan
+from edgeopt.data.presets import RESIZE_RULES, Preprocess, preset_for_model
+from edgeopt.distill import KDConfig, load_teachers, view_for
+from edgeopt.errors import ConfigError
+from edgeopt.metrics import classification_metrics
+from edgeopt.runtime.torch_runner import CHECKPOINT_FORMAT, read_checkpoint, resolve_device
+
+OPTIMIZERS = ("adamw", "sgd")
+SCHEDULES = ("cosine", "onecycle")
+LOSSES = ("ce", "weighted", "focal")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    model: str
+    data: Path
+    out: Path = Path("runs/train")
+    val: Path | None = None
+    val_split: float = 0.2
+    img_size: int = 96
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    optimizer: str = "adamw"
+    schedule: str = "cosine"
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.1
+    loss: str = "weighted"
+    focal_gamma: float = 2.0
+    randaugment: int = 0  # magnitude; 0 = off
+    scale_min: float = 0.35
+    mixup: float = 0.0  # Beta(alpha, alpha); 0 = off
+    pretrained: bool = False
+    resize: str = "squash"
+    teachers: list[Path] = dataclasses.field(default_factory=list)
+    kd: KDConfig = dataclasses.field(default_factory=KDConfig)
+    device: str = "auto"
+    seed: int = 0
+    workers: int | None = None
+    resume: bool = False
+    amp: bool = True
+
+    def __post_init__(self) -> None:
+        checks = [
+            ("--epochs", self.epochs, 1, 100_000), ("--batch-size", self.batch_size, 1, 65_536),
+            ("--img-size", self.img_size, 16, 1024), ("--lr", self.lr, 1e-7, 10.0),
+            ("--weight-decay", self.weight_decay, 0.0, 1.0), ("--label-smoothing", self.label_smoothing, 0.0, 0.5),
+            ("--randaugment", self.randaugment, 0, 30), ("--scale-min", self.scale_min, 0.05, 1.0),
+            ("--mixup", self.mixup, 0.0, 10.0), ("--warmup-epochs", self.warmup_epochs, 0.0, 1000.0),
+        ]
+        for name, value, lo, hi in checks:
+            if not lo <= value <= hi:
+                raise ConfigError(f"{name} {value} is out of range: use {lo}..{hi}")
+        for name, value, valid in (("--optimizer", self.optimizer, OPTIMIZERS), ("--schedule", self.schedule, SCHEDULES),
+                                   ("--loss", self.loss, LOSSES), ("--resize", self.resize, RESIZE_RULES)):
+            if value not in valid:
+                raise ConfigError(f"{name} {value!r} is unknown: use one of {', '.join(valid)}")
+        self.data, self.out = Path(self.data), Path(self.out)
+        self.val = Path(self.val) if self.val else None
+        self.teachers = [Path(t) for t in self.teachers]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        return {k: (str(v) if isinstance(v, Path) else [str(x) for x in v] if k == "teachers" else v) for k, v in d.items()}
+
+
+@dataclasses.dataclass
+class EpochStats:
+    epoch: int
+    train_loss: float
+    val_loss: float
+    val_macro_f1: float
+    val_accuracy: float
+    lr: float
+    seconds: float
+    best: bool = False
+
+
+@dataclasses.dataclass
+class TrainResult:
+    best_checkpoint: Path
+    last_checkpoint: Path
+    best_macro_f1: float
+    best_epoch: int
+    history: list[EpochStats]
+    macs: int
+    params: int
+    seconds: float
+    device: str
+
+
+class Callbacks:
+    """Progress hooks; the CLI renders them with rich, library users may ignore them."""
+
+    def on_start(self, config: TrainConfig, steps_per_epoch: int, device: str, start_epoch: int) -> None: ...
+    def on_batch(self, epoch: int, step: int, loss: float) -> None: ...
+    def on_epoch(self, stats: EpochStats) -> None: ...
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _hard_loss(config: TrainConfig, class_weights: torch.Tensor) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    weight = class_weights if config.loss in ("weighted", "focal") else None
+    if config.loss == "focal":
+        def focal(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            logp = F.log_softmax(logits.float(), 1)
+            ce = F.nll_loss(logp, target, weight=weight, reduction="none")
+            pt = logp.gather(1, target[:, None]).squeeze(1).exp()
+            return ((1 - pt) ** config.focal_gamma * ce).mean()
+        return focal
+    return lambda logits, target: F.cross_entropy(logits.float(), target, weight=weight, label_smoothing=config.label_smoothing)
+
+
+def _make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=config.lr, momentum=0.9, nesterov=True)
+    return torch.optim.AdamW(groups, lr=config.lr)
+
+
+def _make_schedule(config: TrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int):
+    total = config.epochs * steps_per_epoch
+    if config.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total, pct_start=0.25)
+    warmup = int(config.warmup_epochs * steps_per_epoch)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def load_splits(config: TrainConfig) -> tuple[FolderScan, FolderScan]:
+    """Train/val scans: a separate ``--val`` folder, or a stratified split of ``--data``."""
+    scan = scan_folder(config.data)
+    if config.val is not None:
+        return scan, scan_folder(config.val, classes=scan.classes, allow_empty_classes=True)
+    return split_scan(scan, config.val_split, seed=config.seed)
+
+
+@torch.no_grad()
+def evaluate_model(model: nn.Module, loader, preprocess: Preprocess, device: torch.device, classes: list[str],
+                   loss_fn=None) -> tuple[Any, float]:
+    """Macro-F1 & co. over a loader of [0, 1] views; also the mean loss when ``loss_fn`` is given."""
+    model.eval()
+    preds, labels, losses = [], [], []
+    for x, y in loader:
+        x, y = x.to(device, non_blocking=True), y.to(device)
+        logits = model(view_for(x, preprocess)).float()
+        if loss_fn is not None:
+            losses.append(float(loss_fn(logits, y)) * len(y))
+        preds.append(logits.argmax(1).cpu())
+        labels.append(y.cpu())
+    y_true, y_pred = torch.cat(labels).numpy(), torch.cat(preds).numpy()
+    return classification_metrics(y_true, y_pred, classes), (sum(losses) / len(y_true) if losses else float("nan"))
+
+
+def train_classifier(config: TrainConfig, callbacks: Callbacks | None = None) -> TrainResult:
+    """Train, validate every epoch, keep the best checkpoint by validation macro-F1."""
+    from edgeopt.data.loaders import cached_datasets
+    from edgeopt.data.synthetic import is_synthetic
+    from edgeopt.models import count_complexity, create_model
+
+    callbacks = callbacks or Callbacks()
+    t_start = time.perf_counter()
+    device = resolve_device(config.device)
+    _seed_everything(config.seed)
+    train_scan, val_scan = load_splits(config)
+    classes = train_scan.classes
+    preprocess = preset_for_model(config.model, config.img_size, config.resize)
+    model, arch = create_model(config.model, len(classes), pretrained=config.pretrained)
+    complexity = count_complexity(model, config.img_size)
+    teachers = load_teachers(config.teachers, classes, device)
+    view_size = max([config.img_size] + [t.preprocess.size for t in teachers])
+    train_ds, val_ds = cached_datasets(train_scan, val_scan, preprocess, view_size, config.scale_min, config.randaugment, config.workers)
+    if len(train_ds) < 2:
+        raise ConfigError(f"{config.data}: only {len(train_ds)} training image(s); need at least 2")
+    workers = config.workers if config.workers is not None else (min(8, (os.cpu_count() or 2) - 1) if device.type == "cuda" else 0)
+    generator = torch.Generator()
+    train_loader = torch.utils.data.DataLoader(
+        train_ds, batch_size=config.batch_size, shuffle=True, drop_last=len(train_ds) > config.batch_size,
+        num_workers=workers, generator=generator, pin_memory=device.type == "cuda", persistent_workers=workers > 0,
+    )
+    val_loader = torch.utils.data.DataLoader(val_ds, batch_size=max(64, config.batch_size), num_workers=0)
+    steps = len(train_loader)
+
+    model.to(device)
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    optimizer = _make_optimizer(config, model)
+    scheduler = _make_schedule(config, optimizer, steps)
+    class_weights = torch.as_tensor(train_scan.class_weights(), device=device)
+    hard_loss = _hard_loss(config, class_weights)
+    plain_loss = lambda logits, y: F.cross_entropy(logits, y)  # noqa: E731  (val loss: unweighted CE)
+    out = config.out
+    out.mkdir(parents=True, exist_ok=True)
+    best_path, last_path = out / "best.pt", out / "last.pt"
+    history: list[EpochStats] = []
+    best_f1, best_epoch, start_epoch = -1.0, -1, 0
+    identity = {"model": str(config.model), "classes": classes, "img_size": config.img_size, "epochs": config.epochs}
+    if config.resume:
+        if not last_path.exists():
+            raise ConfigError(f"--resume: no {last_path} to resume from; run without --resume first")
+        state = read_checkpoint(last_path)
+        if state["identity"] != identity:
+            raise ConfigError(
+                f"--resume: {last_path} was made with {state['identity']}, this run is {identity}; "
+                "resume with the same model, data classes, size and epochs, or start a new --out"
+            )
+        model.load_state_dict(state["state_dict"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        history = [EpochStats(**h) for h in state["history"]]
+        best_f1, best_epoch, start_epoch = state["best_f1"], state["best_epoch"], state["epoch"] + 1
+    callbacks.on_start(config, steps, str(device), start_epoch)
+    use_amp = config.amp and device.type == "cuda"
+    mixup = torch.distributions.Beta(config.mixup, config.mixup) if config.mixup > 0 else None
+
+    for epoch in range(start_epoch, config.epochs):
+        t_epoch = time.perf_counter()
+        _seed_everything(config.seed * 100_003 + epoch)  # per-epoch seed: a resumed run replays the same batches
+        generator.manual_seed(config.seed * 100_003 + epoch)
+        model.train()
+        total, count = 0.0, 0
+        for step, (x, y) in enumerate(train_loader):
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            y2, lam = y, 1.0
+            if mixup is not None:
+                lam = float(mixup.sample())
+                perm = torch.randperm(len(y), device=device)
+                x, y2 = lam * x + (1 - lam) * x[perm], y[perm]
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
+                logits = model(view_for(x, preprocess).contiguous(memory_format=torch.channels_last))
+                hard = lam * hard_loss(logits, y) + (1 - lam) * hard_loss(logits, y2) if mixup else hard_loss(logits, y)
+                if teachers:
+                    with torch.no_grad():
+                        t_logits = [t.model(view_for(x, t.preprocess)) for t in teachers]
+                    loss = _kd(logits, t_logits, y, config.kd, hard)
+                else:
+                    loss = hard
+            if not torch.isfinite(loss):
+                raise ConfigError(f"training diverged at epoch {epoch + 1} (loss {float(loss)}); lower --lr")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            loss_value = loss.item()
+            total += loss_value * len(y)
+            count += len(y)
+            callbacks.on_batch(epoch, step, loss_value)
+        metrics, val_loss = evaluate_model(model, val_loader, preprocess, device, classes, plain_loss)
+        stats = EpochStats(epoch + 1, total / max(count, 1), val_loss, metrics.macro_f1, metrics.accuracy,
+                           optimizer.param_groups[0]["lr"], time.perf_counter() - t_epoch)
+        if metrics.macro_f1 > best_f1:
+            best_f1, best_epoch, stats.best = metrics.macro_f1, epoch + 1, True
+            _save_best(best_path, model, arch, classes, preprocess, complexity, metrics, stats, config,
+                       is_synthetic(config.data), [str(t.path) for t in teachers])
+        history.append(stats)
+        _save_last(last_path, model, optimizer, scheduler, identity, epoch, history, best_f1, best_epoch)
+        atomic_write_json(out / "metrics.json", {"config": config.to_dict(), "best_macro_f1": best_f1, "best_epoch": best_epoch,
+                                                  "macs": complexity.macs, "params": complexity.params,
+                                                  "history": [dataclasses.asdict(h) for h in history]})
+        callbacks.on_epoch(stats)
+    if history:
+        plot_curve(history, out / "curve.png")
+    return TrainResult(best_path, last_path, best_f1, best_epoch, history, complexity.macs, complexity.params,
+                       time.perf_counter() - t_start, str(device))
+
+
+def _kd(logits, teacher_logits, y, kd: KDConfig, hard):
+    from edgeopt.distill import kd_loss
+
+    return kd_loss(logits, teacher_logits, y, kd, hard)
+
+
+def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
+
+
+def _save_best(path: Path, model, arch, classes, preprocess, complexity, metrics, stats, config, synthetic, teachers) -> None:
+    ckpt = {"format": CHECKPOINT_FORMAT, "state_dict": _cpu_state(model), "arch": arch, "classes": classes,
+            "preprocess": preprocess.to_dict(), "epoch": stats.epoch}
+    with atomic_path(path) as tmp:
+        torch.save(ckpt, tmp)
+    manifest = Manifest(
+        kind="checkpoint", classes=classes, preprocess=preprocess.to_dict(),
+        arch={k: v for k, v in arch.items() if k != "yaml"} | {"macs": complexity.macs, "params": complexity.params},
+        precision="fp32", tools=tool_versions("torch", "torchvision", "timm"),
+        metrics={"val_macro_f1": metrics.macro_f1, "val_accuracy": metrics.accuracy, "val_per_class_f1": metrics.per_class_f1,
+                 "epoch": stats.epoch, "macs": complexity.macs, "params": complexity.params},
+        extra={"train_config": config.to_dict(), "data": str(config.data), "synthetic_data": synthetic, "teachers": teachers},
+    )
+    write_artifact_manifest(path, manifest)
+
+
+def _save_last(path: Path, model, optimizer, scheduler, identity, epoch, history, best_f1, best_epoch) -> None:
+    state = {"format": CHECKPOINT_FORMAT, "state_dict": _cpu_state(model), "optimizer": optimizer.state_dict(),
+             "scheduler": scheduler.state_dict(), "identity": identity, "epoch": epoch,
+             "history": [dataclasses.asdict(h) for h in history], "best_f1": best_f1, "best_epoch": best_epoch}
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def plot_curve(history: list[EpochStats], path: Path) -> Path:
+    """Learning curve: train/val loss and val macro-F1 per epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h.epoch for h in history]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(epochs, [h.train_loss for h in history], label="train loss")
+    ax.plot(epochs, [h.val_loss for h in history], label="val loss")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax2 = ax.twinx()
+    ax2.plot(epochs, [h.val_macro_f1 for h in history], color="tab:green", label="val macro-F1")
+    ax2.set_ylim(0, 1)
+    ax2.set_ylabel("macro-F1")
+    fig.legend(loc="upper center", ncol=3, fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from edgeopt.errors import ConfigError, MissingDependencyError
+from edgeopt.models import count_complexity, create_model, rebuild_model
+from edgeopt.models.registry import Registry
+
+MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
+
+
+def test_registry_rejects_duplicates_and_suggests_close_names() -> None:
+    reg: Registry[int] = Registry("thing")
+    reg.register("alpha", 1)
+    with pytest.raises(ValueError, match="already registered"):
+        reg.register("alpha", 2)
+    with pytest.raises(ConfigError, match="did you mean alpha"):
+        reg.get("alpah")
+
+
+def test_unknown_model_name_suggests_close_matches() -> None:
+    with pytest.raises(ConfigError, match="did you mean.*mobilenetv3_small_050"):
+        create_model("mobilenetv3_small_05", 6)
+
+
+@pytest.mark.parametrize("name,size", [("mobilenetv3_small_050", 64), ("shufflenet_v2_x0_5", 64), ("resnet18d", 64)])
+def test_library_models_build_and_rebuild(name: str, size: int) -> None:
+    model, arch = create_model(name, 5)
+    assert arch["source"] in ("timm", "torchvision") and arch["num_classes"] == 5
+    model.eval()
+    x = torch.randn(2, 3, size, size)
+    again = rebuild_model(arch).eval()
+    again.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        assert torch.equal(model(x), again(x))
+    assert model(x).shape == (2, 5)
+
+
+def test_macs_match_reference_figures() -> None:
+    # the reference: mobilenetv3_small_050 at 96 px is 4.6 M MACs, _075 8.4 M
+    m050, _ = create_model("mobilenetv3_small_050", 6)
+    m075, _ = create_model("mobilenetv3_small_075", 6)
+    assert 4.5e6 < count_complexity(m050, 96).macs < 4.7e6
+    assert 8.3e6 < count_complexity(m075, 96).macs < 8.5e6
+    # convolution MACs grow with the square of the input size (the classifier's do not)
+    ratio = count_complexity(m050, 192).macs / count_complexity(m050, 96).macs
+    assert 3.5 < ratio < 4.0
+
+
+def test_pretrained_lite0_mapping_matches_reference_logits() -> None:
+    pytest.importorskip("efficientnet_lite_pytorch")
+    import timm
+    from efficientnet_lite_pytorch import EfficientNet
+
+    from edgeopt.models.pretrained import lite0_weights_path, load_efficientnet_lite0
+
+    model = timm.create_model("tf_efficientnet_lite0", pretrained=False).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    load_efficientnet_lite0(model)
+    after = model.state_dict()
+    changed = [k for k in after if after[k].is_floating_point() and not torch.equal(before[k], after[k])]
+    floats = [k for k in after if after[k].is_floating_point()]
+    assert len(after) == 296 and len(changed) == len(floats)  # every tensor assigned
+    reference = EfficientNet.from_name("efficientnet-lite0")
+    reference.load_state_dict(torch.load(lite0_weights_path(), map_location="cpu", weights_only=True))
+    reference.eval()
+    x = torch.randn(2, 3, 96, 96, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(model(x), reference(x))
+
+
+def test_pretrained_lite0_gets_a_new_head() -> None:
+    model, arch = create_model("tf_efficientnet_lite0", 6, pretrained=True)
+    assert arch["pretrained"] == "offline" and model.get_classifier().out_features == 6
+
+
+def test_position_mapping_rejects_shape_mismatch() -> None:
+    from edgeopt.models.pretrained import map_by_position
+
+    with pytest.raises(ConfigError, match="does not fit"):
+        map_by_position({"a": torch.zeros(3)}, {"b": torch.zeros(4)})
+
+
+def test_pretrained_without_hub_fails_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    hub_constants = pytest.importorskip("huggingface_hub.constants")
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)  # read at import time: patch it too
+    with pytest.raises(MissingDependencyError, match="drop --pretrained"):
+        create_model("mobilenetv3_small_050", 6, pretrained=True)
+    with pytest.raises(ConfigError, match="YAML models have no pretrained"):
+        create_model(MODELS_DIR / "tiny_cnn.yaml", 6, pretrained=True)
