@@ -43,8 +43,8 @@ app = typer.Typer(
 data_app = typer.Typer(help="Datasets: TACO -> crops, statistics, the synthetic demo set.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 ExistingDir = Annotated[Path, typer.Argument(exists=True, file_okay=False, help="A folder of <class>/<image> crops.")]
 
@@ -304,6 +304,53 @@ def info_cmd(
     model, arch = create_model(target, num_classes)
     c = count_complexity(model, img_size)
     console.print(f"{target}: {c.macs / 1e6:.2f} M MACs at {img_size} px, {c.params / 1e6:.3f} M params ({arch['source']})")
+
+
+# -- export / calibrate ---------------------------------------------------------------------------
+@app.command("export")
+def export_cmd(
+    checkpoint: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="best.pt from edgeopt train.")],
+    out: Annotated[Path, typer.Option("--out", help="Output .onnx path.")] = Path("model.onnx"),
+    opset: Annotated[int, typer.Option(help="ONNX opset (13-21).")] = 17,
+    static_batch: Annotated[bool, typer.Option("--static-batch", help="Fixed batch axis (default: dynamic).")] = False,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="The batch of a --static-batch export.")] = 1,
+    fp16: Annotated[bool, typer.Option("--fp16", help="FP16 weights/compute with FP32 inputs/outputs.")] = False,
+    data: Annotated[Optional[Path], typer.Option("--data", exists=True, file_okay=False, help="Real images for the parity check.")] = None,
+) -> None:
+    """Export a checkpoint to ONNX: BN folded, onnxslim, onnx.checker, parity against PyTorch."""
+    from edgeopt.export import export_onnx
+
+    result = export_onnx(checkpoint, out, opset=opset, static_batch=static_batch, fp16=fp16, data=data, batch_size=batch_size)
+    p = result.parity
+    console.print(f"exported {result.precision.upper()} ONNX (opset {result.opset}) -> {result.path}")
+    console.print(f"parity vs PyTorch on {p.images} {p.source} inputs: max |Δlogit| {p.max_abs_diff:.2e}, "
+                  f"top-1 agreement {p.top1_agreement:.2%}")
+
+
+@app.command("calibrate")
+def calibrate_cmd(
+    model: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="FP32 ONNX from edgeopt export.")],
+    data: Annotated[Path, typer.Option("--data", exists=True, file_okay=False, help="Folder of <class>/<image> crops.")],
+    out: Annotated[Path, typer.Option("--out", help="Output Q/DQ INT8 .onnx path.")] = Path("model.int8.onnx"),
+    num_images: Annotated[int, typer.Option("--num-images", min=1, help="Calibration subset size (stratified).")] = 512,
+    method: Annotated[str, typer.Option(help="minmax, entropy or percentile.")] = "entropy",
+    quantizer: Annotated[str, typer.Option(help="onnxruntime, or modelopt (needs edgeopt[modelopt]).")] = "onnxruntime",
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
+    seed: Annotated[int, typer.Option()] = 0,
+    calibration_dir: Annotated[Path, typer.Option("--calibration-dir", help="Where the calibration manifest goes.")] = Path("calibration"),
+) -> None:
+    """Quantize to explicit INT8 (Q/DQ ONNX, symmetric, per-channel weights) on real crops."""
+    from edgeopt.calibrate import calibrate_onnx
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = calibrate_onnx(model, data, out, num_images, method, quantizer, batch_size, seed, calibration_dir)
+    for w in caught:
+        if issubclass(w.category, UserWarning) and "edgeopt" in (w.filename or "") or "calibrat" in str(w.message):
+            _warn(w.message)
+    console.print(f"INT8 Q/DQ ONNX ({result.method}, {result.quantizer}) -> {result.path}")
+    console.print(f"calibrated on {result.num_images} images in {result.batches} batches; {result.qdq_nodes} Q/DQ nodes; "
+                  f"manifest {result.calibration_manifest}")
 
 
 def main() -> None:

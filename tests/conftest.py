@@ -26,3 +26,25 @@ def synth_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from edgeopt.data.synthetic import render_synthetic
 
     return render_synthetic(tmp_path_factory.mktemp("synth"), per_class=12, seed=0, max_side=96)
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpts(synth_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One-epoch checkpoints of a YAML model and a timm model on the synthetic data (CPU, seconds)."""
+    from edgeopt.train import TrainConfig, train_classifier
+
+    out = tmp_path_factory.mktemp("ckpts")
+    ckpts = {}
+    for key, model in (("yaml", str(ROOT / "models" / "tiny_cnn.yaml")), ("timm", "mobilenetv3_small_050")):
+        config = TrainConfig(model=model, data=synth_data, out=out / key, img_size=32, epochs=1, batch_size=16,
+                             device="cpu", workers=0)
+        ckpts[key] = train_classifier(config).best_checkpoint
+    return ckpts
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tiny_ckpts: dict[str, Path], synth_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """FP32 ONNX export of the YAML model."""
+    from edgeopt.export import export_onnx
+
+    return export_onnx(tiny_ckpts["yaml"], tmp_path_factory.mktemp("onnx") / "tiny.onnx", data=synth_data).path

@@ -1,0 +1,279 @@
+"""Calibration stage: FP32 ONNX -> explicit INT8 Q/DQ ONNX that TensorRT (and ONNX Runtime) accept.
+
+Rules of the output (checked by :func:`check_qdq`): int8 everywhere, zero-point 0 (symmetric),
+per-tensor activations, per-channel weights on the output-channel axis. The calibration subset is
+deterministic and stratified, and recorded in ``calibration/`` with each file's sha256.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeopt.artifacts import (
+    Manifest,
+    atomic_path,
+    atomic_write_json,
+    read_manifest,
+    sha256_file,
+    tool_versions,
+    write_artifact_manifest,
+)
+from edgeopt.data.folder import FolderScan, Sample, scan_folder
+from edgeopt.data.presets import Preprocess
+from edgeopt.errors import ArtifactError, ConfigError, DataError, MissingDependencyError, VerificationError
+
+METHODS = ("minmax", "entropy", "percentile")
+QUANTIZERS = ("onnxruntime", "modelopt")
+RECOMMENDED_IMAGES = 300
+
+
+def select_subset(scan: FolderScan, num_images: int, seed: int = 0) -> list[Sample]:
+    """A deterministic, class-stratified subset (largest-remainder quotas, at least one per class)."""
+    if num_images < 1:
+        raise ConfigError(f"--num-images {num_images} must be at least 1")
+    labels = scan.labels
+    present = [c for c in range(len(scan.classes)) if (labels == c).any()]
+    n = min(num_images, len(labels))
+    counts = np.asarray([(labels == c).sum() for c in present], dtype=np.float64)
+    exact = counts / counts.sum() * n
+    quota = np.minimum(np.floor(exact).astype(int), counts.astype(int))
+    if n >= len(present):
+        quota = np.maximum(quota, 1)
+    for i in np.argsort(-(exact - np.floor(exact)), kind="stable"):  # hand out what rounding left over
+        if quota.sum() >= n:
+            break
+        if quota[i] < counts[i]:
+            quota[i] += 1
+    while quota.sum() > n:
+        quota[int(np.argmax(quota))] -= 1
+    rng = np.random.default_rng(seed)
+    picked: list[Sample] = []
+    for c, q in zip(present, quota):
+        members = sorted((s for s in scan.samples if s.label == c), key=lambda s: str(s.path))
+        order = rng.permutation(len(members))[:q]
+        picked.extend(members[i] for i in sorted(order))
+    return picked
+
+
+@dataclasses.dataclass
+class CalibrationSet:
+    samples: list[Sample]
+    root: Path
+    classes: list[str]
+    missing_classes: list[str]
+
+
+def calibration_set(data: str | Path, classes: Sequence[str], num_images: int, batch_size: int, seed: int = 0) -> CalibrationSet:
+    """Choose the subset; warn below 300 images or with a class missing; fail below one batch."""
+    scan = scan_folder(data, classes=classes, allow_empty_classes=True)
+    picked = select_subset(scan, num_images, seed)
+    if len(picked) < batch_size:
+        raise DataError(
+            f"{data}: only {len(picked)} calibration image(s), fewer than one batch of {batch_size}; "
+            "add images or lower --batch-size"
+        )
+    missing = [c for i, c in enumerate(classes) if not any(s.label == i for s in picked)]
+    if len(picked) < RECOMMENDED_IMAGES:
+        warnings.warn(f"calibrating on {len(picked)} images; {RECOMMENDED_IMAGES}+ give more reliable INT8 ranges", stacklevel=2)
+    if missing:
+        warnings.warn(f"calibration set has no images of class(es) {missing}", stacklevel=2)
+    return CalibrationSet(picked, Path(data), list(classes), missing)
+
+
+def iter_calibration_batches(cset: CalibrationSet, preprocess: Preprocess, batch_size: int) -> Iterator[np.ndarray]:
+    """Full batches only (a ragged last batch would skew a static-shape calibrator)."""
+    paths = [s.path for s in cset.samples]
+    for start in range(0, len(paths) - batch_size + 1, batch_size):
+        yield np.stack([preprocess.load(p) for p in paths[start:start + batch_size]])
+
+
+class _Reader:
+    """onnxruntime.quantization ``CalibrationDataReader`` over our batches, counting what it served."""
+
+    def __init__(self, batches: Iterator[np.ndarray], input_name: str) -> None:
+        self.batches, self.input_name, self.served = batches, input_name, 0
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        batch = next(self.batches, None)
+        if batch is None:
+            return None
+        self.served += 1
+        return {self.input_name: batch}
+
+
+@dataclasses.dataclass
+class CalibrationResult:
+    path: Path
+    calibration_manifest: Path
+    num_images: int
+    batches: int
+    method: str
+    quantizer: str
+    qdq_nodes: int
+
+
+def calibrate_onnx(model: str | Path, data: str | Path, out: str | Path, num_images: int = 512, method: str = "entropy",
+                   quantizer: str = "onnxruntime", batch_size: int = 32, seed: int = 0,
+                   calibration_dir: str | Path = "calibration") -> CalibrationResult:
+    """Quantize an FP32 ONNX artifact to a TensorRT-compatible Q/DQ INT8 ONNX."""
+    model, out = Path(model), Path(out)
+    if method not in METHODS:
+        raise ConfigError(f"--method {method!r} is unknown: use one of {', '.join(METHODS)}")
+    if quantizer not in QUANTIZERS:
+        raise ConfigError(f"--quantizer {quantizer!r} is unknown: use one of {', '.join(QUANTIZERS)}")
+    if out.suffix.lower() != ".onnx":
+        raise ConfigError(f"--out {out}: an ONNX model's name must end in .onnx")
+    if model.suffix.lower() != ".onnx":
+        raise ArtifactError(f"{model}: expected an ONNX model (.onnx) from edgeopt export")
+    manifest = read_manifest(model, expect_kind="onnx")
+    if manifest.precision != "fp32":
+        raise ArtifactError(f"{model}: is {manifest.precision}; calibrate the FP32 export")
+    input_name = manifest.extra.get("input", "input")
+    _check_input(model, input_name)
+    preprocess = Preprocess.from_dict(manifest.preprocess)
+    cset = calibration_set(data, manifest.classes, num_images, batch_size, seed)
+    batches = iter_calibration_batches(cset, preprocess, batch_size)
+    with atomic_path(out) as tmp:
+        if quantizer == "onnxruntime":
+            served = _quantize_ort(model, tmp, batches, input_name, method)
+        else:
+            served = _quantize_modelopt(model, tmp, batches, method)
+        if served == 0:
+            raise VerificationError("the calibrator received zero batches; check --data and --batch-size")
+        import onnx
+
+        violations = check_qdq(onnx.load(str(tmp)))
+        if violations:
+            raise VerificationError(f"quantized model breaks the TensorRT Q/DQ rules: {violations[0]} (+{len(violations) - 1} more)")
+        qdq_nodes = sum(1 for n in onnx.load(str(tmp)).graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear"))
+    calib_path = Path(calibration_dir) / f"{out.stem}.calib.json"
+    record = {
+        "onnx": str(model), "onnx_sha256": manifest.sha256, "method": method, "quantizer": quantizer, "seed": seed,
+        "batch_size": batch_size, "batches": served, "data_root": str(cset.root), "classes": cset.classes,
+        "missing_classes": cset.missing_classes, "preprocess": preprocess.to_dict(),
+        "images": [{"path": str(s.path.relative_to(cset.root)), "label": cset.classes[s.label], "sha256": sha256_file(s.path)}
+                   for s in cset.samples],
+    }
+    atomic_write_json(calib_path, record)
+    new = Manifest(kind="onnx", classes=manifest.classes, preprocess=manifest.preprocess, arch=manifest.arch, precision="int8",
+                   tools=tool_versions("onnx", "onnxruntime", "nvidia-modelopt"),
+                   extra={**manifest.extra, "quantization": {"format": "QDQ", "activations": "int8 symmetric per-tensor",
+                          "weights": "int8 symmetric per-channel (output-channel axis)", "method": method,
+                          "quantizer": quantizer, "calibration_manifest": str(calib_path), "num_images": len(cset.samples)}})
+    write_artifact_manifest(out, new, parent=model)
+    return CalibrationResult(out, calib_path, len(cset.samples), served, method, quantizer, qdq_nodes)
+
+
+def _check_input(model: Path, input_name: str) -> None:
+    import onnx
+
+    try:
+        graph = onnx.load(str(model), load_external_data=False).graph
+    except Exception as exc:  # protobuf decode errors
+        raise ArtifactError(f"{model}: not a readable ONNX file ({type(exc).__name__})") from None
+    inits = {i.name for i in graph.initializer}
+    names = [i.name for i in graph.input if i.name not in inits]
+    if input_name not in names:
+        raise ArtifactError(f"{model}: has no input {input_name!r} (inputs: {names}); export it with edgeopt export")
+
+
+def _quantize_ort(model: Path, out: Path, batches: Iterator[np.ndarray], input_name: str, method: str) -> int:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}
+    reader = _Reader(batches, input_name)
+    with tempfile.TemporaryDirectory() as tmpdir:
+        prepped = Path(tmpdir) / "prep.onnx"
+        quant_pre_process(str(model), str(prepped), skip_symbolic_shape=True)
+        quantize_static(
+            str(prepped), str(out), reader, quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=False,
+            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, calibrate_method=methods[method],
+            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "CalibPercentile": 99.99,
+                           "CalibTensorRangeSymmetric": True, "QuantizeBias": False},
+        )
+    return reader.served
+
+
+def _quantize_modelopt(model: Path, out: Path, batches: Iterator[np.ndarray], method: str) -> int:
+    try:
+        from modelopt.onnx.quantization import quantize
+    except ImportError:
+        raise MissingDependencyError(
+            "--quantizer modelopt needs NVIDIA ModelOpt: pip install 'edgeopt[modelopt]' (pulls onnxruntime-gpu and cupy)"
+        ) from None
+    if method == "percentile":
+        raise ConfigError("ModelOpt calibrates with minmax ('max') or entropy; use --quantizer onnxruntime for percentile")
+    data = list(batches)
+    if not data:
+        return 0
+    quantize(onnx_path=str(model), quantize_mode="int8", calibration_data=np.concatenate(data),
+             calibration_method={"minmax": "max", "entropy": "entropy"}[method], output_path=str(out))
+    return len(data)
+
+
+# -- the Q/DQ rules ---------------------------------------------------------------------------
+WEIGHT_AXIS = {"Conv": lambda node: 0, "ConvTranspose": lambda node: 1, "MatMul": lambda node: 1,
+               "Gemm": lambda node: 0 if _attr(node, "transB", 0) else 1}
+
+
+def _attr(node: Any, name: str, default: Any) -> Any:
+    import onnx
+
+    for a in node.attribute:
+        if a.name == name:
+            return onnx.helper.get_attribute_value(a)
+    return default
+
+
+def check_qdq(model: Any) -> list[str]:
+    """Every Q/DQ pair must be int8 with zero-point 0; weights per-channel on the output axis."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    consumers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    problems: list[str] = []
+    qdq = [n for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    if not qdq:
+        return ["no QuantizeLinear/DequantizeLinear nodes: the model is not quantized"]
+    for node in qdq:
+        where = f"{node.op_type} {node.name or node.output[0]}"
+        if len(node.input) < 3 or node.input[2] not in inits:
+            problems.append(f"{where}: no zero-point initializer (defaults to uint8)")
+            continue
+        zp = inits[node.input[2]]
+        if zp.data_type != onnx.TensorProto.INT8:
+            problems.append(f"{where}: zero-point is {onnx.TensorProto.DataType.Name(zp.data_type)}, must be INT8")
+        if np.any(numpy_helper.to_array(zp) != 0):
+            problems.append(f"{where}: zero-point is not 0 (asymmetric quantization)")
+        scale = numpy_helper.to_array(inits[node.input[1]]) if node.input[1] in inits else None
+        if scale is not None and np.any(scale <= 0):
+            problems.append(f"{where}: non-positive scale")
+        is_weight = node.op_type == "DequantizeLinear" and node.input[0] in inits
+        if scale is not None and scale.size > 1:
+            if not is_weight:
+                problems.append(f"{where}: activations must be per-tensor")
+                continue
+            axis = _attr(node, "axis", 1)
+            for consumer in consumers.get(node.output[0], []):
+                expected = WEIGHT_AXIS.get(consumer.op_type)
+                if expected is not None and axis != expected(consumer):
+                    problems.append(f"{where}: per-channel axis {axis}, {consumer.op_type} needs {expected(consumer)}")
+        elif is_weight and scale is not None:
+            weight = inits[node.input[0]]
+            for consumer in consumers.get(node.output[0], []):
+                if consumer.op_type == "Conv" and len(weight.dims) == 4 and weight.dims[0] > 1:
+                    problems.append(f"{where}: Conv weights must be quantized per output channel")
+    return problems

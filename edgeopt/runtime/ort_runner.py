@@ -1,0 +1,60 @@
+"""ONNX Runtime ``Runner`` (CPU; CUDA / TensorRT execution providers where installed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgeopt.artifacts import read_manifest
+from edgeopt.errors import ArtifactError, MissingDependencyError
+
+PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider"], "tensorrt": ["TensorrtExecutionProvider"]}
+
+
+def make_session(path: str | Path, device: str = "cpu", threads: int | None = None):
+    """An InferenceSession on exactly the asked provider (no silent CPU fallback)."""
+    import onnxruntime as ort
+
+    if device not in PROVIDERS:
+        raise ArtifactError(f"unknown ONNX Runtime device {device!r}: use cpu, cuda or tensorrt")
+    wanted = PROVIDERS[device]
+    available = ort.get_available_providers()
+    if wanted[0] not in available:
+        raise MissingDependencyError(
+            f"ONNX Runtime has no {wanted[0]} here (available: {', '.join(available)}); "
+            "install onnxruntime-gpu on a machine with an NVIDIA GPU, or use --device cpu"
+        )
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    try:
+        return ort.InferenceSession(str(path), sess_options=options, providers=wanted)
+    except Exception as exc:  # ORT raises its own Fail/InvalidGraph types
+        raise ArtifactError(f"{path}: ONNX Runtime cannot load it ({str(exc).splitlines()[0][:200]})") from None
+
+
+class OrtRunner:
+    backend = "onnxruntime"
+
+    def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None) -> None:
+        self.manifest = read_manifest(path, expect_kind="onnx")
+        self.precision = self.manifest.precision or "fp32"
+        self.device = device
+        self.session = make_session(path, device, threads)
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1:
+            raise ArtifactError(f"{path}: expected one image input, the model has {len(inputs)}")
+        self.input_name = inputs[0].name
+        self.output_name = self.session.get_outputs()[0].name
+        shape = inputs[0].shape
+        self.static_batch = shape[0] if isinstance(shape[0], int) else None
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        if self.static_batch is not None and batch.shape[0] != self.static_batch:
+            raise ArtifactError(
+                f"this ONNX model was exported with a static batch of {self.static_batch}, got {batch.shape[0]}; "
+                "re-export without --static-batch"
+            )
+        return self.session.run([self.output_name], {self.input_name: batch})[0].astype(np.float32)

@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from typer.testing import CliRunner
+
+from edgeopt.artifacts import read_manifest, sha256_file
+from edgeopt.calibrate import calibrate_onnx, check_qdq, select_subset
+from edgeopt.cli import app
+from edgeopt.data.folder import scan_folder
+from edgeopt.errors import ArtifactError, DataError
+from edgeopt.runtime import open_runner
+
+runner = CliRunner()
+
+
+def test_subset_is_deterministic_and_stratified(synth_data: Path) -> None:
+    scan = scan_folder(synth_data)
+    scan = scan.subset([i for i, s in enumerate(scan.samples) if not (s.label == 5 and s.path.name > "0003")])  # 4 of the last class
+    a = select_subset(scan, 34, seed=1)
+    b = select_subset(scan, 34, seed=1)
+    assert [s.path for s in a] == [s.path for s in b]
+    assert [s.path for s in a] != [s.path for s in select_subset(scan, 34, seed=2)]
+    counts = Counter(s.label for s in a)
+    assert sum(counts.values()) == 34 and counts[5] >= 1
+    assert max(counts[c] for c in range(5)) - min(counts[c] for c in range(5)) <= 1  # equal classes get equal shares
+    assert counts[5] < counts[0]  # the small class gets a proportionally small share
+
+
+def test_calibrate_writes_valid_qdq_and_an_auditable_manifest(tiny_onnx: Path, synth_data: Path, tmp_path: Path) -> None:
+    with pytest.warns(UserWarning, match="300\\+"):
+        result = calibrate_onnx(tiny_onnx, synth_data, tmp_path / "q.onnx", num_images=48, method="minmax",
+                                batch_size=16, calibration_dir=tmp_path / "calibration")
+    assert result.batches == 3 and result.qdq_nodes > 0
+    assert check_qdq(onnx.load(str(result.path))) == []
+    manifest = read_manifest(result.path, expect_kind="onnx")
+    assert manifest.precision == "int8" and manifest.parent["sha256"] == sha256_file(tiny_onnx)
+    record = json.loads(result.calibration_manifest.read_text())
+    assert record["onnx_sha256"] == sha256_file(tiny_onnx) and len(record["images"]) == 48
+    first = record["images"][0]
+    assert not Path(first["path"]).is_absolute() and first["sha256"] == sha256_file(synth_data / first["path"])
+    logits = open_runner(result.path).run(np.zeros((2, 3, 32, 32), np.float32))
+    assert logits.shape == (2, 6) and np.isfinite(logits).all()
+    again = calibrate_onnx(tiny_onnx, synth_data, tmp_path / "q2.onnx", num_images=48, method="minmax", batch_size=16,
+                           calibration_dir=tmp_path / "calibration")
+    assert json.loads(again.calibration_manifest.read_text())["images"] == record["images"]
+
+
+def test_qdq_check_fails_on_an_asymmetric_model(tiny_onnx: Path, synth_data: Path, tmp_path: Path) -> None:
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    class Reader:
+        def __init__(self) -> None:
+            self.left = [np.random.default_rng(0).standard_normal((4, 3, 32, 32)).astype(np.float32)]
+
+        def get_next(self):
+            return {"input": self.left.pop()} if self.left else None
+
+    quantize_static(str(tiny_onnx), str(tmp_path / "asym.onnx"), Reader(), quant_format=QuantFormat.QDQ,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QUInt8, per_channel=False)
+    problems = check_qdq(onnx.load(str(tmp_path / "asym.onnx")))
+    assert any("must be INT8" in p for p in problems)
+    assert any("per output channel" in p for p in problems)
+    assert check_qdq(onnx.load(str(tiny_onnx))) == ["no QuantizeLinear/DequantizeLinear nodes: the model is not quantized"]
+
+
+def test_calibration_bad_inputs(tiny_onnx: Path, synth_data: Path, tmp_path: Path) -> None:
+    small = tmp_path / "small"
+    for cls in ("synthetic_metal", "synthetic_paper"):
+        (small / cls).mkdir(parents=True)
+        for p in sorted((synth_data / cls).glob("*.jpg"))[:2]:
+            shutil.copy(p, small / cls / p.name)
+    with pytest.raises(DataError, match="fewer than one batch of 32"):
+        calibrate_onnx(tiny_onnx, small, tmp_path / "q.onnx", calibration_dir=tmp_path)
+    # an ONNX model whose input is not the one its manifest names
+    renamed = tmp_path / "renamed.onnx"
+    graph = onnx.load(str(tiny_onnx))
+    old = graph.graph.input[0].name
+    graph.graph.input[0].name = "images"
+    for node in graph.graph.node:
+        node.input[:] = ["images" if i == old else i for i in node.input]
+    onnx.save(graph, str(renamed))
+    shutil.copy(str(tiny_onnx) + ".json", str(renamed) + ".json")
+    manifest = json.loads(Path(str(renamed) + ".json").read_text())
+    manifest["sha256"] = sha256_file(renamed)
+    Path(str(renamed) + ".json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="has no input 'input'"):
+        calibrate_onnx(renamed, synth_data, tmp_path / "q.onnx", calibration_dir=tmp_path)
+    txt = tmp_path / "model.txt"
+    txt.write_text("x")
+    result = runner.invoke(app, ["calibrate", str(txt), "--data", str(synth_data), "--out", str(tmp_path / "q.onnx")])
+    assert result.exit_code == 1 and "expected an ONNX model" in result.output
+    result = runner.invoke(app, ["calibrate", str(tiny_onnx), "--data", str(synth_data), "--method", "kl"])
+    assert result.exit_code == 1 and "--method 'kl' is unknown" in result.output
+
+
+def test_cli_calibrate_and_compare(tiny_onnx: Path, tiny_ckpts: dict, synth_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "q.onnx"
+    result = runner.invoke(app, ["calibrate", str(tiny_onnx), "--data", str(synth_data), "--out", str(out), "--num-images", "32",
+                                 "--batch-size", "16", "--method", "percentile", "--calibration-dir", str(tmp_path / "cal")])
+    assert result.exit_code == 0, result.output
+    assert "warning" in result.output and "300+" in result.output
+    result = runner.invoke(app, ["eval", str(tiny_onnx), str(out), "--data", str(synth_data), "--json", str(tmp_path / "c.json")])
+    assert result.exit_code == 0, result.output
+    rows = json.loads((tmp_path / "c.json").read_text())
+    assert [r["precision"] for r in rows] == ["fp32", "int8"] and rows[0]["agreement"] == 1.0
+    assert 0.0 <= rows[1]["agreement"] <= 1.0 and rows[1]["size_bytes"] > 0
