@@ -16,6 +16,7 @@ import click
 import typer
 from typer.core import TyperGroup
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from edgeopt import __version__
@@ -28,7 +29,7 @@ class _Group(TyperGroup):
         try:
             return super().invoke(ctx)
         except EdgeoptError as exc:
-            err_console.print(f"[red]error:[/] {exc}", soft_wrap=True)
+            err_console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
             raise typer.Exit(code=1) from None
 
 
@@ -65,7 +66,7 @@ def _root(
 
 
 def _warn(message: warnings.WarningMessage | str) -> None:
-    err_console.print(f"[yellow]warning:[/] {message}")
+    err_console.print(f"[yellow]warning:[/] {escape(str(message))}")
 
 
 # -- data ---------------------------------------------------------------------------------------
@@ -351,6 +352,35 @@ def calibrate_cmd(
     console.print(f"INT8 Q/DQ ONNX ({result.method}, {result.quantizer}) -> {result.path}")
     console.print(f"calibrated on {result.num_images} images in {result.batches} batches; {result.qdq_nodes} Q/DQ nodes; "
                   f"manifest {result.calibration_manifest}")
+
+
+# -- build-engine -----------------------------------------------------------------------------
+@app.command("build-engine")
+def build_engine_cmd(
+    onnx: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="ONNX from edgeopt export or calibrate.")],
+    fp16: Annotated[bool, typer.Option("--fp16", help="Build an FP16 engine.")] = False,
+    int8: Annotated[bool, typer.Option("--int8", help="Build an INT8 engine (Q/DQ ONNX, or FP32 + --calib-data).")] = False,
+    out: Annotated[Path, typer.Option("--out", help="Output .engine path.")] = Path("model.engine"),
+    calib_data: Annotated[Optional[Path], typer.Option("--calib-data", exists=True, file_okay=False, help="Crops to calibrate on.")] = None,
+    calibrator: Annotated[Optional[str], typer.Option("--calibrator", help="Legacy implicit INT8 (TensorRT < 11): entropy or minmax.")] = None,
+    min_batch: Annotated[int, typer.Option("--min-batch")] = 1,
+    opt_batch: Annotated[Optional[int], typer.Option("--opt-batch", help="Default: --max-batch.")] = None,
+    max_batch: Annotated[int, typer.Option("--max-batch")] = 32,
+    workspace: Annotated[float, typer.Option("--workspace", help="Workspace memory-pool limit, GiB.")] = 4.0,
+    timing_cache: Annotated[Optional[Path], typer.Option("--timing-cache", help="Load and save the builder timing cache here.")] = None,
+    opt_level: Annotated[int, typer.Option("--opt-level", help="Builder optimization level 0-5.")] = 3,
+    hw_compat: Annotated[str, typer.Option("--hw-compat", help="none, ampere+ or same-cc.")] = "none",
+    num_images: Annotated[int, typer.Option("--num-images", min=1)] = 512,
+) -> None:
+    """Build a TensorRT engine (TensorRT 8.6-10.x with builder flags, 11.x strongly typed)."""
+    from edgeopt.build import BuildOptions, build_engine
+
+    if fp16 == int8:
+        raise typer.BadParameter("pass exactly one of --fp16 or --int8", param_hint="--fp16/--int8")
+    options = BuildOptions("fp16" if fp16 else "int8", calib_data, calibrator, min_batch, opt_batch, max_batch, workspace,
+                           timing_cache, opt_level, hw_compat, num_images)
+    result = build_engine(onnx, out, options, log=console.print)
+    console.print(f"engine -> {result.path} ({result.engine_bytes / 1e6:.2f} MB, TensorRT {result.trt_version}, {result.build_seconds:.1f}s)")
 
 
 def main() -> None:
