@@ -15,8 +15,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/edgeopt data synth --out demo/data
-	$(BIN)/edgeopt data stats demo/data
+	$(BIN)/edgeopt demo --out demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -7,7 +7,9 @@ deterministic and stratified, and recorded in ``calibration/`` with each file's 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
@@ -193,12 +195,13 @@ def _quantize_ort(model: Path, out: Path, batches: Iterator[np.ndarray], input_n
     with tempfile.TemporaryDirectory() as tmpdir:
         prepped = Path(tmpdir) / "prep.onnx"
         quant_pre_process(str(model), str(prepped), skip_symbolic_shape=True)
-        quantize_static(
-            str(prepped), str(out), reader, quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=False,
-            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, calibrate_method=methods[method],
-            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "CalibPercentile": 99.99,
-                           "CalibTensorRangeSymmetric": True, "QuantizeBias": False},
-        )
+        with contextlib.redirect_stdout(io.StringIO()):  # the entropy calibrator prints progress lines
+            quantize_static(
+                str(prepped), str(out), reader, quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=False,
+                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, calibrate_method=methods[method],
+                extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "CalibPercentile": 99.99,
+                               "CalibTensorRangeSymmetric": True, "QuantizeBias": False},
+            )
     return reader.served
 
 

@@ -379,8 +379,92 @@ def build_engine_cmd(
         raise typer.BadParameter("pass exactly one of --fp16 or --int8", param_hint="--fp16/--int8")
     options = BuildOptions("fp16" if fp16 else "int8", calib_data, calibrator, min_batch, opt_batch, max_batch, workspace,
                            timing_cache, opt_level, hw_compat, num_images)
-    result = build_engine(onnx, out, options, log=console.print)
+    result = build_engine(onnx, out, options, log=lambda m: console.print(escape(m)))
     console.print(f"engine -> {result.path} ({result.engine_bytes / 1e6:.2f} MB, TensorRT {result.trt_version}, {result.build_seconds:.1f}s)")
+
+
+# -- bench / demo -------------------------------------------------------------------------------
+def _parse_batch_sizes(value: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise typer.BadParameter(f"{value!r}: use comma-separated integers, e.g. 1,32,256") from None
+    if not sizes or min(sizes) < 1:
+        raise typer.BadParameter(f"{value!r}: batch sizes must be positive integers")
+    return sizes
+
+
+def _render_report(report) -> None:
+    """Two tables: cost, accuracy and score per artifact; then latency per batch size."""
+    batches = list(report.rows[0].latency)
+
+    def fmt(v, spec: str) -> str:
+        return "-" if v is None else format(v, spec)
+
+    table = Table(title=f"score vs baseline (time basis: {report.time_basis}; lower is better)")
+    for col in ("artifact", "backend", "prec", "MMACs", "MB", "F1", "submit s", "decode s", "time ratio", "score", "score MACs"):
+        table.add_column(col, justify="left" if col == "artifact" else "right")
+    for r in report.rows:
+        table.add_row(r.name, r.backend, r.precision, fmt(r.macs and r.macs / 1e6, ".1f"), f"{r.size_mb:.2f}", fmt(r.f1, ".4f"),
+                      fmt(r.submit and r.submit.seconds, ".2f"), fmt(r.submit and r.submit.decode_seconds, ".2f"),
+                      fmt(r.time_ratio, ".3f"), fmt(r.score_time, ".3f"), fmt(r.score_macs, ".3f"))
+    console.print(table)
+    lat = Table(title="latency (ms) and throughput")
+    for col in ("artifact", "batch", "p50", "p90", "p99", "img/s"):
+        lat.add_column(col, justify="left" if col == "artifact" else "right")
+    for r in report.rows:
+        for b in batches:
+            st = r.latency[b]
+            lat.add_row(r.name, str(b), f"{st.p50_ms:.3f}", f"{st.p90_ms:.3f}", f"{st.p99_ms:.3f}", f"{st.throughput:.0f}")
+    console.print(lat)
+    for note in report.notes:
+        console.print(f"note: {escape(note)}")
+
+
+@app.command("bench")
+def bench_cmd(
+    artifacts: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, help="Checkpoints, ONNX models or engines.")],
+    baseline: Annotated[str, typer.Option(help="A model name (built like the artifact) or an artifact path; 'none' to skip.")] = "resnet18d",
+    baseline_checkpoint: Annotated[Optional[Path], typer.Option("--baseline-checkpoint", exists=True, dir_okay=False, help="Weights for a named baseline.")] = None,
+    baseline_f1: Annotated[Optional[float], typer.Option("--baseline-f1", help="The baseline's F1 when it has random weights.")] = None,
+    baseline_size: Annotated[Optional[int], typer.Option("--baseline-size", help="Baseline input size (default: the artifact's).")] = None,
+    data: Annotated[Optional[Path], typer.Option("--data", exists=True, file_okay=False, help="Folder to classify for submit time (and F1 when labelled).")] = None,
+    backend: Annotated[str, typer.Option(help="auto, torch, onnxruntime or tensorrt.")] = "auto",
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    batch_sizes: Annotated[str, typer.Option("--batch-sizes", help="Comma-separated, e.g. 1,32,256.")] = "1,32",
+    runs: Annotated[int, typer.Option(min=1, help="Timed runs per batch size.")] = 50,
+    warmup: Annotated[int, typer.Option(min=0)] = 10,
+    workers: Annotated[int, typer.Option(min=1, help="Decode threads for submit time.")] = 4,
+    out: Annotated[Path, typer.Option("--out", help="Folder for the baseline artifacts and predictions CSVs.")] = Path("runs/bench"),
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Report JSON (with the machine).")] = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="PNG of F1 against latency.")] = None,
+) -> None:
+    """Latency (p50/p90/p99), throughput, submit time and the competition score against a baseline."""
+    from edgeopt.bench_run import run_bench
+
+    sizes = _parse_batch_sizes(batch_sizes)
+    report = run_bench(list(artifacts), None if baseline == "none" else baseline, data, backend, device, sizes, runs, warmup,
+                       baseline_checkpoint, baseline_f1, baseline_size, workers, out, json_path, plot)
+    _render_report(report)
+
+
+@app.command("demo")
+def demo_cmd(
+    data: Annotated[Optional[Path], typer.Option("--data", exists=True, file_okay=False, help="Crops to use instead of the synthetic set.")] = None,
+    out: Annotated[Path, typer.Option("--out", help="Folder for everything the demo makes.")] = Path("demo"),
+    epochs: Annotated[int, typer.Option(min=1, help="Teacher epochs (the student gets twice as many).")] = 12,
+) -> None:
+    """The whole pipeline, end to end: data, teacher, distilled student, export, INT8, engines, bench, score."""
+    from edgeopt.demo import run_demo
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        result = run_demo(out=out, data=data, epochs=epochs, log=lambda m: console.print(escape(m)))
+    for w in caught:
+        if issubclass(w.category, UserWarning) and "edgeopt" in (w.filename or ""):
+            _warn(w.message)
+    _render_report(result.report)
+    console.print(f"artifacts: {', '.join(str(p) for p in result.artifacts.values())}; report {out / 'bench.json'}, plot {out / 'bench.png'}")
 
 
 def main() -> None:

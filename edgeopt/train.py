@@ -310,20 +310,33 @@ def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
 
 
-def _save_best(path: Path, model, arch, classes, preprocess, complexity, metrics, stats, config, synthetic, teachers) -> None:
-    ckpt = {"format": CHECKPOINT_FORMAT, "state_dict": _cpu_state(model), "arch": arch, "classes": classes,
-            "preprocess": preprocess.to_dict(), "epoch": stats.epoch}
+def save_checkpoint(path: Path, model: nn.Module, arch: dict[str, Any], classes: list[str], preprocess: Preprocess,
+                    metrics: dict[str, Any] | None = None, extra: dict[str, Any] | None = None, epoch: int = 0) -> Path:
+    """Write a loadable checkpoint (weights_only-safe) and its manifest, atomically."""
+    from edgeopt.models import count_complexity
+
+    complexity = count_complexity(model, preprocess.size)
+    ckpt = {"format": CHECKPOINT_FORMAT, "state_dict": _cpu_state(model), "arch": arch, "classes": list(classes),
+            "preprocess": preprocess.to_dict(), "epoch": epoch}
     with atomic_path(path) as tmp:
         torch.save(ckpt, tmp)
     manifest = Manifest(
-        kind="checkpoint", classes=classes, preprocess=preprocess.to_dict(),
+        kind="checkpoint", classes=list(classes), preprocess=preprocess.to_dict(),
         arch={k: v for k, v in arch.items() if k != "yaml"} | {"macs": complexity.macs, "params": complexity.params},
         precision="fp32", tools=tool_versions("torch", "torchvision", "timm"),
-        metrics={"val_macro_f1": metrics.macro_f1, "val_accuracy": metrics.accuracy, "val_per_class_f1": metrics.per_class_f1,
-                 "epoch": stats.epoch, "macs": complexity.macs, "params": complexity.params},
-        extra={"train_config": config.to_dict(), "data": str(config.data), "synthetic_data": synthetic, "teachers": teachers},
+        metrics={**(metrics or {}), "macs": complexity.macs, "params": complexity.params}, extra=extra or {},
     )
     write_artifact_manifest(path, manifest)
+    return path
+
+
+def _save_best(path: Path, model, arch, classes, preprocess, complexity, metrics, stats, config, synthetic, teachers) -> None:
+    save_checkpoint(
+        path, model, arch, classes, preprocess, epoch=stats.epoch,
+        metrics={"val_macro_f1": metrics.macro_f1, "val_accuracy": metrics.accuracy, "val_per_class_f1": metrics.per_class_f1,
+                 "epoch": stats.epoch},
+        extra={"train_config": config.to_dict(), "data": str(config.data), "synthetic_data": synthetic, "teachers": teachers},
+    )
 
 
 def _save_last(path: Path, model, optimizer, scheduler, identity, epoch, history, best_f1, best_epoch) -> None:

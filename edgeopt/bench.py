@@ -1,0 +1,170 @@
+"""Bench stage: interleaved latency statistics and end-to-end "submit time" over a folder."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from edgeopt.artifacts import atomic_write_text
+from edgeopt.data.folder import IMAGE_SUFFIXES
+from edgeopt.data.presets import Preprocess
+from edgeopt.errors import ConfigError, DataError
+from edgeopt.metrics import classification_metrics
+
+
+@dataclasses.dataclass
+class LatencyStats:
+    batch: int
+    runs: int
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    throughput: float  # images per second at the median
+
+    @classmethod
+    def from_times(cls, batch: int, times_s: Sequence[float]) -> LatencyStats:
+        if not times_s:
+            raise ConfigError("no timed runs: use --runs 1 or more")
+        ms = np.asarray(times_s, dtype=np.float64) * 1e3
+        p50 = float(np.percentile(ms, 50))
+        return cls(batch, len(ms), p50, float(np.percentile(ms, 90)), float(np.percentile(ms, 99)), float(ms.mean()),
+                   batch / (p50 / 1e3) if p50 > 0 else float("inf"))
+
+
+Timed = Callable[[np.ndarray], object]
+
+
+def measure_interleaved(
+    runners: dict[str, tuple[Timed, np.ndarray]], runs: int, warmup: int,
+    clock: Callable[[], float] = time.perf_counter, sync: Callable[[], None] | None = None,
+) -> dict[str, LatencyStats]:
+    """Time every ``(run, batch)`` pair, alternating runner by runner within each round.
+
+    Interleaving spreads thermal drift and background load over all runners alike, so ratios hold
+    on noisy machines. Each runner is warmed up first; ``sync`` (e.g. ``torch.cuda.synchronize``)
+    runs before each clock read so device work is inside the timed region.
+    """
+    if runs < 1 or warmup < 0:
+        raise ConfigError(f"--runs {runs} / --warmup {warmup}: need runs >= 1 and warmup >= 0")
+    for run, batch in runners.values():
+        for _ in range(warmup):
+            run(batch)
+        if sync:
+            sync()
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    for _ in range(runs):
+        for name, (run, batch) in runners.items():
+            t0 = clock()
+            run(batch)
+            if sync:
+                sync()
+            times[name].append(clock() - t0)
+    return {name: LatencyStats.from_times(len(runners[name][1]), t) for name, t in times.items()}
+
+
+# -- submit time --------------------------------------------------------------------------------
+def list_images(folder: str | Path) -> list[Path]:
+    """Every image under ``folder`` (recursively), sorted; an empty folder is an error."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such folder; pass the folder of images to classify")
+    paths = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+    if not paths:
+        raise DataError(f"{folder}: holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    return paths
+
+
+def iter_preprocessed(paths: Sequence[Path], preprocess: Preprocess, batch_size: int, workers: int) -> Iterator[np.ndarray]:
+    """Decode + preprocess with a thread pool, keeping up to two batches in flight ahead of the consumer.
+
+    Decoding overlaps inference: while the model runs on batch k, the pool decodes batches k+1 and k+2.
+    """
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        chunks = [paths[i:i + batch_size] for i in range(0, len(paths), batch_size)]
+        pending = [[pool.submit(preprocess.load, p) for p in c] for c in chunks[:2]]
+        for k in range(len(chunks)):
+            futures = pending.pop(0)
+            if k + 2 < len(chunks):
+                pending.append([pool.submit(preprocess.load, p) for p in chunks[k + 2]])
+            yield np.stack([f.result() for f in futures])
+
+
+@dataclasses.dataclass
+class SubmitResult:
+    images: int
+    seconds: float  # decode + preprocess + inference + writing the CSV
+    decode_seconds: float  # decode + preprocess only, same folder and workers
+    predictions_csv: Path | None
+    macro_f1: float | None
+    accuracy: float | None
+
+    @property
+    def model_share(self) -> float:
+        return max(0.0, 1.0 - self.decode_seconds / self.seconds) if self.seconds > 0 else 0.0
+
+
+def decode_only(paths: Sequence[Path], preprocess: Preprocess, batch_size: int, workers: int,
+                clock: Callable[[], float] = time.perf_counter) -> float:
+    t0 = clock()
+    for _ in iter_preprocessed(paths, preprocess, batch_size, workers):
+        pass
+    return clock() - t0
+
+
+def submit_time(
+    run: Timed, classes: Sequence[str], preprocess: Preprocess, folder: str | Path, csv_path: Path | None,
+    batch_size: int = 32, workers: int = 4, clock: Callable[[], float] = time.perf_counter,
+) -> SubmitResult:
+    """Classify every image under ``folder`` end to end and write ``path,prediction,confidence`` rows.
+
+    When the folder is in the ``<class>/<image>`` layout with the model's classes, macro-F1 is
+    computed too. The decode-only pass runs first so both passes see the same (warm) file cache.
+    """
+    if batch_size < 1 or workers < 1:
+        raise ConfigError("--batch-size and --workers must be at least 1")
+    folder = Path(folder)
+    paths = list_images(folder)
+    decode_seconds = decode_only(paths, preprocess, batch_size, workers, clock)
+    t0 = clock()
+    preds, confs = [], []
+    for batch in iter_preprocessed(paths, preprocess, batch_size, workers):
+        logits = np.asarray(run(batch), dtype=np.float64)
+        z = logits - logits.max(1, keepdims=True)
+        p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+        preds.append(p.argmax(1))
+        confs.append(p.max(1))
+    pred, conf = np.concatenate(preds), np.concatenate(confs)
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["path", "prediction", "confidence"])
+    for path, k, c in zip(paths, pred, conf):
+        writer.writerow([str(path.relative_to(folder)), classes[int(k)], f"{c:.5f}"])
+    if csv_path is not None:
+        atomic_write_text(csv_path, buf.getvalue())
+    seconds = clock() - t0
+    f1 = acc = None
+    labels = _folder_labels(folder, paths, classes)
+    if labels is not None:
+        m = classification_metrics(labels, pred, classes)
+        f1, acc = m.macro_f1, m.accuracy
+    return SubmitResult(len(paths), seconds, decode_seconds, csv_path, f1, acc)
+
+
+def _folder_labels(folder: Path, paths: Sequence[Path], classes: Sequence[str]) -> np.ndarray | None:
+    """Labels from ``<class>/<image>`` when every image sits in a folder named after a model class."""
+    index = {c: i for i, c in enumerate(classes)}
+    labels = []
+    for p in paths:
+        rel = p.relative_to(folder).parts
+        if len(rel) < 2 or rel[0] not in index:
+            return None
+        labels.append(index[rel[0]])
+    return np.asarray(labels)

@@ -1,0 +1,134 @@
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from edgeopt.bench import LatencyStats, list_images, measure_interleaved, submit_time
+from edgeopt.cli import app
+from edgeopt.data.presets import Preprocess
+from edgeopt.errors import ConfigError, DataError
+
+runner = CliRunner()
+
+
+class FakeClock:
+    """Advances only when a fake model runs, by that model's cost: exact, noise-free timing."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def model(self, cost: float, log: list, name: str):
+        def run(batch):
+            self.now += cost * len(batch)
+            log.append(name)
+        return run
+
+
+def test_latency_statistics_from_known_times() -> None:
+    stats = LatencyStats.from_times(4, [0.001 * i for i in range(1, 101)])  # 1..100 ms
+    assert stats.p50_ms == pytest.approx(50.5) and stats.p90_ms == pytest.approx(90.1) and stats.p99_ms == pytest.approx(99.01)
+    assert stats.mean_ms == pytest.approx(50.5) and stats.throughput == pytest.approx(4 / 0.0505)
+    with pytest.raises(ConfigError):
+        LatencyStats.from_times(1, [])
+
+
+def test_interleaving_and_warmup_on_a_fake_clock() -> None:
+    clock, log = FakeClock(), []
+    batch = np.zeros((2, 3, 8, 8), np.float32)
+    runners = {"a": (clock.model(0.001, log, "a"), batch), "b": (clock.model(0.004, log, "b"), batch)}
+    stats = measure_interleaved(runners, runs=5, warmup=3, clock=clock)
+    assert log[:6] == ["a"] * 3 + ["b"] * 3  # warm-up first, per runner
+    assert log[6:] == ["a", "b"] * 5  # then alternating, round by round
+    assert stats["a"].p50_ms == pytest.approx(2.0) and stats["b"].p50_ms == pytest.approx(8.0)  # warm-up not timed
+    assert stats["a"].runs == 5 and stats["b"].throughput == pytest.approx(2 / 0.008)
+    with pytest.raises(ConfigError):
+        measure_interleaved(runners, runs=0, warmup=0, clock=clock)
+
+
+def test_submit_time_writes_a_complete_csv_and_scores(synth_data: Path, tmp_path: Path) -> None:
+    classes = sorted(p.name for p in synth_data.iterdir() if p.is_dir())
+    pre = Preprocess(size=24)
+
+    def oracle(batch: np.ndarray) -> np.ndarray:  # predicts class 0 always
+        out = np.zeros((len(batch), len(classes)), np.float32)
+        out[:, 0] = 1.0
+        return out
+
+    result = submit_time(oracle, classes, pre, synth_data, tmp_path / "pred.csv", batch_size=5, workers=2)
+    rows = list(csv.DictReader((tmp_path / "pred.csv").open()))
+    assert len(rows) == result.images == 72
+    assert {r["path"] for r in rows} == {str(p.relative_to(synth_data)) for p in list_images(synth_data)}
+    assert all(r["prediction"] == classes[0] for r in rows)
+    assert result.accuracy == pytest.approx(1 / 6) and result.macro_f1 is not None
+    assert result.seconds > 0 and result.decode_seconds > 0
+
+
+def test_submit_time_on_unlabelled_and_empty_folders(synth_data: Path, tmp_path: Path) -> None:
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for p in list(synth_data.rglob("*.jpg"))[:3]:
+        (flat / p.name).write_bytes(p.read_bytes())
+    result = submit_time(lambda b: np.ones((len(b), 2), np.float32), ["x", "y"], Preprocess(size=16), flat, None)
+    assert result.images == 3 and result.macro_f1 is None
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="holds no images"):
+        list_images(tmp_path / "empty")
+
+
+def test_bench_with_named_baseline_and_report(tiny_onnx: Path, synth_data: Path, tmp_path: Path) -> None:
+    from edgeopt.bench_run import run_bench
+
+    report = run_bench([tiny_onnx], baseline="resnet18d", data=synth_data, batch_sizes=(1, 4), runs=3, warmup=1,
+                       baseline_f1=0.5, out=tmp_path / "b", json_path=tmp_path / "r.json", plot_path=tmp_path / "p.png")
+    student, base = report.rows
+    assert base.is_baseline and base.macs > 10 * student.macs  # resnet18d built at the artifact's 32 px
+    assert base.f1 == 0.5 and base.time_ratio == 1.0 and "random weights" in report.notes[0]
+    assert student.score_time is not None and student.score_macs is not None
+    assert report.time_basis == "submit time" and student.submit.images == 72
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["machine"]["cores"] and set(data["rows"][0]["latency"]) == {"1", "4"}
+    assert (tmp_path / "p.png").exists() and (tmp_path / "b" / "baseline" / "baseline_resnet18d.onnx").exists()
+
+
+def test_bench_without_baseline_f1_reports_no_score(tiny_ckpts: dict, tmp_path: Path) -> None:
+    from edgeopt.bench_run import run_bench
+
+    report = run_bench([tiny_ckpts["yaml"]], baseline="resnet18d", batch_sizes=(2,), runs=2, warmup=0, out=tmp_path)
+    assert report.rows[1].backend == "torch" and report.rows[1].score_time is None
+    assert report.time_basis == "batch-2 latency p50" and "pass --baseline-f1" in report.notes[0]
+
+
+def test_bench_cli_success_and_bad_inputs(tiny_onnx: Path, synth_data: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["bench", str(tiny_onnx), "--baseline", str(tiny_onnx), "--batch-sizes", "1,2", "--runs", "2",
+                                 "--warmup", "0", "--data", str(synth_data), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    assert "score vs baseline" in result.output and "latency (ms)" in result.output
+    result = runner.invoke(app, ["bench", str(tiny_onnx), "--backend", "cuda-magic"])
+    assert result.exit_code == 1 and "unknown backend" in result.output
+    result = runner.invoke(app, ["bench", str(tiny_onnx), "--backend", "torch", "--baseline", "none"])
+    assert result.exit_code == 1 and "runs on the onnxruntime backend, not torch" in result.output
+    (tmp_path / "empty").mkdir()
+    result = runner.invoke(app, ["bench", str(tiny_onnx), "--baseline", "none", "--data", str(tmp_path / "empty"), "--runs", "1"])
+    assert result.exit_code == 1 and "holds no images" in result.output
+    result = runner.invoke(app, ["bench", str(tiny_onnx), "--batch-sizes", "1,x"])
+    assert result.exit_code == 2
+    result = runner.invoke(app, ["bench", str(tiny_onnx), "--baseline", "resnet18dd", "--runs", "1"])
+    assert result.exit_code == 1 and "did you mean" in result.output
+
+
+@pytest.mark.slow
+def test_demo_runs_the_whole_pipeline(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--epochs", "1"])
+    assert result.exit_code == 0, result.output
+    assert "SYNTHETIC" in result.output and "baseline resnet18d" in result.output and "TensorRT" in result.output
+    report = json.loads((tmp_path / "demo" / "bench.json").read_text())
+    assert [r["precision"] for r in report["rows"]] == ["fp32", "int8", "fp32"]
+    assert all(r["f1"] is not None and r["score_time"] is not None for r in report["rows"])
