@@ -61,6 +61,7 @@ def run_bench(
     device: str = "cpu", batch_sizes: tuple[int, ...] = (1, 32), runs: int = 50, warmup: int = 10,
     baseline_checkpoint: Path | None = None, baseline_f1: float | None = None, baseline_size: int | None = None,
     workers: int = 4, out: Path = Path("runs/bench"), json_path: Path | None = None, plot_path: Path | None = None,
+    int8_exec: str = "kernels",
 ) -> BenchReport:
     """Measure every artifact and the baseline interleaved, run submit time on ``data``, score."""
     if not artifacts:
@@ -81,7 +82,13 @@ def run_bench(
                          + (f"--baseline-f1 {baseline_f1}" if baseline_f1 is not None else "unknown: pass --baseline-f1 for scores"))
     runners = {}
     for name, path, _ in entries:
-        runners[name] = open_runner(path, backend=backend, device=device)
+        options = {"int8_exec": int8_exec} if path.suffix.lower() == ".onnx" else {}
+        runners[name] = open_runner(path, backend=backend, device=device, **options)
+        if runners[name].precision == "int8" and int8_exec == "kernels" and path.suffix.lower() == ".onnx":
+            flags = machine_info()["cpu_flags"]
+            if not {"avx512_vnni", "avx_vnni", "amx_int8"} & set(flags):
+                notes.append(f"{name}: ONNX Runtime's int8 kernels on this CPU (no VNNI) saturate intermediate sums, "
+                             "so its F1 here can be far below the model's; `edgeopt eval` measures the exact Q/DQ accuracy")
     sync = _cuda_sync(runners)
     rows = []
     for name, path, is_base in entries:

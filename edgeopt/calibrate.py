@@ -191,18 +191,52 @@ def _quantize_ort(model: Path, out: Path, batches: Iterator[np.ndarray], input_n
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}
+    import onnx
+
     reader = _Reader(batches, input_name)
     with tempfile.TemporaryDirectory() as tmpdir:
         prepped = Path(tmpdir) / "prep.onnx"
         quant_pre_process(str(model), str(prepped), skip_symbolic_shape=True)
+        overrides = fused_clip_ranges(onnx.load(str(prepped)))
         with contextlib.redirect_stdout(io.StringIO()):  # the entropy calibrator prints progress lines
             quantize_static(
                 str(prepped), str(out), reader, quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=False,
                 activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, calibrate_method=methods[method],
                 extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "CalibPercentile": 99.99,
-                               "CalibTensorRangeSymmetric": True, "QuantizeBias": False},
+                               "CalibTensorRangeSymmetric": True, "QuantizeBias": False,
+                               "TensorQuantOverrides": overrides},
             )
     return reader.served
+
+
+def fused_clip_ranges(model: Any) -> dict[str, list[dict[str, np.ndarray]]]:
+    """Quantization ranges for tensors that only feed a bounded Clip (ReLU6 and the like).
+
+    TensorRT fuses Conv + Clip and quantizes after the clip; a per-tensor range calibrated on the
+    conv output itself (which after BN folding can span hundreds) would leave only a few int8
+    levels inside [0, 6]. Giving such a tensor the clip's own range is exact: whatever the
+    saturation cuts off, the Clip would have cut off too.
+    """
+    from onnx import numpy_helper
+
+    graph = model.graph
+    inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    consumers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    graph_outputs = {o.name for o in graph.output}
+    overrides: dict[str, list[dict[str, np.ndarray]]] = {}
+    for node in graph.node:
+        if node.op_type != "Clip" or len(node.input) < 3 or node.input[1] not in inits or node.input[2] not in inits:
+            continue
+        lo, hi = float(inits[node.input[1]]), float(inits[node.input[2]])
+        source = node.input[0]
+        if source in graph_outputs or source in inits or len(consumers.get(source, [])) != 1 or hi <= 0:
+            continue
+        bound = max(abs(lo), abs(hi))
+        overrides[source] = [{"rmin": np.array(-bound, np.float32), "rmax": np.array(bound, np.float32)}]
+    return overrides
 
 
 def _quantize_modelopt(model: Path, out: Path, batches: Iterator[np.ndarray], method: str) -> int:

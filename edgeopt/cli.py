@@ -248,16 +248,17 @@ def eval_cmd(
     backend: Annotated[str, typer.Option(help="auto, torch, onnxruntime or tensorrt.")] = "auto",
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
+    int8_exec: Annotated[str, typer.Option("--int8-exec", help="INT8 ONNX: emulate (exact Q/DQ math, as TensorRT) or kernels (ORT's CPU int8 kernels).")] = "emulate",
 ) -> None:
     """Macro-F1, accuracy, per-class F1 and confusion matrix of an artifact on a labelled folder."""
     from edgeopt.evaluate import compare_artifacts, evaluate_artifact
 
     if len(artifacts) > 1 or compare:
-        results = compare_artifacts(artifacts, data, device=device, batch_size=batch_size, json_path=json_path)
+        results = compare_artifacts(artifacts, data, device=device, batch_size=batch_size, json_path=json_path, int8_exec=int8_exec)
         console.print(_metrics_table(f"parity on {data}", results))
         return
     result = evaluate_artifact(artifacts[0], data, backend=backend, device=device, batch_size=batch_size,
-                               plot=plot, json_path=json_path)
+                               plot=plot, json_path=json_path, int8_exec=int8_exec)
     m = result.metrics
     console.print(_metrics_table(f"{artifacts[0].name} on {data} ({m.n} images)", [result]))
     cm = Table(title="confusion matrix (rows: true, columns: predicted) and per-class F1")
@@ -438,13 +439,14 @@ def bench_cmd(
     out: Annotated[Path, typer.Option("--out", help="Folder for the baseline artifacts and predictions CSVs.")] = Path("runs/bench"),
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Report JSON (with the machine).")] = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="PNG of F1 against latency.")] = None,
+    int8_exec: Annotated[str, typer.Option("--int8-exec", help="INT8 ONNX: kernels (ORT's CPU int8 speed) or emulate (exact Q/DQ math).")] = "kernels",
 ) -> None:
     """Latency (p50/p90/p99), throughput, submit time and the competition score against a baseline."""
     from edgeopt.bench_run import run_bench
 
     sizes = _parse_batch_sizes(batch_sizes)
     report = run_bench(list(artifacts), None if baseline == "none" else baseline, data, backend, device, sizes, runs, warmup,
-                       baseline_checkpoint, baseline_f1, baseline_size, workers, out, json_path, plot)
+                       baseline_checkpoint, baseline_f1, baseline_size, workers, out, json_path, plot, int8_exec)
     _render_report(report)
 
 

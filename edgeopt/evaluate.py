@@ -46,11 +46,18 @@ def artifact_manifest(path: str | Path) -> Manifest:
 
 
 def evaluate_artifact(path: str | Path, data: str | Path, backend: str = "auto", device: str = "cpu",
-                      batch_size: int = 32, plot: Path | None = None, json_path: Path | None = None) -> EvalResult:
-    """Run ``path`` over every image under ``data`` (``<class>/<image>``) and score it."""
+                      batch_size: int = 32, plot: Path | None = None, json_path: Path | None = None,
+                      int8_exec: str = "emulate") -> EvalResult:
+    """Run ``path`` over every image under ``data`` (``<class>/<image>``) and score it.
+
+    INT8 ONNX models are evaluated with exact Q/DQ arithmetic by default (``int8_exec``), the
+    accuracy a TensorRT engine of the same model gets; ``kernels`` measures ONNX Runtime's CPU
+    int8 kernels instead.
+    """
     path = Path(path)
     manifest = artifact_manifest(path)
-    runner = open_runner(path, backend=backend, device=device)
+    options = {"int8_exec": int8_exec} if artifact_kind(path) == "onnx" else {}
+    runner = open_runner(path, backend=backend, device=device, **options)
     preprocess = Preprocess.from_dict(manifest.preprocess)
     scan = scan_folder(data, classes=manifest.classes, allow_empty_classes=True)
     logits = [runner.run(batch) for batch in iter_batches([s.path for s in scan.samples], preprocess, batch_size)]
@@ -65,9 +72,9 @@ def evaluate_artifact(path: str | Path, data: str | Path, backend: str = "auto",
 
 
 def compare_artifacts(paths: Sequence[str | Path], data: str | Path, device: str = "cpu", batch_size: int = 32,
-                      json_path: Path | None = None) -> list[EvalResult]:
+                      json_path: Path | None = None, int8_exec: str = "emulate") -> list[EvalResult]:
     """Evaluate several artifacts on the same data; agreement is top-1 agreement with the first."""
-    results = [evaluate_artifact(p, data, device=device, batch_size=batch_size) for p in paths]
+    results = [evaluate_artifact(p, data, device=device, batch_size=batch_size, int8_exec=int8_exec) for p in paths]
     for r in results:
         r.agreement = float((r.predictions == results[0].predictions).mean())
     if json_path is not None:

@@ -111,3 +111,25 @@ def test_cli_calibrate_and_compare(tiny_onnx: Path, tiny_ckpts: dict, synth_data
     rows = json.loads((tmp_path / "c.json").read_text())
     assert [r["precision"] for r in rows] == ["fp32", "int8"] and rows[0]["agreement"] == 1.0
     assert 0.0 <= rows[1]["agreement"] <= 1.0 and rows[1]["size_bytes"] > 0
+
+
+def test_tensors_feeding_relu6_get_the_clip_range(tiny_onnx: Path, synth_data: Path, tmp_path: Path) -> None:
+    from onnx import numpy_helper
+
+    from edgeopt.calibrate import fused_clip_ranges
+    from edgeopt.runtime.ort_runner import OrtRunner
+
+    overrides = fused_clip_ranges(onnx.load(str(tiny_onnx)))
+    assert len(overrides) == 4  # tiny_cnn has four ReLU6 (Clip 0..6) after convolutions
+    assert all(float(v[0]["rmax"]) == 6.0 and float(v[0]["rmin"]) == -6.0 for v in overrides.values())
+    q = calibrate_onnx(tiny_onnx, synth_data, tmp_path / "q.onnx", num_images=32, method="minmax", batch_size=16,
+                       calibration_dir=tmp_path)
+    graph = onnx.load(str(q.path)).graph
+    inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    scales = {n.input[0]: float(inits[n.input[1]]) for n in graph.node if n.op_type == "QuantizeLinear"}
+    for tensor in overrides:
+        assert scales[tensor] == pytest.approx(6.0 / 127, rel=1e-5)
+    emulated = OrtRunner(q.path, int8_exec="emulate")
+    assert emulated.backend == "onnxruntime (Q/DQ emulated)" and OrtRunner(q.path).backend == "onnxruntime"
+    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    assert emulated.run(x).shape == (2, 6)

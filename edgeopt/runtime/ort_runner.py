@@ -12,8 +12,16 @@ from edgeopt.errors import ArtifactError, MissingDependencyError
 PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider"], "tensorrt": ["TensorrtExecutionProvider"]}
 
 
-def make_session(path: str | Path, device: str = "cpu", threads: int | None = None):
-    """An InferenceSession on exactly the asked provider (no silent CPU fallback)."""
+INT8_EXEC = ("emulate", "kernels")
+
+
+def make_session(path: str | Path, device: str = "cpu", threads: int | None = None, optimize: bool = True):
+    """An InferenceSession on exactly the asked provider (no silent CPU fallback).
+
+    ``optimize=False`` turns graph optimizations off, so a Q/DQ model runs as
+    DequantizeLinear -> float op -> QuantizeLinear: the exact arithmetic of the quantized
+    model (what TensorRT computes), free of CPU int8-kernel effects.
+    """
     import onnxruntime as ort
 
     if device not in PROVIDERS:
@@ -26,6 +34,8 @@ def make_session(path: str | Path, device: str = "cpu", threads: int | None = No
             "install onnxruntime-gpu on a machine with an NVIDIA GPU, or use --device cpu"
         )
     options = ort.SessionOptions()
+    if not optimize:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     if threads:
         options.intra_op_num_threads = threads
     try:
@@ -35,13 +45,23 @@ def make_session(path: str | Path, device: str = "cpu", threads: int | None = No
 
 
 class OrtRunner:
+    """Runs an ONNX artifact. INT8 Q/DQ models run either with ORT's int8 kernels (``kernels``:
+    real CPU speed, but on AVX2 CPUs without VNNI their int16 intermediate sums saturate and
+    accuracy drops) or as exact Q/DQ arithmetic in float (``emulate``: the accuracy TensorRT
+    gets from the same model, at float speed)."""
+
     backend = "onnxruntime"
 
-    def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None) -> None:
+    def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None, int8_exec: str = "kernels") -> None:
+        if int8_exec not in INT8_EXEC:
+            raise ArtifactError(f"--int8-exec {int8_exec!r} is unknown: use emulate or kernels")
         self.manifest = read_manifest(path, expect_kind="onnx")
         self.precision = self.manifest.precision or "fp32"
         self.device = device
-        self.session = make_session(path, device, threads)
+        emulate = self.precision == "int8" and int8_exec == "emulate"
+        if emulate:
+            self.backend = "onnxruntime (Q/DQ emulated)"
+        self.session = make_session(path, device, threads, optimize=not emulate)
         inputs = self.session.get_inputs()
         if len(inputs) != 1:
             raise ArtifactError(f"{path}: expected one image input, the model has {len(inputs)}")
