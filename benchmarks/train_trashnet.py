@@ -2,6 +2,7 @@
 
 Stages (run one with --stage, or all in order):
   teacher   pretrained tf_efficientnet_lite0 at 96 px           (target: val macro-F1 >= 0.88)
+  teacher_light  the same with light augmentation (no RandAugment, crops >= 60%) for short CPU runs
   student   mobilenetv3_small_075 at 96 px (8.4 M MACs), no KD   (the reference for the KD gain)
   kd        the same student distilled from the teacher           (target: >= 0.85 and >= +0.03)
   kd_mixup  KD with mixup and a long schedule ("patient, consistent teacher")
@@ -36,6 +37,8 @@ def stage_configs(data: Path, runs: Path, device: str, scale: float, workers: in
     return {
         "teacher": TrainConfig(model="tf_efficientnet_lite0", pretrained=True, img_size=96, epochs=ep(30), batch_size=64,
                                lr=1e-3, randaugment=7, out=runs / "teacher", **common),
+        "teacher_light": TrainConfig(model="tf_efficientnet_lite0", pretrained=True, img_size=96, epochs=ep(30), batch_size=32,
+                                     lr=1e-3, randaugment=0, scale_min=0.6, out=runs / "teacher_light", **common),
         "student": TrainConfig(model=STUDENT, img_size=96, epochs=ep(300), batch_size=128, lr=4e-3, randaugment=7,
                                out=runs / "student", **common),
         "kd": TrainConfig(model=STUDENT, img_size=96, epochs=ep(300), batch_size=128, lr=4e-3, randaugment=7,

@@ -61,7 +61,7 @@ def run_bench(
     device: str = "cpu", batch_sizes: tuple[int, ...] = (1, 32), runs: int = 50, warmup: int = 10,
     baseline_checkpoint: Path | None = None, baseline_f1: float | None = None, baseline_size: int | None = None,
     workers: int = 4, out: Path = Path("runs/bench"), json_path: Path | None = None, plot_path: Path | None = None,
-    int8_exec: str = "kernels",
+    int8_exec: str = "kernels", torch_fp16: bool = False, cuda_graph: bool = False,
 ) -> BenchReport:
     """Measure every artifact and the baseline interleaved, run submit time on ``data``, score."""
     if not artifacts:
@@ -82,7 +82,12 @@ def run_bench(
                          + (f"--baseline-f1 {baseline_f1}" if baseline_f1 is not None else "unknown: pass --baseline-f1 for scores"))
     runners = {}
     for name, path, _ in entries:
-        options = {"int8_exec": int8_exec} if path.suffix.lower() == ".onnx" else {}
+        kind = path.suffix.lower()
+        options: dict[str, Any] = {"int8_exec": int8_exec} if kind == ".onnx" else {}
+        if kind in (".pt", ".pth"):
+            options = {"fp16": torch_fp16, "cuda_graph": cuda_graph}
+        elif kind in (".engine", ".plan"):
+            options = {"cuda_graph": cuda_graph}
         runners[name] = open_runner(path, backend=backend, device=device, **options)
         if runners[name].precision == "int8" and int8_exec == "kernels" and path.suffix.lower() == ".onnx":
             flags = machine_info()["cpu_flags"]

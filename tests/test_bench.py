@@ -132,3 +132,26 @@ def test_demo_runs_the_whole_pipeline(tmp_path: Path) -> None:
     report = json.loads((tmp_path / "demo" / "bench.json").read_text())
     assert [r["precision"] for r in report["rows"]] == ["fp32", "int8", "fp32"]
     assert all(r["f1"] is not None and r["score_time"] is not None for r in report["rows"])
+
+
+def test_gpu_only_torch_options_are_refused_on_cpu(tiny_ckpts: dict) -> None:
+    from edgeopt.runtime.torch_runner import TorchRunner
+
+    with pytest.raises(ConfigError, match="needs --device cuda"):
+        TorchRunner(tiny_ckpts["yaml"], device="cpu", fp16=True)
+    with pytest.raises(ConfigError, match="CUDA-graph replay needs --device cuda"):
+        TorchRunner(tiny_ckpts["yaml"], device="cpu", cuda_graph=True)
+    result = runner.invoke(app, ["bench", str(tiny_ckpts["yaml"]), "--baseline", "none", "--cuda-graph", "--runs", "1"])
+    assert result.exit_code == 1 and "CUDA-graph replay needs --device cuda" in result.output
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_graph_replay_matches_eager(tiny_ckpts: dict) -> None:
+    from edgeopt.runtime.torch_runner import TorchRunner
+
+    x = np.random.default_rng(0).standard_normal((4, 3, 32, 32)).astype(np.float32)
+    eager = TorchRunner(tiny_ckpts["yaml"], device="cuda").run(x)
+    graphed = TorchRunner(tiny_ckpts["yaml"], device="cuda", cuda_graph=True)
+    np.testing.assert_allclose(graphed.run(x), eager, atol=1e-4)
+    np.testing.assert_allclose(graphed.run(x * 0.5), TorchRunner(tiny_ckpts["yaml"], device="cuda").run(x * 0.5), atol=1e-4)
