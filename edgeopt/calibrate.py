@@ -187,25 +187,46 @@ def _check_input(model: Path, input_name: str) -> None:
 
 
 def _quantize_ort(model: Path, out: Path, batches: Iterator[np.ndarray], input_name: str, method: str) -> int:
+    """Calibrate with onnxruntime's calibrators, then write Q/DQ with every range fixed by overrides.
+
+    ``quantize_static`` would run its own calibration, but it does not forward the histogram
+    bin counts, so its "entropy" searches 128 bins into 128 and always returns the min-max
+    range. edgeopt calibrates itself (2048 bins into 128, as TensorRT's entropy calibrator) and
+    hands the ranges over as tensor overrides; tensors feeding a ReLU6 get the clip's range.
+    """
+    import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.calibrate import create_calibrator
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}
-    import onnx
-
-    reader = _Reader(batches, input_name)
+    data = list(batches)
+    if not data:
+        return 0
     with tempfile.TemporaryDirectory() as tmpdir:
         prepped = Path(tmpdir) / "prep.onnx"
         quant_pre_process(str(model), str(prepped), skip_symbolic_shape=True)
-        overrides = fused_clip_ranges(onnx.load(str(prepped)))
-        with contextlib.redirect_stdout(io.StringIO()):  # the entropy calibrator prints progress lines
-            quantize_static(
-                str(prepped), str(out), reader, quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=False,
-                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, calibrate_method=methods[method],
-                extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "CalibPercentile": 99.99,
-                               "CalibTensorRangeSymmetric": True, "QuantizeBias": False,
-                               "TensorQuantOverrides": overrides},
-            )
+        calibrator = create_calibrator(
+            str(prepped), augmented_model_path=str(Path(tmpdir) / "augmented.onnx"), calibrate_method=methods[method],
+            extra_options={"symmetric": True, "num_bins": 2048, "num_quantized_bins": 128, "percentile": 99.99},
+        )
+        reader = _Reader(iter(data), input_name)
+        with contextlib.redirect_stdout(io.StringIO()):  # the histogram calibrators print progress lines
+            calibrator.collect_data(reader)
+            ranges = calibrator.compute_data()
+        overrides: dict[str, list[dict[str, np.ndarray]]] = {}
+        for name, tensor in ranges.items():
+            lo, hi = float(np.min(tensor.range_value[0])), float(np.max(tensor.range_value[1]))
+            bound = max(abs(lo), abs(hi), 1e-8)
+            overrides[name] = [{"rmin": np.array(-bound, np.float32), "rmax": np.array(bound, np.float32)}]
+        overrides.update(fused_clip_ranges(onnx.load(str(prepped))))
+        quantize_static(
+            str(prepped), str(out), _Reader(iter(data[:1]), input_name), quant_format=QuantFormat.QDQ, per_channel=True,
+            reduce_range=False, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
+                           "TensorQuantOverrides": overrides},
+        )
     return reader.served
 
 

@@ -133,3 +133,20 @@ def test_tensors_feeding_relu6_get_the_clip_range(tiny_onnx: Path, synth_data: P
     assert emulated.backend == "onnxruntime (Q/DQ emulated)" and OrtRunner(q.path).backend == "onnxruntime"
     x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
     assert emulated.run(x).shape == (2, 6)
+
+
+def test_calibration_methods_really_differ(tiny_onnx: Path, synth_data: Path, tmp_path: Path) -> None:
+    # onnxruntime's quantize_static alone makes "entropy" equal "minmax" (it drops the bin counts)
+    from onnx import numpy_helper
+
+    def activation_scales(method: str) -> list[float]:
+        q = calibrate_onnx(tiny_onnx, synth_data, tmp_path / f"{method}.onnx", num_images=48, method=method, batch_size=16,
+                           calibration_dir=tmp_path)
+        graph = onnx.load(str(q.path)).graph
+        inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+        return [float(inits[n.input[1]]) for n in graph.node if n.op_type == "QuantizeLinear"]
+
+    minmax, entropy, percentile = (activation_scales(m) for m in ("minmax", "entropy", "percentile"))
+    assert len(minmax) == len(entropy) == len(percentile)
+    assert minmax != entropy and minmax != percentile
+    assert all(e <= m * (1 + 1e-6) for e, m in zip(entropy, minmax))  # entropy only ever narrows the range
