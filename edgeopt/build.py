@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edgeopt.artifacts import Manifest, atomic_path, atomic_write_bytes, read_manifest, tool_versions, write_artifact_manifest
+from edgeopt.artifacts import Manifest, atomic_write_bytes, read_manifest, tool_versions, write_artifact_manifest
 from edgeopt.errors import ArtifactError, ConfigError, MissingDependencyError, VerificationError
 
 PRECISIONS = ("fp16", "int8")

@@ -6,7 +6,6 @@ instant and works without torch, onnxruntime or TensorRT being importable.
 
 from __future__ import annotations
 
-import sys
 import warnings
 from pathlib import Path
 from typing import Annotated, Optional
@@ -21,6 +20,7 @@ from rich.table import Table
 
 from edgeopt import __version__
 from edgeopt.errors import EdgeoptError
+from edgeopt.render import RichTrainCallbacks, console, metrics_table, render_report
 
 class _Group(TyperGroup):
     """Turns an ``EdgeoptError`` into one red line and exit code 1 (no traceback)."""
@@ -44,7 +44,6 @@ app = typer.Typer(
 data_app = typer.Typer(help="Datasets: TACO -> crops, statistics, the synthetic demo set.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
-console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 ExistingDir = Annotated[Path, typer.Argument(exists=True, file_okay=False, help="A folder of <class>/<image> crops.")]
@@ -145,42 +144,6 @@ def data_taco(
 
 
 # -- train / eval / info ------------------------------------------------------------------------
-class _RichTrainCallbacks:
-    """Renders training progress: a bar per epoch and one line per finished epoch."""
-
-    def __init__(self) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("loss {task.fields[loss]:.4f}"), TimeElapsedColumn(), console=console,
-                                 transient=True)
-        self.task = None
-        self.steps = 0
-
-    def on_start(self, config, steps_per_epoch: int, device: str, start_epoch: int) -> None:
-        self.steps = steps_per_epoch
-        resumed = f", resuming at epoch {start_epoch + 1}" if start_epoch else ""
-        console.print(f"training {config.model} at {config.img_size} px on [bold]{device}[/]{resumed}")
-        self.progress.start()
-
-    def on_batch(self, epoch: int, step: int, loss: float) -> None:
-        if self.task is None or step == 0:
-            if self.task is not None:
-                self.progress.remove_task(self.task)
-            self.task = self.progress.add_task(f"epoch {epoch + 1}", total=self.steps, loss=loss)
-        self.progress.update(self.task, advance=1, loss=loss)
-
-    def on_epoch(self, stats) -> None:
-        star = " *" if stats.best else ""
-        self.progress.console.print(
-            f"epoch {stats.epoch:>3}  train loss {stats.train_loss:.4f}  val loss {stats.val_loss:.4f}  "
-            f"val macro-F1 {stats.val_macro_f1:.4f}  acc {stats.val_accuracy:.4f}  {stats.seconds:.1f}s{star}"
-        )
-
-    def close(self) -> None:
-        self.progress.stop()
-
-
 @app.command("train")
 def train_cmd(
     model: Annotated[str, typer.Option("--model", help="timm/torchvision name or models/NAME.yaml.")],
@@ -218,24 +181,13 @@ def train_cmd(
                          loss=loss, label_smoothing=label_smoothing, randaugment=randaugment, mixup=mixup,
                          pretrained=pretrained, teachers=list(teacher or []),
                          kd=KDConfig(kd_temperature, kd_alpha, kd), device=device, seed=seed, workers=workers, resume=resume)
-    callbacks = _RichTrainCallbacks()
+    callbacks = RichTrainCallbacks()
     try:
         result = train_classifier(config, callbacks)
     finally:
         callbacks.close()
     console.print(f"best val macro-F1 {result.best_macro_f1:.4f} at epoch {result.best_epoch} -> {result.best_checkpoint}")
     console.print(f"{result.macs / 1e6:.2f} M MACs, {result.params / 1e6:.3f} M params, {result.seconds:.1f}s on {result.device}")
-
-
-def _metrics_table(title: str, results) -> Table:
-    table = Table(title=title)
-    for col in ("artifact", "backend", "precision", "macro-F1", "accuracy", "top-1 agree", "size MB"):
-        table.add_column(col, justify="left" if col == "artifact" else "right")
-    for r in results:
-        agree = "-" if r.agreement is None else f"{r.agreement:.2%}"
-        table.add_row(str(r.artifact), r.backend, r.precision, f"{r.metrics.macro_f1:.4f}", f"{r.metrics.accuracy:.4f}",
-                      agree, f"{r.size_bytes / 1e6:.2f}")
-    return table
 
 
 @app.command("eval")
@@ -255,12 +207,12 @@ def eval_cmd(
 
     if len(artifacts) > 1 or compare:
         results = compare_artifacts(artifacts, data, device=device, batch_size=batch_size, json_path=json_path, int8_exec=int8_exec)
-        console.print(_metrics_table(f"parity on {data}", results))
+        console.print(metrics_table(f"parity on {data}", results))
         return
     result = evaluate_artifact(artifacts[0], data, backend=backend, device=device, batch_size=batch_size,
                                plot=plot, json_path=json_path, int8_exec=int8_exec)
     m = result.metrics
-    console.print(_metrics_table(f"{artifacts[0].name} on {data} ({m.n} images)", [result]))
+    console.print(metrics_table(f"{artifacts[0].name} on {data} ({m.n} images)", [result]))
     cm = Table(title="confusion matrix (rows: true, columns: predicted) and per-class F1")
     cm.add_column("")
     for c in m.classes:
@@ -395,33 +347,6 @@ def _parse_batch_sizes(value: str) -> tuple[int, ...]:
     return sizes
 
 
-def _render_report(report) -> None:
-    """Two tables: cost, accuracy and score per artifact; then latency per batch size."""
-    batches = list(report.rows[0].latency)
-
-    def fmt(v, spec: str) -> str:
-        return "-" if v is None else format(v, spec)
-
-    table = Table(title=f"score vs baseline (time basis: {report.time_basis}; lower is better)")
-    for col in ("artifact", "backend", "prec", "MMACs", "MB", "F1", "submit s", "decode s", "time ratio", "score", "score MACs"):
-        table.add_column(col, justify="left" if col == "artifact" else "right")
-    for r in report.rows:
-        table.add_row(r.name, r.backend, r.precision, fmt(r.macs and r.macs / 1e6, ".1f"), f"{r.size_mb:.2f}", fmt(r.f1, ".4f"),
-                      fmt(r.submit and r.submit.seconds, ".2f"), fmt(r.submit and r.submit.decode_seconds, ".2f"),
-                      fmt(r.time_ratio, ".3f"), fmt(r.score_time, ".3f"), fmt(r.score_macs, ".3f"))
-    console.print(table)
-    lat = Table(title="latency (ms) and throughput")
-    for col in ("artifact", "batch", "p50", "p90", "p99", "img/s"):
-        lat.add_column(col, justify="left" if col == "artifact" else "right")
-    for r in report.rows:
-        for b in batches:
-            st = r.latency[b]
-            lat.add_row(r.name, str(b), f"{st.p50_ms:.3f}", f"{st.p90_ms:.3f}", f"{st.p99_ms:.3f}", f"{st.throughput:.0f}")
-    console.print(lat)
-    for note in report.notes:
-        console.print(f"note: {escape(note)}")
-
-
 @app.command("bench")
 def bench_cmd(
     artifacts: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, help="Checkpoints, ONNX models or engines.")],
@@ -450,7 +375,7 @@ def bench_cmd(
     report = run_bench(list(artifacts), None if baseline == "none" else baseline, data, backend, device, sizes, runs, warmup,
                        baseline_checkpoint, baseline_f1, baseline_size, workers, out, json_path, plot, int8_exec,
                        torch_fp16, cuda_graph)
-    _render_report(report)
+    render_report(report)
 
 
 @app.command("demo")
@@ -468,7 +393,7 @@ def demo_cmd(
     for w in caught:
         if issubclass(w.category, UserWarning) and "edgeopt" in (w.filename or ""):
             _warn(w.message)
-    _render_report(result.report)
+    render_report(result.report)
     console.print(f"artifacts: {', '.join(str(p) for p in result.artifacts.values())}; report {out / 'bench.json'}, plot {out / 'bench.png'}")
 
 
