@@ -123,7 +123,7 @@ class CalibrationResult:
 
 def calibrate_onnx(model: str | Path, data: str | Path, out: str | Path, num_images: int = 512, method: str = "entropy",
                    quantizer: str = "onnxruntime", batch_size: int = 32, seed: int = 0,
-                   calibration_dir: str | Path = "calibration") -> CalibrationResult:
+                   calibration_dir: str | Path = "calibration", skip_first_last: bool = False) -> CalibrationResult:
     """Quantize an FP32 ONNX artifact to a TensorRT-compatible Q/DQ INT8 ONNX."""
     model, out = Path(model), Path(out)
     if method not in METHODS:
@@ -144,8 +144,10 @@ def calibrate_onnx(model: str | Path, data: str | Path, out: str | Path, num_ima
     batches = iter_calibration_batches(cset, preprocess, batch_size)
     with atomic_path(out) as tmp:
         if quantizer == "onnxruntime":
-            served = _quantize_ort(model, tmp, batches, input_name, method)
+            served = _quantize_ort(model, tmp, batches, input_name, method, skip_first_last)
         else:
+            if skip_first_last:
+                raise ConfigError("--skip-first-last is implemented for --quantizer onnxruntime only")
             served = _quantize_modelopt(model, tmp, batches, method)
         if served == 0:
             raise VerificationError("the calibrator received zero batches; check --data and --batch-size")
@@ -168,7 +170,8 @@ def calibrate_onnx(model: str | Path, data: str | Path, out: str | Path, num_ima
                    tools=tool_versions("onnx", "onnxruntime", "nvidia-modelopt"),
                    extra={**manifest.extra, "quantization": {"format": "QDQ", "activations": "int8 symmetric per-tensor",
                           "weights": "int8 symmetric per-channel (output-channel axis)", "method": method,
-                          "quantizer": quantizer, "calibration_manifest": str(calib_path), "num_images": len(cset.samples)}})
+                          "quantizer": quantizer, "calibration_manifest": str(calib_path), "num_images": len(cset.samples),
+                          "skip_first_last": skip_first_last}})
     write_artifact_manifest(out, new, parent=model)
     return CalibrationResult(out, calib_path, len(cset.samples), served, method, quantizer, qdq_nodes)
 
@@ -186,7 +189,17 @@ def _check_input(model: Path, input_name: str) -> None:
         raise ArtifactError(f"{model}: has no input {input_name!r} (inputs: {names}); export it with edgeopt export")
 
 
-def _quantize_ort(model: Path, out: Path, batches: Iterator[np.ndarray], input_name: str, method: str) -> int:
+def first_last_layers(model: Any) -> list[str]:
+    """Names of the first Conv and the last Conv/Gemm/MatMul: the layers most sensitive to INT8."""
+    compute = [n for n in model.graph.node if n.op_type in ("Conv", "Gemm", "MatMul")]
+    if not compute:
+        return []
+    names = [compute[0].name, compute[-1].name]
+    return [n for n in dict.fromkeys(names) if n]
+
+
+def _quantize_ort(model: Path, out: Path, batches: Iterator[np.ndarray], input_name: str, method: str,
+                  skip_first_last: bool = False) -> int:
     """Calibrate with onnxruntime's calibrators, then write Q/DQ with every range fixed by overrides.
 
     ``quantize_static`` would run its own calibration, but it does not forward the histogram
@@ -220,8 +233,10 @@ def _quantize_ort(model: Path, out: Path, batches: Iterator[np.ndarray], input_n
             bound = max(abs(lo), abs(hi), 1e-8)
             overrides[name] = [{"rmin": np.array(-bound, np.float32), "rmax": np.array(bound, np.float32)}]
         overrides.update(fused_clip_ranges(onnx.load(str(prepped))))
+        excluded = first_last_layers(onnx.load(str(prepped))) if skip_first_last else []
         quantize_static(
             str(prepped), str(out), _Reader(iter(data[:1]), input_name), quant_format=QuantFormat.QDQ, per_channel=True,
+            nodes_to_exclude=excluded,
             reduce_range=False, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
             extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,

@@ -292,13 +292,15 @@ def calibrate_cmd(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
     seed: Annotated[int, typer.Option()] = 0,
     calibration_dir: Annotated[Path, typer.Option("--calibration-dir", help="Where the calibration manifest goes.")] = Path("calibration"),
+    skip_first_last: Annotated[bool, typer.Option("--skip-first-last", help="Leave the first conv and the classifier unquantized.")] = False,
 ) -> None:
     """Quantize to explicit INT8 (Q/DQ ONNX, symmetric, per-channel weights) on real crops."""
     from edgeopt.calibrate import calibrate_onnx
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = calibrate_onnx(model, data, out, num_images, method, quantizer, batch_size, seed, calibration_dir)
+        result = calibrate_onnx(model, data, out, num_images, method, quantizer, batch_size, seed, calibration_dir,
+                                skip_first_last)
     for w in caught:
         if issubclass(w.category, UserWarning) and "edgeopt" in (w.filename or "") or "calibrat" in str(w.message):
             _warn(w.message)

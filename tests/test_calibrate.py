@@ -150,3 +150,15 @@ def test_calibration_methods_really_differ(tiny_onnx: Path, synth_data: Path, tm
     assert len(minmax) == len(entropy) == len(percentile)
     assert minmax != entropy and minmax != percentile
     assert all(e <= m * (1 + 1e-6) for e, m in zip(entropy, minmax))  # entropy only ever narrows the range
+
+
+def test_skip_first_last_leaves_stem_and_classifier_in_float(tiny_onnx: Path, synth_data: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["calibrate", str(tiny_onnx), "--data", str(synth_data), "--out", str(tmp_path / "q.onnx"),
+                                 "--num-images", "32", "--batch-size", "16", "--skip-first-last", "--calibration-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    graph = onnx.load(str(tmp_path / "q.onnx")).graph
+    producers = {o: n for n in graph.node for o in n.output}
+    compute = [n for n in graph.node if n.op_type in ("Conv", "Gemm")]
+    fed_by_dq = [producers.get(n.input[1]) is not None and producers[n.input[1]].op_type == "DequantizeLinear" for n in compute]
+    assert fed_by_dq[0] is False and fed_by_dq[-1] is False and all(fed_by_dq[1:-1])
+    assert check_qdq(onnx.load(str(tmp_path / "q.onnx"))) == []
