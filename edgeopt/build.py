@@ -288,9 +288,14 @@ def _build_serialized(trt, onnx: Path, manifest: Manifest, plan: BuildPlan, opti
     config.add_optimization_profile(profile)
     timing_cache = config.create_timing_cache(options.timing_cache.read_bytes() if options.timing_cache and options.timing_cache.exists() else b"")
     config.set_timing_cache(timing_cache, False)
+    calibrator = None
     if plan.generation < 11:
-        _set_precision_trt10(trt, config, plan, options, onnx, manifest, input_name, profile)
+        calibrator = _set_precision_trt10(trt, config, plan, options, onnx, manifest, input_name, profile)
     serialized = builder.build_serialized_network(network, config)
+    if calibrator is not None:
+        from edgeopt.runtime.trt_calibrator import check_calibrator
+
+        check_calibrator(calibrator)
     return serialized, config.get_timing_cache().serialize()
 
 
@@ -303,11 +308,15 @@ def _create_network_trt10(trt, builder):
 
 
 def _set_precision_trt10(trt, config, plan: BuildPlan, options: BuildOptions, onnx: Path, manifest: Manifest,
-                         input_name: str, profile) -> None:
+                         input_name: str, profile):
+    """Builder flags, and the legacy calibrator when asked (returned so the build can check it)."""
     for flag in plan.builder_flags:
         config.set_flag(getattr(trt.BuilderFlag, flag))
-    if plan.legacy_calibrator is not None:
-        from edgeopt.runtime.trt_calibrator import make_legacy_calibrator_trt10
+    if plan.legacy_calibrator is None:
+        return None
+    from edgeopt.runtime.trt_calibrator import make_legacy_calibrator_trt10
 
-        config.int8_calibrator = make_legacy_calibrator_trt10(trt, plan.legacy_calibrator, onnx, manifest, options, input_name)
-        config.set_calibration_profile(profile)
+    calibrator = make_legacy_calibrator_trt10(trt, plan.legacy_calibrator, onnx, manifest, options, input_name)
+    config.int8_calibrator = calibrator
+    config.set_calibration_profile(profile)
+    return calibrator

@@ -161,3 +161,15 @@ def test_real_build_runs_and_matches_onnxruntime(precision: str, tiny_onnx: Path
     out = open_runner(result.path).run(x)
     assert out.shape == ref.shape
     assert np.abs(out - ref).max() < (0.05 if precision == "fp16" else 0.5) * max(1.0, np.abs(ref).max())
+
+
+def test_zero_calibration_batches_fail_loudly() -> None:
+    from types import SimpleNamespace
+
+    from edgeopt.errors import VerificationError
+    from edgeopt.runtime.trt_calibrator import check_calibrator
+
+    with pytest.raises(VerificationError, match="zero batches from crops"):
+        check_calibrator(SimpleNamespace(served=0, cache_hit=False, source="crops (0 images, batch 32)"))
+    check_calibrator(SimpleNamespace(served=0, cache_hit=True, source="x"))  # a valid cache needs no batches
+    check_calibrator(SimpleNamespace(served=3, cache_hit=False, source="x"))

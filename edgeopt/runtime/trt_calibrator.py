@@ -33,6 +33,7 @@ def make_legacy_calibrator_trt10(trt, kind: str, onnx: Path, manifest: Manifest,
             base.__init__(self)
             self.batches = iter_calibration_batches(cset, preprocess, options.calib_batch_size)
             self.served = 0
+            self.cache_hit = False
             self.device_batch = None
 
         def get_batch_size(self) -> int:
@@ -41,20 +42,22 @@ def make_legacy_calibrator_trt10(trt, kind: str, onnx: Path, manifest: Manifest,
         def get_batch(self, names):
             batch = next(self.batches, None)
             if batch is None:
-                if self.served == 0 and cache.read() is None:
-                    raise VerificationError(
-                        f"the TensorRT calibrator got zero batches from {options.calib_data} "
-                        f"({len(cset.samples)} images, batch {options.calib_batch_size})"
-                    )
-                return None
+                return None  # TensorRT calls this from C++: errors are raised after the build instead
             self.device_batch = torch.from_numpy(batch).cuda()
             self.served += 1
             return [int(self.device_batch.data_ptr())]
 
         def read_calibration_cache(self):
-            return cache.read()
+            data = cache.read()
+            self.cache_hit = data is not None
+            return data
 
-        def write_calibration_cache(self, data) -> None:
-            cache.write(bytes(data))
+    calibrator = Calibrator()
+    calibrator.source = f"{options.calib_data} ({len(cset.samples)} images, batch {options.calib_batch_size})"
+    return calibrator
 
-    return Calibrator()
+
+def check_calibrator(calibrator) -> None:
+    """After the build: fail loudly when TensorRT calibrated on nothing (no batches and no valid cache)."""
+    if calibrator.served == 0 and not calibrator.cache_hit:
+        raise VerificationError(f"the TensorRT calibrator got zero batches from {calibrator.source} and had no valid cache")
