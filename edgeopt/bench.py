@@ -6,8 +6,7 @@ import csv
 import dataclasses
 import io
 import time
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -82,21 +81,6 @@ def list_images(folder: str | Path) -> list[Path]:
     return paths
 
 
-def iter_preprocessed(paths: Sequence[Path], preprocess: Preprocess, batch_size: int, workers: int) -> Iterator[np.ndarray]:
-    """Decode + preprocess with a thread pool, keeping up to two batches in flight ahead of the consumer.
-
-    Decoding overlaps inference: while the model runs on batch k, the pool decodes batches k+1 and k+2.
-    """
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        chunks = [paths[i:i + batch_size] for i in range(0, len(paths), batch_size)]
-        pending = [[pool.submit(preprocess.load, p) for p in c] for c in chunks[:2]]
-        for k in range(len(chunks)):
-            futures = pending.pop(0)
-            if k + 2 < len(chunks):
-                pending.append([pool.submit(preprocess.load, p) for p in chunks[k + 2]])
-            yield np.stack([f.result() for f in futures])
-
-
 @dataclasses.dataclass
 class SubmitResult:
     images: int
@@ -114,7 +98,7 @@ class SubmitResult:
 def decode_only(paths: Sequence[Path], preprocess: Preprocess, batch_size: int, workers: int,
                 clock: Callable[[], float] = time.perf_counter) -> float:
     t0 = clock()
-    for _ in iter_preprocessed(paths, preprocess, batch_size, workers):
+    for _ in preprocess.iter_batches(paths, batch_size, workers):
         pass
     return clock() - t0
 
@@ -135,7 +119,7 @@ def submit_time(
     decode_seconds = decode_only(paths, preprocess, batch_size, workers, clock)
     t0 = clock()
     preds, confs = [], []
-    for batch in iter_preprocessed(paths, preprocess, batch_size, workers):
+    for batch in preprocess.iter_batches(paths, batch_size, workers):
         logits = np.asarray(run(batch), dtype=np.float64)
         z = logits - logits.max(1, keepdims=True)
         p = np.exp(z) / np.exp(z).sum(1, keepdims=True)

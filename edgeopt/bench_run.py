@@ -71,12 +71,14 @@ def run_bench(
     out.mkdir(parents=True, exist_ok=True)
     notes: list[str] = []
     entries = [(p.name, Path(p), False) for p in artifacts]
+    baseline_random = False
     manifests = {str(p): artifact_manifest(p) for _, p, _ in entries}
     if baseline:
         first = entries[0][1]
         b = build_baseline(baseline, manifests[str(first)], first, out / "baseline", baseline_checkpoint, baseline_size, data)
         entries.append((f"baseline {b.name}", b.path, True))
         manifests[str(b.path)] = artifact_manifest(b.path)
+        baseline_random = b.random_weights
         if b.random_weights:
             notes.append(f"baseline {b.name} has random weights (timing only); its F1 is "
                          + (f"--baseline-f1 {baseline_f1}" if baseline_f1 is not None else "unknown: pass --baseline-f1 for scores"))
@@ -115,10 +117,11 @@ def run_bench(
                                      batch_size=max(batch_sizes), workers=workers)
             row.f1 = row.submit.macro_f1
     base = next((r for r in rows if r.is_baseline), None)
-    if base is not None and base.f1 is not None and baseline_f1 is None and "random weights" in " ".join(notes):
-        base.f1 = None  # a random-weight F1 means nothing
-    if base is not None and baseline_f1 is not None:
-        base.f1 = baseline_f1
+    if base is not None:
+        if baseline_f1 is not None:
+            base.f1 = baseline_f1
+        elif baseline_random:
+            base.f1 = None  # a random-weight F1 means nothing
     time_basis = "submit time" if data is not None else f"batch-{batch_sizes[0]} latency p50"
     if base is not None:
         for row in rows:

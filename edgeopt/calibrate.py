@@ -92,8 +92,7 @@ def calibration_set(data: str | Path, classes: Sequence[str], num_images: int, b
 def iter_calibration_batches(cset: CalibrationSet, preprocess: Preprocess, batch_size: int) -> Iterator[np.ndarray]:
     """Full batches only (a ragged last batch would skew a static-shape calibrator)."""
     paths = [s.path for s in cset.samples]
-    for start in range(0, len(paths) - batch_size + 1, batch_size):
-        yield np.stack([preprocess.load(p) for p in paths[start:start + batch_size]])
+    yield from preprocess.iter_batches(paths[: len(paths) - len(paths) % batch_size], batch_size)
 
 
 class _Reader:
@@ -153,10 +152,11 @@ def calibrate_onnx(model: str | Path, data: str | Path, out: str | Path, num_ima
             raise VerificationError("the calibrator received zero batches; check --data and --batch-size")
         import onnx
 
-        violations = check_qdq(onnx.load(str(tmp)))
+        quantized = onnx.load(str(tmp))
+        violations = check_qdq(quantized)
         if violations:
             raise VerificationError(f"quantized model breaks the TensorRT Q/DQ rules: {violations[0]} (+{len(violations) - 1} more)")
-        qdq_nodes = sum(1 for n in onnx.load(str(tmp)).graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear"))
+        qdq_nodes = sum(1 for n in quantized.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear"))
     calib_path = Path(calibration_dir) / f"{out.stem}.calib.json"
     record = {
         "onnx": str(model), "onnx_sha256": manifest.sha256, "method": method, "quantizer": quantizer, "seed": seed,
@@ -245,6 +245,15 @@ def _quantize_ort(model: Path, out: Path, batches: Iterator[np.ndarray], input_n
     return reader.served
 
 
+def _consumers(graph: Any) -> dict[str, list[Any]]:
+    """Tensor name -> the nodes that read it."""
+    consumers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    return consumers
+
+
 def fused_clip_ranges(model: Any) -> dict[str, list[dict[str, np.ndarray]]]:
     """Quantization ranges for tensors that only feed a bounded Clip (ReLU6 and the like).
 
@@ -257,10 +266,7 @@ def fused_clip_ranges(model: Any) -> dict[str, list[dict[str, np.ndarray]]]:
 
     graph = model.graph
     inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-    consumers: dict[str, list[Any]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    consumers = _consumers(graph)
     graph_outputs = {o.name for o in graph.output}
     overrides: dict[str, list[dict[str, np.ndarray]]] = {}
     for node in graph.node:
@@ -313,10 +319,7 @@ def check_qdq(model: Any) -> list[str]:
 
     graph = model.graph
     inits = {i.name: i for i in graph.initializer}
-    consumers: dict[str, list[Any]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    consumers = _consumers(graph)
     problems: list[str] = []
     qdq = [n for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
     if not qdq:

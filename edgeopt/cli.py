@@ -6,7 +6,9 @@ instant and works without torch, onnxruntime or TensorRT being importable.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -68,6 +70,17 @@ def _warn(message: warnings.WarningMessage | str) -> None:
     err_console.print(f"[yellow]warning:[/] {escape(str(message))}")
 
 
+@contextlib.contextmanager
+def _relay_warnings(edgeopt_only: bool = True) -> Iterator[None]:
+    """Show the stage's warnings as yellow lines (by default only the UserWarnings edgeopt raises)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for w in caught:
+        if not edgeopt_only or (issubclass(w.category, UserWarning) and "edgeopt" in (w.filename or "")):
+            _warn(w.message)
+
+
 # -- data ---------------------------------------------------------------------------------------
 @data_app.command("synth")
 def data_synth(
@@ -87,11 +100,8 @@ def data_stats(root: ExistingDir) -> None:
     """Class counts, image sizes and imbalance ratio of a crops folder."""
     from edgeopt.data.stats import compute_stats
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with _relay_warnings(edgeopt_only=False):
         stats = compute_stats(root)
-    for w in caught:
-        _warn(w.message)
     title = f"{stats.root}" + ("  [bold magenta](SYNTHETIC data)[/]" if stats.synthetic else "")
     table = Table(title=title)
     table.add_column("class")
@@ -297,13 +307,9 @@ def calibrate_cmd(
     """Quantize to explicit INT8 (Q/DQ ONNX, symmetric, per-channel weights) on real crops."""
     from edgeopt.calibrate import calibrate_onnx
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with _relay_warnings():
         result = calibrate_onnx(model, data, out, num_images, method, quantizer, batch_size, seed, calibration_dir,
                                 skip_first_last)
-    for w in caught:
-        if issubclass(w.category, UserWarning) and "edgeopt" in (w.filename or "") or "calibrat" in str(w.message):
-            _warn(w.message)
     console.print(f"INT8 Q/DQ ONNX ({result.method}, {result.quantizer}) -> {result.path}")
     console.print(f"calibrated on {result.num_images} images in {result.batches} batches; {result.qdq_nodes} Q/DQ nodes; "
                   f"manifest {result.calibration_manifest}")
@@ -389,12 +395,8 @@ def demo_cmd(
     """The whole pipeline, end to end: data, teacher, distilled student, export, INT8, engines, bench, score."""
     from edgeopt.demo import run_demo
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", UserWarning)
+    with _relay_warnings():
         result = run_demo(out=out, data=data, epochs=epochs, log=lambda m: console.print(escape(m)))
-    for w in caught:
-        if issubclass(w.category, UserWarning) and "edgeopt" in (w.filename or ""):
-            _warn(w.message)
     render_report(result.report)
     console.print(f"artifacts: {', '.join(str(p) for p in result.artifacts.values())}; report {out / 'bench.json'}, plot {out / 'bench.png'}")
 

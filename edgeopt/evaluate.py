@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +31,6 @@ class EvalResult:
                 "size_bytes": self.size_bytes, "agreement": self.agreement, **self.metrics.to_dict()}
 
 
-def iter_batches(paths: Sequence[Path], preprocess: Preprocess, batch_size: int, workers: int = 4) -> Iterator[np.ndarray]:
-    """Decode and preprocess ``paths`` in order, ``batch_size`` at a time, with a thread pool."""
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for start in range(0, len(paths), batch_size):
-            chunk = paths[start:start + batch_size]
-            yield np.stack(list(pool.map(preprocess.load, chunk)))
-
-
 def artifact_manifest(path: str | Path) -> Manifest:
     kind = artifact_kind(path)
     return read_manifest(path, expect_kind=kind)
@@ -60,7 +51,7 @@ def evaluate_artifact(path: str | Path, data: str | Path, backend: str = "auto",
     runner = open_runner(path, backend=backend, device=device, **options)
     preprocess = Preprocess.from_dict(manifest.preprocess)
     scan = scan_folder(data, classes=manifest.classes, allow_empty_classes=True)
-    logits = [runner.run(batch) for batch in iter_batches([s.path for s in scan.samples], preprocess, batch_size)]
+    logits = [runner.run(batch) for batch in preprocess.iter_batches([s.path for s in scan.samples], batch_size)]
     preds = np.concatenate(logits).argmax(1)
     metrics = classification_metrics(scan.labels, preds, manifest.classes)
     result = EvalResult(path, runner.backend, runner.precision, metrics, preds, path.stat().st_size)

@@ -23,9 +23,10 @@ import torch.nn.functional as F
 from edgeopt.artifacts import Manifest, atomic_path, atomic_write_json, tool_versions, write_artifact_manifest
 from edgeopt.data.folder import FolderScan, scan_folder, split_scan
 from edgeopt.data.presets import RESIZE_RULES, Preprocess, preset_for_model
-from edgeopt.distill import KDConfig, load_teachers, view_for
+from edgeopt.distill import KDConfig, kd_loss, load_teachers, view_for
 from edgeopt.errors import ConfigError
 from edgeopt.metrics import classification_metrics
+from edgeopt.models.complexity import Complexity, count_complexity
 from edgeopt.runtime.torch_runner import CHECKPOINT_FORMAT, read_checkpoint, resolve_device
 
 OPTIMIZERS = ("adamw", "sgd")
@@ -192,7 +193,7 @@ def train_classifier(config: TrainConfig, callbacks: Callbacks | None = None) ->
     """Train, validate every epoch, keep the best checkpoint by validation macro-F1."""
     from edgeopt.data.loaders import cached_datasets
     from edgeopt.data.synthetic import is_synthetic
-    from edgeopt.models import count_complexity, create_model
+    from edgeopt.models import create_model
 
     callbacks = callbacks or Callbacks()
     t_start = time.perf_counter()
@@ -268,7 +269,7 @@ def train_classifier(config: TrainConfig, callbacks: Callbacks | None = None) ->
                 if teachers:
                     with torch.no_grad():
                         t_logits = [t.model(view_for(x, t.preprocess)) for t in teachers]
-                    loss = _kd(logits, t_logits, y, config.kd, hard)
+                    loss = kd_loss(logits, t_logits, y, config.kd, hard)
                 else:
                     loss = hard
             if not torch.isfinite(loss):
@@ -300,22 +301,19 @@ def train_classifier(config: TrainConfig, callbacks: Callbacks | None = None) ->
                        time.perf_counter() - t_start, str(device))
 
 
-def _kd(logits, teacher_logits, y, kd: KDConfig, hard):
-    from edgeopt.distill import kd_loss
-
-    return kd_loss(logits, teacher_logits, y, kd, hard)
-
-
 def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
 
 
 def save_checkpoint(path: Path, model: nn.Module, arch: dict[str, Any], classes: list[str], preprocess: Preprocess,
-                    metrics: dict[str, Any] | None = None, extra: dict[str, Any] | None = None, epoch: int = 0) -> Path:
-    """Write a loadable checkpoint (weights_only-safe) and its manifest, atomically."""
-    from edgeopt.models import count_complexity
+                    metrics: dict[str, Any] | None = None, extra: dict[str, Any] | None = None, epoch: int = 0,
+                    complexity: Complexity | None = None) -> Path:
+    """Write a loadable checkpoint (weights_only-safe) and its manifest, atomically.
 
-    complexity = count_complexity(model, preprocess.size)
+    ``complexity`` is counted at ``preprocess.size`` when the caller has not counted it already.
+    """
+    if complexity is None:
+        complexity = count_complexity(model, preprocess.size)
     ckpt = {"format": CHECKPOINT_FORMAT, "state_dict": _cpu_state(model), "arch": arch, "classes": list(classes),
             "preprocess": preprocess.to_dict(), "epoch": epoch}
     with atomic_path(path) as tmp:
@@ -332,7 +330,7 @@ def save_checkpoint(path: Path, model: nn.Module, arch: dict[str, Any], classes:
 
 def _save_best(path: Path, model, arch, classes, preprocess, complexity, metrics, stats, config, synthetic, teachers) -> None:
     save_checkpoint(
-        path, model, arch, classes, preprocess, epoch=stats.epoch,
+        path, model, arch, classes, preprocess, epoch=stats.epoch, complexity=complexity,
         metrics={"val_macro_f1": metrics.macro_f1, "val_accuracy": metrics.accuracy, "val_per_class_f1": metrics.per_class_f1,
                  "epoch": stats.epoch},
         extra={"train_config": config.to_dict(), "data": str(config.data), "synthetic_data": synthetic, "teachers": teachers},

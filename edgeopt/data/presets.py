@@ -7,6 +7,8 @@ manifest records it, so an artifact is always fed exactly what it was trained on
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +103,20 @@ class Preprocess:
     def load(self, path: str | Path) -> np.ndarray:
         """``path`` -> CHW float32 model input."""
         return self.normalize(self.load_uint8(path))
+
+    def iter_batches(self, paths: Sequence[Path], batch_size: int, workers: int = 4) -> Iterator[np.ndarray]:
+        """NCHW float32 batches of ``paths`` in order, decoded by a thread pool two batches ahead.
+
+        Decoding overlaps whatever the consumer does with the previous batch (PIL releases the GIL).
+        """
+        chunks = [paths[i:i + batch_size] for i in range(0, len(paths), batch_size)]
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            pending = [[pool.submit(self.load, p) for p in c] for c in chunks[:2]]
+            for k in range(len(chunks)):
+                futures = pending.pop(0)
+                if k + 2 < len(chunks):
+                    pending.append([pool.submit(self.load, p) for p in chunks[k + 2]])
+                yield np.stack([f.result() for f in futures])
 
 
 def load_rgb(path: str | Path, draft_to: int | None = None) -> Image.Image:
