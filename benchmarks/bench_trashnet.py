@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--method", default="entropy")
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--submit-runs", type=int, default=5, help="rounds of decode-only + full passes (medians)")
     parser.add_argument("--results", type=Path, default=Path("benchmarks/results/bench_trashnet.json"))
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="edgeopt-bench-"))
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     base = export_onnx(args.baseline, work / "baseline_resnet18d.onnx", data=val_root).path
     # INT8 timed with ORT's real int8 kernels; its F1 here is therefore the kernels' F1 (see notes)
     report = run_bench([fp32, int8], baseline=str(base), data=val_root, batch_sizes=(1, 32), runs=args.runs, warmup=10,
-                       workers=args.workers, out=work / "out", json_path=None)
+                       workers=args.workers, out=work / "out", json_path=None, submit_runs=args.submit_runs)
     rows = {r.name: r for r in report.rows}
     student, base_row = rows["student.onnx"], rows[f"baseline {base.name}"]
     summary = {

@@ -44,28 +44,40 @@ Timed = Callable[[np.ndarray], object]
 def measure_interleaved(
     runners: dict[str, tuple[Timed, np.ndarray]], runs: int, warmup: int,
     clock: Callable[[], float] = time.perf_counter, sync: Callable[[], None] | None = None,
+    block: int = 5, settle: int = 1,
 ) -> dict[str, LatencyStats]:
-    """Time every ``(run, batch)`` pair, alternating runner by runner within each round.
+    """Time ``runs`` calls of every ``(run, batch)`` pair, interleaved runner by runner in blocks.
 
     Interleaving spreads thermal drift and background load over all runners alike, so ratios hold
-    on noisy machines. Each runner is warmed up first; ``sync`` (e.g. ``torch.cuda.synchronize``)
-    runs before each clock read so device work is inside the timed region.
+    on noisy machines. Each runner is warmed up first; then every round gives each runner
+    ``settle`` untimed calls and up to ``block`` timed ones. Without the settle calls a runner would
+    be timed straight after another one evicted its weights from the caches and left its own
+    thread pool spinning (measured on 2 cores: a resnet18d timed right after a small model ran
+    2.3x slower than alone). ``sync`` (e.g. ``torch.cuda.synchronize``) runs before each clock
+    read so device work is inside the timed region.
     """
     if runs < 1 or warmup < 0:
         raise ConfigError(f"--runs {runs} / --warmup {warmup}: need runs >= 1 and warmup >= 0")
+    if block < 1 or settle < 0:
+        raise ConfigError(f"block {block} / settle {settle}: need block >= 1 and settle >= 0")
     for run, batch in runners.values():
         for _ in range(warmup):
             run(batch)
         if sync:
             sync()
     times: dict[str, list[float]] = {name: [] for name in runners}
-    for _ in range(runs):
+    for start in range(0, runs, block):
         for name, (run, batch) in runners.items():
-            t0 = clock()
-            run(batch)
+            for _ in range(settle):
+                run(batch)
             if sync:
                 sync()
-            times[name].append(clock() - t0)
+            for _ in range(min(block, runs - start)):
+                t0 = clock()
+                run(batch)
+                if sync:
+                    sync()
+                times[name].append(clock() - t0)
     return {name: LatencyStats.from_times(len(runners[name][1]), t) for name, t in times.items()}
 
 
@@ -84,11 +96,12 @@ def list_images(folder: str | Path) -> list[Path]:
 @dataclasses.dataclass
 class SubmitResult:
     images: int
-    seconds: float  # decode + preprocess + inference + writing the CSV
-    decode_seconds: float  # decode + preprocess only, same folder and workers
+    seconds: float  # decode + preprocess + inference + writing the CSV (median over the runs)
+    decode_seconds: float  # decode + preprocess only, same folder and workers (median over the runs)
     predictions_csv: Path | None
     macro_f1: float | None
     accuracy: float | None
+    runs: int = 1
 
     @property
     def model_share(self) -> float:
@@ -105,19 +118,35 @@ def decode_only(paths: Sequence[Path], preprocess: Preprocess, batch_size: int, 
 
 def submit_time(
     run: Timed, classes: Sequence[str], preprocess: Preprocess, folder: str | Path, csv_path: Path | None,
-    batch_size: int = 32, workers: int = 4, clock: Callable[[], float] = time.perf_counter,
+    batch_size: int = 32, workers: int = 4, runs: int = 1, clock: Callable[[], float] = time.perf_counter,
 ) -> SubmitResult:
     """Classify every image under ``folder`` end to end and write ``path,prediction,confidence`` rows.
 
-    When the folder is in the ``<class>/<image>`` layout with the model's classes, macro-F1 is
-    computed too. The decode-only pass runs first so both passes see the same (warm) file cache.
+    Each of ``runs`` rounds times a decode-only pass and then the full pass, so both see the same
+    (warm) file cache and the same background load; the medians are reported. When the folder is
+    in the ``<class>/<image>`` layout with the model's classes, macro-F1 is computed too.
     """
-    if batch_size < 1 or workers < 1:
-        raise ConfigError("--batch-size and --workers must be at least 1")
+    if batch_size < 1 or workers < 1 or runs < 1:
+        raise ConfigError("--batch-size, --workers and --submit-runs must be at least 1")
     folder = Path(folder)
     paths = list_images(folder)
-    decode_seconds = decode_only(paths, preprocess, batch_size, workers, clock)
-    t0 = clock()
+    decode_times, full_times = [], []
+    for _ in range(runs):
+        decode_times.append(decode_only(paths, preprocess, batch_size, workers, clock))
+        t0 = clock()
+        pred = _classify_to_csv(run, classes, preprocess, folder, paths, csv_path, batch_size, workers)
+        full_times.append(clock() - t0)
+    f1 = acc = None
+    labels = _folder_labels(folder, paths, classes)
+    if labels is not None:
+        m = classification_metrics(labels, pred, classes)
+        f1, acc = m.macro_f1, m.accuracy
+    return SubmitResult(len(paths), float(np.median(full_times)), float(np.median(decode_times)), csv_path, f1, acc, runs)
+
+
+def _classify_to_csv(run: Timed, classes: Sequence[str], preprocess: Preprocess, folder: Path, paths: Sequence[Path],
+                     csv_path: Path | None, batch_size: int, workers: int) -> np.ndarray:
+    """The timed part of submit time: decode, infer, softmax, write the CSV; returns the predictions."""
     preds, confs = [], []
     for batch in preprocess.iter_batches(paths, batch_size, workers):
         logits = np.asarray(run(batch), dtype=np.float64)
@@ -133,13 +162,7 @@ def submit_time(
         writer.writerow([str(path.relative_to(folder)), classes[int(k)], f"{c:.5f}"])
     if csv_path is not None:
         atomic_write_text(csv_path, buf.getvalue())
-    seconds = clock() - t0
-    f1 = acc = None
-    labels = _folder_labels(folder, paths, classes)
-    if labels is not None:
-        m = classification_metrics(labels, pred, classes)
-        f1, acc = m.macro_f1, m.accuracy
-    return SubmitResult(len(paths), seconds, decode_seconds, csv_path, f1, acc)
+    return pred
 
 
 def _folder_labels(folder: Path, paths: Sequence[Path], classes: Sequence[str]) -> np.ndarray | None:

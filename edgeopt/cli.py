@@ -369,6 +369,7 @@ def bench_cmd(
     runs: Annotated[int, typer.Option(min=1, help="Timed runs per batch size.")] = 50,
     warmup: Annotated[int, typer.Option(min=0)] = 10,
     workers: Annotated[int, typer.Option(min=1, help="Decode threads for submit time.")] = 4,
+    submit_runs: Annotated[int, typer.Option("--submit-runs", min=1, help="Rounds of decode-only + full submit passes; medians reported.")] = 3,
     out: Annotated[Path, typer.Option("--out", help="Folder for the baseline artifacts and predictions CSVs.")] = Path("runs/bench"),
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Report JSON (with the machine).")] = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="PNG of F1 against latency.")] = None,
@@ -382,7 +383,7 @@ def bench_cmd(
     sizes = _parse_batch_sizes(batch_sizes)
     report = run_bench(list(artifacts), None if baseline == "none" else baseline, data, backend, device, sizes, runs, warmup,
                        baseline_checkpoint, baseline_f1, baseline_size, workers, out, json_path, plot, int8_exec,
-                       torch_fp16, cuda_graph)
+                       torch_fp16, cuda_graph, submit_runs)
     render_report(report)
 
 

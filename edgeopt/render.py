@@ -66,7 +66,9 @@ def render_report(report) -> None:
     def fmt(v, spec: str) -> str:
         return "-" if v is None else format(v, spec)
 
-    table = Table(title=f"score vs baseline (time basis: {report.time_basis}; lower is better)")
+    submits = [r.submit for r in report.rows if r.submit is not None]
+    caption = f"submit / decode s: median of {submits[0].runs} runs, decode = decode + preprocess only" if submits else None
+    table = Table(title=f"score vs baseline (time basis: {report.time_basis}; lower is better)", caption=caption)
     for col in ("artifact", "backend", "prec", "MMACs", "MB", "F1", "submit s", "decode s", "time ratio", "score", "score MACs"):
         table.add_column(col, justify="left" if col == "artifact" else "right")
     for r in report.rows:

@@ -44,11 +44,16 @@ def test_interleaving_and_warmup_on_a_fake_clock() -> None:
     clock, log = FakeClock(), []
     batch = np.zeros((2, 3, 8, 8), np.float32)
     runners = {"a": (clock.model(0.001, log, "a"), batch), "b": (clock.model(0.004, log, "b"), batch)}
-    stats = measure_interleaved(runners, runs=5, warmup=3, clock=clock)
+    stats = measure_interleaved(runners, runs=5, warmup=3, clock=clock, block=1, settle=0)
     assert log[:6] == ["a"] * 3 + ["b"] * 3  # warm-up first, per runner
     assert log[6:] == ["a", "b"] * 5  # then alternating, round by round
     assert stats["a"].p50_ms == pytest.approx(2.0) and stats["b"].p50_ms == pytest.approx(8.0)  # warm-up not timed
     assert stats["a"].runs == 5 and stats["b"].throughput == pytest.approx(2 / 0.008)
+    log.clear()
+    stats = measure_interleaved(runners, runs=5, warmup=0, clock=clock, block=2, settle=1)
+    # rounds of (1 untimed + 2 timed) per runner; the last round only has the 1 timed call left
+    assert log == ["a"] * 3 + ["b"] * 3 + ["a"] * 3 + ["b"] * 3 + ["a"] * 2 + ["b"] * 2
+    assert stats["a"].runs == 5 and stats["b"].p99_ms == pytest.approx(8.0)  # settle calls not timed
     with pytest.raises(ConfigError):
         measure_interleaved(runners, runs=0, warmup=0, clock=clock)
 
@@ -69,6 +74,39 @@ def test_submit_time_writes_a_complete_csv_and_scores(synth_data: Path, tmp_path
     assert all(r["prediction"] == classes[0] for r in rows)
     assert result.accuracy == pytest.approx(1 / 6) and result.macro_f1 is not None
     assert result.seconds > 0 and result.decode_seconds > 0
+
+
+def test_submit_time_reports_medians_over_rounds(synth_data: Path, tmp_path: Path) -> None:
+    clock, calls = FakeClock(), []
+    costs = [0.010] * 9 + [0.050] * 9 + [0.020] * 9  # per-image cost: 72 images = 9 batches of 8 a round
+
+    def model(batch: np.ndarray) -> np.ndarray:
+        clock.now += costs[len(calls)] * len(batch)
+        calls.append(len(batch))
+        return np.zeros((len(batch), 6), np.float32)
+
+    classes = sorted(p.name for p in synth_data.iterdir() if p.is_dir())
+    result = submit_time(model, classes, Preprocess(size=16), synth_data, tmp_path / "p.csv", batch_size=8,
+                         workers=1, runs=3, clock=clock)
+    assert result.runs == 3 and len(calls) == 27
+    assert result.seconds == pytest.approx(72 * 0.020)  # the median round, not the first or the mean
+    assert result.decode_seconds == 0.0  # decoding costs nothing on the fake clock: no model inside it
+    with pytest.raises(ConfigError, match="submit-runs"):
+        submit_time(model, classes, Preprocess(size=16), synth_data, None, runs=0)
+
+
+def test_submit_time_reopens_cpu_sessions_without_spinning(tiny_onnx: Path) -> None:
+    from edgeopt.bench_run import _submit_runner
+    from edgeopt.runtime import open_runner
+
+    timed = open_runner(tiny_onnx)  # latency loop: ORT's default busy-waiting intra-op threads
+    submit = _submit_runner(timed, tiny_onnx, "auto", "cpu", {})
+    spin = "session.intra_op.allow_spinning"
+    assert submit is not timed and submit.session.get_session_options().get_session_config_entry(spin) == "0"
+    with pytest.raises(RuntimeError, match="does not have configuration"):  # left at ORT's default
+        timed.session.get_session_options().get_session_config_entry(spin)
+    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    np.testing.assert_array_equal(submit.run(x), timed.run(x))
 
 
 def test_submit_time_on_unlabelled_and_empty_folders(synth_data: Path, tmp_path: Path) -> None:

@@ -15,8 +15,12 @@ PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider"],
 INT8_EXEC = ("emulate", "kernels")
 
 
-def make_session(path: str | Path, device: str = "cpu", threads: int | None = None, optimize: bool = True):
+def make_session(path: str | Path, device: str = "cpu", threads: int | None = None, optimize: bool = True,
+                 spin: bool = True):
     """An InferenceSession on exactly the asked provider (no silent CPU fallback).
+
+    ``spin=False`` stops idle intra-op threads from busy-waiting for the next run: slower for a
+    lone batch-1 loop, faster when decode threads share the cores (submit time).
 
     ``optimize=False`` turns graph optimizations off, so a Q/DQ model runs as
     DequantizeLinear -> float op -> QuantizeLinear: the exact arithmetic of the quantized
@@ -38,6 +42,8 @@ def make_session(path: str | Path, device: str = "cpu", threads: int | None = No
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     if threads:
         options.intra_op_num_threads = threads
+    if not spin:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(str(path), sess_options=options, providers=wanted)
     except Exception as exc:  # ORT raises its own Fail/InvalidGraph types
@@ -52,7 +58,8 @@ class OrtRunner:
 
     backend = "onnxruntime"
 
-    def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None, int8_exec: str = "kernels") -> None:
+    def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None, int8_exec: str = "kernels",
+                 spin: bool = True) -> None:
         if int8_exec not in INT8_EXEC:
             raise ArtifactError(f"--int8-exec {int8_exec!r} is unknown: use emulate or kernels")
         self.manifest = read_manifest(path, expect_kind="onnx")
@@ -61,7 +68,7 @@ class OrtRunner:
         emulate = self.precision == "int8" and int8_exec == "emulate"
         if emulate:
             self.backend = "onnxruntime (Q/DQ emulated)"
-        self.session = make_session(path, device, threads, optimize=not emulate)
+        self.session = make_session(path, device, threads, optimize=not emulate, spin=spin)
         inputs = self.session.get_inputs()
         if len(inputs) != 1:
             raise ArtifactError(f"{path}: expected one image input, the model has {len(inputs)}")

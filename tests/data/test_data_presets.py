@@ -26,6 +26,19 @@ def test_normalisation_values(tmp_path: Path) -> None:
     np.testing.assert_allclose(x[:, 0, 0], [1.0, -1.0, 128 / 255 * 2 - 1], atol=1e-6)
 
 
+def test_normalize_matches_torchvision_for_images_and_batches() -> None:
+    import torch
+    from torchvision.transforms import v2
+
+    pre = Preprocess(size=16, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    hwc = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 3), dtype=np.uint8)
+    ref = v2.Normalize(pre.mean, pre.std)(torch.from_numpy(hwc).permute(0, 3, 1, 2).float() / 255).numpy()
+    batch = pre.normalize(hwc)
+    assert batch.shape == (4, 3, 8, 8) and batch.dtype == np.float32 and batch.flags.c_contiguous
+    np.testing.assert_allclose(batch, ref, atol=2e-6)
+    np.testing.assert_allclose(pre.normalize(hwc[1]), ref[1], atol=2e-6)
+
+
 def test_exif_orientation_is_applied(tmp_path: Path) -> None:
     p = tmp_path / "rot.jpg"
     im = Image.new("RGB", (40, 20), (0, 0, 0))
