@@ -62,6 +62,7 @@ def run_bench(
     baseline_checkpoint: Path | None = None, baseline_f1: float | None = None, baseline_size: int | None = None,
     workers: int = 4, out: Path = Path("runs/bench"), json_path: Path | None = None, plot_path: Path | None = None,
     int8_exec: str = "kernels", torch_fp16: bool = False, cuda_graph: bool = False, submit_runs: int = 3,
+    torch_compile: bool = False,
 ) -> BenchReport:
     """Measure every artifact and the baseline interleaved, run submit time on ``data``, score."""
     if not artifacts:
@@ -87,7 +88,7 @@ def run_bench(
         kind = path.suffix.lower()
         options: dict[str, Any] = {"int8_exec": int8_exec} if kind == ".onnx" else {}
         if kind in (".pt", ".pth"):
-            options = {"fp16": torch_fp16, "cuda_graph": cuda_graph}
+            options = {"fp16": torch_fp16, "cuda_graph": cuda_graph, "compile": torch_compile}
         elif kind in (".engine", ".plan"):
             options = {"cuda_graph": cuda_graph}
         runners[name] = open_runner(path, backend=backend, device=device, **options)
@@ -98,6 +99,9 @@ def run_bench(
                 notes.append(f"{name}: ONNX Runtime's int8 kernels on this CPU (no VNNI) saturate intermediate sums, "
                              "so its F1 here can be far below the model's; `edgeopt eval` measures the exact Q/DQ accuracy")
     sync = _cuda_sync(runners)
+    if sync is not None:
+        notes.append("CUDA latency is timed from a device-resident input, synchronised before each clock read "
+                     "(compute and launch, no host copies); submit time includes the copies")
     rows = []
     for name, path, is_base in entries:
         m = manifests[str(path)]
@@ -105,7 +109,7 @@ def run_bench(
                              path.stat().st_size / 1e6, {}, is_baseline=is_base))
     rng = np.random.default_rng(0)
     for bs in batch_sizes:
-        batches = {name: (runners[name].run, rng.standard_normal((bs, 3, s, s)).astype(np.float32))
+        batches = {name: _timed(runners[name], rng.standard_normal((bs, 3, s, s)).astype(np.float32))
                    for name, s in ((n, Preprocess.from_dict(manifests[str(p)].preprocess).size) for n, p, _ in entries)}
         stats = measure_interleaved(batches, runs, warmup, sync=sync)
         for row in rows:
@@ -151,6 +155,13 @@ def _submit_runner(runner: Any, path: Path, backend: str, device: str, options: 
     if device == "cpu" and runner.backend.startswith("onnxruntime"):
         return open_runner(path, backend=backend, device=device, **options, spin=False)
     return runner
+
+
+def _timed(runner: Any, batch: np.ndarray) -> tuple[Any, Any]:
+    """What the latency loop calls, and on what: CUDA runners from a resident device tensor."""
+    if getattr(runner, "device", "cpu") == "cuda" and hasattr(runner, "device_input"):
+        return runner.run_tensor, runner.device_input(batch)
+    return runner.run, batch
 
 
 def _time(row: BenchRow, use_submit: bool, batch: int) -> float:

@@ -376,6 +376,7 @@ def bench_cmd(
     int8_exec: Annotated[str, typer.Option("--int8-exec", help="INT8 ONNX: kernels (ORT's CPU int8 speed) or emulate (exact Q/DQ math).")] = "kernels",
     torch_fp16: Annotated[bool, typer.Option("--torch-fp16", help="Checkpoints on CUDA in FP16.")] = False,
     cuda_graph: Annotated[bool, typer.Option("--cuda-graph", help="Replay captured CUDA graphs (torch on CUDA, TensorRT).")] = False,
+    torch_compile: Annotated[bool, typer.Option("--torch-compile", help="Checkpoints through torch.compile with frozen weights (BN folded).")] = False,
 ) -> None:
     """Latency (p50/p90/p99), throughput, submit time and the competition score against a baseline."""
     from edgeopt.bench_run import run_bench
@@ -383,7 +384,7 @@ def bench_cmd(
     sizes = _parse_batch_sizes(batch_sizes)
     report = run_bench(list(artifacts), None if baseline == "none" else baseline, data, backend, device, sizes, runs, warmup,
                        baseline_checkpoint, baseline_f1, baseline_size, workers, out, json_path, plot, int8_exec,
-                       torch_fp16, cuda_graph, submit_runs)
+                       torch_fp16, cuda_graph, submit_runs, torch_compile)
     render_report(report)
 
 

@@ -93,6 +93,7 @@ class TensorRTRunner:
         import torch
 
         x, y = self._bind(tuple(batch.shape))
+        self.stream.wait_stream(torch.cuda.current_stream())  # ``batch`` may still be being written there
         with torch.cuda.stream(self.stream):
             x.copy_(batch, non_blocking=True)
             if self.cuda_graph:
@@ -107,6 +108,12 @@ class TensorRTRunner:
             elif not self.context.execute_async_v3(self.stream.cuda_stream):
                 raise ArtifactError("TensorRT execution failed (execute_async_v3 returned False)")
         return y
+
+    def device_input(self, batch: np.ndarray) -> Any:
+        """``batch`` as a CUDA float32 tensor: latency is timed from it (compute only)."""
+        import torch
+
+        return torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).cuda()
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         import torch

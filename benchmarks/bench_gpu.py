@@ -1,0 +1,79 @@
+"""GPU latency benchmark: the student and the resnet18d baseline on the torch CUDA backend.
+
+Batch-1 and batch-256 latency (p50/p90/p99, block-interleaved, device-resident input) for each
+torch variant, to find what measurably helps (the bench issue's GPU target: the student's batch-1
+latency <= 0.25 ms on an H100); with --data, submit time and F1 over TrashNet's val split too.
+
+  python benchmarks/bench_gpu.py --student runs/bench/kd/best.pt --baseline runs/bench/baseline/best.pt
+
+Variants: fp32 (eager, channels-last), fp16, fp16_graph (+ CUDA-graph replay), fp16_compile
+(torch.compile, frozen weights: BN folded) and fp16_compile_graph (Inductor's CUDA graphs).
+`--device cpu --variants fp32,compile` checks the script on a machine without a GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from edgeopt.bench_run import run_bench
+from edgeopt.machine import machine_info
+
+sys.path.insert(0, str(Path(__file__).parent))
+from quantize_trashnet import materialise_split  # noqa: E402
+
+VARIANTS = {
+    "fp32": {},
+    "compile": {"torch_compile": True},
+    "fp16": {"torch_fp16": True},
+    "fp16_graph": {"torch_fp16": True, "cuda_graph": True},
+    "fp16_compile": {"torch_fp16": True, "torch_compile": True},
+    "fp16_compile_graph": {"torch_fp16": True, "torch_compile": True, "cuda_graph": True},
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--student", type=Path, required=True)
+    parser.add_argument("--baseline", type=Path, required=True, help="resnet18d checkpoint at 224 px")
+    parser.add_argument("--data", type=Path, default=None, help="TrashNet folder: adds submit time and F1 on its val split")
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--variants", default="fp32,fp16,fp16_graph,fp16_compile,fp16_compile_graph")
+    parser.add_argument("--batch-sizes", default="1,256")
+    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--target-ms", type=float, default=0.25, help="the student's batch-1 latency target")
+    parser.add_argument("--results", type=Path, default=Path("benchmarks/results/bench_gpu.json"))
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.variants.split(",")) - set(VARIANTS))
+    if unknown:
+        parser.error(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
+    batch_sizes = tuple(int(b) for b in args.batch_sizes.split(","))
+    work = Path(tempfile.mkdtemp(prefix="edgeopt-bench-gpu-"))
+    val_root = materialise_split(args.data, work)[1] if args.data else None
+    rows = {}
+    for variant in args.variants.split(","):
+        report = run_bench([args.student], baseline=str(args.baseline), data=val_root, backend="torch", device=args.device,
+                           batch_sizes=batch_sizes, runs=args.runs, warmup=20, out=work / variant, workers=8,
+                           **VARIANTS[variant])
+        student, base = report.rows
+        rows[variant] = {"student": student.to_dict(), "baseline": base.to_dict(), "notes": report.notes}
+        print(f"{variant:20s} " + "  ".join(
+            f"b{b}: student {student.latency[b].p50_ms:.3f} ms / baseline {base.latency[b].p50_ms:.3f} ms" for b in batch_sizes)
+            + (f"  submit {student.submit.seconds:.2f}s (decode {student.submit.decode_seconds:.2f}s)" if student.submit else ""),
+            flush=True)
+    best = min(rows, key=lambda v: rows[v]["student"]["latency"][str(batch_sizes[0])]["p50_ms"])
+    best_ms = rows[best]["student"]["latency"][str(batch_sizes[0])]["p50_ms"]
+    summary = {"best_variant_b%d" % batch_sizes[0]: best, "student_p50_ms": best_ms,
+               "target_ms": args.target_ms, "target_met": best_ms <= args.target_ms}
+    result = {"summary": summary, "variants": rows, "machine": machine_info(), "device": args.device}
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(json.dumps(result, indent=2, default=str))
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
