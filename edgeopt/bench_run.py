@@ -69,6 +69,9 @@ def run_bench(
         raise ConfigError("pass at least one artifact to bench")
     if any(b < 1 for b in batch_sizes):
         raise ConfigError(f"--batch-sizes {batch_sizes}: every batch size must be at least 1")
+    if (torch_fp16 or torch_compile) and not any(Path(a).suffix.lower() in (".pt", ".pth") for a in artifacts):
+        raise ConfigError("--torch-fp16 / --torch-compile apply to checkpoints (.pt) on the torch backend; "
+                          "none was passed (ONNX precision comes from export/calibrate)")
     out.mkdir(parents=True, exist_ok=True)
     notes: list[str] = []
     entries = [(p.name, Path(p), False) for p in artifacts]

@@ -183,6 +183,11 @@ def test_gpu_only_torch_options_are_refused_on_cpu(tiny_ckpts: dict) -> None:
     assert result.exit_code == 1 and "CUDA-graph replay needs --device cuda" in result.output
 
 
+def test_torch_only_options_on_onnx_artifacts_are_refused(tiny_onnx: Path) -> None:
+    result = runner.invoke(app, ["bench", str(tiny_onnx), "--baseline", "none", "--torch-compile", "--runs", "1"])
+    assert result.exit_code == 1 and "apply to checkpoints" in result.output
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_graph_replay_matches_eager(tiny_ckpts: dict) -> None:
