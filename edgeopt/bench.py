@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import io
 import time
 from collections.abc import Callable, Sequence
@@ -44,7 +45,7 @@ Timed = Callable[[np.ndarray], object]
 def measure_interleaved(
     runners: dict[str, tuple[Timed, np.ndarray]], runs: int, warmup: int,
     clock: Callable[[], float] = time.perf_counter, sync: Callable[[], None] | None = None,
-    block: int = 5, settle: int = 1,
+    block: int = 5, settle: int = 1, timer: Callable[[Callable[[], object]], float] | None = None,
 ) -> dict[str, LatencyStats]:
     """Time ``runs`` calls of every ``(run, batch)`` pair, interleaved runner by runner in blocks.
 
@@ -53,13 +54,15 @@ def measure_interleaved(
     ``settle`` untimed calls and up to ``block`` timed ones. Without the settle calls a runner would
     be timed straight after another one evicted its weights from the caches and left its own
     thread pool spinning (measured on 2 cores: a resnet18d timed right after a small model ran
-    2.3x slower than alone). ``sync`` (e.g. ``torch.cuda.synchronize``) runs before each clock
-    read so device work is inside the timed region.
+    2.3x slower than alone). A call is timed by ``timer`` (seconds; e.g. ``cuda_event_timer``) or
+    else by ``clock`` around it, with ``sync`` (e.g. ``torch.cuda.synchronize``) before each read.
     """
     if runs < 1 or warmup < 0:
         raise ConfigError(f"--runs {runs} / --warmup {warmup}: need runs >= 1 and warmup >= 0")
     if block < 1 or settle < 0:
         raise ConfigError(f"block {block} / settle {settle}: need block >= 1 and settle >= 0")
+    if timer is None:
+        timer = _wall_timer(clock, sync)
     for run, batch in runners.values():
         for _ in range(warmup):
             run(batch)
@@ -73,12 +76,34 @@ def measure_interleaved(
             if sync:
                 sync()
             for _ in range(min(block, runs - start)):
-                t0 = clock()
-                run(batch)
-                if sync:
-                    sync()
-                times[name].append(clock() - t0)
+                times[name].append(timer(functools.partial(run, batch)))
     return {name: LatencyStats.from_times(len(runners[name][1]), t) for name, t in times.items()}
+
+
+def _wall_timer(clock: Callable[[], float], sync: Callable[[], None] | None) -> Callable[[Callable[[], object]], float]:
+    def timed(call: Callable[[], object]) -> float:
+        t0 = clock()
+        call()
+        if sync:
+            sync()
+        return clock() - t0
+    return timed
+
+
+def cuda_event_timer(call: Callable[[], object]) -> float:
+    """Seconds between CUDA events recorded on the current stream around ``call``.
+
+    Runners that work on a stream of their own make the current stream wait for it before they
+    return, so the end event follows all their device work.
+    """
+    import torch
+
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    call()
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end) / 1e3
 
 
 # -- submit time --------------------------------------------------------------------------------

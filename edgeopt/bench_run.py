@@ -10,7 +10,7 @@ import numpy as np
 
 from edgeopt.artifacts import atomic_path, atomic_write_json
 from edgeopt.baseline import build_baseline
-from edgeopt.bench import LatencyStats, SubmitResult, measure_interleaved, submit_time
+from edgeopt.bench import LatencyStats, SubmitResult, cuda_event_timer, measure_interleaved, submit_time
 from edgeopt.data.presets import Preprocess
 from edgeopt.errors import ConfigError
 from edgeopt.evaluate import artifact_manifest
@@ -103,8 +103,8 @@ def run_bench(
                              "so its F1 here can be far below the model's; `edgeopt eval` measures the exact Q/DQ accuracy")
     sync = _cuda_sync(runners)
     if sync is not None:
-        notes.append("CUDA latency is timed from a device-resident input, synchronised before each clock read "
-                     "(compute and launch, no host copies); submit time includes the copies")
+        notes.append("CUDA latency is timed with CUDA events around each call on a device-resident input "
+                     "(compute and launch gaps, no host copies); submit time includes the copies")
     rows = []
     for name, path, is_base in entries:
         m = manifests[str(path)]
@@ -114,7 +114,7 @@ def run_bench(
     for bs in batch_sizes:
         batches = {name: _timed(runners[name], rng.standard_normal((bs, 3, s, s)).astype(np.float32))
                    for name, s in ((n, Preprocess.from_dict(manifests[str(p)].preprocess).size) for n, p, _ in entries)}
-        stats = measure_interleaved(batches, runs, warmup, sync=sync)
+        stats = measure_interleaved(batches, runs, warmup, sync=sync, timer=cuda_event_timer if sync else None)
         for row in rows:
             row.latency[bs] = stats[row.name]
     if data is not None:

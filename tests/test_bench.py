@@ -54,6 +54,16 @@ def test_interleaving_and_warmup_on_a_fake_clock() -> None:
     # rounds of (1 untimed + 2 timed) per runner; the last round only has the 1 timed call left
     assert log == ["a"] * 3 + ["b"] * 3 + ["a"] * 3 + ["b"] * 3 + ["a"] * 2 + ["b"] * 2
     assert stats["a"].runs == 5 and stats["b"].p99_ms == pytest.approx(8.0)  # settle calls not timed
+    log.clear()
+    seen = []
+
+    def timer(call) -> float:  # a device timer: measures each call itself, no clock or sync involved
+        call()
+        seen.append(log[-1])
+        return 0.003
+
+    stats = measure_interleaved(runners, runs=2, warmup=0, clock=lambda: 1 / 0, block=2, settle=0, timer=timer)
+    assert seen == ["a", "a", "b", "b"] and stats["b"].p50_ms == pytest.approx(3.0)
     with pytest.raises(ConfigError):
         measure_interleaved(runners, runs=0, warmup=0, clock=clock)
 
@@ -205,6 +215,7 @@ def test_cuda_graph_replay_matches_eager(tiny_ckpts: dict) -> None:
 def test_cuda_fp16_compiled_runner_and_resident_latency_input(tiny_ckpts: dict) -> None:
     import torch
 
+    from edgeopt.bench import cuda_event_timer
     from edgeopt.bench_run import _timed
     from edgeopt.runtime.torch_runner import TorchRunner
 
@@ -213,6 +224,7 @@ def test_cuda_fp16_compiled_runner_and_resident_latency_input(tiny_ckpts: dict) 
     fast = TorchRunner(tiny_ckpts["yaml"], device="cuda", fp16=True, cuda_graph=True, compile=True)
     run, arg = _timed(fast, x)
     assert run == fast.run_tensor and arg.is_cuda and arg.dtype == torch.float16
+    assert 0 < cuda_event_timer(lambda: run(arg)) < 1.0
     first = run(arg).float().cpu().numpy()
     np.testing.assert_allclose(first, ref, atol=5e-2)
     np.testing.assert_allclose(fast.run(x * 0.5), TorchRunner(tiny_ckpts["yaml"]).run(x * 0.5), atol=5e-2)

@@ -107,6 +107,7 @@ class TensorRTRunner:
                 graph.replay()
             elif not self.context.execute_async_v3(self.stream.cuda_stream):
                 raise ArtifactError("TensorRT execution failed (execute_async_v3 returned False)")
+        torch.cuda.current_stream().wait_stream(self.stream)  # ``y`` is ready for work queued after this
         return y
 
     def device_input(self, batch: np.ndarray) -> Any:
