@@ -69,10 +69,12 @@ def render_report(report) -> None:
     submits = [r.submit for r in report.rows if r.submit is not None]
     caption = f"submit / decode s: median of {submits[0].runs} runs, decode = decode + preprocess only" if submits else None
     table = Table(title=f"score vs baseline (time basis: {report.time_basis}; lower is better)", caption=caption)
-    for col in ("artifact", "backend", "prec", "MMACs", "MB", "F1", "submit s", "decode s", "time ratio", "score", "score MACs"):
+    for col in ("artifact", "backend", "prec", "MMACs", "M params", "MB", "F1", "submit s", "decode s", "time ratio", "score",
+                "score MACs"):
         table.add_column(col, justify="left" if col == "artifact" else "right")
     for r in report.rows:
-        table.add_row(r.name, r.backend, r.precision, fmt(r.macs and r.macs / 1e6, ".1f"), f"{r.size_mb:.2f}", fmt(r.f1, ".4f"),
+        table.add_row(r.name, r.backend, r.precision, fmt(r.macs and r.macs / 1e6, ".1f"), fmt(r.params and r.params / 1e6, ".2f"),
+                      f"{r.size_mb:.2f}", fmt(r.f1, ".4f"),
                       fmt(r.submit and r.submit.seconds, ".2f"), fmt(r.submit and r.submit.decode_seconds, ".2f"),
                       fmt(r.time_ratio, ".3f"), fmt(r.score_time, ".3f"), fmt(r.score_macs, ".3f"))
     console.print(table)

@@ -159,6 +159,10 @@ def test_bench_cli_success_and_bad_inputs(tiny_onnx: Path, synth_data: Path, tmp
                                  "--warmup", "0", "--data", str(synth_data), "--out", str(tmp_path / "o")])
     assert result.exit_code == 0, result.output
     assert "score vs baseline" in result.output and "latency (ms)" in result.output
+    header = next(line for line in result.output.splitlines() if "artifact" in line and "MMACs" in line)
+    for column in ("prec", "M params", "MB", "F1", "submit s", "decode s", "time ratio", "score MACs"):
+        assert column in header
+    assert "median of 3 runs" in result.output
     result = runner.invoke(app, ["bench", str(tiny_onnx), "--backend", "cuda-magic"])
     assert result.exit_code == 1 and "unknown backend" in result.output
     result = runner.invoke(app, ["bench", str(tiny_onnx), "--backend", "torch", "--baseline", "none"])
