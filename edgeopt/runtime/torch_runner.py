@@ -90,7 +90,7 @@ class TorchRunner:
     def device_input(self, batch: np.ndarray) -> torch.Tensor:
         """``batch`` as the model takes it: on the device, in its dtype and memory format.
 
-        Latency on CUDA is timed from such a resident tensor (compute only, as trtexec's GPU compute
+        Latency on CUDA is timed from such a resident tensor (no host copies, as trtexec's GPU compute
         time); submit time goes through ``run`` and pays the host-to-device copy.
         """
         x = torch.from_numpy(np.ascontiguousarray(batch)).to(self.torch_device, dtype=self.dtype)

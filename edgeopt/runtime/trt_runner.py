@@ -111,7 +111,7 @@ class TensorRTRunner:
         return y
 
     def device_input(self, batch: np.ndarray) -> Any:
-        """``batch`` as a CUDA float32 tensor: latency is timed from it (compute only)."""
+        """``batch`` as a CUDA float32 tensor: latency is timed from it (no host copies)."""
         import torch
 
         return torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).cuda()
