@@ -86,7 +86,8 @@ def run_bench(
         if b.random_weights:
             notes.append(f"baseline {b.name} has random weights (timing only); its F1 is "
                          + (f"--baseline-f1 {baseline_f1}" if baseline_f1 is not None else "unknown: pass --baseline-f1 for scores"))
-    runners, runner_options = {}, {}
+    machine = machine_info()
+    runners = {}
     for name, path, _ in entries:
         kind = path.suffix.lower()
         options: dict[str, Any] = {"int8_exec": int8_exec} if kind == ".onnx" else {}
@@ -95,16 +96,15 @@ def run_bench(
         elif kind in (".engine", ".plan"):
             options = {"cuda_graph": cuda_graph}
         runners[name] = open_runner(path, backend=backend, device=device, **options)
-        runner_options[name] = options
-        if runners[name].precision == "int8" and int8_exec == "kernels" and path.suffix.lower() == ".onnx":
-            flags = machine_info()["cpu_flags"]
-            if not {"avx512_vnni", "avx_vnni", "amx_int8"} & set(flags):
+        if runners[name].precision == "int8" and int8_exec == "kernels" and kind == ".onnx":
+            if not {"avx512_vnni", "avx_vnni", "amx_int8"} & set(machine["cpu_flags"]):
                 notes.append(f"{name}: ONNX Runtime's int8 kernels on this CPU (no VNNI) saturate intermediate sums, "
                              "so its F1 here can be far below the model's; `edgeopt eval` measures the exact Q/DQ accuracy")
     sync = _cuda_sync(runners)
     if sync is not None:
         notes.append("CUDA latency is timed with CUDA events around each call on a device-resident input "
                      "(compute and launch gaps, no host copies); submit time includes the copies")
+    preprocess = {name: Preprocess.from_dict(manifests[str(path)].preprocess) for name, path, _ in entries}
     rows = []
     for name, path, is_base in entries:
         m = manifests[str(path)]
@@ -112,18 +112,16 @@ def run_bench(
                              path.stat().st_size / 1e6, {}, is_baseline=is_base))
     rng = np.random.default_rng(0)
     for bs in batch_sizes:
-        batches = {name: _timed(runners[name], rng.standard_normal((bs, 3, s, s)).astype(np.float32))
-                   for name, s in ((n, Preprocess.from_dict(manifests[str(p)].preprocess).size) for n, p, _ in entries)}
+        batches = {name: _timed(runners[name], rng.standard_normal((bs, 3, pre.size, pre.size)).astype(np.float32))
+                   for name, pre in preprocess.items()}
         stats = measure_interleaved(batches, runs, warmup, sync=sync, timer=cuda_event_timer if sync else None)
         for row in rows:
             row.latency[bs] = stats[row.name]
     if data is not None:
         for row, (name, path, _) in zip(rows, entries):
-            m = manifests[str(path)]
             csv_path = out / f"{name.replace(' ', '_')}.predictions.csv"
-            runner = _submit_runner(runners[name], path, backend, device, runner_options[name])
-            row.submit = submit_time(runner.run, m.classes, Preprocess.from_dict(m.preprocess), data, csv_path,
-                                     batch_size=max(batch_sizes), workers=workers, runs=submit_runs)
+            row.submit = submit_time(_submit_runner(runners[name]).run, manifests[str(path)].classes, preprocess[name], data,
+                                     csv_path, batch_size=max(batch_sizes), workers=workers, runs=submit_runs)
             row.f1 = row.submit.macro_f1
     base = next((r for r in rows if r.is_baseline), None)
     if base is not None:
@@ -140,7 +138,7 @@ def run_bench(
                 row.score_time = score_time(t, tb, row.f1, base.f1)
                 if row.macs and base.macs:
                     row.score_macs = score_macs(row.macs, base.macs, row.f1, base.f1)
-    report = BenchReport(rows, time_basis, notes, machine_info())
+    report = BenchReport(rows, time_basis, notes, machine)
     if json_path is not None:
         atomic_write_json(json_path, report.to_dict())
     if plot_path is not None:
@@ -148,16 +146,11 @@ def run_bench(
     return report
 
 
-def _submit_runner(runner: Any, path: Path, backend: str, device: str, options: dict[str, Any]) -> Any:
-    """The runner for submit time, where decode threads share the CPU with the model.
-
-    ONNX Runtime's idle intra-op threads busy-wait for the next run (good for a batch-1 latency
-    loop); during submit time that spinning steals the cores the decoders need, so the CPU
-    session is reopened without it.
-    """
-    if device == "cpu" and runner.backend.startswith("onnxruntime"):
-        return open_runner(path, backend=backend, device=device, **options, spin=False)
-    return runner
+def _submit_runner(runner: Any) -> Any:
+    """The runner for submit time, where decode threads share the CPU with the model: the
+    runner's own ``sharing_cores()`` variant where it has one (ONNX Runtime on the CPU)."""
+    sharing = getattr(runner, "sharing_cores", None)
+    return sharing() if sharing is not None else runner
 
 
 def _timed(runner: Any, batch: np.ndarray) -> tuple[Any, Any]:

@@ -110,7 +110,7 @@ def test_submit_time_reopens_cpu_sessions_without_spinning(tiny_onnx: Path) -> N
     from edgeopt.runtime import open_runner
 
     timed = open_runner(tiny_onnx)  # latency loop: ORT's default busy-waiting intra-op threads
-    submit = _submit_runner(timed, tiny_onnx, "auto", "cpu", {})
+    submit = _submit_runner(timed)
     spin = "session.intra_op.allow_spinning"
     assert submit is not timed and submit.session.get_session_options().get_session_config_entry(spin) == "0"
     with pytest.raises(RuntimeError, match="does not have configuration"):  # left at ORT's default

@@ -93,14 +93,15 @@ class TorchRunner:
         Latency on CUDA is timed from such a resident tensor (no host copies, as trtexec's GPU compute
         time); submit time goes through ``run`` and pays the host-to-device copy.
         """
-        x = torch.from_numpy(np.ascontiguousarray(batch)).to(self.torch_device, dtype=self.dtype)
+        return self._prepare(torch.from_numpy(np.ascontiguousarray(batch)))
+
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.torch_device, dtype=self.dtype, non_blocking=True)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     @torch.no_grad()
     def run_tensor(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.to(self.torch_device, dtype=self.dtype, non_blocking=True)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = self._prepare(x)
         if self.cuda_graph:
             return self._replay(x)
         out = self.model(x)

@@ -117,8 +117,6 @@ class TensorRTRunner:
         return torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).cuda()
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        import torch
-
-        y = self.run_tensor(torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).cuda())
+        y = self.run_tensor(self.device_input(batch))
         self.stream.synchronize()
         return y.cpu().numpy()
