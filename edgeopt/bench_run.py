@@ -15,7 +15,7 @@ from edgeopt.data.presets import Preprocess
 from edgeopt.errors import ConfigError
 from edgeopt.evaluate import artifact_manifest
 from edgeopt.machine import machine_info
-from edgeopt.runtime import open_runner
+from edgeopt.runtime import artifact_kind, open_runner
 from edgeopt.score import score_macs, score_time
 
 
@@ -69,7 +69,7 @@ def run_bench(
         raise ConfigError("pass at least one artifact to bench")
     if any(b < 1 for b in batch_sizes):
         raise ConfigError(f"--batch-sizes {batch_sizes}: every batch size must be at least 1")
-    if (torch_fp16 or torch_compile) and not any(Path(a).suffix.lower() in (".pt", ".pth") for a in artifacts):
+    if (torch_fp16 or torch_compile) and not any(artifact_kind(a) == "checkpoint" for a in artifacts):
         raise ConfigError("--torch-fp16 / --torch-compile apply to checkpoints (.pt) on the torch backend; "
                           "none was passed (ONNX precision comes from export/calibrate)")
     out.mkdir(parents=True, exist_ok=True)
@@ -89,14 +89,14 @@ def run_bench(
     machine = machine_info()
     runners = {}
     for name, path, _ in entries:
-        kind = path.suffix.lower()
-        options: dict[str, Any] = {"int8_exec": int8_exec} if kind == ".onnx" else {}
-        if kind in (".pt", ".pth"):
-            options = {"fp16": torch_fp16, "cuda_graph": cuda_graph, "compile": torch_compile}
-        elif kind in (".engine", ".plan"):
-            options = {"cuda_graph": cuda_graph}
+        kind = artifact_kind(path)
+        options: dict[str, Any] = {
+            "onnx": {"int8_exec": int8_exec},
+            "checkpoint": {"fp16": torch_fp16, "cuda_graph": cuda_graph, "compile": torch_compile},
+            "engine": {"cuda_graph": cuda_graph},
+        }[kind]
         runners[name] = open_runner(path, backend=backend, device=device, **options)
-        if runners[name].precision == "int8" and int8_exec == "kernels" and kind == ".onnx":
+        if runners[name].precision == "int8" and int8_exec == "kernels" and kind == "onnx":
             if not {"avx512_vnni", "avx_vnni", "amx_int8"} & set(machine["cpu_flags"]):
                 notes.append(f"{name}: ONNX Runtime's int8 kernels on this CPU (no VNNI) saturate intermediate sums, "
                              "so its F1 here can be far below the model's; `edgeopt eval` measures the exact Q/DQ accuracy")
