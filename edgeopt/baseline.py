@@ -63,9 +63,10 @@ def build_baseline(spec: str, like: Manifest, like_path: Path, workdir: Path, ch
                               calibration_dir=workdir / "calibration").path
     if kind == "onnx":
         return Baseline(onnx, spec, random)
-    from edgeopt.build import BuildOptions, build_engine
+    from edgeopt.trt.build import build_engine
+    from edgeopt.trt.plan import BuildOptions
 
     opts = like.extra.get("build_options", {})
-    options = BuildOptions(precision, max_batch=int(opts.get("max_batch", 32)), min_batch=int(opts.get("min_batch", 1)),
+    options = BuildOptions(precision, max_batch=opts.get("max_batch"), min_batch=opts.get("min_batch"),
                            opt_batch=opts.get("opt_batch"))
     return Baseline(build_engine(onnx, workdir / f"baseline_{spec}.engine", options).path, spec, random)

@@ -318,30 +318,52 @@ def calibrate_cmd(
 # -- build-engine -----------------------------------------------------------------------------
 @app.command("build-engine")
 def build_engine_cmd(
-    onnx: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="ONNX from edgeopt export or calibrate.")],
+    onnx: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="ONNX from edgeopt export or calibrate, or any classifier ONNX.")],
     fp16: Annotated[bool, typer.Option("--fp16", help="Build an FP16 engine.")] = False,
     int8: Annotated[bool, typer.Option("--int8", help="Build an INT8 engine (Q/DQ ONNX, or FP32 + --calib-data).")] = False,
     out: Annotated[Path, typer.Option("--out", help="Output .engine path.")] = Path("model.engine"),
     calib_data: Annotated[Optional[Path], typer.Option("--calib-data", exists=True, file_okay=False, help="Crops to calibrate on.")] = None,
     calibrator: Annotated[Optional[str], typer.Option("--calibrator", help="Legacy implicit INT8 (TensorRT < 11): entropy or minmax.")] = None,
-    min_batch: Annotated[int, typer.Option("--min-batch")] = 1,
+    min_batch: Annotated[Optional[int], typer.Option("--min-batch", help="Default: 1, or the ONNX's fixed batch.")] = None,
     opt_batch: Annotated[Optional[int], typer.Option("--opt-batch", help="Default: --max-batch.")] = None,
-    max_batch: Annotated[int, typer.Option("--max-batch")] = 32,
+    max_batch: Annotated[Optional[int], typer.Option("--max-batch", help="Default: 32, or the ONNX's fixed batch.")] = None,
     workspace: Annotated[float, typer.Option("--workspace", help="Workspace memory-pool limit, GiB.")] = 4.0,
     timing_cache: Annotated[Optional[Path], typer.Option("--timing-cache", help="Load and save the builder timing cache here.")] = None,
     opt_level: Annotated[int, typer.Option("--opt-level", help="Builder optimization level 0-5.")] = 3,
-    hw_compat: Annotated[str, typer.Option("--hw-compat", help="none, ampere+ or same-cc.")] = "none",
+    hw_compat: Annotated[str, typer.Option("--hw-compat", help="none, ampere+ or same-cc (TensorRT 10.9+).")] = "none",
     num_images: Annotated[int, typer.Option("--num-images", min=1)] = 512,
+    calib_batch_size: Annotated[int, typer.Option("--calib-batch-size", min=1, help="Images per calibration batch.")] = 32,
+    img_size: Annotated[Optional[int], typer.Option("--img-size", help="Input size of an ONNX edgeopt did not export.")] = None,
+    mean: Annotated[Optional[str], typer.Option("--mean", help="R,G,B mean of an ONNX edgeopt did not export.")] = None,
+    std: Annotated[Optional[str], typer.Option("--std", help="R,G,B std of an ONNX edgeopt did not export.")] = None,
+    classes: Annotated[Optional[Path], typer.Option("--classes", exists=True, dir_okay=False, help="Class names, one a line, for an ONNX edgeopt did not export.")] = None,
 ) -> None:
-    """Build a TensorRT engine (TensorRT 8.6-10.x with builder flags, 11.x strongly typed)."""
-    from edgeopt.build import BuildOptions, build_engine
+    """Build a TensorRT engine from any ONNX (TensorRT 8.6-10.x with builder flags, 11.x strongly typed)."""
+    from edgeopt.trt.build import build_engine
+    from edgeopt.trt.plan import BuildOptions
 
     if fp16 == int8:
         raise typer.BadParameter("pass exactly one of --fp16 or --int8", param_hint="--fp16/--int8")
-    options = BuildOptions("fp16" if fp16 else "int8", calib_data, calibrator, min_batch, opt_batch, max_batch, workspace,
-                           timing_cache, opt_level, hw_compat, num_images)
-    result = build_engine(onnx, out, options, log=lambda m: console.print(escape(m)))
+    options = BuildOptions(precision="fp16" if fp16 else "int8", calib_data=calib_data, calibrator=calibrator,
+                           min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch, workspace_gib=workspace,
+                           timing_cache=timing_cache, opt_level=opt_level, hw_compat=hw_compat, num_images=num_images,
+                           calib_batch_size=calib_batch_size, img_size=img_size, mean=_rgb(mean, "--mean"),
+                           std=_rgb(std, "--std"), classes_file=classes)
+    with _relay_warnings():
+        result = build_engine(onnx, out, options, log=lambda m: console.print(escape(m)))
     console.print(f"engine -> {result.path} ({result.engine_bytes / 1e6:.2f} MB, TensorRT {result.trt_version}, {result.build_seconds:.1f}s)")
+
+
+def _rgb(value: str | None, flag: str) -> tuple[float, float, float] | None:
+    if value is None:
+        return None
+    try:
+        parts = tuple(float(v) for v in value.split(","))
+    except ValueError:
+        parts = ()
+    if len(parts) != 3:
+        raise typer.BadParameter(f"{value!r}: give three comma-separated numbers, e.g. 0.485,0.456,0.406", param_hint=flag)
+    return parts  # type: ignore[return-value]
 
 
 # -- bench / demo -------------------------------------------------------------------------------

@@ -57,7 +57,8 @@ def run_demo(out: Path = Path("demo"), data: Path | None = None, student: str | 
     artifacts = {"fp32": fp32, "int8": int8}
     has_trt = importlib.util.find_spec("tensorrt") is not None
     if has_trt:
-        from edgeopt.build import BuildOptions, build_engine
+        from edgeopt.trt.build import build_engine
+        from edgeopt.trt.plan import BuildOptions
 
         log("[6/7] building TensorRT FP16 and INT8 engines")
         artifacts["fp16_engine"] = build_engine(fp32, out / "student.fp16.engine", BuildOptions("fp16"), log=log).path

@@ -12,6 +12,7 @@ import numpy as np
 from edgeopt.artifacts import Manifest, atomic_write_json, read_manifest
 from edgeopt.data.folder import scan_folder
 from edgeopt.data.presets import Preprocess
+from edgeopt.errors import ConfigError
 from edgeopt.metrics import ClassificationMetrics, classification_metrics, plot_confusion
 from edgeopt.runtime import artifact_kind, open_runner
 
@@ -47,9 +48,12 @@ def evaluate_artifact(path: str | Path, data: str | Path, backend: str = "auto",
     """
     path = Path(path)
     manifest = artifact_manifest(path)
+    preprocess = Preprocess.from_dict(manifest.preprocess)
+    if not manifest.classes:
+        raise ConfigError(f"{path}: its class names are unknown (built from an ONNX without edgeopt metadata): "
+                          "rebuild it with edgeopt build-engine --classes FILE (one name a line)")
     options = {"int8_exec": int8_exec} if artifact_kind(path) == "onnx" else {}
     runner = open_runner(path, backend=backend, device=device, **options)
-    preprocess = Preprocess.from_dict(manifest.preprocess)
     scan = scan_folder(data, classes=manifest.classes, allow_empty_classes=True)
     logits = [runner.run(batch) for batch in preprocess.iter_batches([s.path for s in scan.samples], batch_size)]
     preds = np.concatenate(logits).argmax(1)

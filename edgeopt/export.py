@@ -178,7 +178,8 @@ def convert_onnx_to_fp16(src: str | Path, out: str | Path) -> Path:
             prop.value = "fp16"
     with atomic_path(out) as tmp:
         onnx.save(graph, str(tmp))
-        inputs, source = parity_inputs(preprocess, None, manifest.classes, count=8)
+        # a static-batch export takes exactly its batch
+        inputs, source = parity_inputs(preprocess, None, manifest.classes, count=manifest.extra.get("static_batch") or 8)
         reference = make_session(src).run(None, {INPUT_NAME: inputs})[0]
         candidate = make_session(tmp).run(None, {INPUT_NAME: inputs})[0]
         parity = check_parity(reference, candidate, 2e-2 * max(1.0, float(np.abs(reference).max())), 0.75, source)

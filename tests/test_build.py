@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from edgeopt.build import BuildOptions, CalibrationCache, calibration_key, plan_build, profile_shapes, trt_generation
 from edgeopt.cli import app
 from edgeopt.errors import ConfigError, MissingDependencyError
-from edgeopt.runtime.trt_runner import engine_incompatibility
+from edgeopt.trt.calibrator import CalibrationCache, calibration_key, padded_paths
+from edgeopt.trt.compat import engine_incompatibility, trt_generation
+from edgeopt.trt.plan import BuildOptions, plan_build, profile_shapes
 
 runner = CliRunner()
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
@@ -77,9 +78,22 @@ def test_plans_for_tensorrt10_use_builder_flags_and_legacy_calibrators() -> None
 
 
 def test_profile_shapes() -> None:
-    shapes = profile_shapes(96, BuildOptions("fp16", min_batch=1, opt_batch=8, max_batch=256))
+    shapes = profile_shapes((None, 3, 96, 96), BuildOptions("fp16", min_batch=1, opt_batch=8, max_batch=256))
     assert shapes == {"min": (1, 3, 96, 96), "opt": (8, 3, 96, 96), "max": (256, 3, 96, 96)}
-    assert profile_shapes(64, BuildOptions("fp16", max_batch=16))["opt"] == (16, 3, 64, 64)
+    assert profile_shapes((None, 3, 64, 64), BuildOptions("fp16", max_batch=16))["opt"] == (16, 3, 64, 64)
+    assert profile_shapes((None, 3, 64, 64), BuildOptions("fp16"))["max"] == (32, 3, 64, 64)
+    # a fixed batch is its own profile; another range is refused
+    assert profile_shapes((4, 3, 32, 48), BuildOptions("fp16")) == {k: (4, 3, 32, 48) for k in ("min", "opt", "max")}
+    with pytest.raises(ConfigError, match="fixed batch of 4"):
+        profile_shapes((4, 3, 32, 32), BuildOptions("fp16", max_batch=8))
+    with pytest.raises(ConfigError, match="dynamic dimensions"):
+        profile_shapes((None, 3, None, None), BuildOptions("fp16"))
+
+
+def test_calibration_batches_are_filled_up_not_dropped() -> None:
+    paths = [Path(f"{i}.jpg") for i in range(5)]
+    assert padded_paths(paths, 4) == paths + paths[:3]
+    assert padded_paths(paths, 5) == paths and padded_paths(paths[:1], 3) == paths[:1] * 3
 
 
 def test_calibration_cache_keying_and_invalidation(tmp_path: Path) -> None:
@@ -112,7 +126,7 @@ def test_engine_compatibility_decisions(built: dict, version: str, cc: str, expe
 
 @pytest.mark.skipif(HAS_TRT, reason="checks the message shown where TensorRT is absent")
 def test_build_without_tensorrt_names_the_extra(tiny_onnx: Path, tmp_path: Path) -> None:
-    from edgeopt.build import build_engine
+    from edgeopt.trt.build import build_engine
 
     with pytest.raises(MissingDependencyError, match=r"edgeopt\[tensorrt\]"):
         build_engine(tiny_onnx, tmp_path / "m.engine", BuildOptions("fp16"))
@@ -149,7 +163,7 @@ def test_engine_runs_need_tensorrt(tmp_path: Path) -> None:
 @needs_trt
 @pytest.mark.parametrize("precision", ["fp16", "int8"])
 def test_real_build_runs_and_matches_onnxruntime(precision: str, tiny_onnx: Path, synth_data: Path, tmp_path: Path) -> None:
-    from edgeopt.build import build_engine
+    from edgeopt.trt.build import build_engine
     from edgeopt.runtime import open_runner
 
     options = BuildOptions(precision, calib_data=synth_data if precision == "int8" else None, max_batch=8,
@@ -161,15 +175,3 @@ def test_real_build_runs_and_matches_onnxruntime(precision: str, tiny_onnx: Path
     out = open_runner(result.path).run(x)
     assert out.shape == ref.shape
     assert np.abs(out - ref).max() < (0.05 if precision == "fp16" else 0.5) * max(1.0, np.abs(ref).max())
-
-
-def test_zero_calibration_batches_fail_loudly() -> None:
-    from types import SimpleNamespace
-
-    from edgeopt.errors import VerificationError
-    from edgeopt.runtime.trt_calibrator import check_calibrator
-
-    with pytest.raises(VerificationError, match="zero batches from crops"):
-        check_calibrator(SimpleNamespace(served=0, cache_hit=False, source="crops (0 images, batch 32)"))
-    check_calibrator(SimpleNamespace(served=0, cache_hit=True, source="x"))  # a valid cache needs no batches
-    check_calibrator(SimpleNamespace(served=3, cache_hit=False, source="x"))

@@ -61,6 +61,9 @@ class Preprocess:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Preprocess:
+        if not data:
+            raise ConfigError("this artifact's preprocessing is unknown (it was built from an ONNX without edgeopt metadata): "
+                              "rebuild it with edgeopt build-engine --img-size N --mean R,G,B --std R,G,B --classes FILE")
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:

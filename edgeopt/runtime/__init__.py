@@ -58,6 +58,6 @@ def open_runner(path: str | Path, backend: str = "auto", device: str = "cpu", **
         from edgeopt.runtime.ort_runner import OrtRunner
 
         return OrtRunner(path, device=device, **options)
-    from edgeopt.runtime.trt_runner import TensorRTRunner
+    from edgeopt.trt.runner import TensorRTRunner
 
     return TensorRTRunner(path, **options)

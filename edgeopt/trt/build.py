@@ -1,0 +1,195 @@
+"""build-engine stage: ONNX -> serialized TensorRT engine (FP16 / INT8), TensorRT 8.6-10.x and 11.x.
+
+TensorRT >= 11 builds strongly typed networks only: precision must live in the ONNX (an FP16 ONNX
+for ``--fp16``, a Q/DQ ONNX for ``--int8``), and edgeopt produces those with its export and
+calibrate stages when given an FP32 ONNX. TensorRT 8.6-10.x takes the same explicit paths with the
+FP16/INT8 builder flags, plus the legacy implicit INT8 path (``--calibrator entropy|minmax``) with a
+calibration cache keyed by the ONNX hash, for V100 (TensorRT <= 10.4) and Jetson.
+
+Functions ending in ``_trt10`` hold calls that exist only before TensorRT 11; the test suite runs
+this module against a double of every supported version's real bindings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from edgeopt.artifacts import Manifest, atomic_write_bytes, tool_versions, write_artifact_manifest
+from edgeopt.errors import ArtifactError, ConfigError, VerificationError
+from edgeopt.trt.compat import hardware_compatibility_level, import_tensorrt, network_flags
+from edgeopt.trt.device import Device, default_device
+from edgeopt.trt.model_info import OnnxModelInfo, read_onnx_info
+from edgeopt.trt.plan import BuildOptions, BuildPlan, plan_build, profile_shapes
+
+
+@dataclasses.dataclass
+class BuildResult:
+    path: Path
+    plan: BuildPlan
+    trt_version: str
+    build_seconds: float
+    engine_bytes: int
+    parsed_onnx: Path
+    calibration: dict[str, Any] | None
+
+
+class _Log:
+    """A TensorRT logger that prints warnings and keeps errors, so a failure can quote the first one."""
+
+    def __init__(self, trt, echo: Callable[[str], None]) -> None:
+        severity = trt.ILogger.Severity
+        keep = {severity.INTERNAL_ERROR, severity.ERROR, severity.WARNING}
+        outer = self
+
+        class Logger(trt.ILogger):  # type: ignore[misc, valid-type]
+            def __init__(self) -> None:
+                trt.ILogger.__init__(self)
+
+            def log(self, level, msg) -> None:
+                if level in keep:
+                    (outer.errors if level != severity.WARNING else outer.warnings).append(str(msg))
+                    echo(f"TensorRT {level.name}: {msg}")
+
+        self.errors: list[str] = []
+        self.warnings: list[str] = []
+        self.logger = Logger()
+
+    def first_error(self, default: str) -> str:
+        return self.errors[0] if self.errors else default
+
+
+def build_engine(onnx: str | Path, out: str | Path, options: BuildOptions, log: Callable[[str], None] = print,
+                 device: Device | None = None) -> BuildResult:
+    """Build and serialize an engine; writes ``out`` atomically with its manifest."""
+    onnx, out = Path(onnx), Path(out)
+    if out.suffix.lower() not in (".engine", ".plan"):
+        raise ConfigError(f"--out {out}: an engine's name must end in .engine (or .plan)")
+    info = read_onnx_info(onnx, options)
+    trt = import_tensorrt()
+    device = device or default_device()
+    gpu = device.info()
+    plan = plan_build(info.precision, options, trt.__version__)
+    parsed, calibration = _prepare_onnx(info, out, plan, options)
+    shapes = profile_shapes(parsed.input_shape, options, parsed.input_name)
+    log(f"TensorRT {trt.__version__} on {gpu['gpu']} (sm {gpu['compute_capability']}): "
+        f"{options.precision.upper()} from {parsed.path.name}, flags {list(plan.builder_flags) or 'strongly typed'}, "
+        f"profile {shapes}, workspace {options.workspace_gib} GiB, opt level {options.opt_level}, hw-compat {options.hw_compat}")
+    t0 = time.perf_counter()
+    serialized, timing_cache, legacy = _build_serialized(trt, parsed, plan, options, shapes, device, log, out.parent)
+    seconds = time.perf_counter() - t0
+    data = memoryview(serialized).tobytes() if serialized is not None else b""  # IHostMemory: buffer protocol, no len()
+    if not data:
+        raise VerificationError("TensorRT returned an empty engine; the builder log above says why")
+    atomic_write_bytes(out, data)
+    if options.timing_cache is not None and timing_cache:
+        atomic_write_bytes(options.timing_cache, timing_cache)
+    log(f"built {out} ({len(data) / 1e6:.2f} MB) in {seconds:.1f}s")
+    calibration = calibration or legacy
+    engine_manifest = Manifest(
+        kind="engine", classes=parsed.classes, preprocess=parsed.preprocess,
+        arch=parsed.manifest.arch if parsed.manifest else {}, precision=options.precision,
+        tools=tool_versions("tensorrt", "torch", "onnx"),
+        extra={"tensorrt_version": trt.__version__, **gpu, "profile": {k: list(v) for k, v in shapes.items()},
+               "input": parsed.input_name, "output": parsed.output_name, "onnx_sha256": parsed.sha256,
+               "metadata_source": parsed.source, "calibration": calibration, "build_options": options.to_dict(),
+               "strongly_typed": plan.strongly_typed, "builder_flags": list(plan.builder_flags),
+               "hardware_compatible": options.hw_compat == "ampere+", "hw_compat": options.hw_compat,
+               "build_seconds": round(seconds, 2)},
+    )
+    write_artifact_manifest(out, engine_manifest, parent=parsed.path)
+    return BuildResult(out, plan, trt.__version__, seconds, len(data), parsed.path, calibration)
+
+
+def _prepare_onnx(info: OnnxModelInfo, out: Path, plan: BuildPlan, options: BuildOptions) -> tuple[OnnxModelInfo, dict | None]:
+    """Run the export/calibrate stage first when the plan needs a converted ONNX."""
+    if plan.convert is None:
+        return info, None
+    if info.manifest is None:
+        raise ConfigError(f"{info.path.name} must be converted to {plan.convert.upper()} first, which needs an ONNX exported "
+                          f"by edgeopt (a manifest beside it); pass an {plan.convert.upper()} ONNX instead")
+    if plan.convert == "fp16":
+        from edgeopt.export import convert_onnx_to_fp16
+
+        return read_onnx_info(convert_onnx_to_fp16(info.path, out.with_suffix(".fp16.onnx"))), None
+    from edgeopt.calibrate import calibrate_onnx
+
+    result = calibrate_onnx(info.path, options.calib_data, out.with_suffix(".int8.onnx"), options.num_images,
+                            options.calib_method, batch_size=options.calib_batch_size)
+    return read_onnx_info(result.path), {"path": str(result.calibration_manifest), "method": options.calib_method}
+
+
+def _build_serialized(trt, info: OnnxModelInfo, plan: BuildPlan, options: BuildOptions, shapes, device: Device, echo,
+                      cache_dir: Path):
+    """Parse, configure and build; returns (serialized engine or None, timing cache bytes, calibration record)."""
+    log = _Log(trt, echo)
+    builder = trt.Builder(log.logger)
+    network = builder.create_network(network_flags(trt))
+    parser = trt.OnnxParser(network, log.logger)
+    if not parser.parse(info.path.read_bytes()):
+        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+        raise ArtifactError(f"{info.path}: TensorRT cannot parse it: {errors[0] if errors else log.first_error('unknown error')}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(options.workspace_gib * (1 << 30)))
+    config.builder_optimization_level = options.opt_level
+    if options.hw_compat != "none":
+        config.hardware_compatibility_level = hardware_compatibility_level(trt, options.hw_compat)
+    profile = builder.create_optimization_profile()
+    profile.set_shape(info.input_name, shapes["min"], shapes["opt"], shapes["max"])
+    if config.add_optimization_profile(profile) < 0:
+        raise ConfigError(f"TensorRT rejected the optimization profile {shapes} for input {info.input_name!r}: "
+                          f"{log.first_error('check --min-batch/--opt-batch/--max-batch')}")
+    cache_bytes = options.timing_cache.read_bytes() if options.timing_cache and options.timing_cache.exists() else b""
+    timing_cache = config.create_timing_cache(cache_bytes)
+    if timing_cache is None or not config.set_timing_cache(timing_cache, False):
+        echo(f"warning: timing cache {options.timing_cache} was made on another GPU or TensorRT, or is corrupt: "
+             "starting a new one (it will be replaced)")
+        timing_cache = config.create_timing_cache(b"")
+        config.set_timing_cache(timing_cache, True)
+    calibrator = None
+    if plan.generation < 11:
+        calibrator = _set_precision_trt10(trt, builder, config, plan, options, info, shapes, device, cache_dir)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise VerificationError(f"TensorRT could not build the engine: {log.first_error('no error was logged')}")
+    record = None
+    if calibrator is not None:
+        from edgeopt.trt.calibrator import check_calibrator
+
+        check_calibrator(calibrator)
+        record = {"calibrator": plan.legacy_calibrator, "source": calibrator.source, "batches": calibrator.served,
+                  "cache_hit": calibrator.cache_hit, "cache": str(calibrator.cache_path)}
+    cache = config.get_timing_cache()
+    return serialized, memoryview(cache.serialize()).tobytes() if cache is not None else b"", record
+
+
+def _set_precision_trt10(trt, builder, config, plan: BuildPlan, options: BuildOptions, info: OnnxModelInfo, shapes,
+                         device: Device, cache_dir: Path):
+    """Builder flags, and the legacy calibrator when asked (returned so the build can check it)."""
+    for flag in plan.builder_flags:
+        config.set_flag(getattr(trt.BuilderFlag, flag))
+    if plan.legacy_calibrator is None:
+        return None
+    from edgeopt.data.presets import Preprocess
+    from edgeopt.trt.calibrator import make_legacy_calibrator_trt10
+
+    if not info.classes or not info.preprocess:
+        raise ConfigError(f"--calibrator needs {info.path.name}'s classes and preprocessing: pass --classes FILE, "
+                          "--img-size, --mean and --std")
+    # calibration runs at the calibration profile's opt shape: one fixed batch of calib_batch_size
+    # (or the model's own fixed batch)
+    batch = shapes["opt"][0] if shapes["min"][0] == shapes["max"][0] else options.calib_batch_size
+    calib_shape = (batch, *shapes["opt"][1:])
+    calib_profile = builder.create_optimization_profile()
+    calib_profile.set_shape(info.input_name, calib_shape, calib_shape, calib_shape)
+    if not config.set_calibration_profile(calib_profile):
+        raise ConfigError(f"TensorRT rejected the calibration profile {calib_shape}")
+    calibrator = make_legacy_calibrator_trt10(
+        trt, plan.legacy_calibrator, info.path, info.sha256, info.classes, Preprocess.from_dict(info.preprocess),
+        options.calib_data, options.num_images, calib_shape, np.dtype(np.float32), cache_dir, device)
+    config.int8_calibrator = calibrator
+    return calibrator

@@ -1,0 +1,90 @@
+"""TensorRT versions: parsing, the generation that decides the API path, features added later.
+
+Generation 10 covers TensorRT 8.6-10.x (builder precision flags, legacy calibrators); 11 covers
+11.x (strongly typed networks only; precision lives in the ONNX). Members that appeared in a later
+minor release are looked up only when asked for, with a one-line error naming the version needed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edgeopt.errors import ConfigError, MissingDependencyError
+
+INSTALL_HINT = "pip install 'edgeopt[tensorrt]' on a machine with an NVIDIA GPU and driver"
+HW_COMPAT_LEVELS = {"none": "NONE", "ampere+": "AMPERE_PLUS", "same-cc": "SAME_COMPUTE_CAPABILITY"}
+# first version whose bindings have the member (from tests/trt_surface, the real bindings)
+HW_COMPAT_SINCE = {"NONE": "8.6", "AMPERE_PLUS": "8.6", "SAME_COMPUTE_CAPABILITY": "10.9"}
+
+
+def parse_version(version: str) -> tuple[int, int]:
+    """``"10.13.3.9"`` -> ``(10, 13)``."""
+    parts = str(version).split(".")
+    try:
+        return int(parts[0]), int(parts[1]) if len(parts) > 1 else 0
+    except ValueError:
+        raise ConfigError(f"cannot read TensorRT version {version!r}") from None
+
+
+def trt_generation(version: str) -> int:
+    """10 for TensorRT 8.6-10.x (builder flags, legacy calibrators), 11 for >= 11 (strongly typed only)."""
+    major, minor = parse_version(version)
+    if (major, minor) < (8, 6):
+        raise MissingDependencyError(f"TensorRT {version} is too old: edgeopt supports 8.6 and newer ({INSTALL_HINT})")
+    return 11 if major >= 11 else 10
+
+
+def import_tensorrt():
+    """``import tensorrt`` or a one-line error naming the extra to install."""
+    try:
+        import tensorrt as trt
+    except ImportError:
+        raise MissingDependencyError(f"TensorRT is not installed: {INSTALL_HINT}") from None
+    return trt
+
+
+def network_flags(trt) -> int:
+    """Creation flags for an ONNX network on this TensorRT.
+
+    8.x: ``EXPLICIT_BATCH`` (the 8.x ONNX parser refuses implicit-batch networks); 10.x: none
+    (explicit batch is the only mode, the flag is deprecated); 11.x: ``STRONGLY_TYPED``.
+    """
+    flags = trt.NetworkDefinitionCreationFlag
+    major = parse_version(trt.__version__)[0]
+    if major >= 11:
+        return 1 << int(flags.STRONGLY_TYPED)
+    if major < 10:
+        return 1 << int(flags.EXPLICIT_BATCH)
+    return 0
+
+
+def hardware_compatibility_level(trt, hw_compat: str) -> Any:
+    """The ``HardwareCompatibilityLevel`` member for ``--hw-compat``, or why this TensorRT lacks it."""
+    name = HW_COMPAT_LEVELS[hw_compat]
+    member = getattr(trt.HardwareCompatibilityLevel, name, None)
+    if member is None:
+        raise ConfigError(f"--hw-compat {hw_compat} needs TensorRT {HW_COMPAT_SINCE[name]} or newer; "
+                          f"this is {trt.__version__}: use --hw-compat none or ampere+, or upgrade TensorRT")
+    return member
+
+
+def engine_incompatibility(built: dict[str, Any], trt_version: str, compute_capability: str) -> str | None:
+    """Why an engine built as ``built`` (its manifest's extra) cannot run here, or None when it can.
+
+    TensorRT engines are tied to the TensorRT version (major.minor.patch) and the GPU's compute
+    capability, unless built version- or hardware-compatible.
+    """
+    built_version = str(built.get("tensorrt_version", ""))
+    if not built_version:
+        return "its manifest does not say which TensorRT built it"
+    parse_version(trt_version)
+    if built_version.split(".")[:3] != trt_version.split(".")[:3] and not built.get("version_compatible", False):
+        return f"it was built with TensorRT {built_version}, this is TensorRT {trt_version}"
+    built_cc = str(built.get("compute_capability", ""))
+    if built_cc != compute_capability:
+        if built.get("hardware_compatible"):
+            if float(compute_capability) < 8.0:
+                return f"it is hardware-compatible for Ampere and newer (sm 8.0+), this GPU is sm {compute_capability}"
+        else:
+            return f"it was built for compute capability {built_cc} ({built.get('gpu', '?')}), this GPU is {compute_capability}"
+    return None

@@ -1,0 +1,111 @@
+"""What ``build-engine`` needs to know about an ONNX, whoever exported it.
+
+An edgeopt ONNX has a manifest (classes, preprocessing, precision, its sha256). An ONNX from
+elsewhere is accepted like trtexec accepts it: classes and preprocessing come from the ONNX
+``metadata_props`` where edgeopt wrote them, else from ``--img-size/--mean/--std/--classes``, else
+they are recorded as unknown (with a warning): the engine builds, and ``eval``/``bench`` of it
+stop with a line naming those flags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+from edgeopt.artifacts import Manifest, manifest_path, read_manifest, sha256_file
+from edgeopt.data.presets import Preprocess
+from edgeopt.errors import ArtifactError, ConfigError
+from edgeopt.trt.plan import BuildOptions
+
+QDQ_OPS = {"QuantizeLinear", "DequantizeLinear"}
+
+
+@dataclasses.dataclass(frozen=True)
+class OnnxModelInfo:
+    path: Path
+    sha256: str
+    manifest: Manifest | None  # None for an ONNX edgeopt did not export
+    classes: list[str]
+    preprocess: dict[str, Any]  # {} when unknown
+    precision: str  # fp32, fp16 or int8 (Q/DQ)
+    input_name: str
+    input_shape: tuple[int | None, ...]  # None for a dynamic dimension
+    output_name: str
+    source: str  # where classes/preprocessing came from: manifest, metadata, flags or unknown
+
+
+def read_onnx_info(path: str | Path, options: BuildOptions | None = None) -> OnnxModelInfo:
+    """Read an ONNX's I/O and precision, and its classes/preprocessing from the best source there is."""
+    import onnx
+
+    path = Path(path)
+    manifest = read_manifest(path, expect_kind="onnx") if manifest_path(path).exists() else None
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 - protobuf raises several types for a file that is not ONNX
+        raise ArtifactError(f"{path}: not a readable ONNX model ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    graph = model.graph
+    initializers = {i.name for i in graph.initializer}
+    inputs = [v for v in graph.input if v.name not in initializers]
+    if len(inputs) != 1 or len(graph.output) != 1:
+        raise ArtifactError(f"{path}: edgeopt builds classifiers with one input and one output; this ONNX has "
+                            f"{[v.name for v in inputs]} -> {[v.name for v in graph.output]}")
+    shape = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
+                  for d in inputs[0].type.tensor_type.shape.dim)
+    meta = {p.key: p.value for p in model.metadata_props}
+    precision = _precision(model, manifest, meta)
+    if manifest is not None:
+        classes, preprocess, source = list(manifest.classes), dict(manifest.preprocess), "manifest"
+    elif "classes" in meta and "preprocess" in meta:
+        try:
+            classes, preprocess = list(json.loads(meta["classes"])), dict(json.loads(meta["preprocess"]))
+        except (ValueError, TypeError):
+            raise ArtifactError(f"{path}: its metadata_props 'classes'/'preprocess' are not valid JSON") from None
+        Preprocess.from_dict(preprocess)
+        source = "metadata"
+    else:
+        classes, preprocess, source = _from_flags(path, shape, options)
+    return OnnxModelInfo(path, manifest.sha256 if manifest and manifest.sha256 else sha256_file(path), manifest, classes,
+                         preprocess, precision, inputs[0].name, shape, graph.output[0].name, source)
+
+
+def _precision(model, manifest: Manifest | None, meta: dict[str, str]) -> str:
+    if manifest is not None and manifest.precision:
+        return manifest.precision
+    if any(n.op_type in QDQ_OPS for n in model.graph.node):
+        return "int8"
+    if meta.get("precision") in ("fp32", "fp16"):
+        return meta["precision"]
+    from onnx import TensorProto
+
+    halves = [i.data_type for i in model.graph.initializer] + [v.type.tensor_type.elem_type for v in model.graph.input]
+    return "fp16" if TensorProto.FLOAT16 in halves else "fp32"
+
+
+def _from_flags(path: Path, shape: tuple[int | None, ...], options: BuildOptions | None) -> tuple[list[str], dict, str]:
+    o = options or BuildOptions("fp16")
+    classes: list[str] = []
+    if o.classes_file is not None:
+        try:
+            classes = [line.strip() for line in Path(o.classes_file).read_text().splitlines() if line.strip()]
+        except OSError as exc:
+            raise ConfigError(f"--classes {o.classes_file}: cannot read it ({exc.strerror})") from None
+        if not classes:
+            raise ConfigError(f"--classes {o.classes_file} is empty: put one class name per line")
+    preprocess: dict[str, Any] = {}
+    if o.img_size is not None or o.mean is not None or o.std is not None:
+        if o.img_size is None or o.mean is None or o.std is None:
+            raise ConfigError("--img-size, --mean and --std go together: pass all three to describe the model's input")
+        spatial = [d for d in shape[2:4] if d is not None]
+        if spatial and any(d != o.img_size for d in spatial):
+            raise ConfigError(f"--img-size {o.img_size} does not match the ONNX input {list(shape)}")
+        preprocess = Preprocess(size=o.img_size, mean=o.mean, std=o.std).to_dict()
+    missing = [what for what, have in (("classes (--classes FILE)", classes),
+                                       ("preprocessing (--img-size, --mean, --std)", preprocess)) if not have]
+    if missing:
+        warnings.warn(f"{path.name} has no edgeopt manifest or metadata: its {' and '.join(missing)} are recorded as "
+                      "unknown; eval and bench of the engine will need them", stacklevel=3)
+    return classes, preprocess, "flags" if classes or preprocess else "unknown"

@@ -1,0 +1,153 @@
+"""What a TensorRT build will do, decided before TensorRT is touched (and so testable anywhere)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from edgeopt.errors import ConfigError
+from edgeopt.trt.compat import HW_COMPAT_LEVELS, trt_generation
+
+PRECISIONS = ("fp16", "int8")
+CALIBRATORS = ("entropy", "minmax")
+HW_COMPAT = tuple(HW_COMPAT_LEVELS)
+
+
+DEFAULT_MIN_BATCH, DEFAULT_MAX_BATCH = 1, 32
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildOptions:
+    """Everything ``build-engine`` takes besides the ONNX and the output path.
+
+    Batch sizes left ``None`` come from the model: a static-batch ONNX is built for exactly its
+    batch, a dynamic one for 1..32 (opt = max). ``img_size``/``mean``/``std``/``classes_file``
+    describe an ONNX that edgeopt did not export (ignored when the ONNX says it itself).
+    """
+
+    precision: str
+    calib_data: Path | None = None
+    calibrator: str | None = None  # legacy implicit INT8 (TensorRT < 11 only)
+    min_batch: int | None = None
+    opt_batch: int | None = None
+    max_batch: int | None = None
+    workspace_gib: float = 4.0
+    timing_cache: Path | None = None
+    opt_level: int = 3
+    hw_compat: str = "none"
+    num_images: int = 512
+    calib_batch_size: int = 32
+    calib_method: str = "entropy"  # for the explicit (Q/DQ) path when calibrating from FP32
+    img_size: int | None = None
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+    classes_file: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision {self.precision!r}: pass --fp16 or --int8")
+        if self.calibrator is not None:
+            if self.calibrator not in CALIBRATORS:
+                raise ConfigError(f"--calibrator {self.calibrator!r} is unknown: use {' or '.join(CALIBRATORS)}")
+            if self.precision != "int8":
+                raise ConfigError("--calibrator is for --int8 builds only")
+            if self.calib_data is None:
+                raise ConfigError("--calibrator needs --calib-data DIR (images to calibrate on)")
+        lo, opt, hi = self.batch_profile()
+        if not 1 <= lo <= opt <= hi:
+            raise ConfigError(f"batch profile min {lo} / opt {opt} / max {hi} must satisfy 1 <= min <= opt <= max")
+        if self.calib_batch_size < 1:
+            raise ConfigError(f"calibration batch size {self.calib_batch_size} must be at least 1")
+        if not 0 < self.workspace_gib <= 1024:
+            raise ConfigError(f"--workspace {self.workspace_gib} GiB is out of range: use (0, 1024]")
+        if not 0 <= self.opt_level <= 5:
+            raise ConfigError(f"--opt-level {self.opt_level} is out of range: use 0..5 (3 is TensorRT's default)")
+        if self.hw_compat not in HW_COMPAT:
+            raise ConfigError(f"--hw-compat {self.hw_compat!r} is unknown: use one of {', '.join(HW_COMPAT)}")
+
+    @property
+    def batch_given(self) -> bool:
+        return any(b is not None for b in (self.min_batch, self.opt_batch, self.max_batch))
+
+    def batch_profile(self) -> tuple[int, int, int]:
+        """(min, opt, max) batch for a dynamic-batch model; opt defaults to max."""
+        lo = self.min_batch if self.min_batch is not None else DEFAULT_MIN_BATCH
+        hi = self.max_batch if self.max_batch is not None else max(DEFAULT_MAX_BATCH, lo, self.opt_batch or 0)
+        return lo, self.opt_batch if self.opt_batch is not None else hi, hi
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildPlan:
+    """What a build will do, decided before TensorRT is touched (and so testable anywhere)."""
+
+    generation: int
+    onnx_precision: str  # precision of the ONNX the builder parses
+    convert: str | None  # "fp16" (export stage) or "int8" (calibrate stage) when the given ONNX must be converted first
+    builder_flags: tuple[str, ...]  # TensorRT 10: BuilderFlag names to set
+    strongly_typed: bool
+    legacy_calibrator: str | None
+
+
+def plan_build(onnx_precision: str, options: BuildOptions, trt_version: str) -> BuildPlan:
+    """Decide the path: which ONNX to parse, which conversions first, which flags; never a silent downgrade."""
+    gen = trt_generation(trt_version)
+    want = options.precision
+    if options.calibrator is not None:
+        if gen >= 11:
+            raise ConfigError(
+                f"TensorRT {trt_version} removed implicit INT8 calibration; drop --calibrator and edgeopt will "
+                "calibrate explicitly (Q/DQ ONNX) from --calib-data"
+            )
+        if onnx_precision != "fp32":
+            raise ConfigError(f"--calibrator calibrates an FP32 ONNX; this one is {onnx_precision}")
+        return BuildPlan(gen, "fp32", None, ("INT8", "FP16"), False, options.calibrator)
+    convert = None
+    if want == "fp16":
+        if onnx_precision == "int8":
+            raise ConfigError("this ONNX is INT8 (Q/DQ); build it with --int8, or pass the FP32 export for --fp16")
+        if onnx_precision == "fp32" and gen >= 11:
+            convert = "fp16"  # strongly typed: the FP16 must be in the graph
+    else:
+        if onnx_precision == "fp16":
+            raise ConfigError("INT8 needs the FP32 export (to calibrate) or its Q/DQ INT8 ONNX, not an FP16 ONNX")
+        if onnx_precision == "fp32":
+            if options.calib_data is None:
+                raise ConfigError(
+                    "--int8 from an FP32 ONNX needs --calib-data DIR (edgeopt calibrates it to Q/DQ first), "
+                    "or pass a Q/DQ ONNX from edgeopt calibrate"
+                )
+            convert = "int8"
+    if gen >= 11:
+        return BuildPlan(gen, want, convert, (), True, None)
+    # TensorRT 10: explicit Q/DQ needs the INT8 flag; FP16 lets non-quantized layers run in half precision
+    flags = ("FP16",) if want == "fp16" else ("INT8", "FP16")
+    onnx_after = want if convert == "int8" else onnx_precision
+    return BuildPlan(gen, onnx_after, convert, flags, False, None)
+
+
+def profile_shapes(input_shape: tuple[int | None, ...], options: BuildOptions, input_name: str = "input") -> dict[str, tuple[int, ...]]:
+    """min/opt/max shapes of the optimization profile for an input of ``input_shape`` (None/-1 = dynamic).
+
+    A fixed batch is its own profile: asking for another batch range is an error, since TensorRT
+    refuses a profile that disagrees with a static dimension.
+    """
+    if not input_shape:
+        raise ConfigError(f"input {input_name!r} has no shape: edgeopt builds image classifiers with NCHW inputs")
+    dims = [d if d is not None and d > 0 else None for d in input_shape]
+    if any(d is None for d in dims[1:]):
+        raise ConfigError(f"input {input_name!r} has dynamic dimensions {list(input_shape)} besides the batch: "
+                          "export it with a fixed image size")
+    rest = tuple(int(d) for d in dims[1:])
+    if dims[0] is not None:
+        fixed = int(dims[0])
+        if options.batch_given and options.batch_profile() != (fixed, fixed, fixed):
+            lo, opt, hi = options.batch_profile()
+            raise ConfigError(f"this ONNX has a fixed batch of {fixed}; the profile {lo}/{opt}/{hi} does not fit it: "
+                              "drop --min-batch/--opt-batch/--max-batch, or export with a dynamic batch")
+        return {k: (fixed, *rest) for k in ("min", "opt", "max")}
+    lo, opt, hi = options.batch_profile()
+    return {"min": (lo, *rest), "opt": (opt, *rest), "max": (hi, *rest)}

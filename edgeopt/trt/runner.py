@@ -1,0 +1,106 @@
+"""TensorRT ``Runner``: deserialize an engine, bind I/O by tensor name, run on the device's stream.
+
+I/O buffers take the engine's own tensor dtypes (``get_tensor_dtype``): an engine with FP16 I/O is
+fed FP16. ``cuda_graph=True`` captures ``execute_async_v3`` per batch shape and replays it.
+Every TensorRT call whose result says failure (``set_input_shape``, ``set_tensor_address``,
+``execute_async_v3``, also during warm-up and capture) stops with one line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from edgeopt.artifacts import read_manifest
+from edgeopt.errors import ArtifactError, ConfigError
+from edgeopt.trt.compat import engine_incompatibility, import_tensorrt
+from edgeopt.trt.device import Device, default_device
+
+
+class TensorRTRunner:
+    backend = "tensorrt"
+    device = "cuda"
+
+    def __init__(self, path: str | Path, cuda_graph: bool = False, device: Device | None = None) -> None:
+        self.manifest = read_manifest(path, expect_kind="engine")
+        self.precision = self.manifest.precision or "?"
+        trt = import_tensorrt()
+        self.gpu = device or default_device()
+        here = self.gpu.info()
+        why = engine_incompatibility(self.manifest.extra, trt.__version__, here["compute_capability"])
+        if why:
+            raise ArtifactError(f"{path}: cannot run here: {why}; rebuild it with edgeopt build-engine on this machine")
+        self.logger = trt.Logger(trt.Logger.WARNING)
+        self.runtime = trt.Runtime(self.logger)
+        self.engine = self.runtime.deserialize_cuda_engine(Path(path).read_bytes())
+        if self.engine is None:
+            raise ArtifactError(f"{path}: TensorRT could not deserialize the engine (corrupt, or built by another "
+                                "TensorRT or for another GPU); rebuild it with edgeopt build-engine")
+        self.context = self.engine.create_execution_context()
+        if self.context is None:
+            raise ArtifactError(f"{path}: TensorRT could not create an execution context (out of GPU memory?)")
+        inputs, outputs = [], []
+        for i in range(self.engine.num_io_tensors):
+            name = self.engine.get_tensor_name(i)
+            (inputs if self.engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT else outputs).append(name)
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ArtifactError(f"{path}: expected one input and one output, found {inputs} / {outputs}")
+        self.input, self.output = inputs[0], outputs[0]
+        self.input_dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(self.input)))
+        self.output_dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(self.output)))
+        self.batch_profile = self.manifest.extra.get("profile", {})
+        self.cuda_graph = cuda_graph
+        self._graphs: dict[tuple[int, ...], Callable[[], None]] = {}
+        self._buffers: dict[tuple[int, ...], tuple[Any, Any]] = {}
+
+    def _bind(self, shape: tuple[int, ...]) -> tuple[Any, Any]:
+        if shape not in self._buffers:
+            lo, hi = self.batch_profile.get("min", [1])[0], self.batch_profile.get("max", [shape[0]])[0]
+            if not lo <= shape[0] <= hi:
+                raise ConfigError(f"batch {shape[0]} is outside the engine's profile ({lo}..{hi}); rebuild with --max-batch")
+            self._set_shape(shape)
+            out_shape = tuple(self.context.get_tensor_shape(self.output))
+            if any(d < 0 for d in out_shape):
+                raise ArtifactError(f"the engine's output shape {out_shape} is unresolved for input {shape}")
+            self._buffers[shape] = (self.gpu.empty(shape, self.input_dtype), self.gpu.empty(out_shape, self.output_dtype))
+        x, y = self._buffers[shape]
+        self._set_shape(shape)
+        if not (self.context.set_tensor_address(self.input, self.gpu.address(x))
+                and self.context.set_tensor_address(self.output, self.gpu.address(y))):
+            raise ArtifactError("TensorRT refused a tensor address (set_tensor_address returned False)")
+        return x, y
+
+    def _set_shape(self, shape: tuple[int, ...]) -> None:
+        if not self.context.set_input_shape(self.input, shape):
+            raise ConfigError(f"input shape {shape} does not fit the engine's profile {self.batch_profile}; rebuild it "
+                              "with edgeopt build-engine --min-batch/--max-batch")
+
+    def _execute(self, stream: int) -> None:
+        if not self.context.execute_async_v3(stream):
+            raise ArtifactError("TensorRT execution failed (execute_async_v3 returned False); its log above says why")
+
+    def run_tensor(self, batch: Any) -> Any:
+        """A device buffer (from ``device_input``) -> device logits, queued on the device's stream."""
+        x, y = self._bind(tuple(batch.shape))
+
+        def work(stream: int) -> None:
+            if not self.cuda_graph:
+                self._execute(stream)
+                return
+            replay = self._graphs.get(tuple(batch.shape))
+            if replay is None:
+                replay = self._graphs[tuple(batch.shape)] = self.gpu.capture(self._execute)
+            replay()
+
+        self.gpu.run([(x, batch)], work)
+        return y
+
+    def device_input(self, batch: np.ndarray) -> Any:
+        """``batch`` on the device in the engine's input dtype: latency is timed from it (no host copies)."""
+        return self.gpu.upload(batch, self.input_dtype)
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        y = self.run_tensor(self.device_input(batch))
+        return self.gpu.download(y).astype(np.float32)

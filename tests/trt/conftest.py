@@ -1,0 +1,32 @@
+"""Fixtures that put the TensorRT test double of one real version where edgeopt imports ``tensorrt``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ holds trt_double.py
+
+import trt_double  # noqa: E402
+
+VERSIONS = trt_double.versions()
+
+
+@pytest.fixture(params=VERSIONS)
+def trt_version(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def fake_trt(trt_version: str, monkeypatch: pytest.MonkeyPatch):
+    """``import tensorrt`` gives the double of ``trt_version``; edgeopt's device seam gives host memory."""
+    memory = trt_double.Memory()
+    module = trt_double.make_tensorrt(trt_version, memory)
+    device = trt_double.HostDevice(memory)
+    monkeypatch.setitem(sys.modules, "tensorrt", module)
+    monkeypatch.setattr("edgeopt.trt.build.default_device", lambda: device)
+    monkeypatch.setattr("edgeopt.trt.runner.default_device", lambda: device)
+    module.device = device
+    return module

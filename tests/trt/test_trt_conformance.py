@@ -1,0 +1,266 @@
+"""edgeopt's real build-engine (through the CLI) and TensorRT runner against the double of every version.
+
+Each test runs once per committed surface (tests/trt_surface: 8.6.1 ... 11.4). The double has
+exactly that version's API (names, overloads, argument types, return classes) and runs the
+built ONNX with ONNX Runtime on the bytes at the engine's input address, so engine outputs are
+compared with ONNX Runtime on the same inputs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from edgeopt.cli import app
+from edgeopt.errors import ArtifactError, ConfigError
+from edgeopt.trt.compat import parse_version
+
+runner = CliRunner()
+
+
+def _build(args: list[str]):
+    result = runner.invoke(app, ["build-engine", *args])
+    return result
+
+
+def _major(fake_trt) -> int:
+    return parse_version(fake_trt.__version__)[0]
+
+
+def _inputs(n: int = 4, size: int = 32, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((n, 3, size, size)).astype(np.float32)
+
+
+def _ort(onnx: Path, x: np.ndarray) -> np.ndarray:
+    from edgeopt.runtime import open_runner
+
+    return open_runner(onnx).run(x)
+
+
+def _engine_run(engine: Path, x: np.ndarray, **kw) -> np.ndarray:
+    from edgeopt.trt.runner import TensorRTRunner
+
+    return TensorRTRunner(engine, **kw).run(x)
+
+
+def test_fp16_engine_builds_runs_and_matches_onnxruntime(fake_trt, tiny_onnx: Path, tmp_path: Path) -> None:
+    engine = tmp_path / "m.fp16.engine"
+    result = _build([str(tiny_onnx), "--fp16", "--out", str(engine), "--max-batch", "8",
+                     "--timing-cache", str(tmp_path / "timing.cache")])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "m.fp16.engine.json").read_text())
+    assert manifest["extra"]["tensorrt_version"] == fake_trt.__version__
+    assert manifest["extra"]["profile"] == {"min": [1, 3, 32, 32], "opt": [8, 3, 32, 32], "max": [8, 3, 32, 32]}
+    assert (tmp_path / "timing.cache").read_bytes().startswith(b"TIMING-CACHE")
+    x = _inputs()
+    out = _engine_run(engine, x)
+    ref = _ort(tiny_onnx, x)
+    if _major(fake_trt) >= 11:  # strongly typed: edgeopt converted the ONNX to FP16 first
+        assert manifest["extra"]["strongly_typed"] and manifest["extra"]["builder_flags"] == []
+        assert np.abs(out - ref).max() < 0.05 * max(1.0, np.abs(ref).max())
+    else:
+        assert manifest["extra"]["builder_flags"] == ["FP16"]
+        np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
+    # a second build loads the timing cache it wrote
+    again = _build([str(tiny_onnx), "--fp16", "--out", str(tmp_path / "m2.engine"), "--max-batch", "8",
+                    "--timing-cache", str(tmp_path / "timing.cache")])
+    assert again.exit_code == 0 and "another GPU" not in again.output
+
+
+def test_int8_engine_from_a_qdq_onnx(fake_trt, tiny_onnx: Path, synth_data: Path, tmp_path: Path) -> None:
+    from edgeopt.calibrate import calibrate_onnx
+
+    qdq = calibrate_onnx(tiny_onnx, synth_data, tmp_path / "tiny.int8.onnx", num_images=48, batch_size=16,
+                         calibration_dir=tmp_path / "calibration").path
+    engine = tmp_path / "m.int8.engine"
+    result = _build([str(qdq), "--int8", "--out", str(engine), "--max-batch", "4"])
+    assert result.exit_code == 0, result.output
+    x = _inputs()
+    np.testing.assert_allclose(_engine_run(engine, x), _ort(qdq, x), rtol=1e-5, atol=1e-5)
+    flags = json.loads((tmp_path / "m.int8.engine.json").read_text())["extra"]["builder_flags"]
+    assert flags == ([] if _major(fake_trt) >= 11 else ["INT8", "FP16"])
+
+
+def test_int8_from_fp32_calibrates_explicitly_first(fake_trt, tiny_onnx: Path, synth_data: Path, tmp_path: Path) -> None:
+    engine = tmp_path / "m.engine"
+    result = _build([str(tiny_onnx), "--int8", "--calib-data", str(synth_data), "--out", str(engine),
+                     "--num-images", "48", "--calib-batch-size", "16", "--max-batch", "4"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "m.engine.json").read_text())
+    assert Path(manifest["parent"]["path"]).name == "m.int8.onnx"  # the Q/DQ ONNX the calibrate stage wrote
+    assert manifest["extra"]["calibration"]["method"] == "entropy"
+
+
+@pytest.mark.parametrize("opt", [64, 8])
+def test_legacy_calibrator_serves_the_calibration_profile_batch(fake_trt, tiny_onnx: Path, synth_data: Path,
+                                                                tmp_path: Path, opt: int) -> None:
+    args = [str(tiny_onnx), "--int8", "--calibrator", "entropy", "--calib-data", str(synth_data), "--out",
+            str(tmp_path / "m.engine"), "--opt-batch", str(opt), "--max-batch", "64", "--num-images", "40",
+            "--calib-batch-size", "16"]
+    result = _build(args)
+    if _major(fake_trt) >= 11:
+        assert result.exit_code == 1 and "removed implicit INT8 calibration" in result.output
+        return
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "m.engine.json").read_text())["extra"]["calibration"]
+    assert record["batches"] == 3 and not record["cache_hit"]  # 40 images in batches of 16: the last one filled up
+    cache = Path(record["cache"])
+    assert cache.read_bytes().startswith(b"TRT-") and cache.with_name(cache.name + ".json").exists()
+    again = _build(args)  # same ONNX, images and batch: the cache replaces calibration
+    assert again.exit_code == 0, again.output
+    record = json.loads((tmp_path / "m.engine.json").read_text())["extra"]["calibration"]
+    assert record["cache_hit"] and record["batches"] == 0
+
+
+@pytest.mark.parametrize("level", ["ampere+", "same-cc"])
+def test_hardware_compatibility_levels(fake_trt, tiny_onnx: Path, tmp_path: Path, level: str) -> None:
+    result = _build([str(tiny_onnx), "--fp16", "--out", str(tmp_path / "m.engine"), "--hw-compat", level])
+    if level == "same-cc" and parse_version(fake_trt.__version__) < (10, 9):
+        assert result.exit_code == 1 and "needs TensorRT 10.9 or newer" in result.output
+        assert not (tmp_path / "m.engine").exists()
+    else:
+        assert result.exit_code == 0, result.output
+
+
+def test_static_batch_onnx_gets_its_own_profile(fake_trt, tiny_ckpts: dict, tmp_path: Path) -> None:
+    from edgeopt.export import export_onnx
+
+    onnx = export_onnx(tiny_ckpts["yaml"], tmp_path / "static.onnx", static_batch=True, batch_size=4).path
+    engine = tmp_path / "static.engine"
+    result = _build([str(onnx), "--fp16", "--out", str(engine)])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "static.engine.json").read_text())["extra"]["profile"]["max"] == [4, 3, 32, 32]
+    x = _inputs(4)
+    assert _engine_run(engine, x).shape == (4, 6)
+    bad = _build([str(onnx), "--fp16", "--out", str(tmp_path / "b.engine"), "--max-batch", "8"])
+    assert bad.exit_code == 1 and "fixed batch of 4" in bad.output and "Traceback" not in bad.output
+
+
+def test_cuda_graph_replay_matches_plain_runs(fake_trt, tiny_onnx: Path, tmp_path: Path) -> None:
+    engine = tmp_path / "m.engine"
+    assert _build([str(tiny_onnx), "--fp16", "--out", str(engine), "--max-batch", "8"]).exit_code == 0
+    from edgeopt.trt.runner import TensorRTRunner
+
+    graphed = TensorRTRunner(engine, cuda_graph=True)
+    x = _inputs(2)
+    first, second = graphed.run(x), graphed.run(x[::-1].copy())
+    assert fake_trt.device.captured == 1  # captured once per shape, replayed after
+    np.testing.assert_allclose(first, TensorRTRunner(engine).run(x), rtol=1e-6)
+    np.testing.assert_allclose(second, first[::-1], rtol=1e-6)
+
+
+def test_engine_with_fp16_io_is_fed_fp16(fake_trt, tmp_path: Path) -> None:
+    """An ONNX from elsewhere with FP16 input and output: the runner reads the engine's dtypes."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    w = helper.make_tensor("w", TensorProto.FLOAT16, [4, 3, 1, 1], np.random.default_rng(1).standard_normal(12).astype(np.float16).tobytes(), raw=True)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("GlobalAveragePool", ["c"], ["p"]),
+         helper.make_node("Flatten", ["p"], ["y"])], "fp16io",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT16, ["n", 3, 16, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT16, ["n", 4])], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    path = tmp_path / "fp16io.onnx"
+    onnx.save(model, str(path))
+    (tmp_path / "classes.txt").write_text("a\nb\nc\nd\n")
+    engine = tmp_path / "fp16io.engine"
+    result = _build([str(path), "--fp16", "--out", str(engine), "--max-batch", "2", "--img-size", "16",
+                     "--mean", "0.5,0.5,0.5", "--std", "0.5,0.5,0.5", "--classes", str(tmp_path / "classes.txt")])
+    assert result.exit_code == 0, result.output
+    x = _inputs(2, 16)
+    import onnxruntime as ort
+
+    ref = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x.astype(np.float16)})[0]
+    np.testing.assert_allclose(_engine_run(engine, x), ref.astype(np.float32), rtol=1e-3)
+
+
+def test_engine_from_an_onnx_without_manifest(fake_trt, tiny_onnx: Path, synth_data: Path, tmp_path: Path) -> None:
+    import onnx
+
+    model = onnx.load(str(tiny_onnx))
+    foreign = tmp_path / "foreign.onnx"
+    with_meta = tmp_path / "with_meta.onnx"
+    onnx.save(model, str(with_meta))  # edgeopt's metadata_props, no manifest
+    del model.metadata_props[:]
+    onnx.save(model, str(foreign))
+    if _major(fake_trt) >= 11:  # FP16 must be in the graph: only edgeopt's own exports are converted for it
+        result = _build([str(with_meta), "--fp16", "--out", str(tmp_path / "meta.engine")])
+        assert result.exit_code == 1 and "needs an ONNX exported by edgeopt" in result.output
+        return
+    result = _build([str(with_meta), "--fp16", "--out", str(tmp_path / "meta.engine")])
+    assert result.exit_code == 0, result.output
+    meta = json.loads((tmp_path / "meta.engine.json").read_text())
+    assert meta["classes"] and meta["preprocess"]["size"] == 32 and meta["extra"]["metadata_source"] == "metadata"
+
+    result = _build([str(foreign), "--fp16", "--out", str(tmp_path / "f.engine")])
+    assert result.exit_code == 0, result.output
+    assert "recorded as unknown" in result.output
+    unknown = runner.invoke(app, ["eval", str(tmp_path / "f.engine"), "--data", str(synth_data), "--backend", "tensorrt"])
+    assert unknown.exit_code == 1 and "--img-size" in unknown.output and "Traceback" not in unknown.output
+
+    classes = tmp_path / "classes.txt"
+    classes.write_text("\n".join(meta["classes"]) + "\n")
+    flags = ["--img-size", "32", "--mean", ",".join(map(str, meta["preprocess"]["mean"])),
+             "--std", ",".join(map(str, meta["preprocess"]["std"])), "--classes", str(classes)]
+    result = _build([str(foreign), "--fp16", "--out", str(tmp_path / "f2.engine"), *flags])
+    assert result.exit_code == 0, result.output
+    evaluated = runner.invoke(app, ["eval", str(tmp_path / "f2.engine"), "--data", str(synth_data), "--json",
+                                    str(tmp_path / "e.json")])
+    assert evaluated.exit_code == 0, evaluated.output
+    by_onnx = runner.invoke(app, ["eval", str(tiny_onnx), "--data", str(synth_data), "--json", str(tmp_path / "o.json")])
+    assert by_onnx.exit_code == 0
+    e, o = json.loads((tmp_path / "e.json").read_text()), json.loads((tmp_path / "o.json").read_text())
+    assert e["macro_f1"] == pytest.approx(o["macro_f1"])
+
+
+# -- bad input: one line each -----------------------------------------------------------------
+def test_corrupt_engine_is_one_line(fake_trt, tiny_onnx: Path, tmp_path: Path) -> None:
+    engine = tmp_path / "m.engine"
+    assert _build([str(tiny_onnx), "--fp16", "--out", str(engine)]).exit_code == 0
+    blob = bytearray(engine.read_bytes())
+    blob[:8] = b"garbage!"
+    engine.write_bytes(bytes(blob))
+    from edgeopt.artifacts import Manifest, read_manifest, write_artifact_manifest
+
+    manifest = read_manifest(engine, verify=False)
+    write_artifact_manifest(engine, Manifest(**{**manifest.to_dict(), "sha256": None}))  # re-hash: only the bytes are bad
+    with pytest.raises(ArtifactError, match="could not deserialize"):
+        _engine_run(engine, _inputs())
+
+
+def test_engine_from_another_version_or_gpu_is_refused(fake_trt, tiny_onnx: Path, tmp_path: Path) -> None:
+    engine = tmp_path / "m.engine"
+    assert _build([str(tiny_onnx), "--fp16", "--out", str(engine)]).exit_code == 0
+    fake_trt.__version__ = "10.99.0.1"
+    with pytest.raises(ArtifactError, match=r"built with TensorRT .* rebuild it"):
+        _engine_run(engine, _inputs())
+    fake_trt.__version__ = fake_trt._double.version
+    fake_trt.device.gpu = ("NVIDIA A100", "8.0")
+    with pytest.raises(ArtifactError, match=r"compute capability 9.0 .*this GPU is 8.0"):
+        _engine_run(engine, _inputs())
+
+
+def test_onnx_the_parser_rejects_quotes_its_first_error(fake_trt, tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Cast", ["x"], ["y"], to=TensorProto.DOUBLE)], "f64",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT16, ["n", 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.DOUBLE, ["n", 3, 8, 8])])
+    path = tmp_path / "f64.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    result = _build([str(path), "--fp16", "--out", str(tmp_path / "m.engine")])
+    assert result.exit_code == 1 and "TensorRT cannot parse it" in result.output and "unsupported data type" in result.output
+    assert len(result.output.strip().splitlines()[-1]) > 0 and "Traceback" not in result.output
+
+
+def test_batch_outside_the_profile_is_one_line(fake_trt, tiny_onnx: Path, tmp_path: Path) -> None:
+    engine = tmp_path / "m.engine"
+    assert _build([str(tiny_onnx), "--fp16", "--out", str(engine), "--max-batch", "4"]).exit_code == 0
+    with pytest.raises(ConfigError, match="outside the engine's profile"):
+        _engine_run(engine, _inputs(8))

@@ -1,0 +1,980 @@
+"""A faithful test double of the ``tensorrt`` Python module, generated from one real API surface.
+
+``tests/trt_surface/tensorrt-<version>.json.gz`` (written by ``tools/trt_surface.py`` from the real
+bindings wheel of that version) lists every class, method overload, property, enum member and
+module function the real module has. ``make_tensorrt(version)`` turns it into a module where:
+
+- exactly those names exist (anything else is an ``AttributeError``, as on the real module);
+- every call is bound against the real overloads: arity, parameter names and argument types are
+  checked the way pybind11 does, and a call no overload accepts is a ``TypeError``;
+- every returned object is checked against the declared return class (``None`` allowed, as
+  pybind11 returns ``None`` for a null pointer); an ``IHostMemory`` has ``nbytes``, ``dtype`` and
+  the buffer protocol, and no ``len``;
+- classes without a Python constructor cannot be instantiated (pybind11: "No constructor defined!"),
+  and a Python subclass that does not call the base ``__init__`` is a ``TypeError``;
+- a method or property edgeopt uses that has no behaviour below raises ``DoubleUnimplemented``,
+  so a new API use cannot pass silently.
+
+Behaviour exists only where edgeopt relies on it; each rule cites where it comes from (NVIDIA's
+binding source at the version's tag, ``python/src``, or the TensorRT developer guide / API docs).
+The engine the double "builds" is the parsed ONNX plus the build settings; an execution context
+runs that ONNX with ONNX Runtime on the bytes at the input address and writes the output address,
+so engine numbers can be compared with ONNX Runtime. Device memory is host memory registered in a
+``Memory`` (``HostDevice`` hands it to edgeopt through its device seam); reading outside a
+registered allocation is a ``DoubleViolation`` (on a GPU it would read past the buffer).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import gzip
+import json
+import re
+import sys
+import types
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+SURFACES = Path(__file__).resolve().parent / "trt_surface"
+PREFIX = "tensorrt_bindings.tensorrt."
+MAGIC = b"EDGEOPT-TRT-DOUBLE\0"
+
+
+class DoubleViolation(AssertionError):
+    """edgeopt did something the real TensorRT would crash on or silently get wrong."""
+
+
+class DoubleUnimplemented(AssertionError):
+    """A real API member edgeopt used that the double has no behaviour for (add it, with a citation)."""
+
+
+def versions() -> list[str]:
+    return sorted((p.name[len("tensorrt-"):-len(".json.gz")] for p in SURFACES.glob("tensorrt-*.json.gz")),
+                  key=lambda v: tuple(int(x) for x in re.findall(r"\d+", v)))
+
+
+@functools.lru_cache(maxsize=None)
+def load_surface(version: str) -> dict:
+    return json.loads(gzip.decompress((SURFACES / f"tensorrt-{version}.json.gz").read_bytes()))
+
+
+# -- signatures --------------------------------------------------------------------------------
+def _split_top(text: str) -> list[str]:
+    parts, depth, cur = [], 0, []
+    for ch in text:
+        if ch in "[(<":
+            depth += 1
+        elif ch in "])>":
+            depth -= 1
+        if ch == "," and depth == 0:
+            parts.append("".join(cur).strip())
+            cur = []
+        else:
+            cur.append(ch)
+    if "".join(cur).strip():
+        parts.append("".join(cur).strip())
+    return parts
+
+
+@functools.lru_cache(maxsize=None)
+def parse_signature(sig: str) -> tuple[tuple[tuple[str, str | None, bool], ...], str | None]:
+    """``(self: X, a: int, b: str = None) -> R`` -> (((name, type, has_default), ...), R)."""
+    depth = 0
+    for i, ch in enumerate(sig):
+        depth += ch == "("
+        depth -= ch == ")"
+        if depth == 0:
+            break
+    inner, rest = sig[1:i], sig[i + 1:]
+    ret = rest.split("->", 1)[1].strip() if "->" in rest else None
+    params = []
+    for part in _split_top(inner):
+        name, _, annot = part.partition(":")
+        annot, _, default = annot.partition("=") if annot else ("", "", "")
+        if "=" in name:
+            name, _, default = name.partition("=")
+        params.append((name.strip(), annot.strip() or None, bool(default.strip())))
+    return tuple(params), ret
+
+
+def _class_name(type_str: str, classes: dict) -> str | None:
+    t = type_str.strip()
+    if t.startswith(PREFIX):
+        t = t[len(PREFIX):]
+    for ns in ("nvinfer1::v_1_0::", "nvinfer1::", "nvonnxparser::"):
+        if t.startswith(ns):
+            t = t[len(ns):]
+    t = t.replace("::", ".")
+    if t in classes:
+        return t
+    if t.startswith("I") and t[1:] in classes:  # nvonnxparser::IParserError is bound as ParserError
+        return t[1:]
+    return None
+
+
+# -- device memory -----------------------------------------------------------------------------
+class Memory:
+    """Host allocations standing in for device memory, addressable by integer pointer."""
+
+    def __init__(self) -> None:
+        self.blocks: dict[int, np.ndarray] = {}
+
+    def register(self, array: np.ndarray) -> int:
+        assert array.flags.c_contiguous
+        ptr = int(array.ctypes.data)
+        self.blocks[ptr] = array
+        return ptr
+
+    def view(self, ptr: int, nbytes: int, what: str) -> np.ndarray:
+        for base, block in self.blocks.items():
+            if base <= ptr < base + max(block.nbytes, 1):
+                if ptr + nbytes > base + block.nbytes:
+                    raise DoubleViolation(f"{what}: TensorRT reads {nbytes} bytes at {ptr:#x}, but the allocation "
+                                          f"there holds {block.nbytes - (ptr - base)} (it would read past the buffer)")
+                raw = block.reshape(-1).view(np.uint8)
+                return raw[ptr - base:ptr - base + nbytes]
+        raise DoubleViolation(f"{what}: address {ptr:#x} is not a device allocation")
+
+
+# -- the generated module -----------------------------------------------------------------------
+class _EnumMixin:
+    """What pybind11's py::enum_ gives every member: name, value, int conversion, equality, hashing."""
+
+    def __int__(self) -> int:
+        return self.__dict__["value"]
+
+    __index__ = __int__
+
+    def __eq__(self, other) -> bool:
+        return type(other) is type(self) and other.__dict__["value"] == self.__dict__["value"]
+
+    def __hash__(self) -> int:
+        return hash((type(self).__qualname__, self.__dict__["value"]))
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}.{self.__dict__['name']}: {self.__dict__['value']}>"
+
+    @property
+    def name(self) -> str:
+        return self.__dict__["name"]
+
+    @property
+    def value(self) -> int:
+        return self.__dict__["value"]
+
+
+class _DoubleMeta(type):
+    def __call__(cls, *args, **kwargs):
+        if not getattr(cls, "_constructible", True):
+            raise TypeError(f"tensorrt.{cls.__name__}: No constructor defined!")
+        obj = cls.__new__(cls)
+        obj.__init__(*args, **kwargs)
+        if not obj.__dict__.get("_double_initialized"):
+            # pybind11: "<Sub>.__init__() must be called when overriding __init__"
+            raise TypeError(f"{cls.__base_double__.__name__}.__init__() must be called when overriding __init__")
+        return obj
+
+    def __getattr__(cls, name):
+        raise AttributeError(f"type object 'tensorrt.{cls.__name__}' has no attribute '{name}'")
+
+
+class _DoubleBufferMeta(type(ctypes.Structure), _DoubleMeta):  # the C metaclass first: its tp_new builds the layout
+    pass
+
+
+_NOT_MODELLED_DUNDERS = {"__del__", "__enter__", "__exit__", "__repr__", "__str__", "__eq__", "__ne__", "__hash__",
+                         "__int__", "__index__", "__getstate__", "__setstate__", "__lt__", "__le__", "__gt__", "__ge__"}
+
+
+class Engine:
+    """What the double serializes: the parsed ONNX and the build's settings."""
+
+    def __init__(self, version: str, onnx_bytes: bytes, profiles: list[dict], flags: list[str],
+                 strongly_typed: bool, hw_compat: str, gpu: tuple[str, str]) -> None:
+        self.version, self.onnx_bytes, self.profiles, self.flags = version, onnx_bytes, profiles, flags
+        self.strongly_typed, self.hw_compat, self.gpu = strongly_typed, hw_compat, gpu
+
+    def serialize(self) -> bytes:
+        header = json.dumps({"version": self.version, "profiles": self.profiles, "flags": self.flags,
+                             "strongly_typed": self.strongly_typed, "hw_compat": self.hw_compat,
+                             "gpu": list(self.gpu)}).encode()
+        return MAGIC + len(header).to_bytes(4, "little") + header + self.onnx_bytes
+
+    @classmethod
+    def deserialize(cls, blob: bytes) -> "Engine | None":
+        if not blob.startswith(MAGIC):
+            return None
+        rest = blob[len(MAGIC):]
+        n = int.from_bytes(rest[:4], "little")
+        try:
+            h = json.loads(rest[4:4 + n])
+        except ValueError:
+            return None
+        return cls(h["version"], rest[4 + n:], h["profiles"], h["flags"], h["strongly_typed"], h["hw_compat"], tuple(h["gpu"]))
+
+
+def make_tensorrt(version: str, memory: Memory | None = None, gpu: tuple[str, str] = ("NVIDIA H100 80GB HBM3", "9.0")):
+    """A ``tensorrt`` module for ``version``; ``memory`` is where device pointers point."""
+    surface = load_surface(version)
+    classes_spec: dict = surface["classes"]
+    mod = types.ModuleType("tensorrt", f"test double of TensorRT {surface['version']}")
+    mod.__version__ = surface["version"]
+    ctx = _Context(mod, surface, memory or Memory(), gpu)
+    made: dict[str, type] = {}
+
+    def make_class(qual: str) -> type:
+        if qual in made:
+            return made[qual]
+        spec = classes_spec[qual]
+        bases = tuple(make_class(b) for b in spec["bases"] if b in classes_spec)
+        ns: dict[str, Any] = {"_qual": qual, "_spec": spec, "__module__": "tensorrt"}
+        if "__init__" in spec["methods"]:
+            # pybind11's placeholder "(self, *args, **kwargs)" means "No constructor defined!"
+            ns["_constructible"] = spec["methods"]["__init__"] != ["(self, *args, **kwargs)"]
+        elif not bases:
+            ns["_constructible"] = False
+        behaviour = BEHAVIOURS.get(qual)
+        impls = dict(vars(behaviour)) if behaviour else {}
+        for name, sigs in spec["methods"].items():
+            if name in _NOT_MODELLED_DUNDERS and name not in impls:
+                continue
+            ns[name] = _checked(ctx, qual, name, sigs, impls.get(name), method=True)
+        for name, sigs in spec["static"].items():
+            ns[name] = staticmethod(_checked(ctx, qual, name, sigs, impls.get(name), method=False))
+        for name, prop in spec["properties"].items():
+            if spec["enum"] and name in ("name", "value"):
+                continue
+            ns[name] = _property(ctx, qual, name, prop, impls.get(f"get_{name}"))
+        for name, value in impls.items():  # Python-level dunders the behaviour defines (__str__ of ParserError)
+            if name in ("__str__", "__repr__") and name in spec["methods"]:
+                ns[name] = value
+        if spec["buffer"]:
+            # the buffer protocol without __len__, as pybind11's py::buffer_protocol() gives (PEP 688's
+            # __buffer__ needs Python 3.12): a ctypes structure resized to the data
+            ns["_fields_"] = []
+            cls = _DoubleBufferMeta(qual.split(".")[-1], (ctypes.Structure, *bases), ns)
+        else:
+            cls = _DoubleMeta(qual.split(".")[-1], (_EnumMixin,) if spec["enum"] else (bases or (object,)), ns)
+        cls.__qualname__ = qual
+        cls.__base_double__ = cls
+        made[qual] = cls
+        if spec["enum"]:
+            members = {}
+            for k, v in spec["members"].items():
+                members[k] = object.__new__(cls)
+                members[k].__dict__.update(name=k, value=v, _double_initialized=True)
+            for k, v in members.items():
+                type.__setattr__(cls, k, v)
+            type.__setattr__(cls, "__members__", members)
+            type.__setattr__(cls, "_constructible", False)
+        for name, attr in spec["attributes"].items():
+            if "class" in attr:
+                type.__setattr__(cls, name, make_class(attr["class"]))
+        return cls
+
+    for qual in classes_spec:
+        make_class(qual)
+    for qual, spec in classes_spec.items():  # aliases and enum-valued attributes once every class exists
+        for name, attr in spec["attributes"].items():
+            if "alias" in attr:
+                type.__setattr__(made[qual], name, made[attr["alias"]])
+            elif "enum" in attr:
+                type.__setattr__(made[qual], name, getattr(made[attr["enum"]], attr["member"]))
+        if "." not in qual:
+            setattr(mod, qual, made[qual])
+    for name, const in surface["constants"].items():
+        if "alias" in const:
+            setattr(mod, name, made[const["alias"]])
+        elif "enum" in const:
+            setattr(mod, name, getattr(made[const["enum"]], const["member"]))
+        elif "value" in const and name != "__version__":
+            setattr(mod, name, const["value"])
+    for name, sigs in surface["functions"].items():
+        setattr(mod, name, _checked(ctx, "", name, sigs, getattr(ModuleFunctions, name, None), method=False))
+    ctx.classes = made
+    mod.__getattr__ = lambda name: (_ for _ in ()).throw(AttributeError(f"module 'tensorrt' has no attribute '{name}'"))
+    mod._double = ctx
+    return mod
+
+
+class _Context:
+    """State shared by one generated module: its surface, memory, GPU and class table."""
+
+    def __init__(self, mod, surface: dict, memory: Memory, gpu: tuple[str, str]) -> None:
+        self.mod, self.surface, self.memory, self.gpu = mod, surface, memory, gpu
+        self.version = surface["version"]
+        self.major = int(self.version.split(".")[0])
+        self.classes: dict[str, type] = {}
+        self.calls: list[str] = []  # "Class.method" in call order, for tests
+
+    def new(self, qual: str, **state):
+        """An object the C++ side returns (no Python constructor runs)."""
+        cls = self.classes[qual]
+        obj = cls.__new__(cls)
+        obj.__dict__.update(state, _double_initialized=True)
+        if isinstance(obj, ctypes.Structure) and state["_data"]:
+            data = state["_data"]
+            ctypes.resize(obj, max(len(data), ctypes.sizeof(obj)))
+            ctypes.memmove(ctypes.addressof(obj), data, len(data))
+        return obj
+
+    def enum(self, qual: str, name: str):
+        return getattr(self.classes[qual], name)
+
+
+def _accepts(ctx: _Context, type_str: str | None, value) -> bool:
+    if type_str is None:
+        return True
+    t = type_str.strip()
+    qual = _class_name(t, ctx.surface["classes"])
+    if qual is not None:
+        cls = ctx.classes[qual]
+        if isinstance(value, cls):
+            return True
+        if qual.startswith("Dims") and isinstance(value, (tuple, list)):  # py::implicitly_convertible<tuple|list, Dims>
+            return all(isinstance(v, (int, np.integer)) for v in value)
+        return value is None and not ctx.surface["classes"][qual]["enum"]  # pybind11 passes None as nullptr
+    if t in ("int", "typing.SupportsInt"):
+        return hasattr(value, "__index__") and not isinstance(value, float)
+    if t in ("float", "typing.SupportsFloat"):
+        return isinstance(value, (int, float, np.floating, np.integer))
+    if t == "bool":
+        return isinstance(value, (bool, np.bool_))
+    if t == "str":
+        return isinstance(value, str)
+    if t in ("buffer", "typing_extensions.Buffer", "collections.abc.Buffer", "bytes"):
+        try:
+            memoryview(_as_buffer(value))
+            return True
+        except TypeError:
+            return False
+    m = re.fullmatch(r"(?:List|list|collections\.abc\.Sequence)\[(.+)\]", t)
+    if m:
+        return isinstance(value, (list, tuple)) and all(_accepts(ctx, m.group(1), v) for v in value)
+    if t in ("tuple", "list"):
+        return isinstance(value, (tuple, list))
+    return True  # object, capsule, handle, callables: not modelled, accepted
+
+
+def _as_buffer(value):
+    data = getattr(value, "_data", None)
+    return data if data is not None and type(value).__module__ == "tensorrt" else value
+
+
+def _returns_ok(ctx: _Context, type_str: str | None, value) -> bool:
+    if type_str is None or value is None:
+        return True
+    qual = _class_name(type_str, ctx.surface["classes"])
+    if qual is not None:
+        return isinstance(value, ctx.classes[qual])
+    if type_str == "bool":
+        return isinstance(value, bool)
+    if type_str in ("int", "typing.SupportsInt"):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if type_str == "str":
+        return isinstance(value, str)
+    return True
+
+
+def _bind(ctx: _Context, sig: str, args: tuple, kwargs: dict, method: bool) -> dict | None:
+    params, _ = parse_signature(sig)
+    if any(p[0].startswith("*") for p in params):
+        return {"args": args, "kwargs": kwargs}
+    params = params[1:] if method and params and params[0][0] in ("self", "this") else params
+    if len(args) > len(params):
+        return None
+    bound = {}
+    for (name, annot, _), value in zip(params, args):
+        bound[name] = value
+    for key, value in kwargs.items():
+        if key in bound or key not in {p[0] for p in params}:
+            return None
+        bound[key] = value
+    for name, annot, has_default in params:
+        if name not in bound:
+            if not has_default:
+                return None
+            continue
+        if not _accepts(ctx, annot, bound[name]):
+            return None
+    return bound
+
+
+def _checked(ctx: _Context, qual: str, name: str, sigs: list[str], impl: Callable | None, method: bool):
+    where = f"{qual}.{name}" if qual else name
+
+    def call(*args, **kwargs):
+        self, rest = (args[0], args[1:]) if method else (None, args)
+        if not sigs:
+            bound, sig = {"args": rest, "kwargs": kwargs}, None
+        else:
+            for sig in sigs:
+                bound = _bind(ctx, sig, rest, kwargs, method)
+                if bound is not None:
+                    break
+            else:
+                shown = [type(a).__name__ for a in rest] + [f"{k}={type(v).__name__}" for k, v in kwargs.items()]
+                raise TypeError(f"{name}(): incompatible function arguments. The following argument types are supported:\n"
+                                + "\n".join(f"    {i + 1}. {name}{s}" for i, s in enumerate(sigs))
+                                + f"\n\nInvoked with: {', '.join(shown)}")
+        if name == "__init__":
+            self.__dict__["_double_initialized"] = True
+        ctx.calls.append(where)
+        if impl is None:
+            if name == "__init__":
+                return None
+            raise DoubleUnimplemented(f"TensorRT {ctx.version}: {where} exists but the double has no behaviour for it")
+        result = impl(self, ctx, *rest, **kwargs) if method else impl(ctx, *rest, **kwargs)
+        ret = parse_signature(sig)[1] if sig else None
+        if not _returns_ok(ctx, ret, result):
+            raise DoubleViolation(f"double bug: {where} returned {type(result).__name__}, declared {ret}")
+        return result
+
+    call.__name__ = name
+    call._double_generated = True
+    call.__doc__ = "\n".join(f"{name}{s}" for s in sigs)
+    return call
+
+
+def _property(ctx: _Context, qual: str, name: str, prop: dict, getter: Callable | None):
+
+    def fget(self):
+        if getter is not None:
+            return getter(self, ctx)
+        if name in self.__dict__.get("_props", {}):
+            return self._props[name]
+        raise DoubleUnimplemented(f"TensorRT {ctx.version}: {qual}.{name} exists but the double has no value for it")
+
+    def fset(self, value):
+        if not _accepts(ctx, prop["type"], value):
+            raise TypeError(f"{qual}.{name}: incompatible value {type(value).__name__}, expected {prop['type']}")
+        self.__dict__.setdefault("_props", {})[name] = value
+
+    return property(fget, None if prop["readonly"] else fset)
+
+
+# -- behaviour ----------------------------------------------------------------------------------
+def _log(ctx: _Context, logger, severity: str, msg: str) -> None:
+    sev = ctx.enum("ILogger.Severity", severity)
+    logger.log(sev, msg)
+
+
+class _Logger:
+    def __init__(self, ctx, min_severity=None):
+        self._props = {}
+        self.min_severity = min_severity if min_severity is not None else ctx.enum("ILogger.Severity", "WARNING")
+        self.messages = []
+
+    def log(self, ctx, severity, msg):
+        self.messages.append((severity.name, msg))
+        if severity.value <= self.min_severity.value:
+            print(f"[TRT double] [{severity.name}] {msg}", file=sys.stderr)
+
+
+class _ILogger:
+    def __init__(self, ctx):
+        pass
+
+    def log(self, ctx, severity, msg):
+        # pyCore.cpp: ILogger's trampoline is PYBIND11_OVERLOAD_PURE_NAME(void, ILogger, "log", ...)
+        raise DoubleViolation("ILogger.log is pure virtual: a Python logger must override log(severity, msg)")
+
+
+class _Builder:
+    def __init__(self, ctx, logger):
+        self._logger = logger
+
+    def create_network(self, ctx, flags=0):
+        names = {m.value: k for k, m in ctx.classes["NetworkDefinitionCreationFlag"].__members__.items()}
+        set_flags = {names[b] for b in range(32) if flags >> b & 1 and b in names}
+        return ctx.new("INetworkDefinition", _flags=int(flags), _flag_names=set_flags, _inputs=[], _outputs=[],
+                       _onnx=None, _logger=self._logger, _props={})
+
+    def create_builder_config(self, ctx):
+        return ctx.new("IBuilderConfig", _flags=set(), _profiles=[], _calib_profile=None, _timing_cache=None,
+                       _props={"builder_optimization_level": 3, "int8_calibrator": None,
+                               "hardware_compatibility_level": ctx.enum("HardwareCompatibilityLevel", "NONE")},
+                       _pools={})
+
+    def create_optimization_profile(self, ctx):
+        return ctx.new("IOptimizationProfile", _shapes={})
+
+    def build_serialized_network(self, ctx, network, config, *rest):
+        logger = self._logger
+
+        def fail(msg):
+            _log(ctx, logger, "ERROR", msg)
+            return None
+
+        if network._onnx is None:
+            return fail("network has no layers (nothing was parsed)")
+        strongly_typed = ctx.major >= 11 or "STRONGLY_TYPED" in network._flag_names
+        if strongly_typed and config._flags & {"FP16", "INT8", "BF16", "FP8"}:
+            # developer guide, "Strongly Typed Networks": precision flags are not allowed with them
+            return fail("BuilderFlag precision flags are not allowed with a strongly typed network")
+        profiles = []
+        for profile in config._profiles:
+            profiles.append({k: [list(d) for d in v] for k, v in profile._shapes.items()})
+        for tensor in network._inputs:
+            dims = tensor._shape
+            if -1 in dims and not profiles:
+                # developer guide, "Optimization Profiles": dynamic inputs need at least one profile
+                return fail(f"Network has dynamic or shape inputs, but no optimization profile has been defined ({tensor._name})")
+            for p in profiles:
+                if tensor._name not in p:
+                    return fail(f"optimization profile is missing values for input {tensor._name}")
+                for which in p[tensor._name]:
+                    if len(which) != len(dims) or any(d != -1 and d != w for d, w in zip(dims, which)):
+                        return fail(f"{tensor._name}: profile dimensions {which} do not match the network's static "
+                                    f"dimensions {list(dims)}")
+        qdq = any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in _onnx_model(network._onnx).graph.node)
+        if "INT8" in config._flags and not qdq and config._props.get("int8_calibrator") is None and ctx.major < 11:
+            return fail("Calibration failure occurred with no scaling factors detected: INT8 without Q/DQ needs a calibrator")
+        calibrator = config._props.get("int8_calibrator")
+        if calibrator is not None and "INT8" in config._flags and not qdq:
+            profile = config._calib_profile if config._calib_profile is not None else \
+                (config._profiles[0] if config._profiles else None)
+            ok = _calibrate(ctx, logger, calibrator, network, profile)
+            if not ok:
+                return None
+        hw = config._props["hardware_compatibility_level"].name
+        engine = Engine(ctx.version, network._onnx, profiles, sorted(config._flags), strongly_typed, hw, ctx.gpu)
+        if config._timing_cache is not None:
+            config._timing_cache._entries.add(f"{ctx.gpu[1]}:{hash(network._onnx) & 0xffff:x}")
+        return ctx.new("IHostMemory", _data=engine.serialize())
+
+
+def _onnx_model(data: bytes):
+    import onnx
+
+    return onnx.load_from_string(data)
+
+
+def _calibrate(ctx: _Context, logger, calibrator, network, profile) -> bool:
+    """The legacy INT8 calibration loop, as pyInt8.cpp's trampolines drive it (v8.6.1-v10.x)."""
+    for method in ("get_batch_size", "get_batch", "read_calibration_cache", "write_calibration_cache"):
+        if getattr(getattr(type(calibrator), method), "_double_generated", False):
+            # utils.h getOverride(): "Method: X was not overriden" and the null py::function is called
+            raise DoubleViolation(f"the calibrator does not override {method}(); TensorRT's trampoline calls the missing "
+                                  "override (pyInt8.cpp) and the build fails or crashes")
+    cache = calibrator.read_calibration_cache()
+    if cache is not None and len(memoryview(_as_buffer(cache)).cast("B")) > 0:
+        return True  # a cache replaces calibration (IInt8Calibrator::readCalibrationCache docs)
+    calibrator.get_batch_size()  # still called by the builder (deprecated for explicit batch)
+    if profile is None:
+        _log(ctx, logger, "ERROR", "calibration needs an optimization profile")
+        return False
+    names = [t._name for t in network._inputs]
+    # developer guide, "INT8 Calibration with Dynamic Shapes": calibration runs at the calibration
+    # profile's kOPT dimensions and the batch data must match them
+    opt = {name: profile._shapes[name][1] for name in names}
+    batches, stats = 0, {}
+    while True:
+        try:
+            result = calibrator.get_batch(names)
+        except Exception as exc:  # pyInt8.cpp getBatch: caught, logged, treated as the end of data
+            print(f"[ERROR] Exception caught in get_batch(): {exc}", file=sys.stderr)
+            result = None
+        if result is None or len(result) == 0:
+            break
+        if len(result) != len(names):
+            raise DoubleViolation(f"get_batch returned {len(result)} pointers for {len(names)} inputs")
+        for name, ptr, tensor in zip(names, result, network._inputs):
+            nbytes = int(np.prod(opt[name])) * np.dtype(tensor._np_dtype).itemsize
+            data = ctx.memory.view(int(ptr), nbytes, f"calibration batch {batches} of {name}").view(tensor._np_dtype)
+            stats[name] = max(stats.get(name, 0.0), float(np.abs(data).max()))
+        batches += 1
+    if batches == 0:
+        _log(ctx, logger, "ERROR", "Calibration failure occurred with no scaling factors detected")
+        return False
+    table = "".join(f"{k}: {np.float32(v / 127).view(np.uint32):08x}\n" for k, v in stats.items())
+    algo = "EntropyCalibration2" if isinstance(calibrator, ctx.classes["IInt8EntropyCalibrator2"]) else "MinMaxCalibration"
+    blob = f"TRT-{ctx.version.replace('.', '')[:4]}-{algo}\n{table}".encode()
+    calibrator.write_calibration_cache(memoryview(blob))
+    calibrator._double_batches = batches
+    return True
+
+
+class _INetworkDefinition:
+    def get_num_inputs(self, ctx):
+        return len(self._inputs)
+
+    def get_num_outputs(self, ctx):
+        return len(self._outputs)
+
+    def get_flags(self, ctx):
+        return self._flags
+
+    def get_input(self, ctx, index):
+        return self._inputs[index]
+
+    def get_output(self, ctx, index):
+        return self._outputs[index]
+
+
+class _ITensor:
+    def get_name(self, ctx):
+        return self._name
+
+    def get_shape(self, ctx):
+        return _dims(ctx, self._shape)
+
+    def get_dtype(self, ctx):
+        return self._dtype
+
+
+_ONNX_TO_TRT = {1: "FLOAT", 10: "HALF", 3: "INT8", 6: "INT32", 7: "INT64", 9: "BOOL", 2: "UINT8", 16: "BF16"}
+_TRT_TO_NP = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32, "INT64": np.int64,
+              "BOOL": np.bool_, "UINT8": np.uint8}
+
+
+class _OnnxParser:
+    def __init__(self, ctx, network, logger):
+        self._network, self._logger, self._errors = network, logger, []
+
+    def get_num_errors(self, ctx):
+        return len(self._errors)
+
+    def get_error(self, ctx, index):
+        return self._errors[index] if 0 <= index < len(self._errors) else None
+
+    def parse(self, ctx, model, path=None):
+        def error(desc):
+            self._errors.append(ctx.new("ParserError", _desc=desc))
+            return False
+
+        data = bytes(memoryview(_as_buffer(model)))
+        try:
+            graph = _onnx_model(data).graph
+        except Exception as exc:  # noqa: BLE001 - the real parser reports any protobuf failure as an error
+            return error(f"Failed to parse ONNX model from memory: {str(exc).splitlines()[0] if str(exc) else 'protobuf error'}")
+        if ctx.major < 10 and "EXPLICIT_BATCH" not in self._network._flag_names:
+            # TensorRT 8.6 developer guide, "Importing a Model Using the ONNX Parser": the ONNX parser
+            # only supports full-dimensions mode: create the network with the EXPLICIT_BATCH flag
+            return error("Network must have explicit batch dimensions: create it with "
+                         "1 << int(NetworkDefinitionCreationFlag.EXPLICIT_BATCH) (the ONNX parser supports only full-dimensions mode)")
+        initializers = {i.name for i in graph.initializer}
+        net = self._network
+        for value, target in [(v, net._inputs) for v in graph.input if v.name not in initializers] + \
+                             [(v, net._outputs) for v in graph.output]:
+            tt = value.type.tensor_type
+            kind = _ONNX_TO_TRT.get(tt.elem_type)
+            if kind is None:
+                return error(f"{value.name}: unsupported data type {tt.elem_type}")
+            shape = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in tt.shape.dim)
+            target.append(ctx.new("ITensor", _name=value.name, _shape=shape, _dtype=ctx.enum("DataType", kind),
+                                  _np_dtype=_TRT_TO_NP[kind], _props={}))
+        net._onnx = data
+        return True
+
+
+class _ParserError:
+    def desc(self, ctx):
+        return self._desc
+
+    def __str__(self):
+        return f"In node -1 with name:  and operator:  (parse): INVALID_GRAPH: {self._desc}"
+
+
+def _dims(ctx, shape):
+    return ctx.new("Dims", _shape=tuple(int(s) for s in shape))
+
+
+class _Dims:
+    def __init__(self, ctx, shape=()):
+        self._shape = tuple(int(s) for s in shape)
+
+    def __len__(self, ctx):
+        return len(self._shape)
+
+    def __getitem__(self, ctx, index):
+        if isinstance(index, slice):
+            return self._shape[index]
+        if not -len(self._shape) <= index < len(self._shape):
+            raise IndexError()  # pyFoundationalTypes.cpp: out-of-range index raises py::index_error
+        return self._shape[index]
+
+    def __eq__(self, ctx, other):
+        return tuple(self._shape) == tuple(other)
+
+
+def _dims_tuple(value) -> tuple[int, ...]:
+    return tuple(value._shape) if hasattr(value, "_shape") else tuple(int(v) for v in value)
+
+
+class _IOptimizationProfile:
+    def set_shape(self, ctx, input, min, opt, max):
+        lo, mid, hi = _dims_tuple(min), _dims_tuple(opt), _dims_tuple(max)
+        # IOptimizationProfile::setDimensions: invalid when ranks differ or not min <= opt <= max
+        self._valid = len(lo) == len(mid) == len(hi) and all(a <= b <= c for a, b, c in zip(lo, mid, hi))
+        self._shapes[input] = (lo, mid, hi)
+        return None
+
+    def get_shape(self, ctx, input):
+        return [_dims(ctx, s) for s in self._shapes.get(input, ())]
+
+    def __bool__(self, ctx):
+        return bool(getattr(self, "_valid", False))  # pyCore.cpp: __bool__ is IOptimizationProfile::isValid
+
+
+class _IBuilderConfig:
+    def set_memory_pool_limit(self, ctx, pool, pool_size):
+        self._pools[pool.name] = int(pool_size)
+
+    def set_flag(self, ctx, flag):
+        self._flags.add(flag.name)
+
+    def get_flag(self, ctx, flag):
+        return flag.name in self._flags
+
+    def add_optimization_profile(self, ctx, profile):
+        if not getattr(profile, "_valid", False) or not profile._shapes:
+            return -1  # IBuilderConfig::addOptimizationProfile: -1 if the profile is invalid
+        self._profiles.append(profile)
+        return len(self._profiles) - 1
+
+    def set_calibration_profile(self, ctx, profile):
+        if not getattr(profile, "_valid", False):
+            return False
+        self._calib_profile = profile
+        return True
+
+    def create_timing_cache(self, ctx, serialized_timing_cache):
+        data = bytes(memoryview(_as_buffer(serialized_timing_cache)))
+        entries, device = set(), ctx.gpu[1]
+        if data:
+            if not data.startswith(b"TIMING-CACHE\n"):
+                return None  # a corrupt cache: createTimingCache returns nullptr
+            lines = data.decode().splitlines()[1:]
+            device = lines[0]
+            entries = set(lines[1:])
+        return ctx.new("ITimingCache", _entries=entries, _device=device)
+
+    def set_timing_cache(self, ctx, cache, ignore_mismatch):
+        # IBuilderConfig::setTimingCache: false when the cache was made on another device and
+        # ignore_mismatch is false
+        if cache._device != ctx.gpu[1] and not ignore_mismatch:
+            return False
+        self._timing_cache = cache
+        return True
+
+    def get_timing_cache(self, ctx):
+        return self._timing_cache
+
+
+class _ITimingCache:
+    def serialize(self, ctx):
+        text = "TIMING-CACHE\n" + "\n".join([self._device, *sorted(self._entries)]) + "\n"
+        return ctx.new("IHostMemory", _data=text.encode())
+
+
+class _IHostMemory:
+    def get_nbytes(self, ctx):
+        return len(self._data)
+
+    def get_dtype(self, ctx):
+        return ctx.enum("DataType", "UINT8")
+
+
+class _Runtime:
+    def __init__(self, ctx, logger):
+        self._logger = logger
+
+    def deserialize_cuda_engine(self, ctx, serialized_engine):
+        engine = Engine.deserialize(bytes(memoryview(_as_buffer(serialized_engine))))
+        if engine is None:
+            _log(ctx, self._logger, "ERROR", "IRuntime::deserializeCudaEngine: Error Code 1: Serialization (magic tag does not match)")
+            return None
+        if engine.version != ctx.version:
+            _log(ctx, self._logger, "ERROR", f"The engine plan file is not compatible with this version of TensorRT, "
+                                             f"expecting library version {ctx.version} got {engine.version}")
+            return None
+        if engine.gpu[1] != ctx.gpu[1] and not (engine.hw_compat == "AMPERE_PLUS" and float(ctx.gpu[1]) >= 8.0):
+            _log(ctx, self._logger, "ERROR", f"The engine plan file is generated on an incompatible device, expecting "
+                                             f"compute {ctx.gpu[1]} got compute {engine.gpu[1]}")
+            return None
+        graph = _onnx_model(engine.onnx_bytes).graph
+        init = {i.name for i in graph.initializer}
+        io = []
+        for value, mode in [(v, "INPUT") for v in graph.input if v.name not in init] + [(v, "OUTPUT") for v in graph.output]:
+            tt = value.type.tensor_type
+            kind = _ONNX_TO_TRT[tt.elem_type]
+            shape = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in tt.shape.dim)
+            io.append({"name": value.name, "mode": mode, "dtype": kind, "shape": shape})
+        return ctx.new("ICudaEngine", _engine=engine, _io=io, _props={})
+
+
+class _ICudaEngine:
+    def get_num_io_tensors(self, ctx):
+        return len(self._io)
+
+    def get_tensor_name(self, ctx, index):
+        if not 0 <= index < len(self._io):
+            return None
+        return self._io[index]["name"]
+
+    def _tensor(self, name):
+        for t in self._io:
+            if t["name"] == name:
+                return t
+        return None
+
+    def get_tensor_mode(self, ctx, name):
+        t = _ICudaEngine._tensor(self, name)
+        return ctx.enum("TensorIOMode", t["mode"] if t else "NONE")
+
+    def get_tensor_dtype(self, ctx, name):
+        t = _ICudaEngine._tensor(self, name)
+        return ctx.enum("DataType", t["dtype"] if t else "FLOAT")
+
+    def get_tensor_shape(self, ctx, name):
+        t = _ICudaEngine._tensor(self, name)
+        return _dims(ctx, t["shape"] if t else ())
+
+    def create_execution_context(self, ctx, *args, **kwargs):
+        return ctx.new("IExecutionContext", _engine=self, _shapes={}, _addresses={}, _session=None, _props={})
+
+
+class _IExecutionContext:
+    def set_input_shape(self, ctx, name, shape):
+        dims = _dims_tuple(shape)
+        tensor = _ICudaEngine._tensor(self._engine, name)
+        if tensor is None or tensor["mode"] != "INPUT":
+            return False
+        profiles = self._engine._engine.profiles
+        if profiles:
+            lo, _, hi = profiles[0][name]
+            if len(dims) != len(lo) or not all(a <= d <= b for a, d, b in zip(lo, dims, hi)):
+                return False  # IExecutionContext::setInputShape: false when outside the profile
+        elif dims != tensor["shape"]:
+            return False
+        self._shapes[name] = dims
+        return True
+
+    def get_tensor_shape(self, ctx, name):
+        tensor = _ICudaEngine._tensor(self._engine, name)
+        if tensor is None:
+            return _dims(ctx, ())
+        if tensor["mode"] == "INPUT":
+            return _dims(ctx, self._shapes.get(name, tensor["shape"]))
+        batch = next(iter(self._shapes.values()), (None,))[0]
+        if -1 in tensor["shape"] and batch is None:
+            return _dims(ctx, tensor["shape"])
+        return _dims(ctx, tuple(batch if d == -1 else d for d in tensor["shape"]))
+
+    def set_tensor_address(self, ctx, name, memory):
+        if _ICudaEngine._tensor(self._engine, name) is None:
+            return False
+        self._addresses[name] = int(memory)
+        return True
+
+    def execute_async_v3(self, ctx, stream_handle):
+        import onnxruntime as ort
+
+        engine = self._engine
+        feeds = {}
+        for t in engine._io:
+            if t["name"] not in self._addresses:
+                _log(ctx, engine._ctx_logger if hasattr(engine, "_ctx_logger") else ctx.mod.Logger(), "ERROR",
+                     f"Address is not set for {t['name']}")
+                return False
+        for t in engine._io:
+            if t["mode"] == "INPUT":
+                if t["name"] not in self._shapes and -1 in t["shape"]:
+                    return False  # input shape not specified: enqueueV3 fails
+                shape = self._shapes.get(t["name"], t["shape"])
+                dtype = np.dtype(_TRT_TO_NP[t["dtype"]])
+                raw = ctx.memory.view(self._addresses[t["name"]], int(np.prod(shape)) * dtype.itemsize, f"input {t['name']}")
+                feeds[t["name"]] = raw.view(dtype).reshape(shape).copy()
+        if self._session is None:
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = 1
+            self._session = ort.InferenceSession(engine._engine.onnx_bytes, options, providers=["CPUExecutionProvider"])
+        outputs = self._session.run(None, feeds)
+        for t, value in zip([t for t in engine._io if t["mode"] == "OUTPUT"], outputs):
+            dtype = np.dtype(_TRT_TO_NP[t["dtype"]])
+            value = np.ascontiguousarray(value, dtype=dtype)
+            out = ctx.memory.view(self._addresses[t["name"]], value.nbytes, f"output {t['name']}")
+            out[:] = value.reshape(-1).view(np.uint8)
+        return True
+
+
+class _Calibrator:
+    def __init__(self, ctx):
+        pass
+
+
+class ModuleFunctions:
+    """The module-level functions of tensorrt/__init__.py that edgeopt may call."""
+
+    @staticmethod
+    def nptype(ctx, trt_type):
+        mapping = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32, "INT64": np.int64,
+                   "BOOL": np.bool_, "UINT8": np.uint8}
+        if trt_type.name in mapping:
+            return mapping[trt_type.name]
+        raise TypeError("Could not resolve TensorRT datatype to an equivalent numpy datatype.")
+
+    @staticmethod
+    def volume(ctx, iterable):
+        vol = 1
+        for elem in iterable:
+            vol *= elem
+        return vol
+
+
+BEHAVIOURS: dict[str, Any] = {
+    "Logger": _Logger, "ILogger": _ILogger, "Builder": _Builder, "INetworkDefinition": _INetworkDefinition,
+    "ITensor": _ITensor, "OnnxParser": _OnnxParser, "ParserError": _ParserError, "Dims": _Dims,
+    "IOptimizationProfile": _IOptimizationProfile, "IBuilderConfig": _IBuilderConfig, "ITimingCache": _ITimingCache,
+    "IHostMemory": _IHostMemory, "Runtime": _Runtime, "ICudaEngine": _ICudaEngine,
+    "IExecutionContext": _IExecutionContext, "IInt8Calibrator": _Calibrator, "IInt8EntropyCalibrator2": _Calibrator,
+    "IInt8MinMaxCalibrator": _Calibrator,
+}
+
+
+class HostDevice:
+    """edgeopt's device seam (``edgeopt.trt.device.Device``) over host memory the double can address."""
+
+    def __init__(self, memory: Memory, gpu: tuple[str, str] = ("NVIDIA H100 80GB HBM3", "9.0")) -> None:
+        self.memory, self.gpu = memory, gpu
+        self.captured = 0
+        self.runs = 0
+
+    def info(self) -> dict[str, str]:
+        return {"gpu": self.gpu[0], "compute_capability": self.gpu[1]}
+
+    def empty(self, shape, dtype):
+        array = np.zeros(tuple(shape), dtype=dtype)
+        self.memory.register(array)
+        return array
+
+    def address(self, buffer) -> int:
+        return int(buffer.ctypes.data)
+
+    def upload(self, array, dtype):
+        out = np.ascontiguousarray(array, dtype=dtype).copy()
+        self.memory.register(out)
+        return out
+
+    def download(self, buffer):
+        return np.array(buffer)
+
+    def synchronize(self) -> None:
+        pass
+
+    def run(self, copies, work) -> None:
+        for dst, src in copies:
+            if dst.shape != src.shape or dst.dtype != src.dtype:
+                raise DoubleViolation(f"device copy of {src.dtype}{src.shape} into {dst.dtype}{dst.shape}")
+            np.copyto(dst, src)
+        self.runs += 1
+        work(0)
+
+    def capture(self, work):
+        work(0)
+        self.captured += 1
+        return lambda: work(0)
