@@ -6,7 +6,7 @@ FROM nvcr.io/nvidia/tensorrt:25.08-py3
 WORKDIR /opt/edgeopt
 COPY pyproject.toml README.md ./
 COPY edgeopt ./edgeopt
-# The base image already ships TensorRT's Python bindings; the extra adds cuda-python.
+# The base image already ships TensorRT's Python bindings (device memory goes through torch).
 RUN python3 -m pip install --no-cache-dir ".[tensorrt]"
 
 ENTRYPOINT ["edgeopt"]

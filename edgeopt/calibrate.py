@@ -122,8 +122,12 @@ class CalibrationResult:
 
 def calibrate_onnx(model: str | Path, data: str | Path, out: str | Path, num_images: int = 512, method: str = "entropy",
                    quantizer: str = "onnxruntime", batch_size: int = 32, seed: int = 0,
-                   calibration_dir: str | Path = "calibration", skip_first_last: bool = False) -> CalibrationResult:
-    """Quantize an FP32 ONNX artifact to a TensorRT-compatible Q/DQ INT8 ONNX."""
+                   calibration_dir: str | Path | None = None, skip_first_last: bool = False) -> CalibrationResult:
+    """Quantize an FP32 ONNX artifact to a TensorRT-compatible Q/DQ INT8 ONNX.
+
+    The calibration record (``<out stem>.calib.json``) goes into ``calibration_dir``, by default
+    beside ``out``.
+    """
     model, out = Path(model), Path(out)
     if method not in METHODS:
         raise ConfigError(f"--method {method!r} is unknown: use one of {', '.join(METHODS)}")
@@ -157,7 +161,7 @@ def calibrate_onnx(model: str | Path, data: str | Path, out: str | Path, num_ima
         if violations:
             raise VerificationError(f"quantized model breaks the TensorRT Q/DQ rules: {violations[0]} (+{len(violations) - 1} more)")
         qdq_nodes = sum(1 for n in quantized.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear"))
-    calib_path = Path(calibration_dir) / f"{out.stem}.calib.json"
+    calib_path = Path(calibration_dir if calibration_dir is not None else out.parent) / f"{out.stem}.calib.json"
     record = {
         "onnx": str(model), "onnx_sha256": manifest.sha256, "method": method, "quantizer": quantizer, "seed": seed,
         "batch_size": batch_size, "batches": served, "data_root": str(cset.root), "classes": cset.classes,
