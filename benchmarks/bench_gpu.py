@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from edgeopt.bench_run import run_bench
+from edgeopt.bench import BenchConfig, run_bench
 
 sys.path.insert(0, str(Path(__file__).parent))
 from quantize_trashnet import materialise_split  # noqa: E402
@@ -54,9 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     val_root = materialise_split(args.data, work)[1] if args.data else None
     rows, machine = {}, {}
     for variant in args.variants.split(","):
-        report = run_bench([args.student], baseline=str(args.baseline), data=val_root, backend="torch", device=args.device,
-                           batch_sizes=batch_sizes, runs=args.runs, warmup=20, out=work / variant, workers=8,
-                           **VARIANTS[variant])
+        report = run_bench(BenchConfig(artifacts=(args.student,), baseline=str(args.baseline), data=val_root,
+                                       backend="torch", device=args.device, batch_sizes=batch_sizes, runs=args.runs,
+                                       warmup=20, out=work / variant, workers=8, **VARIANTS[variant]))
         student, base = report.rows
         rows[variant] = {"student": student.to_dict(), "baseline": base.to_dict(), "notes": report.notes}
         machine = report.machine

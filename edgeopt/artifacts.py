@@ -19,10 +19,37 @@ from pathlib import Path
 from typing import Any
 
 from edgeopt import __version__
-from edgeopt.errors import ArtifactError
+from edgeopt.errors import ArtifactError, ConfigError
 
 MANIFEST_SUFFIX = ".json"
 SCHEMA_VERSION = 1
+# the one suffix -> artifact-kind table (CLI, runtime and stages all ask it)
+ARTIFACT_KINDS = {".pt": "checkpoint", ".pth": "checkpoint", ".onnx": "onnx", ".engine": "engine", ".plan": "engine",
+                  ".trt": "engine"}
+KIND_SUFFIXES = {"checkpoint": ".pt", "onnx": ".onnx", "engine": ".engine"}
+
+
+def suffix_kind(path: str | os.PathLike[str]) -> str | None:
+    """'checkpoint', 'onnx' or 'engine' from the file name, or None for anything else."""
+    return ARTIFACT_KINDS.get(Path(path).suffix.lower())
+
+
+def artifact_kind(path: str | os.PathLike[str]) -> str:
+    """'checkpoint', 'onnx' or 'engine' from the file name; anything else is an error."""
+    kind = suffix_kind(path)
+    if kind is None:
+        raise ArtifactError(
+            f"{path}: unknown artifact type {Path(path).suffix or '(no suffix)'}; expected a checkpoint (.pt), "
+            "an ONNX model (.onnx) or a TensorRT engine (.engine)"
+        )
+    return kind
+
+
+def require_kind(path: str | os.PathLike[str], kind: str, what: str) -> None:
+    """A one-line error unless ``path``'s name makes it a ``kind`` artifact (``what``: e.g. ``--out``)."""
+    if suffix_kind(path) != kind:
+        names = sorted(s for s, k in ARTIFACT_KINDS.items() if k == kind)
+        raise ConfigError(f"{what} {path}: a {kind} artifact's name must end in {' or '.join(names)}")
 
 
 def sha256_file(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:

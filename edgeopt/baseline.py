@@ -1,72 +1,115 @@
-"""The bench baseline: a named model (e.g. ``resnet18d``) built like the artifact, or an artifact as is."""
+"""The bench baseline: a fixed reference model, or an artifact used as is.
+
+A named baseline (``resnet18d``) is built at **its own** input size, from the model's config
+(timm's pretrained config: 224 px for resnet18d; a YAML's ``INPUT_SIZE``; 224 for torchvision),
+and in FP32 (FP16 for an engine), the way the competition's server ran its baseline, not in the
+shape and precision of the artifact it is compared with. ``--baseline-size`` and
+``--baseline-precision`` change that on purpose. ``--baseline-checkpoint`` gives it trained
+weights; it then runs at the size it was trained at and is labelled with its own architecture.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
-from edgeopt.artifacts import Manifest
-from edgeopt.data.presets import Preprocess, preset_for_model
+from edgeopt.artifacts import artifact_kind, read_manifest
 from edgeopt.errors import ConfigError
-from edgeopt.runtime import artifact_kind
+
+PRECISIONS = ("fp32", "fp16", "int8")
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Baseline:
     path: Path
     name: str
     random_weights: bool
+    input_size: int
+    precision: str
+    source: str  # how it was made, for the report
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "path": str(self.path), "input_size": self.input_size, "precision": self.precision,
+                "random_weights": self.random_weights, "source": self.source}
 
 
-def build_baseline(spec: str, like: Manifest, like_path: Path, workdir: Path, checkpoint: Path | None = None,
-                   size: int | None = None, calib_data: Path | None = None) -> Baseline:
-    """Make the baseline artifact in the same form (checkpoint / ONNX / engine) and precision as ``like``.
+@dataclasses.dataclass(frozen=True)
+class BaselineSpec:
+    name: str  # a model name, a YAML file, or an artifact path
+    checkpoint: Path | None = None
+    size: int | None = None
+    precision: str | None = None
 
-    A path is used as is. A model name is built at the artifact's input size (or ``size``) with the
-    weights of ``checkpoint`` when given, otherwise with random weights (good for timing only).
-    """
-    as_path = Path(spec)
+    def __post_init__(self) -> None:
+        if self.precision is not None and self.precision not in PRECISIONS:
+            raise ConfigError(f"--baseline-precision {self.precision!r} is unknown: use one of {', '.join(PRECISIONS)}")
+        if self.size is not None and not 16 <= self.size <= 1024:
+            raise ConfigError(f"--baseline-size {self.size} is out of range: use 16..1024 pixels")
+
+
+def build_baseline(spec: BaselineSpec, kind: str, classes: list[str], resize: str, workdir: Path,
+                   calib_data: Path | None = None) -> Baseline:
+    """The baseline artifact, of ``kind`` (the benched artifacts' kind: checkpoint, onnx or engine)."""
+    as_path = Path(spec.name)
     if as_path.suffix and as_path.exists():
-        return Baseline(as_path, as_path.name, False)
-    if as_path.suffix:
-        raise ConfigError(f"--baseline {spec}: no such file; pass an artifact or a model name like resnet18d")
+        if spec.size is not None or spec.precision is not None or spec.checkpoint is not None:
+            raise ConfigError(f"--baseline {spec.name} is an artifact used as is: drop --baseline-size, "
+                              "--baseline-precision and --baseline-checkpoint, or name a model instead")
+        m = read_manifest(as_path, expect_kind=artifact_kind(as_path))
+        return Baseline(as_path, as_path.name, False, int(m.preprocess.get("size", 0)), m.precision or "fp32",
+                        f"the artifact {as_path}")
+    if as_path.suffix and not as_path.name.endswith((".yaml", ".yml")):
+        raise ConfigError(f"--baseline {spec.name}: no such file; pass an artifact or a model name like resnet18d")
+    from edgeopt.checkpoint import load_checkpoint, save_checkpoint
     from edgeopt.models import create_model
-    from edgeopt.runtime.torch_runner import load_checkpoint
-    from edgeopt.train import save_checkpoint
+    from edgeopt.models.registry import default_input_size, preset_for_model
 
     workdir.mkdir(parents=True, exist_ok=True)
-    preprocess = Preprocess.from_dict(like.preprocess)
-    if checkpoint is not None:
-        model, ck_manifest = load_checkpoint(checkpoint)
-        if list(ck_manifest.classes) != list(like.classes):
-            raise ConfigError(f"--baseline-checkpoint {checkpoint} has classes {ck_manifest.classes}, the artifact {like.classes}")
-        ckpt, random = Path(checkpoint), False
+    precision = spec.precision or ("fp16" if kind == "engine" else "fp32")
+    if kind == "checkpoint" and precision != "fp32":
+        raise ConfigError("--baseline-precision applies to ONNX and engine benches; a checkpoint's precision is "
+                          "--torch-fp16 for every checkpoint in the bench")
+    if spec.checkpoint is not None:
+        _, ck = load_checkpoint(spec.checkpoint)
+        if list(ck.classes) != list(classes):
+            raise ConfigError(f"--baseline-checkpoint {spec.checkpoint} has classes {ck.classes}, the artifact {classes}")
+        trained = int(ck.preprocess["size"])
+        if spec.size is not None and spec.size != trained:
+            raise ConfigError(f"--baseline-size {spec.size} conflicts with --baseline-checkpoint {spec.checkpoint}, "
+                              f"trained at {trained} px: drop one of them")
+        ckpt, random, size = Path(spec.checkpoint), False, trained
+        name = str(ck.arch.get("name") or spec.name)
+        source = f"checkpoint {spec.checkpoint}"
     else:
-        model, arch = create_model(spec, len(like.classes))
-        target = preset_for_model(spec, size or preprocess.size, preprocess.resize)
-        ckpt = save_checkpoint(workdir / f"baseline_{spec}.pt", model.eval(), arch, like.classes, target,
+        size = spec.size or default_input_size(spec.name)
+        model, arch = create_model(spec.name, len(classes))
+        name = str(arch.get("name") or spec.name)
+        preprocess = preset_for_model(spec.name, size, resize)
+        ckpt = save_checkpoint(workdir / f"baseline_{name}_{size}.pt", model.eval(), arch, classes, preprocess,
                                extra={"random_weights": True, "purpose": "bench baseline (timing only)"})
-        random = True
-    kind = artifact_kind(like_path)
+        random, source = True, f"{name} with random weights (timing only)"
     if kind == "checkpoint":
-        return Baseline(ckpt, spec, random)
+        return Baseline(ckpt, name, random, size, "fp32", source)
+    return _convert(ckpt, name, random, size, precision, source, kind, workdir, calib_data)
+
+
+def _convert(ckpt: Path, name: str, random: bool, size: int, precision: str, source: str, kind: str, workdir: Path,
+             calib_data: Path | None) -> Baseline:
     from edgeopt.export import export_onnx
 
-    precision = like.precision or "fp32"
-    onnx = export_onnx(ckpt, workdir / f"baseline_{spec}.onnx", fp16=precision == "fp16" and kind == "onnx").path
+    stem = workdir / f"baseline_{name}_{size}"
+    onnx = export_onnx(ckpt, stem.with_suffix(".onnx"), fp16=precision == "fp16" and kind == "onnx").path
     if precision == "int8":
         from edgeopt.calibrate import calibrate_onnx
 
         if calib_data is None:
-            raise ConfigError("an INT8 artifact's baseline is calibrated too: pass --data DIR with images")
-        onnx = calibrate_onnx(onnx, calib_data, workdir / f"baseline_{spec}.int8.onnx", num_images=256,
-                              calibration_dir=workdir / "calibration").path
+            raise ConfigError("an INT8 baseline is calibrated: pass --data DIR with images")
+        onnx = calibrate_onnx(onnx, calib_data, stem.with_suffix(".int8.onnx"), num_images=256).path
     if kind == "onnx":
-        return Baseline(onnx, spec, random)
+        return Baseline(onnx, name, random, size, precision, source)
     from edgeopt.trt.build import build_engine
     from edgeopt.trt.plan import BuildOptions
 
-    opts = like.extra.get("build_options", {})
-    options = BuildOptions(precision, max_batch=opts.get("max_batch"), min_batch=opts.get("min_batch"),
-                           opt_batch=opts.get("opt_batch"))
-    return Baseline(build_engine(onnx, workdir / f"baseline_{spec}.engine", options).path, spec, random)
+    engine = build_engine(onnx, stem.with_suffix(f".{precision}.engine"), BuildOptions(precision, calib_data=calib_data)).path
+    return Baseline(engine, name, random, size, precision, source)

@@ -1,202 +1,252 @@
-"""Bench stage: interleaved latency statistics and end-to-end "submit time" over a folder."""
+"""``edgeopt bench``: artifacts and their baseline measured in one run, scored, reported."""
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import functools
-import io
-import time
-from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from edgeopt.artifacts import atomic_write_text
-from edgeopt.data.folder import IMAGE_SUFFIXES
+from edgeopt.artifacts import artifact_kind, atomic_path, atomic_write_json
+from edgeopt.baseline import BaselineSpec, build_baseline
 from edgeopt.data.presets import Preprocess
-from edgeopt.errors import ConfigError, DataError
-from edgeopt.metrics import classification_metrics
+from edgeopt.errors import ConfigError
+from edgeopt.evaluate import artifact_manifest
+from edgeopt.machine import machine_info
+from edgeopt.runtime import open_runner
+from edgeopt.score import score_macs, score_time
+from edgeopt.timing import (
+    LatencyStats,
+    SubmitResult,
+    cuda_event_timer,
+    measure_interleaved,
+    submit_time,
+)
 
 
 @dataclasses.dataclass
-class LatencyStats:
-    batch: int
-    runs: int
-    p50_ms: float
-    p90_ms: float
-    p99_ms: float
-    mean_ms: float
-    throughput: float  # images per second at the median
+class BenchRow:
+    name: str
+    path: str
+    backend: str
+    precision: str
+    macs: int | None
+    params: int | None
+    size_mb: float
+    latency: dict[int, LatencyStats]
+    submit: SubmitResult | None = None
+    f1: float | None = None
+    is_baseline: bool = False
+    input_size: int | None = None
+    time_ratio: float | None = None
+    score_time: float | None = None
+    score_macs: float | None = None
 
-    @classmethod
-    def from_times(cls, batch: int, times_s: Sequence[float]) -> LatencyStats:
-        if not times_s:
-            raise ConfigError("no timed runs: use --runs 1 or more")
-        ms = np.asarray(times_s, dtype=np.float64) * 1e3
-        p50 = float(np.percentile(ms, 50))
-        return cls(batch, len(ms), p50, float(np.percentile(ms, 90)), float(np.percentile(ms, 99)), float(ms.mean()),
-                   batch / (p50 / 1e3) if p50 > 0 else float("inf"))
-
-
-Timed = Callable[[np.ndarray], object]
-
-
-def measure_interleaved(
-    runners: dict[str, tuple[Timed, np.ndarray]], runs: int, warmup: int,
-    clock: Callable[[], float] = time.perf_counter, sync: Callable[[], None] | None = None,
-    block: int = 5, settle: int = 1, timer: Callable[[Callable[[], object]], float] | None = None,
-) -> dict[str, LatencyStats]:
-    """Time ``runs`` calls of every ``(run, batch)`` pair, interleaved runner by runner in blocks.
-
-    Interleaving spreads thermal drift and background load over all runners alike, so ratios hold
-    on noisy machines. Each runner is warmed up first; then every round gives each runner
-    ``settle`` untimed calls and up to ``block`` timed ones. Without the settle calls a runner would
-    be timed straight after another one evicted its weights from the caches and left its own
-    thread pool spinning (measured on 2 cores: a resnet18d timed right after a small model ran
-    2.3x slower than alone). A call is timed by ``timer`` (seconds; e.g. ``cuda_event_timer``) or
-    else by ``clock`` around it, with ``sync`` (e.g. ``torch.cuda.synchronize``) before each read.
-    """
-    if runs < 1 or warmup < 0:
-        raise ConfigError(f"--runs {runs} / --warmup {warmup}: need runs >= 1 and warmup >= 0")
-    if block < 1 or settle < 0:
-        raise ConfigError(f"block {block} / settle {settle}: need block >= 1 and settle >= 0")
-    if timer is None:
-        timer = _wall_timer(clock, sync)
-    for run, batch in runners.values():
-        for _ in range(warmup):
-            run(batch)
-        if sync:
-            sync()
-    times: dict[str, list[float]] = {name: [] for name in runners}
-    for start in range(0, runs, block):
-        for name, (run, batch) in runners.items():
-            for _ in range(settle):
-                run(batch)
-            if sync:
-                sync()
-            for _ in range(min(block, runs - start)):
-                times[name].append(timer(functools.partial(run, batch)))
-    return {name: LatencyStats.from_times(len(runners[name][1]), t) for name, t in times.items()}
-
-
-def _wall_timer(clock: Callable[[], float], sync: Callable[[], None] | None) -> Callable[[Callable[[], object]], float]:
-    def timed(call: Callable[[], object]) -> float:
-        t0 = clock()
-        call()
-        if sync:
-            sync()
-        return clock() - t0
-    return timed
-
-
-def cuda_event_timer(call: Callable[[], object]) -> float:
-    """Seconds between CUDA events recorded on the current stream around ``call``.
-
-    Runners that work on a stream of their own make the current stream wait for it before they
-    return, so the end event follows all their device work.
-    """
-    import torch
-
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    call()
-    end.record()
-    end.synchronize()
-    return start.elapsed_time(end) / 1e3
-
-
-# -- submit time --------------------------------------------------------------------------------
-def list_images(folder: str | Path) -> list[Path]:
-    """Every image under ``folder`` (recursively), sorted; an empty folder is an error."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DataError(f"{folder}: no such folder; pass the folder of images to classify")
-    paths = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
-    if not paths:
-        raise DataError(f"{folder}: holds no images ({', '.join(IMAGE_SUFFIXES)})")
-    return paths
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["latency"] = {str(k): dataclasses.asdict(v) for k, v in self.latency.items()}
+        if self.submit is not None:
+            d["submit"] = {**dataclasses.asdict(self.submit), "predictions_csv": str(self.submit.predictions_csv),
+                           "model_share": self.submit.model_share}
+        return d
 
 
 @dataclasses.dataclass
-class SubmitResult:
-    images: int
-    seconds: float  # decode + preprocess + inference + writing the CSV (median over the runs)
-    decode_seconds: float  # decode + preprocess only, same folder and workers (median over the runs)
-    predictions_csv: Path | None
-    macro_f1: float | None
-    accuracy: float | None
-    runs: int = 1
+class BenchReport:
+    rows: list[BenchRow]
+    time_basis: str  # "submit time" or "batch-1 latency p50"
+    notes: list[str]
+    machine: dict[str, Any]
+    baseline: dict[str, Any] | None = None  # name, input size, precision, how it was made
 
-    @property
-    def model_share(self) -> float:
-        return max(0.0, 1.0 - self.decode_seconds / self.seconds) if self.seconds > 0 else 0.0
+    def to_dict(self) -> dict[str, Any]:
+        return {"time_basis": self.time_basis, "notes": self.notes, "machine": self.machine, "baseline": self.baseline,
+                "rows": [r.to_dict() for r in self.rows]}
 
 
-def decode_only(paths: Sequence[Path], preprocess: Preprocess, batch_size: int, workers: int,
-                clock: Callable[[], float] = time.perf_counter) -> float:
-    t0 = clock()
-    for _ in preprocess.iter_batches(paths, batch_size, workers):
-        pass
-    return clock() - t0
+@dataclasses.dataclass(frozen=True)
+class BenchConfig:
+    """Everything ``edgeopt bench`` takes: what to bench, against what, how long, and where to write."""
+
+    artifacts: tuple[Path, ...]
+    baseline: str | None = "resnet18d"
+    baseline_checkpoint: Path | None = None
+    baseline_f1: float | None = None
+    baseline_size: int | None = None
+    baseline_precision: str | None = None
+    data: Path | None = None
+    backend: str = "auto"
+    device: str = "cpu"
+    batch_sizes: tuple[int, ...] = (1, 32)
+    runs: int = 50
+    warmup: int = 10
+    workers: int = 4
+    submit_runs: int = 3
+    out: Path = Path("runs/bench")
+    json_path: Path | None = None
+    plot_path: Path | None = None
+    int8_exec: str = "kernels"
+    torch_fp16: bool = False
+    cuda_graph: bool = False
+    torch_compile: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "artifacts", tuple(Path(a) for a in self.artifacts))
+        object.__setattr__(self, "batch_sizes", tuple(self.batch_sizes))
+        if not self.artifacts:
+            raise ConfigError("pass at least one artifact to bench")
+        if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
+            raise ConfigError(f"--batch-sizes {self.batch_sizes}: every batch size must be at least 1")
+        if (self.torch_fp16 or self.torch_compile) and not any(artifact_kind(a) == "checkpoint" for a in self.artifacts):
+            raise ConfigError("--torch-fp16 / --torch-compile apply to checkpoints (.pt) on the torch backend; "
+                              "none was passed (ONNX precision comes from export/calibrate)")
+        if self.baseline is None and any(v is not None for v in (self.baseline_checkpoint, self.baseline_size,
+                                                                   self.baseline_precision, self.baseline_f1)):
+            raise ConfigError("--baseline none: drop --baseline-checkpoint/--baseline-size/--baseline-precision/--baseline-f1")
 
 
-def submit_time(
-    run: Timed, classes: Sequence[str], preprocess: Preprocess, folder: str | Path, csv_path: Path | None,
-    batch_size: int = 32, workers: int = 4, runs: int = 1, clock: Callable[[], float] = time.perf_counter,
-) -> SubmitResult:
-    """Classify every image under ``folder`` end to end and write ``path,prediction,confidence`` rows.
+@dataclasses.dataclass
+class _Entry:
+    """One benched thing with its own identity: two artifacts named best.pt stay two rows."""
 
-    Each of ``runs`` rounds times a decode-only pass and then the full pass, so both see the same
-    (warm) file cache and the same background load; the medians are reported. When the folder is
-    in the ``<class>/<image>`` layout with the model's classes, macro-F1 is computed too.
-    """
-    if batch_size < 1 or workers < 1 or runs < 1:
-        raise ConfigError("--batch-size, --workers and --submit-runs must be at least 1")
-    folder = Path(folder)
-    paths = list_images(folder)
-    decode_times, full_times = [], []
-    for _ in range(runs):
-        decode_times.append(decode_only(paths, preprocess, batch_size, workers, clock))
-        t0 = clock()
-        pred = _classify_to_csv(run, classes, preprocess, folder, paths, csv_path, batch_size, workers)
-        full_times.append(clock() - t0)
-    f1 = acc = None
-    labels = _folder_labels(folder, paths, classes)
-    if labels is not None:
-        m = classification_metrics(labels, pred, classes)
-        f1, acc = m.macro_f1, m.accuracy
-    return SubmitResult(len(paths), float(np.median(full_times)), float(np.median(decode_times)), csv_path, f1, acc, runs)
+    label: str
+    path: Path
+    is_baseline: bool
+    manifest: Any
+    runner: Any = None
+    preprocess: Preprocess | None = None
 
 
-def _classify_to_csv(run: Timed, classes: Sequence[str], preprocess: Preprocess, folder: Path, paths: Sequence[Path],
-                     csv_path: Path | None, batch_size: int, workers: int) -> np.ndarray:
-    """The timed part of submit time: decode, infer, softmax, write the CSV; returns the predictions."""
-    preds, confs = [], []
-    for batch in preprocess.iter_batches(paths, batch_size, workers):
-        logits = np.asarray(run(batch), dtype=np.float64)
-        z = logits - logits.max(1, keepdims=True)
-        p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
-        preds.append(p.argmax(1))
-        confs.append(p.max(1))
-    pred, conf = np.concatenate(preds), np.concatenate(confs)
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(["path", "prediction", "confidence"])
-    for path, k, c in zip(paths, pred, conf):
-        writer.writerow([str(path.relative_to(folder)), classes[int(k)], f"{c:.5f}"])
-    if csv_path is not None:
-        atomic_write_text(csv_path, buf.getvalue())
-    return pred
+def unique_labels(paths: list[Path]) -> list[str]:
+    """File names, lengthened with parent folders until no two are the same."""
+    depth = 1
+    while True:
+        labels = ["/".join(Path(p).parts[-depth:]) for p in paths]
+        if len(set(labels)) == len(labels) or depth > max(len(Path(p).parts) for p in paths):
+            return labels if len(set(labels)) == len(labels) else [f"{label} #{i + 1}" for i, label in enumerate(labels)]
+        depth += 1
 
 
-def _folder_labels(folder: Path, paths: Sequence[Path], classes: Sequence[str]) -> np.ndarray | None:
-    """Labels from ``<class>/<image>`` when every image sits in a folder named after a model class."""
-    index = {c: i for i, c in enumerate(classes)}
-    labels = []
-    for p in paths:
-        rel = p.relative_to(folder).parts
-        if len(rel) < 2 or rel[0] not in index:
-            return None
-        labels.append(index[rel[0]])
-    return np.asarray(labels)
+def run_bench(config: BenchConfig) -> BenchReport:
+    """Measure every artifact and the baseline interleaved, run submit time on ``data``, score."""
+    c = config
+    c.out.mkdir(parents=True, exist_ok=True)
+    notes: list[str] = []
+    entries = [_Entry(label, p, False, artifact_manifest(p)) for label, p in zip(unique_labels(list(c.artifacts)), c.artifacts)]
+    baseline = None
+    if c.baseline:
+        first = entries[0]
+        spec = BaselineSpec(c.baseline, c.baseline_checkpoint, c.baseline_size, c.baseline_precision)
+        resize = Preprocess.from_dict(first.manifest.preprocess).resize
+        baseline = build_baseline(spec, artifact_kind(first.path), list(first.manifest.classes), resize, c.out / "baseline", c.data)
+        entries.append(_Entry(f"baseline {baseline.name}", baseline.path, True, artifact_manifest(baseline.path)))
+        notes.append(f"baseline {baseline.name}: {baseline.input_size} px, {baseline.precision.upper()}, {baseline.source}")
+        if baseline.random_weights:
+            notes.append(f"baseline {baseline.name} has random weights (timing only); its F1 is "
+                         + (f"--baseline-f1 {c.baseline_f1}" if c.baseline_f1 is not None else "unknown: pass --baseline-f1 for scores"))
+    machine = machine_info()
+    for e in entries:
+        kind = artifact_kind(e.path)
+        options: dict[str, Any] = {
+            "onnx": {"int8_exec": c.int8_exec},
+            "checkpoint": {"fp16": c.torch_fp16, "cuda_graph": c.cuda_graph, "compile": c.torch_compile},
+            "engine": {"cuda_graph": c.cuda_graph},
+        }[kind]
+        e.runner = open_runner(e.path, backend=c.backend, device=c.device, **options)
+        e.preprocess = Preprocess.from_dict(e.manifest.preprocess)
+        if e.runner.precision == "int8" and c.int8_exec == "kernels" and kind == "onnx":
+            if not {"avx512_vnni", "avx_vnni", "amx_int8"} & set(machine["cpu_flags"]):
+                notes.append(f"{e.label}: ONNX Runtime's int8 kernels on this CPU (no VNNI) saturate intermediate sums, "
+                             "so its F1 here can be far below the model's; `edgeopt eval` measures the exact Q/DQ accuracy")
+    sync = _cuda_sync([e.runner for e in entries])
+    if sync is not None:
+        notes.append("CUDA latency is timed with CUDA events around each call on a device-resident input "
+                     "(compute and launch gaps, no host copies); submit time includes the copies")
+    rows = [BenchRow(e.label, str(e.path), e.runner.backend, e.runner.precision, e.manifest.arch.get("macs"),
+                     e.manifest.arch.get("params"), e.path.stat().st_size / 1e6, {}, is_baseline=e.is_baseline,
+                     input_size=e.preprocess.size) for e in entries]
+    rng = np.random.default_rng(0)
+    for bs in c.batch_sizes:
+        batches = {i: _timed(e.runner, rng.standard_normal((bs, 3, e.preprocess.size, e.preprocess.size)).astype(np.float32))
+                   for i, e in enumerate(entries)}
+        stats = measure_interleaved(batches, c.runs, c.warmup, sync=sync, timer=cuda_event_timer if sync else None)
+        for i, row in enumerate(rows):
+            row.latency[bs] = stats[i]
+    if c.data is not None:
+        for i, (row, e) in enumerate(zip(rows, entries)):
+            csv_path = c.out / f"{i:02d}_{e.label.replace(' ', '_').replace('/', '_')}.predictions.csv"
+            row.submit = submit_time(_submit_runner(e.runner).run, e.manifest.classes, e.preprocess, c.data,
+                                     csv_path, batch_size=max(c.batch_sizes), workers=c.workers, runs=c.submit_runs)
+            row.f1 = row.submit.macro_f1
+    base = next((r for r in rows if r.is_baseline), None)
+    if base is not None:
+        if c.baseline_f1 is not None:
+            base.f1 = c.baseline_f1
+        elif baseline is not None and baseline.random_weights:
+            base.f1 = None  # a random-weight F1 means nothing
+    time_basis = "submit time" if c.data is not None else f"batch-{c.batch_sizes[0]} latency p50"
+    if base is not None:
+        for row in rows:
+            t, tb = _time(row, c.data is not None, c.batch_sizes[0]), _time(base, c.data is not None, c.batch_sizes[0])
+            row.time_ratio = t / tb if tb > 0 else None
+            if row.f1 is not None and base.f1 is not None:
+                row.score_time = score_time(t, tb, row.f1, base.f1)
+                if row.macs and base.macs:
+                    row.score_macs = score_macs(row.macs, base.macs, row.f1, base.f1)
+    report = BenchReport(rows, time_basis, notes, machine, baseline.to_dict() if baseline else None)
+    if c.json_path is not None:
+        atomic_write_json(c.json_path, report.to_dict())
+    if c.plot_path is not None:
+        plot_f1_latency(report, c.plot_path, c.batch_sizes[0])
+    return report
+
+
+def _submit_runner(runner: Any) -> Any:
+    """The runner for submit time, where decode threads share the CPU with the model: the
+    runner's own ``sharing_cores()`` variant where it has one (ONNX Runtime on the CPU)."""
+    sharing = getattr(runner, "sharing_cores", None)
+    return sharing() if sharing is not None else runner
+
+
+def _timed(runner: Any, batch: np.ndarray) -> tuple[Any, Any]:
+    """What the latency loop calls, and on what: CUDA runners from a resident device tensor."""
+    if getattr(runner, "device", "cpu") == "cuda" and hasattr(runner, "device_input"):
+        return runner.run_tensor, runner.device_input(batch)
+    return runner.run, batch
+
+
+def _time(row: BenchRow, use_submit: bool, batch: int) -> float:
+    return row.submit.seconds if use_submit and row.submit is not None else row.latency[batch].p50_ms
+
+
+def _cuda_sync(runners: list) -> Any:
+    if any(getattr(r, "device", "cpu") == "cuda" for r in runners):
+        import torch
+
+        return torch.cuda.synchronize
+    return None
+
+
+def plot_f1_latency(report: BenchReport, path: Path, batch: int) -> Path:
+    """F1 against batch latency for everything benched (rows without an F1 are left out)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for row in report.rows:
+        if row.f1 is None:
+            continue
+        ax.scatter(row.latency[batch].p50_ms, row.f1, marker="s" if row.is_baseline else "o")
+        ax.annotate(f"{row.name} ({row.precision})", (row.latency[batch].p50_ms, row.f1), fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel(f"latency p50 at batch {batch} (ms, log)")
+    ax.set_ylabel("macro-F1")
+    ax.set_title("F1 vs latency")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return path

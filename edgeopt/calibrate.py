@@ -23,13 +23,21 @@ from edgeopt.artifacts import (
     atomic_path,
     atomic_write_json,
     read_manifest,
+    require_kind,
     sha256_file,
+    suffix_kind,
     tool_versions,
     write_artifact_manifest,
 )
 from edgeopt.data.folder import FolderScan, Sample, scan_folder
 from edgeopt.data.presets import Preprocess
-from edgeopt.errors import ArtifactError, ConfigError, DataError, MissingDependencyError, VerificationError
+from edgeopt.errors import (
+    ArtifactError,
+    ConfigError,
+    DataError,
+    MissingDependencyError,
+    VerificationError,
+)
 
 METHODS = ("minmax", "entropy", "percentile")
 QUANTIZERS = ("onnxruntime", "modelopt")
@@ -133,9 +141,8 @@ def calibrate_onnx(model: str | Path, data: str | Path, out: str | Path, num_ima
         raise ConfigError(f"--method {method!r} is unknown: use one of {', '.join(METHODS)}")
     if quantizer not in QUANTIZERS:
         raise ConfigError(f"--quantizer {quantizer!r} is unknown: use one of {', '.join(QUANTIZERS)}")
-    if out.suffix.lower() != ".onnx":
-        raise ConfigError(f"--out {out}: an ONNX model's name must end in .onnx")
-    if model.suffix.lower() != ".onnx":
+    require_kind(out, "onnx", "--out")
+    if suffix_kind(model) != "onnx":
         raise ArtifactError(f"{model}: expected an ONNX model (.onnx) from edgeopt export")
     manifest = read_manifest(model, expect_kind="onnx")
     if manifest.precision != "fp32":
@@ -199,7 +206,10 @@ def first_last_layers(model: Any) -> list[str]:
     if not compute:
         return []
     names = [compute[0].name, compute[-1].name]
-    return [n for n in dict.fromkeys(names) if n]
+    if not all(names):
+        raise ConfigError("--skip-first-last needs named nodes, and this ONNX's first or last layer has no name: "
+                          "export it with edgeopt export (which names every node), or drop --skip-first-last")
+    return list(dict.fromkeys(names))
 
 
 def _quantize_ort(model: Path, out: Path, batches: Iterator[np.ndarray], input_name: str, method: str,
@@ -212,7 +222,12 @@ def _quantize_ort(model: Path, out: Path, batches: Iterator[np.ndarray], input_n
     hands the ranges over as tensor overrides; tensors feeding a ReLU6 get the clip's range.
     """
     import onnx
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.calibrate import create_calibrator
     from onnxruntime.quantization.shape_inference import quant_pre_process
 

@@ -12,17 +12,25 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Optional
 
-
 import click
 import typer
-from typer.core import TyperGroup
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
+from typer.core import TyperGroup
 
 from edgeopt import __version__
 from edgeopt.errors import EdgeoptError
-from edgeopt.render import RichTrainCallbacks, console, metrics_table, render_report
+from edgeopt.render import (
+    RichTrainCallbacks,
+    console,
+    metrics_table,
+    render_eval,
+    render_manifest,
+    render_report,
+    render_stats,
+    render_taco,
+)
+
 
 class _Group(TyperGroup):
     """Turns an ``EdgeoptError`` into one red line and exit code 1 (no traceback)."""
@@ -102,26 +110,7 @@ def data_stats(root: ExistingDir) -> None:
 
     with _relay_warnings(edgeopt_only=False):
         stats = compute_stats(root)
-    title = f"{stats.root}" + ("  [bold magenta](SYNTHETIC data)[/]" if stats.synthetic else "")
-    table = Table(title=title)
-    table.add_column("class")
-    table.add_column("images", justify="right")
-    table.add_column("share", justify="right")
-    for name, count in stats.counts.items():
-        table.add_row(name, str(count), f"{count / max(stats.total, 1):.1%}")
-    table.add_row("[bold]total[/]", f"[bold]{stats.total}[/]", "100%")
-    console.print(table)
-    console.print(
-        f"width min/median/max {stats.width[0]}/{stats.width[1]}/{stats.width[2]} px, "
-        f"height {stats.height[0]}/{stats.height[1]}/{stats.height[2]} px, "
-        f"aspect w/h {stats.aspect[0]}/{stats.aspect[1]}/{stats.aspect[2]}"
-    )
-    console.print(f"imbalance ratio (largest/smallest class): {stats.imbalance_ratio:.2f}")
-    if stats.converted:
-        console.print("converted to RGB: " + ", ".join(f"{n} {m}" for m, n in stats.converted.items()))
-    if stats.skipped:
-        console.print("skipped: " + ", ".join(f"{n} {r}" for r, n in stats.skipped.items()))
-
+    render_stats(stats)
 
 @data_app.command("taco")
 def data_taco(
@@ -136,22 +125,8 @@ def data_taco(
     """Convert TACO's COCO annotations into ImageFolder class crops."""
     from edgeopt.data.taco import convert_taco
 
-    summary = convert_taco(annotations, images, out, classes, padding, min_size, download)
-    table = Table(title=f"TACO crops ({summary.class_map}) -> {summary.out}")
-    table.add_column("class")
-    table.add_column("crops", justify="right")
-    for name in summary.classes:
-        table.add_row(name, str(summary.counts.get(name, 0)))
-    table.add_row("[bold]total[/]", f"[bold]{summary.total}[/]")
-    console.print(table)
-    if summary.downloaded:
-        console.print(f"downloaded {summary.downloaded} image(s)")
-    dropped = sum(summary.dropped_categories.values())
-    if dropped:
-        console.print(f"dropped by the class map: {dropped} box(es) in {len(summary.dropped_categories)} categories")
-    for reason, n in summary.skipped.items():
-        console.print(f"skipped {n}: {reason}")
-
+    summary = convert_taco(annotations, images, out, classes=classes, padding=padding, min_size=min_size, download=download)
+    render_taco(summary)
 
 # -- train / eval / info ------------------------------------------------------------------------
 @app.command("train")
@@ -216,22 +191,13 @@ def eval_cmd(
     from edgeopt.evaluate import compare_artifacts, evaluate_artifact
 
     if len(artifacts) > 1 or compare:
-        results = compare_artifacts(artifacts, data, device=device, batch_size=batch_size, json_path=json_path, int8_exec=int8_exec)
+        results = compare_artifacts(artifacts, data, backend=backend, device=device, batch_size=batch_size,
+                                    json_path=json_path, int8_exec=int8_exec)
         console.print(metrics_table(f"parity on {data}", results))
         return
     result = evaluate_artifact(artifacts[0], data, backend=backend, device=device, batch_size=batch_size,
                                plot=plot, json_path=json_path, int8_exec=int8_exec)
-    m = result.metrics
-    console.print(metrics_table(f"{artifacts[0].name} on {data} ({m.n} images)", [result]))
-    cm = Table(title="confusion matrix (rows: true, columns: predicted) and per-class F1")
-    cm.add_column("")
-    for c in m.classes:
-        cm.add_column(c[:10], justify="right")
-    cm.add_column("F1", justify="right")
-    for c, row in zip(m.classes, m.confusion):
-        cm.add_row(c, *[str(v) for v in row], f"{m.per_class_f1[c]:.3f}")
-    console.print(cm)
-
+    render_eval(result, data)
 
 @app.command("info")
 def info_cmd(
@@ -240,28 +206,13 @@ def info_cmd(
     num_classes: Annotated[int, typer.Option("--num-classes", min=2)] = 6,
 ) -> None:
     """What an artifact is (manifest) or what a model costs (MACs, params) at an input size."""
-    import json
-
-    from edgeopt.artifacts import manifest_path
+    from edgeopt.artifacts import suffix_kind
 
     path = Path(target)
-    if path.suffix.lower() in (".pt", ".pth", ".onnx", ".engine", ".plan", ".trt"):
+    if suffix_kind(path) is not None:
         from edgeopt.evaluate import artifact_manifest
 
-        m = artifact_manifest(path)
-        table = Table(title=f"{path} ({m.kind})", show_header=False)
-        table.add_column("key")
-        table.add_column("value")
-        macs, params = m.arch.get("macs"), m.arch.get("params")
-        rows = [("classes", ", ".join(m.classes)), ("preprocess", json.dumps(m.preprocess)),
-                ("arch", f"{m.arch.get('source', '')}:{m.arch.get('name', '')}"), ("precision", str(m.precision)),
-                ("MACs", f"{macs / 1e6:.2f} M" if macs else "-"), ("params", f"{params / 1e6:.3f} M" if params else "-"),
-                ("sha256", str(m.sha256)), ("parent", json.dumps(m.parent) if m.parent else "-"),
-                ("metrics", json.dumps({k: v for k, v in m.metrics.items() if not isinstance(v, dict)})),
-                ("manifest", str(manifest_path(path)))]
-        for k, v in rows:
-            table.add_row(k, v)
-        console.print(table)
+        render_manifest(path, artifact_manifest(path))
         return
     from edgeopt.models import count_complexity, create_model
 
@@ -308,8 +259,9 @@ def calibrate_cmd(
     from edgeopt.calibrate import calibrate_onnx
 
     with _relay_warnings():
-        result = calibrate_onnx(model, data, out, num_images, method, quantizer, batch_size, seed, calibration_dir,
-                                skip_first_last)
+        result = calibrate_onnx(model, data, out, num_images=num_images, method=method, quantizer=quantizer,
+                                batch_size=batch_size, seed=seed, calibration_dir=calibration_dir,
+                                skip_first_last=skip_first_last)
     console.print(f"INT8 Q/DQ ONNX ({result.method}, {result.quantizer}) -> {result.path}")
     console.print(f"calibrated on {result.num_images} images in {result.batches} batches; {result.qdq_nodes} Q/DQ nodes; "
                   f"manifest {result.calibration_manifest}")
@@ -380,10 +332,11 @@ def _parse_batch_sizes(value: str) -> tuple[int, ...]:
 @app.command("bench")
 def bench_cmd(
     artifacts: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, help="Checkpoints, ONNX models or engines.")],
-    baseline: Annotated[str, typer.Option(help="A model name (built like the artifact) or an artifact path; 'none' to skip.")] = "resnet18d",
+    baseline: Annotated[str, typer.Option(help="A model name (built at its own input size, FP32; FP16 for engines), an artifact path, or 'none'.")] = "resnet18d",
     baseline_checkpoint: Annotated[Optional[Path], typer.Option("--baseline-checkpoint", exists=True, dir_okay=False, help="Weights for a named baseline.")] = None,
     baseline_f1: Annotated[Optional[float], typer.Option("--baseline-f1", help="The baseline's F1 when it has random weights.")] = None,
-    baseline_size: Annotated[Optional[int], typer.Option("--baseline-size", help="Baseline input size (default: the artifact's).")] = None,
+    baseline_size: Annotated[Optional[int], typer.Option("--baseline-size", help="A named baseline's input size (default: its model config's, 224 for resnet18d).")] = None,
+    baseline_precision: Annotated[Optional[str], typer.Option("--baseline-precision", help="fp32, fp16 or int8 (default: fp32; fp16 for engines).")] = None,
     data: Annotated[Optional[Path], typer.Option("--data", exists=True, file_okay=False, help="Folder to classify for submit time (and F1 when labelled).")] = None,
     backend: Annotated[str, typer.Option(help="auto, torch, onnxruntime or tensorrt.")] = "auto",
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
@@ -401,12 +354,15 @@ def bench_cmd(
     torch_compile: Annotated[bool, typer.Option("--torch-compile", help="Checkpoints through torch.compile with frozen weights (BN folded).")] = False,
 ) -> None:
     """Latency (p50/p90/p99), throughput, submit time and the competition score against a baseline."""
-    from edgeopt.bench_run import run_bench
+    from edgeopt.bench import BenchConfig, run_bench
 
-    sizes = _parse_batch_sizes(batch_sizes)
-    report = run_bench(list(artifacts), None if baseline == "none" else baseline, data, backend, device, sizes, runs, warmup,
-                       baseline_checkpoint, baseline_f1, baseline_size, workers, out, json_path, plot, int8_exec,
-                       torch_fp16, cuda_graph, submit_runs, torch_compile)
+    config = BenchConfig(artifacts=tuple(artifacts), baseline=None if baseline == "none" else baseline,
+                         baseline_checkpoint=baseline_checkpoint, baseline_f1=baseline_f1, baseline_size=baseline_size,
+                         baseline_precision=baseline_precision, data=data, backend=backend, device=device,
+                         batch_sizes=_parse_batch_sizes(batch_sizes), runs=runs, warmup=warmup, workers=workers,
+                         submit_runs=submit_runs, out=out, json_path=json_path, plot_path=plot, int8_exec=int8_exec,
+                         torch_fp16=torch_fp16, cuda_graph=cuda_graph, torch_compile=torch_compile)
+    report = run_bench(config)
     render_report(report)
 
 

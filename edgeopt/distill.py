@@ -73,7 +73,7 @@ class Teacher:
 
 def load_teachers(paths: Sequence[str | Path], classes: Sequence[str], device: torch.device) -> list[Teacher]:
     """Load teacher checkpoints (frozen, eval mode); their classes must match the student's."""
-    from edgeopt.runtime.torch_runner import load_checkpoint
+    from edgeopt.checkpoint import load_checkpoint
 
     teachers = []
     for path in paths:

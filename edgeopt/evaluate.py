@@ -13,7 +13,11 @@ from edgeopt.artifacts import Manifest, atomic_write_json, read_manifest
 from edgeopt.data.folder import scan_folder
 from edgeopt.data.presets import Preprocess
 from edgeopt.errors import ConfigError
-from edgeopt.metrics import ClassificationMetrics, classification_metrics, plot_confusion
+from edgeopt.metrics import (
+    ClassificationMetrics,
+    classification_metrics,
+    plot_confusion,
+)
 from edgeopt.runtime import artifact_kind, open_runner
 
 
@@ -66,10 +70,14 @@ def evaluate_artifact(path: str | Path, data: str | Path, backend: str = "auto",
     return result
 
 
-def compare_artifacts(paths: Sequence[str | Path], data: str | Path, device: str = "cpu", batch_size: int = 32,
-                      json_path: Path | None = None, int8_exec: str = "emulate") -> list[EvalResult]:
-    """Evaluate several artifacts on the same data; agreement is top-1 agreement with the first."""
-    results = [evaluate_artifact(p, data, device=device, batch_size=batch_size, int8_exec=int8_exec) for p in paths]
+def compare_artifacts(paths: Sequence[str | Path], data: str | Path, backend: str = "auto", device: str = "cpu",
+                      batch_size: int = 32, json_path: Path | None = None, int8_exec: str = "emulate") -> list[EvalResult]:
+    """Evaluate several artifacts on the same data; agreement is top-1 agreement with the first.
+
+    ``backend`` applies to every artifact: one that cannot run on it is an error, not skipped.
+    """
+    results = [evaluate_artifact(p, data, backend=backend, device=device, batch_size=batch_size, int8_exec=int8_exec)
+               for p in paths]
     for r in results:
         r.agreement = float((r.predictions == results[0].predictions).mean())
     if json_path is not None:

@@ -10,7 +10,14 @@ from pathlib import Path
 import numpy as np
 
 from edgeopt import __version__
-from edgeopt.artifacts import Manifest, atomic_path, read_manifest, tool_versions, write_artifact_manifest
+from edgeopt.artifacts import (
+    Manifest,
+    atomic_path,
+    read_manifest,
+    require_kind,
+    tool_versions,
+    write_artifact_manifest,
+)
 from edgeopt.data.presets import Preprocess
 from edgeopt.errors import ArtifactError, ConfigError, VerificationError
 
@@ -74,12 +81,11 @@ def export_onnx(checkpoint: str | Path, out: str | Path, opset: int = 17, static
     import onnx
     import torch
 
+    from edgeopt.checkpoint import load_checkpoint
     from edgeopt.runtime.ort_runner import make_session
-    from edgeopt.runtime.torch_runner import load_checkpoint
 
     checkpoint, out = Path(checkpoint), Path(out)
-    if out.suffix.lower() != ".onnx":
-        raise ConfigError(f"--out {out}: an ONNX model's name must end in .onnx")
+    require_kind(out, "onnx", "--out")
     if not 13 <= opset <= 21:
         raise ConfigError(f"--opset {opset}: use 13..21 (TensorRT 8.6+ reads 13-21; 17 is the default)")
     model, manifest = load_checkpoint(checkpoint)

@@ -16,7 +16,13 @@ class RichTrainCallbacks:
     """Renders training progress: a bar per epoch and one line per finished epoch."""
 
     def __init__(self) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
 
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("loss {task.fields[loss]:.4f}"), TimeElapsedColumn(), console=console,
@@ -88,3 +94,79 @@ def render_report(report) -> None:
     console.print(lat)
     for note in report.notes:
         console.print(f"note: {escape(note)}")
+
+
+def render_stats(stats) -> None:
+    """``edgeopt data stats``: class counts, sizes, imbalance, conversions and skips."""
+    title = f"{stats.root}" + ("  [bold magenta](SYNTHETIC data)[/]" if stats.synthetic else "")
+    table = Table(title=title)
+    table.add_column("class")
+    table.add_column("images", justify="right")
+    table.add_column("share", justify="right")
+    for name, count in stats.counts.items():
+        table.add_row(name, str(count), f"{count / max(stats.total, 1):.1%}")
+    table.add_row("[bold]total[/]", f"[bold]{stats.total}[/]", "100%")
+    console.print(table)
+    console.print(
+        f"width min/median/max {stats.width[0]}/{stats.width[1]}/{stats.width[2]} px, "
+        f"height {stats.height[0]}/{stats.height[1]}/{stats.height[2]} px, "
+        f"aspect w/h {stats.aspect[0]}/{stats.aspect[1]}/{stats.aspect[2]}"
+    )
+    console.print(f"imbalance ratio (largest/smallest class): {stats.imbalance_ratio:.2f}")
+    if stats.converted:
+        console.print("converted to RGB: " + ", ".join(f"{n} {m}" for m, n in stats.converted.items()))
+    if stats.skipped:
+        console.print("skipped: " + ", ".join(f"{n} {r}" for r, n in stats.skipped.items()))
+
+
+def render_taco(summary) -> None:
+    """``edgeopt data taco``: crops per class, downloads, drops and skips."""
+    table = Table(title=f"TACO crops ({summary.class_map}) -> {summary.out}")
+    table.add_column("class")
+    table.add_column("crops", justify="right")
+    for name in summary.classes:
+        table.add_row(name, str(summary.counts.get(name, 0)))
+    table.add_row("[bold]total[/]", f"[bold]{summary.total}[/]")
+    console.print(table)
+    if summary.downloaded:
+        console.print(f"downloaded {summary.downloaded} image(s)")
+    dropped = sum(summary.dropped_categories.values())
+    if dropped:
+        console.print(f"dropped by the class map: {dropped} box(es) in {len(summary.dropped_categories)} categories")
+    for reason, n in summary.skipped.items():
+        console.print(f"skipped {n}: {reason}")
+
+
+def render_eval(result, data) -> None:
+    """``edgeopt eval`` of one artifact: the metrics row, the confusion matrix and per-class F1."""
+    m = result.metrics
+    console.print(metrics_table(f"{result.artifact.name} on {data} ({m.n} images)", [result]))
+    cm = Table(title="confusion matrix (rows: true, columns: predicted) and per-class F1")
+    cm.add_column("")
+    for c in m.classes:
+        cm.add_column(c[:10], justify="right")
+    cm.add_column("F1", justify="right")
+    for c, row in zip(m.classes, m.confusion):
+        cm.add_row(c, *[str(v) for v in row], f"{m.per_class_f1[c]:.3f}")
+    console.print(cm)
+
+
+def render_manifest(path, m) -> None:
+    """``edgeopt info ARTIFACT``: what the manifest says."""
+    import json
+
+    from edgeopt.artifacts import manifest_path
+
+    table = Table(title=f"{path} ({m.kind})", show_header=False)
+    table.add_column("key")
+    table.add_column("value")
+    macs, params = m.arch.get("macs"), m.arch.get("params")
+    rows = [("classes", ", ".join(m.classes)), ("preprocess", json.dumps(m.preprocess)),
+            ("arch", f"{m.arch.get('source', '')}:{m.arch.get('name', '')}"), ("precision", str(m.precision)),
+            ("MACs", f"{macs / 1e6:.2f} M" if macs else "-"), ("params", f"{params / 1e6:.3f} M" if params else "-"),
+            ("sha256", str(m.sha256)), ("parent", json.dumps(m.parent) if m.parent else "-"),
+            ("metrics", json.dumps({k: v for k, v in m.metrics.items() if not isinstance(v, dict)})),
+            ("manifest", str(manifest_path(path)))]
+    for k, v in rows:
+        table.add_row(k, v)
+    console.print(table)

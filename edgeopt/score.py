@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 
+from edgeopt.errors import ConfigError
+
 
 def _check(name: str, value: float, baseline: float) -> None:
     if not baseline > 0:
-        raise ValueError(f"baseline {name} must be positive, got {baseline}")
+        raise ConfigError(f"baseline {name} must be positive, got {baseline}: check the baseline run")
     if value < 0:
-        raise ValueError(f"{name} must be non-negative, got {value}")
+        raise ConfigError(f"{name} must be non-negative, got {value}")
 
 
 def score_time(time: float, time_baseline: float, f1: float, f1_baseline: float) -> float:

@@ -20,14 +20,21 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from edgeopt.artifacts import Manifest, atomic_path, atomic_write_json, tool_versions, write_artifact_manifest
+from edgeopt.artifacts import atomic_path, atomic_write_json
+from edgeopt.checkpoint import (
+    CHECKPOINT_FORMAT,
+    cpu_state,
+    read_checkpoint,
+    save_checkpoint,
+)
 from edgeopt.data.folder import FolderScan, scan_folder, split_scan
-from edgeopt.data.presets import RESIZE_RULES, Preprocess, preset_for_model
+from edgeopt.data.presets import RESIZE_RULES, Preprocess
 from edgeopt.distill import KDConfig, kd_loss, load_teachers, view_for
 from edgeopt.errors import ConfigError
 from edgeopt.metrics import classification_metrics
-from edgeopt.models.complexity import Complexity, count_complexity
-from edgeopt.runtime.torch_runner import CHECKPOINT_FORMAT, read_checkpoint, resolve_device
+from edgeopt.models.complexity import count_complexity
+from edgeopt.models.registry import preset_for_model
+from edgeopt.runtime.torch_runner import resolve_device
 
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "onecycle")
@@ -301,33 +308,6 @@ def train_classifier(config: TrainConfig, callbacks: Callbacks | None = None) ->
                        time.perf_counter() - t_start, str(device))
 
 
-def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
-
-
-def save_checkpoint(path: Path, model: nn.Module, arch: dict[str, Any], classes: list[str], preprocess: Preprocess,
-                    metrics: dict[str, Any] | None = None, extra: dict[str, Any] | None = None, epoch: int = 0,
-                    complexity: Complexity | None = None) -> Path:
-    """Write a loadable checkpoint (weights_only-safe) and its manifest, atomically.
-
-    ``complexity`` is counted at ``preprocess.size`` when the caller has not counted it already.
-    """
-    if complexity is None:
-        complexity = count_complexity(model, preprocess.size)
-    ckpt = {"format": CHECKPOINT_FORMAT, "state_dict": _cpu_state(model), "arch": arch, "classes": list(classes),
-            "preprocess": preprocess.to_dict(), "epoch": epoch}
-    with atomic_path(path) as tmp:
-        torch.save(ckpt, tmp)
-    manifest = Manifest(
-        kind="checkpoint", classes=list(classes), preprocess=preprocess.to_dict(),
-        arch={k: v for k, v in arch.items() if k != "yaml"} | {"macs": complexity.macs, "params": complexity.params},
-        precision="fp32", tools=tool_versions("torch", "torchvision", "timm"),
-        metrics={**(metrics or {}), "macs": complexity.macs, "params": complexity.params}, extra=extra or {},
-    )
-    write_artifact_manifest(path, manifest)
-    return path
-
-
 def _save_best(path: Path, model, arch, classes, preprocess, complexity, metrics, stats, config, synthetic, teachers) -> None:
     save_checkpoint(
         path, model, arch, classes, preprocess, epoch=stats.epoch, complexity=complexity,
@@ -338,7 +318,7 @@ def _save_best(path: Path, model, arch, classes, preprocess, complexity, metrics
 
 
 def _save_last(path: Path, model, optimizer, scheduler, identity, epoch, history, best_f1, best_epoch) -> None:
-    state = {"format": CHECKPOINT_FORMAT, "state_dict": _cpu_state(model), "optimizer": optimizer.state_dict(),
+    state = {"format": CHECKPOINT_FORMAT, "state_dict": cpu_state(model), "optimizer": optimizer.state_dict(),
              "scheduler": scheduler.state_dict(), "identity": identity, "epoch": epoch,
              "history": [dataclasses.asdict(h) for h in history], "best_f1": best_f1, "best_epoch": best_epoch}
     with atomic_path(path) as tmp:

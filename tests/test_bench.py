@@ -2,16 +2,18 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from edgeopt.bench import LatencyStats, list_images, measure_interleaved, submit_time
 from edgeopt.cli import app
 from edgeopt.data.presets import Preprocess
 from edgeopt.errors import ConfigError, DataError
+from edgeopt.score import score_f1
+from edgeopt.timing import LatencyStats, list_images, measure_interleaved, submit_time
 
 runner = CliRunner()
 
@@ -82,7 +84,8 @@ def test_submit_time_writes_a_complete_csv_and_scores(synth_data: Path, tmp_path
     assert len(rows) == result.images == 72
     assert {r["path"] for r in rows} == {str(p.relative_to(synth_data)) for p in list_images(synth_data)}
     assert all(r["prediction"] == classes[0] for r in rows)
-    assert result.accuracy == pytest.approx(1 / 6) and result.macro_f1 is not None
+    # a constant predictor on 6 balanced classes: F1 2/7 for its class, 0 elsewhere -> macro 1/21
+    assert result.accuracy == pytest.approx(1 / 6) and result.macro_f1 == pytest.approx(1 / 21)
     assert result.seconds > 0 and result.decode_seconds > 0
 
 
@@ -106,7 +109,7 @@ def test_submit_time_reports_medians_over_rounds(synth_data: Path, tmp_path: Pat
 
 
 def test_submit_time_reopens_cpu_sessions_without_spinning(tiny_onnx: Path) -> None:
-    from edgeopt.bench_run import _submit_runner
+    from edgeopt.bench import _submit_runner
     from edgeopt.runtime import open_runner
 
     timed = open_runner(tiny_onnx)  # latency loop: ORT's default busy-waiting intra-op threads
@@ -132,26 +135,96 @@ def test_submit_time_on_unlabelled_and_empty_folders(synth_data: Path, tmp_path:
 
 
 def test_bench_with_named_baseline_and_report(tiny_onnx: Path, synth_data: Path, tmp_path: Path) -> None:
-    from edgeopt.bench_run import run_bench
+    from edgeopt.bench import BenchConfig, run_bench
 
-    report = run_bench([tiny_onnx], baseline="resnet18d", data=synth_data, batch_sizes=(1, 4), runs=3, warmup=1,
-                       baseline_f1=0.5, out=tmp_path / "b", json_path=tmp_path / "r.json", plot_path=tmp_path / "p.png")
+    report = run_bench(BenchConfig(artifacts=(tiny_onnx,), baseline="resnet18d", data=synth_data, batch_sizes=(1, 4),
+                                   runs=3, warmup=1, submit_runs=1, baseline_f1=0.5, out=tmp_path / "b",
+                                   json_path=tmp_path / "r.json", plot_path=tmp_path / "p.png"))
     student, base = report.rows
-    assert base.is_baseline and base.macs > 10 * student.macs  # resnet18d built at the artifact's 32 px
-    assert base.f1 == 0.5 and base.time_ratio == 1.0 and "random weights" in report.notes[0]
-    assert student.score_time is not None and student.score_macs is not None
+    # a fixed reference: resnet18d at its own 224 px (2.05 G MACs per timm's flop count), FP32, not the artifact's 32 px
+    assert base.is_baseline and base.input_size == 224 and student.input_size == 32
+    assert base.macs == pytest.approx(2.05e9, rel=0.05) and base.precision == "fp32"
+    assert base.f1 == 0.5 and base.time_ratio == 1.0 and report.notes[0].startswith("baseline resnet18d: 224 px, FP32")
+    assert "random weights" in report.notes[1]
+    # the scores are the formulas applied to the measured rows
+    assert student.score_time == pytest.approx(0.5 * student.submit.seconds / base.submit.seconds
+                                               + 1 / (1 + math.exp(-20 * (0.5 - student.f1))))
+    assert student.score_macs == pytest.approx(student.macs / base.macs + score_f1(student.f1, 0.5))
     assert report.time_basis == "submit time" and student.submit.images == 72
     data = json.loads((tmp_path / "r.json").read_text())
+    assert data["baseline"]["input_size"] == 224 and data["baseline"]["precision"] == "fp32"
     assert data["machine"]["cores"] and set(data["rows"][0]["latency"]) == {"1", "4"}
-    assert (tmp_path / "p.png").exists() and (tmp_path / "b" / "baseline" / "baseline_resnet18d.onnx").exists()
+    assert (tmp_path / "p.png").exists() and (tmp_path / "b" / "baseline" / "baseline_resnet18d_224.onnx").exists()
+
+
+def _always_predicts(onnx_path: Path, out: Path, cls: int) -> Path:
+    """A copy of an edgeopt ONNX whose classifier bias makes it predict ``cls`` for every image."""
+    import onnx
+    from onnx import numpy_helper
+
+    from edgeopt.artifacts import read_manifest, write_artifact_manifest
+
+    model = onnx.load(str(onnx_path))
+    last = [n for n in model.graph.node if n.op_type in ("Gemm", "Conv", "MatMul", "Add")][-1]
+    inits = {i.name: i for i in model.graph.initializer}
+    bias = next(inits[name] for name in reversed(last.input) if name in inits and len(inits[name].dims) == 1)
+    value = np.zeros(numpy_helper.to_array(bias).shape, np.float32)
+    value[cls] = 1e4
+    bias.CopyFrom(numpy_helper.from_array(value, bias.name))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(out))
+    manifest = read_manifest(onnx_path)
+    manifest.sha256 = None
+    write_artifact_manifest(out, manifest)
+    return out
+
+
+def test_bench_rows_keep_their_own_identity_with_equal_file_names(tiny_onnx: Path, synth_data: Path, tmp_path: Path) -> None:
+    """Two artifacts named model.onnx: each row reports its own model's F1, predictions and path."""
+    from edgeopt.bench import BenchConfig, run_bench
+    from edgeopt.evaluate import evaluate_artifact
+
+    a = _always_predicts(tiny_onnx, tmp_path / "a" / "model.onnx", 0)
+    b = _always_predicts(tiny_onnx, tmp_path / "b" / "model.onnx", 1)
+    f1_a, f1_b = (evaluate_artifact(p, synth_data).metrics for p in (a, b))
+    assert f1_a.per_class_f1[f1_a.classes[0]] > 0 and f1_b.per_class_f1[f1_b.classes[0]] == 0  # they differ
+    report = run_bench(BenchConfig(artifacts=(a, b), baseline=None, data=synth_data, batch_sizes=(2,), runs=2,
+                                   warmup=0, submit_runs=1, out=tmp_path / "o"))
+    row_a, row_b = report.rows
+    assert (row_a.name, row_b.name) == ("a/model.onnx", "b/model.onnx")
+    assert (row_a.path, row_b.path) == (str(a), str(b))
+    assert row_a.f1 == pytest.approx(f1_a.macro_f1) and row_b.f1 == pytest.approx(f1_b.macro_f1)
+    with open(row_a.submit.predictions_csv) as fa, open(row_b.submit.predictions_csv) as fb:
+        preds_a = {r["prediction"] for r in csv.DictReader(fa)}
+        preds_b = {r["prediction"] for r in csv.DictReader(fb)}
+    assert f1_a.classes[0] in preds_a and f1_a.classes[0] not in preds_b
+
+
+def test_named_baseline_options_are_honoured_or_refused(tiny_onnx: Path, tiny_ckpts: dict, tmp_path: Path) -> None:
+    from edgeopt.bench import BenchConfig, run_bench
+
+    report = run_bench(BenchConfig(artifacts=(tiny_onnx,), baseline="resnet18d", baseline_size=64, runs=1, warmup=0,
+                                   batch_sizes=(1,), out=tmp_path / "s"))
+    assert report.rows[1].input_size == 64 and report.baseline["input_size"] == 64
+    # a trained baseline runs at the size it was trained at, labelled with its own architecture
+    report = run_bench(BenchConfig(artifacts=(tiny_onnx,), baseline="resnet18d", baseline_checkpoint=tiny_ckpts["timm"],
+                                   runs=1, warmup=0, batch_sizes=(1,), out=tmp_path / "c"))
+    assert report.rows[1].name == "baseline mobilenetv3_small_050" and report.rows[1].input_size == 32
+    for kw, match in ((dict(baseline_checkpoint=tiny_ckpts["timm"], baseline_size=224), "conflicts with --baseline-checkpoint"),
+                      (dict(baseline=str(tiny_onnx), baseline_size=64), "used as is"),
+                      (dict(baseline_precision="fp8"), "--baseline-precision 'fp8'")):
+        with pytest.raises(ConfigError, match=match):
+            run_bench(BenchConfig(artifacts=(tiny_onnx,), **{"baseline": "resnet18d", **kw}, runs=1, warmup=0,
+                                  batch_sizes=(1,), out=tmp_path / "x"))
 
 
 def test_bench_without_baseline_f1_reports_no_score(tiny_ckpts: dict, tmp_path: Path) -> None:
-    from edgeopt.bench_run import run_bench
+    from edgeopt.bench import BenchConfig, run_bench
 
-    report = run_bench([tiny_ckpts["yaml"]], baseline="resnet18d", batch_sizes=(2,), runs=2, warmup=0, out=tmp_path)
+    report = run_bench(BenchConfig(artifacts=(tiny_ckpts["yaml"],), baseline="resnet18d", baseline_size=64,
+                                   batch_sizes=(2,), runs=2, warmup=0, out=tmp_path))
     assert report.rows[1].backend == "torch" and report.rows[1].score_time is None
-    assert report.time_basis == "batch-2 latency p50" and "pass --baseline-f1" in report.notes[0]
+    assert report.time_basis == "batch-2 latency p50" and "pass --baseline-f1" in report.notes[1]
 
 
 def test_bench_cli_success_and_bad_inputs(tiny_onnx: Path, synth_data: Path, tmp_path: Path) -> None:
@@ -163,6 +236,11 @@ def test_bench_cli_success_and_bad_inputs(tiny_onnx: Path, synth_data: Path, tmp
     for column in ("prec", "M params", "MB", "F1", "submit s", "decode s", "time ratio", "score MACs"):
         assert column in header
     assert "median of 3 runs" in result.output
+    result = runner.invoke(app, ["bench", str(tiny_onnx), "--baseline", "resnet18d", "--batch-sizes", "1", "--runs", "1",
+                                 "--warmup", "0", "--out", str(tmp_path / "n"), "--json", str(tmp_path / "n.json")])
+    assert result.exit_code == 0, result.output
+    assert "baseline resnet18d: 224 px, FP32" in result.output
+    assert json.loads((tmp_path / "n.json").read_text())["baseline"]["input_size"] == 224
     result = runner.invoke(app, ["bench", str(tiny_onnx), "--backend", "cuda-magic"])
     assert result.exit_code == 1 and "unknown backend" in result.output
     result = runner.invoke(app, ["bench", str(tiny_onnx), "--backend", "torch", "--baseline", "none"])
@@ -219,9 +297,9 @@ def test_cuda_graph_replay_matches_eager(tiny_ckpts: dict) -> None:
 def test_cuda_fp16_compiled_runner_and_resident_latency_input(tiny_ckpts: dict) -> None:
     import torch
 
-    from edgeopt.bench import cuda_event_timer
-    from edgeopt.bench_run import _timed
+    from edgeopt.bench import _timed
     from edgeopt.runtime.torch_runner import TorchRunner
+    from edgeopt.timing import cuda_event_timer
 
     x = np.random.default_rng(0).standard_normal((4, 3, 32, 32)).astype(np.float32)
     ref = TorchRunner(tiny_ckpts["yaml"]).run(x)
@@ -248,7 +326,7 @@ def test_compiled_torch_runner_matches_eager_across_shapes(tiny_ckpts: dict) -> 
 
 
 def test_latency_inputs_stay_on_the_device_for_cuda_runners() -> None:
-    from edgeopt.bench_run import _timed
+    from edgeopt.bench import _timed
 
     class CudaLike:
         device = "cuda"

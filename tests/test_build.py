@@ -163,8 +163,8 @@ def test_engine_runs_need_tensorrt(tmp_path: Path) -> None:
 @needs_trt
 @pytest.mark.parametrize("precision", ["fp16", "int8"])
 def test_real_build_runs_and_matches_onnxruntime(precision: str, tiny_onnx: Path, synth_data: Path, tmp_path: Path) -> None:
-    from edgeopt.trt.build import build_engine
     from edgeopt.runtime import open_runner
+    from edgeopt.trt.build import build_engine
 
     options = BuildOptions(precision, calib_data=synth_data if precision == "int8" else None, max_batch=8,
                            num_images=64, calib_batch_size=16, timing_cache=tmp_path / "timing.cache")

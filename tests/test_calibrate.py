@@ -110,7 +110,11 @@ def test_cli_calibrate_and_compare(tiny_onnx: Path, tiny_ckpts: dict, synth_data
     assert result.exit_code == 0, result.output
     rows = json.loads((tmp_path / "c.json").read_text())
     assert [r["precision"] for r in rows] == ["fp32", "int8"] and rows[0]["agreement"] == 1.0
-    assert 0.0 <= rows[1]["agreement"] <= 1.0 and rows[1]["size_bytes"] > 0
+    from edgeopt.evaluate import evaluate_artifact
+
+    fp32_preds, int8_preds = (evaluate_artifact(p, synth_data).predictions for p in (tiny_onnx, out))
+    assert rows[1]["agreement"] == pytest.approx(float((fp32_preds == int8_preds).mean()))
+    assert rows[1]["size_bytes"] == out.stat().st_size
 
 
 def test_tensors_feeding_relu6_get_the_clip_range(tiny_onnx: Path, synth_data: Path, tmp_path: Path) -> None:
@@ -133,6 +137,40 @@ def test_tensors_feeding_relu6_get_the_clip_range(tiny_onnx: Path, synth_data: P
     assert emulated.backend == "onnxruntime (Q/DQ emulated)" and OrtRunner(q.path).backend == "onnxruntime"
     x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
     assert emulated.run(x).shape == (2, 6)
+
+
+def test_emulated_int8_is_plain_qdq_arithmetic(tmp_path: Path) -> None:
+    """The emulated INT8 path against numpy: quantize, dequantize, then the float op."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgeopt.artifacts import Manifest, write_artifact_manifest
+    from edgeopt.runtime.ort_runner import OrtRunner
+
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((4, 3, 1, 1)).astype(np.float32)
+    w_scale = (np.abs(w).reshape(4, -1).max(1) / 127).astype(np.float32)
+    w_q = np.clip(np.round(w / w_scale[:, None, None, None]), -127, 127).astype(np.int8)
+    x_scale = np.float32(2.5 / 127)
+    nodes = [helper.make_node("QuantizeLinear", ["x", "xs", "zp"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "xs", "zp"], ["xd"]),
+             helper.make_node("DequantizeLinear", ["wq", "ws", "wzp"], ["wd"], axis=0),
+             helper.make_node("Conv", ["xd", "wd"], ["c"]), helper.make_node("GlobalAveragePool", ["c"], ["p"]),
+             helper.make_node("Flatten", ["p"], ["y"])]
+    inits = [numpy_helper.from_array(np.array(x_scale), "xs"), numpy_helper.from_array(np.array(0, np.int8), "zp"),
+             numpy_helper.from_array(w_q, "wq"), numpy_helper.from_array(w_scale, "ws"),
+             numpy_helper.from_array(np.zeros(4, np.int8), "wzp")]
+    graph = helper.make_graph(nodes, "qdq", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])], inits)
+    path = tmp_path / "qdq.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    write_artifact_manifest(path, Manifest(kind="onnx", classes=list("abcd"), precision="int8",
+                                           preprocess={"size": 8}, extra={"input": "x", "output": "y"}))
+    x = rng.standard_normal((2, 3, 8, 8)).astype(np.float32) * 1.5
+    # numpy: round half to even (QuantizeLinear's rule), saturate to int8, dequantize, 1x1 conv, mean
+    xd = np.clip(np.round(x / x_scale), -128, 127) * x_scale
+    wd = w_q.astype(np.float32) * w_scale[:, None, None, None]
+    expected = np.einsum("nchw,oc->nohw", xd, wd[:, :, 0, 0]).mean(axis=(2, 3))
+    np.testing.assert_allclose(OrtRunner(path, int8_exec="emulate").run(x), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_calibration_methods_really_differ(tiny_onnx: Path, synth_data: Path, tmp_path: Path) -> None:
@@ -162,3 +200,16 @@ def test_skip_first_last_leaves_stem_and_classifier_in_float(tiny_onnx: Path, sy
     fed_by_dq = [producers.get(n.input[1]) is not None and producers[n.input[1]].op_type == "DequantizeLinear" for n in compute]
     assert fed_by_dq[0] is False and fed_by_dq[-1] is False and all(fed_by_dq[1:-1])
     assert check_qdq(onnx.load(str(tmp_path / "q.onnx"))) == []
+
+
+def test_skip_first_last_refuses_unnamed_layers(tiny_onnx: Path) -> None:
+    from edgeopt.calibrate import first_last_layers
+    from edgeopt.errors import ConfigError
+
+    model = onnx.load(str(tiny_onnx))
+    named = first_last_layers(model)
+    convs = [n for n in model.graph.node if n.op_type in ("Conv", "Gemm", "MatMul")]
+    assert named == [convs[0].name, convs[-1].name]
+    convs[0].name = ""
+    with pytest.raises(ConfigError, match="needs named nodes"):
+        first_last_layers(model)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -21,7 +22,10 @@ def test_kd_is_positive_otherwise_and_alpha_blends_hard_loss() -> None:
     y = torch.randint(0, 5, (8,), generator=g)
     hard = F.cross_entropy(s, y)
     pure_kd = kd_loss(s, [t], y, KDConfig(4.0, 1.0), hard)
-    assert pure_kd > 0
+    # T^2 * KL(softmax(t/T) || softmax(s/T)), averaged over the batch, written out with numpy
+    ps, pt = (np.exp(v / 4.0) / np.exp(v / 4.0).sum(1, keepdims=True) for v in (s.numpy().astype(np.float64), t.numpy().astype(np.float64)))
+    expected = 16.0 * (pt * (np.log(pt) - np.log(ps))).sum(1).mean()
+    assert float(pure_kd) == pytest.approx(expected, rel=1e-5) and expected > 0
     assert kd_loss(s, [t], y, KDConfig(4.0, 0.0), hard) == pytest.approx(float(hard))
     assert kd_loss(s, [t], y, KDConfig(4.0, 0.5), hard) == pytest.approx(0.5 * float(pure_kd) + 0.5 * float(hard), rel=1e-5)
 

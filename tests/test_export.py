@@ -10,12 +10,12 @@ import torch
 from typer.testing import CliRunner
 
 from edgeopt.artifacts import read_manifest, sha256_file
+from edgeopt.checkpoint import load_checkpoint
 from edgeopt.cli import app
 from edgeopt.data.presets import Preprocess
 from edgeopt.errors import ArtifactError, ConfigError, VerificationError
 from edgeopt.export import check_parity, export_onnx
 from edgeopt.runtime import open_runner
-from edgeopt.runtime.torch_runner import load_checkpoint
 
 runner = CliRunner()
 

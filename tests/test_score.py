@@ -4,6 +4,7 @@ import math
 
 import pytest
 
+from edgeopt.errors import EdgeoptError
 from edgeopt.score import score_f1, score_macs, score_time
 
 
@@ -27,7 +28,7 @@ def test_macs_score_hand_computed() -> None:
 
 
 def test_score_rejects_bad_baselines() -> None:
-    with pytest.raises(ValueError, match="baseline time"):
+    with pytest.raises(EdgeoptError, match="baseline time"):
         score_time(1.0, 0.0, 0.5, 0.5)
-    with pytest.raises(ValueError, match="baseline f1"):
+    with pytest.raises(EdgeoptError, match="baseline f1"):
         score_f1(0.5, 0.0)

@@ -9,9 +9,9 @@ import torch
 from typer.testing import CliRunner
 
 from edgeopt.artifacts import read_manifest
+from edgeopt.checkpoint import load_checkpoint
 from edgeopt.cli import app
 from edgeopt.errors import ConfigError
-from edgeopt.runtime.torch_runner import load_checkpoint
 from edgeopt.train import Callbacks, TrainConfig, train_classifier
 
 TINY = str(Path(__file__).resolve().parents[1] / "models" / "tiny_cnn.yaml")
@@ -65,7 +65,10 @@ def test_distillation_with_a_larger_input_teacher(synth_data: Path, tmp_path: Pa
     student = train_classifier(_config(synth_data, tmp_path / "s", epochs=1, teachers=[teacher.best_checkpoint], loss="focal", mixup=0.4))
     manifest = read_manifest(student.best_checkpoint)
     assert manifest.extra["teachers"] == [str(teacher.best_checkpoint)]
+    alone = train_classifier(_config(synth_data, tmp_path / "a", epochs=1, loss="focal", mixup=0.4))
+    # same seed, same batches: only the teacher's KD term makes the losses differ
     assert np.isfinite(student.history[0].train_loss)
+    assert student.history[0].train_loss != pytest.approx(alone.history[0].train_loss, rel=1e-3)
 
 
 def test_bad_train_config() -> None:

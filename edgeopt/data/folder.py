@@ -198,3 +198,30 @@ def split_scan(scan: FolderScan, val_fraction: float, seed: int = 0) -> tuple[Fo
     if len(val_idx) == 0:
         raise DataError(f"{scan.root}: too few images for a validation split of {val_fraction}")
     return scan.subset(train_idx), scan.subset(val_idx)
+
+
+def materialize_split(root: str | Path, out: str | Path, test_fraction: float, seed: int = 0) -> tuple[Path, Path]:
+    """Split a crops folder into ``out/pool`` and ``out/test`` (stratified, deterministic), as links or copies.
+
+    The test part is for headline figures: nothing trained or selected on the pool sees it.
+    """
+    import os
+    import shutil
+
+    scan = scan_folder(root)
+    pool_idx, test_idx = stratified_split(scan.labels, test_fraction, seed)
+    if len(test_idx) == 0:
+        raise DataError(f"{root}: too few images for a test split of {test_fraction}")
+    out = Path(out)
+    for part, indices in (("pool", pool_idx), ("test", test_idx)):
+        for i in indices:
+            sample = scan.samples[int(i)]
+            dest = out / part / scan.classes[sample.label] / sample.path.name
+            if dest.exists():
+                continue
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(sample.path, dest)
+            except OSError:  # another file system: copy
+                shutil.copy2(sample.path, dest)
+    return out / "pool", out / "test"

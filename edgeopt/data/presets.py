@@ -165,11 +165,3 @@ def to_rgb(im: Image.Image) -> Image.Image:
         peak = arr.max() or 1.0
         im = Image.fromarray((arr * (255.0 / peak)).astype(np.uint8), mode="L")
     return im.convert("RGB")
-
-
-def preset_for_model(name: str, size: int, resize: str = "squash") -> Preprocess:
-    """Mean/std that a backbone's pretrained weights expect (timm's config where it knows one)."""
-    mean, std = IMAGENET_MEAN, IMAGENET_STD
-    if name.startswith("tf_efficientnet_lite") or name.startswith("tf_"):
-        mean, std = INCEPTION_MEAN, INCEPTION_STD
-    return Preprocess(size=size, mean=mean, std=std, resize=resize)

@@ -21,7 +21,7 @@ import torch.nn as nn
 import yaml
 
 from edgeopt.errors import ConfigError
-from edgeopt.models.registry import Registry
+from edgeopt.registries import Registry
 
 ACTIVATIONS: dict[str | None, Callable[[], nn.Module]] = {
     None: nn.Identity,

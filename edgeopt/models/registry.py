@@ -6,53 +6,15 @@ record (stored in checkpoints and manifests) from which the same module can be r
 
 from __future__ import annotations
 
-import difflib
-import functools
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import torch.nn as nn
 
+from edgeopt.data.presets import Preprocess
 from edgeopt.errors import ConfigError, MissingDependencyError
-
-T = TypeVar("T")
-
-
-class Registry(Generic[T]):
-    """Name -> object. Duplicate names and unknown names are errors (with close matches)."""
-
-    def __init__(self, what: str) -> None:
-        self.what = what
-        self._items: dict[str, T] = {}
-
-    def register(self, name: str, item: T) -> T:
-        if name in self._items:
-            raise ValueError(f"{self.what} {name!r} is already registered")
-        self._items[name] = item
-        return item
-
-    def __call__(self, name: str) -> Callable[[T], T]:
-        """Decorator form: ``@registry("name")``."""
-        return functools.partial(self.register, name)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._items
-
-    def names(self) -> list[str]:
-        return sorted(self._items)
-
-    def get(self, name: str) -> T:
-        if name not in self._items:
-            raise ConfigError(unknown_name_message(self.what, name, self._items))
-        return self._items[name]
-
-
-def unknown_name_message(what: str, name: str, choices: Any, extra: str = "") -> str:
-    close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.6)
-    hint = f"; did you mean {', '.join(close)}?" if close else ""
-    return f"unknown {what} {name!r}{hint}{extra}"
-
+from edgeopt.registries import Registry, unknown_name_message
 
 # Loaders of pretrained weights that need no network, by model name.
 PRETRAINED_LOADERS: Registry[Callable[[nn.Module], None]] = Registry("offline pretrained loader")
@@ -154,3 +116,37 @@ def rebuild_model(arch: dict[str, Any]) -> nn.Module:
         return build_from_yaml_text(arch["yaml"], arch["num_classes"], source=arch.get("name", "yaml"))
     model, _ = _create_library_model(arch["name"], arch["num_classes"], False, **arch.get("kwargs", {}))
     return model
+
+
+def pretrained_config(name: str) -> tuple[int, tuple[float, float, float], tuple[float, float, float]]:
+    """(input size, mean, std) a model was designed and pretrained with, read from its library's config.
+
+    timm models: their default pretrained config (``resnet18d`` 224 px ImageNet mean/std,
+    ``tf_efficientnet_lite0`` 224 px mean/std 0.5, ``tf_efficientnet_b0`` ImageNet mean/std);
+    YAML models: their ``INPUT_SIZE``; torchvision's classifiers: 224 px with ImageNet mean/std
+    (their ``IMAGENET1K`` weights' transforms).
+    """
+    from edgeopt.data.presets import IMAGENET_MEAN, IMAGENET_STD
+
+    name = str(name)
+    if name.endswith((".yaml", ".yml")):
+        from edgeopt.models.dsl import read_model_yaml, yaml_input_size
+
+        return yaml_input_size(read_model_yaml(name)) or 224, IMAGENET_MEAN, IMAGENET_STD
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(name)
+    if cfg is not None:
+        return int(cfg.input_size[-1]), tuple(cfg.mean), tuple(cfg.std)  # type: ignore[return-value]
+    return 224, IMAGENET_MEAN, IMAGENET_STD
+
+
+def default_input_size(name: str) -> int:
+    """The input size a model is designed for (see ``pretrained_config``)."""
+    return pretrained_config(name)[0]
+
+
+def preset_for_model(name: str, size: int, resize: str = "squash") -> Preprocess:
+    """Preprocessing at ``size`` with the mean/std the model's pretrained weights expect."""
+    _, mean, std = pretrained_config(name)
+    return Preprocess(size=size, mean=mean, std=std, resize=resize)

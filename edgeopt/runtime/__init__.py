@@ -7,7 +7,10 @@ from typing import Protocol
 
 import numpy as np
 
-from edgeopt.errors import ArtifactError, ConfigError
+from edgeopt.artifacts import artifact_kind
+from edgeopt.errors import ConfigError
+
+__all__ = ["BACKENDS", "DEFAULT_BACKEND", "Runner", "artifact_kind", "open_runner"]
 
 BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
 
@@ -20,18 +23,6 @@ class Runner(Protocol):
     def run(self, batch: np.ndarray) -> np.ndarray:
         """NCHW float32 (already preprocessed) -> logits (N, classes) float32."""
         ...
-
-
-def artifact_kind(path: str | Path) -> str:
-    """'checkpoint', 'onnx' or 'engine', from the file name."""
-    suffix = Path(path).suffix.lower()
-    kinds = {".pt": "checkpoint", ".pth": "checkpoint", ".onnx": "onnx", ".engine": "engine", ".plan": "engine", ".trt": "engine"}
-    if suffix not in kinds:
-        raise ArtifactError(
-            f"{path}: unknown artifact type {suffix or '(no suffix)'}; expected a checkpoint (.pt), "
-            "an ONNX model (.onnx) or a TensorRT engine (.engine)"
-        )
-    return kinds[suffix]
 
 
 DEFAULT_BACKEND = {"checkpoint": "torch", "onnx": "onnxruntime", "engine": "tensorrt"}

@@ -1,18 +1,14 @@
-"""PyTorch checkpoints: loading (``weights_only=True``) and a torch ``Runner`` (CPU or CUDA)."""
+"""The torch ``Runner``: a checkpoint on the CPU or CUDA (FP16, channels-last, CUDA graphs, compile)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
-import torch.nn as nn
 
-from edgeopt.artifacts import Manifest, read_manifest
-from edgeopt.errors import ArtifactError, ConfigError, MissingDependencyError
-
-CHECKPOINT_FORMAT = "edgeopt-checkpoint-1"
+from edgeopt.checkpoint import load_checkpoint
+from edgeopt.errors import ConfigError, MissingDependencyError
 
 
 def resolve_device(device: str) -> torch.device:
@@ -24,28 +20,6 @@ def resolve_device(device: str) -> torch.device:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise MissingDependencyError(f"--device {device} asked for, but PyTorch sees no CUDA GPU; use --device cpu")
     return torch.device(device)
-
-
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """The checkpoint dict, loaded without executing code (``weights_only=True``)."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle, zip and unsafe-global errors all mean: not our checkpoint
-        raise ArtifactError(f"{path}: not a loadable edgeopt checkpoint ({type(exc).__name__}); pass a best.pt from edgeopt train") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ArtifactError(f"{path}: not an edgeopt checkpoint; pass a best.pt written by edgeopt train")
-    return ckpt
-
-
-def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, Manifest]:
-    """Rebuild the model of a checkpoint, load its weights, return it in eval mode with its manifest."""
-    from edgeopt.models.registry import rebuild_model
-
-    manifest = read_manifest(path, expect_kind="checkpoint")
-    ckpt = read_checkpoint(path)
-    model = rebuild_model(ckpt["arch"])
-    model.load_state_dict(ckpt["state_dict"], strict=True)
-    return model.to(device).eval(), manifest
 
 
 class TorchRunner:

@@ -19,9 +19,19 @@ from typing import Any, Callable
 
 import numpy as np
 
-from edgeopt.artifacts import Manifest, atomic_write_bytes, tool_versions, write_artifact_manifest
+from edgeopt.artifacts import (
+    Manifest,
+    atomic_write_bytes,
+    require_kind,
+    tool_versions,
+    write_artifact_manifest,
+)
 from edgeopt.errors import ArtifactError, ConfigError, VerificationError
-from edgeopt.trt.compat import hardware_compatibility_level, import_tensorrt, network_flags
+from edgeopt.trt.compat import (
+    hardware_compatibility_level,
+    import_tensorrt,
+    network_flags,
+)
 from edgeopt.trt.device import Device, default_device
 from edgeopt.trt.model_info import OnnxModelInfo, read_onnx_info
 from edgeopt.trt.plan import BuildOptions, BuildPlan, plan_build, profile_shapes
@@ -67,8 +77,7 @@ def build_engine(onnx: str | Path, out: str | Path, options: BuildOptions, log: 
                  device: Device | None = None) -> BuildResult:
     """Build and serialize an engine; writes ``out`` atomically with its manifest."""
     onnx, out = Path(onnx), Path(out)
-    if out.suffix.lower() not in (".engine", ".plan"):
-        raise ConfigError(f"--out {out}: an engine's name must end in .engine (or .plan)")
+    require_kind(out, "engine", "--out")
     info = read_onnx_info(onnx, options)
     trt = import_tensorrt()
     device = device or default_device()

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import TRASHNET, needs_trashnet
 from PIL import Image
 
-from conftest import TRASHNET, needs_trashnet
 from edgeopt.data.folder import scan_folder, split_scan, stratified_split
 from edgeopt.errors import ConfigError, DataError
 

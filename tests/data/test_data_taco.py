@@ -9,11 +9,16 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import TACO_ANNOTATIONS, needs_taco
 from PIL import Image
 
-from conftest import TACO_ANNOTATIONS, needs_taco
 from edgeopt.data.folder import scan_folder
-from edgeopt.data.taco import convert_taco, download_file, load_class_map, safe_image_path
+from edgeopt.data.taco import (
+    convert_taco,
+    download_file,
+    load_class_map,
+    safe_image_path,
+)
 from edgeopt.errors import ConfigError, DataError
 
 

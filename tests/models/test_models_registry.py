@@ -7,7 +7,7 @@ import torch
 
 from edgeopt.errors import ConfigError, MissingDependencyError
 from edgeopt.models import count_complexity, create_model, rebuild_model
-from edgeopt.models.registry import Registry
+from edgeopt.registries import Registry
 
 MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 
@@ -92,3 +92,14 @@ def test_pretrained_without_hub_fails_clearly(monkeypatch: pytest.MonkeyPatch) -
         create_model("mobilenetv3_small_050", 6, pretrained=True)
     with pytest.raises(ConfigError, match="YAML models have no pretrained"):
         create_model(MODELS_DIR / "tiny_cnn.yaml", 6, pretrained=True)
+
+
+def test_preprocessing_and_input_size_come_from_the_model_config() -> None:
+    from edgeopt.data.presets import IMAGENET_MEAN, INCEPTION_MEAN
+    from edgeopt.models.registry import default_input_size, preset_for_model
+
+    # timm's configs, not a name rule: tf_efficientnet_b0 uses ImageNet mean/std, the Lite models 0.5
+    assert preset_for_model("tf_efficientnet_b0", 96).mean == IMAGENET_MEAN
+    assert preset_for_model("tf_efficientnet_lite0", 96).mean == INCEPTION_MEAN
+    assert default_input_size("resnet18d") == 224 and default_input_size("tf_efficientnet_lite2") == 260
+    assert default_input_size(str(Path(__file__).resolve().parents[2] / "models" / "tiny_cnn.yaml")) == 48

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 import trt_double
+
 from edgeopt.trt.compat import parse_version
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,7 +81,6 @@ def test_the_8x_parser_refuses_implicit_batch_networks(trt_version: str) -> None
 
 def _calibration_build(version: str, calibrator_cls, buffer_batch: int, opt: int):
     """Build an INT8 network with a legacy calibrator whose device buffer holds ``buffer_batch`` samples."""
-    import onnx
     from onnx import TensorProto, helper
 
     memory = trt_double.Memory()
