@@ -128,7 +128,7 @@ class CalibrationResult:
     qdq_nodes: int
 
 
-def calibrate_onnx(model: str | Path, data: str | Path, out: str | Path, num_images: int = 512, method: str = "entropy",
+def calibrate_onnx(model: str | Path, data: str | Path, out: str | Path, *, num_images: int = 512, method: str = "entropy",
                    quantizer: str = "onnxruntime", batch_size: int = 32, seed: int = 0,
                    calibration_dir: str | Path | None = None, skip_first_last: bool = False) -> CalibrationResult:
     """Quantize an FP32 ONNX artifact to a TensorRT-compatible Q/DQ INT8 ONNX.

@@ -70,7 +70,7 @@ def check_parity(reference: np.ndarray, candidate: np.ndarray, atol: float, min_
     return parity
 
 
-def export_onnx(checkpoint: str | Path, out: str | Path, opset: int = 17, static_batch: bool = False, fp16: bool = False,
+def export_onnx(checkpoint: str | Path, out: str | Path, *, opset: int = 17, static_batch: bool = False, fp16: bool = False,
                 data: str | Path | None = None, batch_size: int = 1, atol: float | None = None) -> ExportResult:
     """Export ``checkpoint`` to ONNX, simplify with onnxslim, check, verify parity, write atomically.
 

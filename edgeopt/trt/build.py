@@ -127,8 +127,8 @@ def _prepare_onnx(info: OnnxModelInfo, out: Path, plan: BuildPlan, options: Buil
         return read_onnx_info(convert_onnx_to_fp16(info.path, out.with_suffix(".fp16.onnx"))), None
     from edgeopt.calibrate import calibrate_onnx
 
-    result = calibrate_onnx(info.path, options.calib_data, out.with_suffix(".int8.onnx"), options.num_images,
-                            options.calib_method, batch_size=options.calib_batch_size)
+    result = calibrate_onnx(info.path, options.calib_data, out.with_suffix(".int8.onnx"), num_images=options.num_images,
+                            method=options.calib_method, batch_size=options.calib_batch_size)
     return read_onnx_info(result.path), {"path": str(result.calibration_manifest), "method": options.calib_method}
 
 
