@@ -318,6 +318,33 @@ def _rgb(value: str | None, flag: str) -> tuple[float, float, float] | None:
     return parts  # type: ignore[return-value]
 
 
+# -- triton ---------------------------------------------------------------------------------------
+@app.command("triton")
+def triton_cmd(
+    artifact: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="ONNX model or TensorRT engine.")],
+    repo: Annotated[Path, typer.Option("--repo", help="Triton model repository folder.")],
+    name: Annotated[Optional[str], typer.Option("--name", help="Model name (default: the artifact's file stem).")] = None,
+    version: Annotated[int, typer.Option("--version", help="Model version folder.")] = 1,
+    max_batch_size: Annotated[Optional[int], typer.Option("--max-batch-size", help="Default: the engine profile's max, or 32.")] = None,
+    dynamic_batching: Annotated[bool, typer.Option("--dynamic-batching/--no-dynamic-batching")] = True,
+    preferred_batch_sizes: Annotated[str, typer.Option("--preferred-batch-sizes", help="e.g. 8,16")] = "",
+    max_queue_delay_us: Annotated[int, typer.Option("--max-queue-delay-us")] = 100,
+    instances: Annotated[int, typer.Option("--instances", help="Model instances.")] = 1,
+    cpu: Annotated[bool, typer.Option("--cpu", help="KIND_CPU instances (ONNX Runtime on the CPU).")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace a model of the same name in the repository.")] = False,
+) -> None:
+    """Write a Triton Inference Server model-repository entry (config.pbtxt, model file, labels)."""
+    from edgeopt.triton import TritonConfig, export_triton
+
+    sizes = _parse_batch_sizes(preferred_batch_sizes) if preferred_batch_sizes else ()
+    result = export_triton(TritonConfig(artifact=artifact, repo=repo, name=name, version=version,
+                                        max_batch_size=max_batch_size, dynamic_batching=dynamic_batching,
+                                        preferred_batch_sizes=sizes, max_queue_delay_us=max_queue_delay_us,
+                                        instances=instances, instance_kind="KIND_CPU" if cpu else "KIND_GPU", force=force))
+    console.print(f"Triton model {result.model_dir.name} ({result.platform}, max_batch_size {result.max_batch_size}) -> "
+                  f"{result.config_path}, {result.model_path}")
+
+
 # -- bench / demo -------------------------------------------------------------------------------
 def _parse_batch_sizes(value: str) -> tuple[int, ...]:
     try:

@@ -104,7 +104,7 @@ def build_engine(onnx: str | Path, out: str | Path, options: BuildOptions, log: 
         arch=parsed.manifest.arch if parsed.manifest else {}, precision=options.precision,
         tools=tool_versions("tensorrt", "torch", "onnx"),
         extra={"tensorrt_version": trt.__version__, **gpu, "profile": {k: list(v) for k, v in shapes.items()},
-               "input": parsed.input_name, "output": parsed.output_name, "onnx_sha256": parsed.sha256,
+               "input": parsed.input_name, "output": parsed.output_name, "io": parsed.io, "onnx_sha256": parsed.sha256,
                "metadata_source": parsed.source, "calibration": calibration, "build_options": options.to_dict(),
                "strongly_typed": plan.strongly_typed, "builder_flags": list(plan.builder_flags),
                "hardware_compatible": options.hw_compat == "ampere+", "hw_compat": options.hw_compat,

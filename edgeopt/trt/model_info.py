@@ -35,6 +35,7 @@ class OnnxModelInfo:
     input_shape: tuple[int | None, ...]  # None for a dynamic dimension
     output_name: str
     source: str  # where classes/preprocessing came from: manifest, metadata, flags or unknown
+    io: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # {"input"|"output": {name, dtype, shape}}
 
 
 def read_onnx_info(path: str | Path, options: BuildOptions | None = None) -> OnnxModelInfo:
@@ -68,8 +69,11 @@ def read_onnx_info(path: str | Path, options: BuildOptions | None = None) -> Onn
         source = "metadata"
     else:
         classes, preprocess, source = _from_flags(path, shape, options)
+    io = {role: {"name": v.name, "dtype": onnx.TensorProto.DataType.Name(v.type.tensor_type.elem_type),
+                 "shape": [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else -1 for d in v.type.tensor_type.shape.dim]}
+          for role, v in (("input", inputs[0]), ("output", graph.output[0]))}
     return OnnxModelInfo(path, manifest.sha256 if manifest and manifest.sha256 else sha256_file(path), manifest, classes,
-                         preprocess, precision, inputs[0].name, shape, graph.output[0].name, source)
+                         preprocess, precision, inputs[0].name, shape, graph.output[0].name, source, io)
 
 
 def _precision(model, manifest: Manifest | None, meta: dict[str, str]) -> str:
