@@ -171,8 +171,11 @@ def train_cmd(
         result = train_classifier(config, callbacks)
     finally:
         callbacks.close()
+    if not result.is_main:
+        return  # under torchrun one process reports
     console.print(f"best val macro-F1 {result.best_macro_f1:.4f} at epoch {result.best_epoch} -> {result.best_checkpoint}")
-    console.print(f"{result.macs / 1e6:.2f} M MACs, {result.params / 1e6:.3f} M params, {result.seconds:.1f}s on {result.device}")
+    where = f" x {result.distributed['world_size']} processes ({result.distributed['backend']})" if result.distributed else ""
+    console.print(f"{result.macs / 1e6:.2f} M MACs, {result.params / 1e6:.3f} M params, {result.seconds:.1f}s on {result.device}{where}")
 
 
 @app.command("eval")

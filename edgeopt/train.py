@@ -30,6 +30,14 @@ from edgeopt.checkpoint import (
 from edgeopt.data.folder import FolderScan, scan_folder, split_scan
 from edgeopt.data.presets import RESIZE_RULES, Preprocess
 from edgeopt.distill import KDConfig, kd_loss, load_teachers, view_for
+from edgeopt.distributed import (
+    DistContext,
+    all_gather,
+    all_reduce_sum,
+    init_distributed,
+    per_rank_batch,
+    shutdown,
+)
 from edgeopt.errors import ConfigError
 from edgeopt.metrics import classification_metrics
 from edgeopt.models.complexity import count_complexity
@@ -119,6 +127,8 @@ class TrainResult:
     params: int
     seconds: float
     device: str
+    distributed: dict[str, Any] | None = None  # {"world_size": 2, "backend": "gloo"} under torchrun
+    is_main: bool = True  # the process that wrote the files (rank 0)
 
 
 class Callbacks:
@@ -180,20 +190,33 @@ def load_splits(config: TrainConfig) -> tuple[FolderScan, FolderScan]:
 
 
 @torch.no_grad()
-def evaluate_model(model: nn.Module, loader, preprocess: Preprocess, device: torch.device, classes: list[str],
-                   loss_fn=None) -> tuple[Any, float]:
-    """Macro-F1 & co. over a loader of [0, 1] views; also the mean loss when ``loss_fn`` is given."""
+def predict_loader(model: nn.Module, loader, preprocess: Preprocess, device: torch.device,
+                   loss_fn=None) -> tuple[np.ndarray, np.ndarray, float]:
+    """(labels, predictions, summed loss) over a loader of [0, 1] views."""
     model.eval()
-    preds, labels, losses = [], [], []
+    preds, labels, loss_sum = [], [], 0.0
     for x, y in loader:
         x, y = x.to(device, non_blocking=True), y.to(device)
         logits = model(view_for(x, preprocess)).float()
         if loss_fn is not None:
-            losses.append(float(loss_fn(logits, y)) * len(y))
+            loss_sum += float(loss_fn(logits, y)) * len(y)
         preds.append(logits.argmax(1).cpu())
         labels.append(y.cpu())
-    y_true, y_pred = torch.cat(labels).numpy(), torch.cat(preds).numpy()
-    return classification_metrics(y_true, y_pred, classes), (sum(losses) / len(y_true) if losses else float("nan"))
+    if not labels:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), 0.0
+    return torch.cat(labels).numpy(), torch.cat(preds).numpy(), loss_sum
+
+
+def evaluate_model(model: nn.Module, loader, preprocess: Preprocess, device: torch.device, classes: list[str],
+                   loss_fn=None, dist: DistContext | None = None) -> tuple[Any, float]:
+    """Macro-F1 & co. (and the mean loss when ``loss_fn`` is given); under DDP each process evaluates its
+    shard and the shards are gathered, so every process computes the same metrics."""
+    y_true, y_pred, loss_sum = predict_loader(model, loader, preprocess, device, loss_fn)
+    parts = all_gather((y_true, y_pred, loss_sum), dist or DistContext())
+    y_true = np.concatenate([p[0] for p in parts])
+    y_pred = np.concatenate([p[1] for p in parts])
+    loss = sum(p[2] for p in parts) / len(y_true) if loss_fn is not None and len(y_true) else float("nan")
+    return classification_metrics(y_true, y_pred, classes), loss
 
 
 def train_classifier(config: TrainConfig, callbacks: Callbacks | None = None) -> TrainResult:
@@ -204,7 +227,9 @@ def train_classifier(config: TrainConfig, callbacks: Callbacks | None = None) ->
 
     callbacks = callbacks or Callbacks()
     t_start = time.perf_counter()
-    device = resolve_device(config.device)
+    dist, device = init_distributed(resolve_device(config.device))
+    if not dist.is_main:
+        callbacks = Callbacks()  # one process reports progress
     _seed_everything(config.seed)
     train_scan, val_scan = load_splits(config)
     classes = train_scan.classes
@@ -216,25 +241,36 @@ def train_classifier(config: TrainConfig, callbacks: Callbacks | None = None) ->
     train_ds, val_ds = cached_datasets(train_scan, val_scan, preprocess, view_size, config.scale_min, config.randaugment, config.workers)
     if len(train_ds) < 2:
         raise ConfigError(f"{config.data}: only {len(train_ds)} training image(s); need at least 2")
+    batch = per_rank_batch(config.batch_size, len(train_ds), dist)
     workers = config.workers if config.workers is not None else (min(8, (os.cpu_count() or 2) - 1) if device.type == "cuda" else 0)
     generator = torch.Generator()
+    sampler = None
+    if dist.enabled:  # each process a disjoint shard, reshuffled per epoch with the run's seed
+        sampler = torch.utils.data.DistributedSampler(train_ds, num_replicas=dist.world_size, rank=dist.rank, shuffle=True,
+                                                      seed=config.seed, drop_last=True)
+        val_ds = torch.utils.data.Subset(val_ds, list(range(dist.rank, len(val_ds), dist.world_size)))
     train_loader = torch.utils.data.DataLoader(
-        train_ds, batch_size=config.batch_size, shuffle=True, drop_last=len(train_ds) > config.batch_size,
-        num_workers=workers, generator=generator, pin_memory=device.type == "cuda", persistent_workers=workers > 0,
+        train_ds, batch_size=batch, shuffle=sampler is None, sampler=sampler,
+        drop_last=len(train_ds) // dist.world_size > batch, num_workers=workers, generator=generator,
+        pin_memory=device.type == "cuda", persistent_workers=workers > 0,
     )
-    val_loader = torch.utils.data.DataLoader(val_ds, batch_size=max(64, config.batch_size), num_workers=0)
+    val_loader = torch.utils.data.DataLoader(val_ds, batch_size=max(64, batch), num_workers=0)
     steps = len(train_loader)
 
     model.to(device)
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
+    net = model  # what trains: the model itself, or its DDP wrapper (gradients all-reduced)
+    if dist.enabled:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     optimizer = _make_optimizer(config, model)
     scheduler = _make_schedule(config, optimizer, steps)
     class_weights = torch.as_tensor(train_scan.class_weights(), device=device)
     hard_loss = _hard_loss(config, class_weights)
     plain_loss = lambda logits, y: F.cross_entropy(logits, y)  # noqa: E731  (val loss: unweighted CE)
     out = config.out
-    out.mkdir(parents=True, exist_ok=True)
+    if dist.is_main:
+        out.mkdir(parents=True, exist_ok=True)
     best_path, last_path = out / "best.pt", out / "last.pt"
     history: list[EpochStats] = []
     best_f1, best_epoch, start_epoch = -1.0, -1, 0
@@ -259,9 +295,12 @@ def train_classifier(config: TrainConfig, callbacks: Callbacks | None = None) ->
 
     for epoch in range(start_epoch, config.epochs):
         t_epoch = time.perf_counter()
-        _seed_everything(config.seed * 100_003 + epoch)  # per-epoch seed: a resumed run replays the same batches
+        # per-epoch seed: a resumed run replays the same batches; each process its own augmentation stream
+        _seed_everything(config.seed * 100_003 + epoch + 1_000_003 * dist.rank)
         generator.manual_seed(config.seed * 100_003 + epoch)
-        model.train()
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        net.train()
         total, count = 0.0, 0
         for step, (x, y) in enumerate(train_loader):
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
@@ -271,7 +310,7 @@ def train_classifier(config: TrainConfig, callbacks: Callbacks | None = None) ->
                 perm = torch.randperm(len(y), device=device)
                 x, y2 = lam * x + (1 - lam) * x[perm], y[perm]
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
-                logits = model(view_for(x, preprocess).contiguous(memory_format=torch.channels_last))
+                logits = net(view_for(x, preprocess).contiguous(memory_format=torch.channels_last))
                 hard = lam * hard_loss(logits, y) + (1 - lam) * hard_loss(logits, y2) if mixup else hard_loss(logits, y)
                 if teachers:
                     with torch.no_grad():
@@ -289,31 +328,39 @@ def train_classifier(config: TrainConfig, callbacks: Callbacks | None = None) ->
             total += loss_value * len(y)
             count += len(y)
             callbacks.on_batch(epoch, step, loss_value)
-        metrics, val_loss = evaluate_model(model, val_loader, preprocess, device, classes, plain_loss)
+        total, count = all_reduce_sum([total, count], dist)
+        # the bare model, not the DDP wrapper: shards differ in length, and DDP's forward syncs buffers
+        metrics, val_loss = evaluate_model(model, val_loader, preprocess, device, classes, plain_loss, dist)
         stats = EpochStats(epoch + 1, total / max(count, 1), val_loss, metrics.macro_f1, metrics.accuracy,
                            optimizer.param_groups[0]["lr"], time.perf_counter() - t_epoch)
-        if metrics.macro_f1 > best_f1:
+        if metrics.macro_f1 > best_f1:  # the same on every process: the metrics were gathered
             best_f1, best_epoch, stats.best = metrics.macro_f1, epoch + 1, True
-            _save_best(best_path, model, arch, classes, preprocess, complexity, metrics, stats, config,
-                       is_synthetic(config.data), [str(t.path) for t in teachers])
+            if dist.is_main:
+                _save_best(best_path, model, arch, classes, preprocess, complexity, metrics, stats, config,
+                           is_synthetic(config.data), [str(t.path) for t in teachers], dist.record())
         history.append(stats)
-        _save_last(last_path, model, optimizer, scheduler, identity, epoch, history, best_f1, best_epoch)
-        atomic_write_json(out / "metrics.json", {"config": config.to_dict(), "best_macro_f1": best_f1, "best_epoch": best_epoch,
-                                                  "macs": complexity.macs, "params": complexity.params,
-                                                  "history": [dataclasses.asdict(h) for h in history]})
+        if dist.is_main:
+            _save_last(last_path, model, optimizer, scheduler, identity, epoch, history, best_f1, best_epoch)
+            atomic_write_json(out / "metrics.json", {"config": config.to_dict(), "best_macro_f1": best_f1,
+                                                      "best_epoch": best_epoch, "macs": complexity.macs,
+                                                      "params": complexity.params, "distributed": dist.record(),
+                                                      "history": [dataclasses.asdict(h) for h in history]})
         callbacks.on_epoch(stats)
-    if history:
+    if history and dist.is_main:
         plot_curve(history, out / "curve.png")
+    shutdown(dist)
     return TrainResult(best_path, last_path, best_f1, best_epoch, history, complexity.macs, complexity.params,
-                       time.perf_counter() - t_start, str(device))
+                       time.perf_counter() - t_start, str(device), dist.record(), dist.is_main)
 
 
-def _save_best(path: Path, model, arch, classes, preprocess, complexity, metrics, stats, config, synthetic, teachers) -> None:
+def _save_best(path: Path, model, arch, classes, preprocess, complexity, metrics, stats, config, synthetic, teachers,
+               distributed) -> None:
     save_checkpoint(
         path, model, arch, classes, preprocess, epoch=stats.epoch, complexity=complexity,
         metrics={"val_macro_f1": metrics.macro_f1, "val_accuracy": metrics.accuracy, "val_per_class_f1": metrics.per_class_f1,
                  "epoch": stats.epoch},
-        extra={"train_config": config.to_dict(), "data": str(config.data), "synthetic_data": synthetic, "teachers": teachers},
+        extra={"train_config": config.to_dict(), "data": str(config.data), "synthetic_data": synthetic, "teachers": teachers,
+               **({"distributed": distributed} if distributed else {})},
     )
 
 
