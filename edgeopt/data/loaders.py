@@ -45,13 +45,16 @@ class CachedImages(Dataset):
         return x, self.labels[i]
 
 
-def train_transform(view_size: int, scale_min: float = 0.35, randaugment: int = 0, flip: bool = True):
-    """RandomResizedCrop + flip (+ RandAugment of the given magnitude) -> float [0, 1]."""
+def train_transform(view_size: int, scale_min: float = 0.35, randaugment: int = 0, flip: bool = True,
+                    brightness: float = 0.0):
+    """RandomResizedCrop + flip (+ brightness jitter, + RandAugment of the given magnitude) -> float [0, 1]."""
     from torchvision.transforms import v2
 
     ops = [v2.RandomResizedCrop(view_size, scale=(scale_min, 1.0), antialias=True)]
     if flip:
         ops.append(v2.RandomHorizontalFlip())
+    if brightness > 0:
+        ops.append(v2.ColorJitter(brightness=brightness))
     if randaugment > 0:
         ops.append(v2.RandAugment(num_ops=2, magnitude=randaugment))
     ops.append(v2.ToDtype(torch.float32, scale=True))
@@ -60,13 +63,14 @@ def train_transform(view_size: int, scale_min: float = 0.35, randaugment: int = 
 
 def cached_datasets(
     train: FolderScan, val: FolderScan, preprocess: Preprocess, view_size: int, scale_min: float,
-    randaugment: int, workers: int | None = None,
+    randaugment: int, workers: int | None = None, brightness: float = 0.0,
 ) -> tuple[CachedImages, CachedImages]:
     """Training set cached at ~1.15x the view size (squashed), validation exactly as deployed."""
     cache = preprocess.with_size(max(view_size, int(round(view_size * 1.15))))
     train_images = decode_all([s.path for s in train.samples], cache, workers)
-    val_images = decode_all([s.path for s in val.samples], preprocess, workers)
+    val_images = (decode_all([s.path for s in val.samples], preprocess, workers) if val.samples
+                  else torch.zeros((0, 3, preprocess.size, preprocess.size), dtype=torch.uint8))
     return (
-        CachedImages(train_images, train.labels, train_transform(view_size, scale_min, randaugment)),
+        CachedImages(train_images, train.labels, train_transform(view_size, scale_min, randaugment, brightness=brightness)),
         CachedImages(val_images, val.labels),
     )
