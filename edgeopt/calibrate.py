@@ -7,9 +7,7 @@ deterministic and stratified, and recorded in ``calibration/`` with each file's 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import io
 import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
@@ -97,10 +95,20 @@ def calibration_set(data: str | Path, classes: Sequence[str], num_images: int, b
     return CalibrationSet(picked, Path(data), list(classes), missing)
 
 
-def iter_calibration_batches(cset: CalibrationSet, preprocess: Preprocess, batch_size: int) -> Iterator[np.ndarray]:
-    """Full batches only (a ragged last batch would skew a static-shape calibrator)."""
+def iter_calibration_batches(cset: CalibrationSet, preprocess: Preprocess, batch_size: int,
+                             fixed_batch: bool = False) -> Iterator[np.ndarray]:
+    """Every image of the subset, in batches; the last batch is shorter, or (``fixed_batch``, for a
+    model with a static batch) filled up with images from the start of the subset. None is dropped."""
     paths = [s.path for s in cset.samples]
-    yield from preprocess.iter_batches(paths[: len(paths) - len(paths) % batch_size], batch_size)
+    yield from preprocess.iter_batches(padded_paths(paths, batch_size) if fixed_batch else paths, batch_size)
+
+
+def padded_paths(paths: list[Path], batch_size: int) -> list[Path]:
+    """``paths`` filled up to whole batches with paths from its start (each image used at least once)."""
+    if not paths:
+        return []
+    short = -len(paths) % batch_size
+    return paths + [paths[i % len(paths)] for i in range(short)]
 
 
 class _Reader:
@@ -151,14 +159,17 @@ def calibrate_onnx(model: str | Path, data: str | Path, out: str | Path, *, num_
     _check_input(model, input_name)
     preprocess = Preprocess.from_dict(manifest.preprocess)
     cset = calibration_set(data, manifest.classes, num_images, batch_size, seed)
-    batches = iter_calibration_batches(cset, preprocess, batch_size)
+    static = manifest.extra.get("static_batch")
+    if static and static != batch_size:
+        raise ConfigError(f"{model} has a fixed batch of {static}: calibrate it with --batch-size {static}")
+    batches = iter_calibration_batches(cset, preprocess, batch_size, fixed_batch=bool(static))
     with atomic_path(out) as tmp:
         if quantizer == "onnxruntime":
-            served = _quantize_ort(model, tmp, batches, input_name, method, skip_first_last)
+            served, ranges = _quantize_ort(model, tmp, batches, input_name, method, skip_first_last)
         else:
             if skip_first_last:
                 raise ConfigError("--skip-first-last is implemented for --quantizer onnxruntime only")
-            served = _quantize_modelopt(model, tmp, batches, method)
+            served, ranges = _quantize_modelopt(model, tmp, batches, method), {}
         if served == 0:
             raise VerificationError("the calibrator received zero batches; check --data and --batch-size")
         import onnx
@@ -175,6 +186,7 @@ def calibrate_onnx(model: str | Path, data: str | Path, out: str | Path, *, num_
         "missing_classes": cset.missing_classes, "preprocess": preprocess.to_dict(),
         "images": [{"path": str(s.path.relative_to(cset.root)), "label": cset.classes[s.label], "sha256": sha256_file(s.path)}
                    for s in cset.samples],
+        "activation_amax": {k: round(float(v), 6) for k, v in sorted(ranges.items())},
     }
     atomic_write_json(calib_path, record)
     new = Manifest(kind="onnx", classes=manifest.classes, preprocess=manifest.preprocess, arch=manifest.arch, precision="int8",
@@ -213,13 +225,14 @@ def first_last_layers(model: Any) -> list[str]:
 
 
 def _quantize_ort(model: Path, out: Path, batches: Iterator[np.ndarray], input_name: str, method: str,
-                  skip_first_last: bool = False) -> int:
-    """Calibrate with onnxruntime's calibrators, then write Q/DQ with every range fixed by overrides.
+                  skip_first_last: bool = False) -> tuple[int, dict[str, float]]:
+    """Calibrate with edgeopt's own ranges (``edgeopt.calib_ranges``), then write Q/DQ with onnxruntime.
 
-    ``quantize_static`` would run its own calibration, but it does not forward the histogram
-    bin counts, so its "entropy" searches 128 bins into 128 and always returns the min-max
-    range. edgeopt calibrates itself (2048 bins into 128, as TensorRT's entropy calibrator) and
-    hands the ranges over as tensor overrides; tensors feeding a ReLU6 get the clip's range.
+    ``quantize_static`` would calibrate itself, but its entropy calibrator spreads 128 levels over
+    [-t, t] (and, without its bin counts forwarded, equals min-max); TensorRT's entropy puts 128
+    levels on |x|. edgeopt computes every activation's amax itself and hands them over as tensor
+    overrides; a tensor that only feeds a bounded Clip (ReLU6) gets ``min(calibrated, clip)``.
+    Returns the batches served and the amax of every calibrated tensor.
     """
     import onnx
     from onnxruntime.quantization import (
@@ -228,31 +241,27 @@ def _quantize_ort(model: Path, out: Path, batches: Iterator[np.ndarray], input_n
         QuantType,
         quantize_static,
     )
-    from onnxruntime.quantization.calibrate import create_calibrator
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}
+    from edgeopt.calib_ranges import (
+        amax_for,
+        collect_abs_histograms,
+        tensors_to_calibrate,
+    )
+
     data = list(batches)
     if not data:
-        return 0
+        return 0, {}
     with tempfile.TemporaryDirectory() as tmpdir:
         prepped = Path(tmpdir) / "prep.onnx"
         quant_pre_process(str(model), str(prepped), skip_symbolic_shape=True)
-        calibrator = create_calibrator(
-            str(prepped), augmented_model_path=str(Path(tmpdir) / "augmented.onnx"), calibrate_method=methods[method],
-            extra_options={"symmetric": True, "num_bins": 2048, "num_quantized_bins": 128, "percentile": 99.99},
-        )
-        reader = _Reader(iter(data), input_name)
-        with contextlib.redirect_stdout(io.StringIO()):  # the histogram calibrators print progress lines
-            calibrator.collect_data(reader)
-            ranges = calibrator.compute_data()
-        overrides: dict[str, list[dict[str, np.ndarray]]] = {}
-        for name, tensor in ranges.items():
-            lo, hi = float(np.min(tensor.range_value[0])), float(np.max(tensor.range_value[1]))
-            bound = max(abs(lo), abs(hi), 1e-8)
-            overrides[name] = [{"rmin": np.array(-bound, np.float32), "rmax": np.array(bound, np.float32)}]
-        overrides.update(fused_clip_ranges(onnx.load(str(prepped))))
-        excluded = first_last_layers(onnx.load(str(prepped))) if skip_first_last else []
+        graph = onnx.load(str(prepped))
+        histograms = collect_abs_histograms(prepped, data, input_name, tensors_to_calibrate(graph))
+        ranges = {name: max(amax_for(method, *hist), 1e-8) for name, hist in histograms.items()}
+        for name, bound in fused_clip_bounds(graph).items():
+            ranges[name] = min(ranges.get(name, bound), bound)  # never wider than calibrated
+        overrides = {name: [{"rmin": np.array(-v, np.float32), "rmax": np.array(v, np.float32)}] for name, v in ranges.items()}
+        excluded = first_last_layers(graph) if skip_first_last else []
         quantize_static(
             str(prepped), str(out), _Reader(iter(data[:1]), input_name), quant_format=QuantFormat.QDQ, per_channel=True,
             nodes_to_exclude=excluded,
@@ -261,7 +270,7 @@ def _quantize_ort(model: Path, out: Path, batches: Iterator[np.ndarray], input_n
             extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
                            "TensorQuantOverrides": overrides},
         )
-    return reader.served
+    return len(data), ranges
 
 
 def _consumers(graph: Any) -> dict[str, list[Any]]:
@@ -273,13 +282,13 @@ def _consumers(graph: Any) -> dict[str, list[Any]]:
     return consumers
 
 
-def fused_clip_ranges(model: Any) -> dict[str, list[dict[str, np.ndarray]]]:
-    """Quantization ranges for tensors that only feed a bounded Clip (ReLU6 and the like).
+def fused_clip_bounds(model: Any) -> dict[str, float]:
+    """The bound of the Clip (ReLU6 and the like) that is a tensor's only consumer: its range cap.
 
     TensorRT fuses Conv + Clip and quantizes after the clip; a per-tensor range calibrated on the
     conv output itself (which after BN folding can span hundreds) would leave only a few int8
-    levels inside [0, 6]. Giving such a tensor the clip's own range is exact: whatever the
-    saturation cuts off, the Clip would have cut off too.
+    levels inside [0, 6]. Capping such a tensor's range at the clip's bound loses nothing the Clip
+    would not cut off anyway; a calibrated range already inside the bound is kept.
     """
     from onnx import numpy_helper
 
@@ -287,7 +296,7 @@ def fused_clip_ranges(model: Any) -> dict[str, list[dict[str, np.ndarray]]]:
     inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
     consumers = _consumers(graph)
     graph_outputs = {o.name for o in graph.output}
-    overrides: dict[str, list[dict[str, np.ndarray]]] = {}
+    bounds: dict[str, float] = {}
     for node in graph.node:
         if node.op_type != "Clip" or len(node.input) < 3 or node.input[1] not in inits or node.input[2] not in inits:
             continue
@@ -295,9 +304,8 @@ def fused_clip_ranges(model: Any) -> dict[str, list[dict[str, np.ndarray]]]:
         source = node.input[0]
         if source in graph_outputs or source in inits or len(consumers.get(source, [])) != 1 or hi <= 0:
             continue
-        bound = max(abs(lo), abs(hi))
-        overrides[source] = [{"rmin": np.array(-bound, np.float32), "rmax": np.array(bound, np.float32)}]
-    return overrides
+        bounds[source] = max(abs(lo), abs(hi))
+    return bounds
 
 
 def _quantize_modelopt(model: Path, out: Path, batches: Iterator[np.ndarray], method: str) -> int:

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from edgeopt.calibrate import padded_paths
 from edgeopt.cli import app
 from edgeopt.errors import ConfigError, MissingDependencyError
-from edgeopt.trt.calibrator import CalibrationCache, calibration_key, padded_paths
+from edgeopt.trt.calibrator import CalibrationCache, calibration_key
 from edgeopt.trt.compat import engine_incompatibility, trt_generation
 from edgeopt.trt.plan import BuildOptions, plan_build, profile_shapes
 

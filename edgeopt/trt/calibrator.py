@@ -59,19 +59,11 @@ class CalibrationCache:
         atomic_write_bytes(self.sidecar, json.dumps({"key": self.key}).encode())
 
 
-def padded_paths(paths: list[Path], batch_size: int) -> list[Path]:
-    """``paths`` filled up to whole batches with paths from its start (each image used at least once)."""
-    if not paths:
-        return []
-    short = -len(paths) % batch_size
-    return paths + [paths[i % len(paths)] for i in range(short)]
-
-
 def make_legacy_calibrator_trt10(trt, kind: str, onnx: Path, onnx_sha256: str, classes: list[str],
                                  preprocess: Preprocess, calib_data: Path, num_images: int, batch_shape: tuple[int, ...],
                                  input_dtype: np.dtype, cache_dir: Path, device: Device):
     """An ``IInt8EntropyCalibrator2`` or ``IInt8MinMaxCalibrator`` serving batches of ``batch_shape``."""
-    from edgeopt.calibrate import calibration_set
+    from edgeopt.calibrate import calibration_set, padded_paths
 
     batch_size = int(batch_shape[0])
     cset = calibration_set(calib_data, classes, num_images, 1)
