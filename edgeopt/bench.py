@@ -158,7 +158,7 @@ def run_bench(config: BenchConfig) -> BenchReport:
         if e.runner.precision == "int8" and c.int8_exec == "kernels" and kind == "onnx":
             if not {"avx512_vnni", "avx_vnni", "amx_int8"} & set(machine["cpu_flags"]):
                 notes.append(f"{e.label}: ONNX Runtime's int8 kernels on this CPU (no VNNI) saturate intermediate sums, "
-                             "so its F1 here can be far below the model's; `edgeopt eval` measures the exact Q/DQ accuracy")
+                             "so its F1 here can be far below the model's; `edgeopt eval` measures the emulated Q/DQ accuracy")
     sync = _cuda_sync([e.runner for e in entries])
     if sync is not None:
         notes.append("CUDA latency is timed with CUDA events around each call on a device-resident input "

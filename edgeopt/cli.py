@@ -193,7 +193,7 @@ def eval_cmd(
     backend: Annotated[str, typer.Option(help="auto, torch, onnxruntime or tensorrt.")] = "auto",
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
-    int8_exec: Annotated[str, typer.Option("--int8-exec", help="INT8 ONNX: emulate (exact Q/DQ math, as TensorRT) or kernels (ORT's CPU int8 kernels).")] = "emulate",
+    int8_exec: Annotated[str, typer.Option("--int8-exec", help="INT8 ONNX: emulate (emulated Q/DQ: quantize-dequantize in float) or kernels (ORT's CPU int8 kernels).")] = "emulate",
 ) -> None:
     """Macro-F1, accuracy, per-class F1 and confusion matrix of an artifact on a labelled folder."""
     from edgeopt.evaluate import compare_artifacts, evaluate_artifact

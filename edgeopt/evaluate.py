@@ -46,9 +46,9 @@ def evaluate_artifact(path: str | Path, data: str | Path, backend: str = "auto",
                       int8_exec: str = "emulate") -> EvalResult:
     """Run ``path`` over every image under ``data`` (``<class>/<image>``) and score it.
 
-    INT8 ONNX models are evaluated with exact Q/DQ arithmetic by default (``int8_exec``), the
-    accuracy a TensorRT engine of the same model gets; ``kernels`` measures ONNX Runtime's CPU
-    int8 kernels instead.
+    INT8 ONNX models are evaluated as emulated Q/DQ by default (``int8_exec``: quantize and
+    dequantize in float around float ops, the quantized model's own accuracy); ``kernels``
+    measures ONNX Runtime's CPU int8 kernels instead.
     """
     path = Path(path)
     manifest = artifact_manifest(path)

@@ -24,7 +24,8 @@ def make_session(path: str | Path, device: str = "cpu", threads: int | None = No
 
     ``optimize=False`` turns graph optimizations off, so a Q/DQ model runs as
     DequantizeLinear -> float op -> QuantizeLinear: the exact arithmetic of the quantized
-    model (what TensorRT computes), free of CPU int8-kernel effects.
+    model (emulated Q/DQ), free of CPU int8-kernel effects. No TensorRT engine has confirmed that
+    its numbers match (TensorRT fuses layers and may keep other intermediates in higher precision).
     """
     import onnxruntime as ort
 
@@ -53,8 +54,8 @@ def make_session(path: str | Path, device: str = "cpu", threads: int | None = No
 class OrtRunner:
     """Runs an ONNX artifact. INT8 Q/DQ models run either with ORT's int8 kernels (``kernels``:
     real CPU speed, but on AVX2 CPUs without VNNI their int16 intermediate sums saturate and
-    accuracy drops) or as exact Q/DQ arithmetic in float (``emulate``: the accuracy TensorRT
-    gets from the same model, at float speed)."""
+    accuracy drops) or as emulated Q/DQ arithmetic in float (``emulate``: the quantized model's own
+    accuracy, at float speed)."""
 
     backend = "onnxruntime"
 
