@@ -32,10 +32,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--name", default="finetune_lite0_96")
+    parser.add_argument("--schedule", default=None, help="cosine or onecycle (default: the CLI's)")
+    parser.add_argument("--batch-size", type=int, default=64)
     args = parser.parse_args(argv)
     pool, test = materialize_split(args.data, args.runs / "split", test_fraction=0.2, seed=0)
+    extra = {"schedule": args.schedule} if args.schedule else {}
     config = TrainConfig(model=args.model, data=pool, pretrained=True, img_size=args.img_size, epochs=args.epochs,
-                         val_split=0.0, device=args.device, out=args.runs / args.name, workers=0)
+                         batch_size=args.batch_size, val_split=0.0, device=args.device, out=args.runs / args.name,
+                         workers=0, **extra)
     t0 = time.perf_counter()
     result = train_classifier(config)
     seconds = time.perf_counter() - t0

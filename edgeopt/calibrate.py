@@ -7,7 +7,9 @@ deterministic and stratified, and recorded in ``calibration/`` with each file's 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
@@ -38,6 +40,13 @@ from edgeopt.errors import (
 )
 
 METHODS = ("minmax", "entropy", "percentile")
+TARGETS = ("tensorrt", "cpu")
+# --target cpu, chosen by measurement (benchmarks/README.md, "INT8 on a CPU without VNNI": Lite0 at
+# 96 px, AVX2 CPU): QOperator (fused QLinearConv kernels) with uint8 asymmetric activations and 8-bit
+# per-channel weights (ONNX Runtime stores per-channel weights as int8) kept F1 and ran about twice
+# as fast as FP32; 7-bit weights (reduce_range) lost 0.015 F1, per-tensor weights collapsed, and
+# the symmetric int8 Q/DQ form kept F1 but ran slower than FP32
+CPU_FORMAT = {"format": "QOperator", "activations": "uint8 asymmetric per-tensor", "weights": "int8 per-channel (8-bit)"}
 QUANTIZERS = ("onnxruntime", "modelopt")
 RECOMMENDED_IMAGES = 300
 
@@ -134,17 +143,28 @@ class CalibrationResult:
     method: str
     quantizer: str
     qdq_nodes: int
+    target: str = "tensorrt"
 
 
-def calibrate_onnx(model: str | Path, data: str | Path, out: str | Path, *, num_images: int = 512, method: str = "entropy",
+def calibrate_onnx(model: str | Path, data: str | Path, out: str | Path, *, num_images: int = 512, method: str | None = None,
                    quantizer: str = "onnxruntime", batch_size: int = 32, seed: int = 0,
-                   calibration_dir: str | Path | None = None, skip_first_last: bool = False) -> CalibrationResult:
-    """Quantize an FP32 ONNX artifact to a TensorRT-compatible Q/DQ INT8 ONNX.
+                   calibration_dir: str | Path | None = None, skip_first_last: bool = False,
+                   target: str = "tensorrt") -> CalibrationResult:
+    """Quantize an FP32 ONNX artifact to INT8.
 
-    The calibration record (``<out stem>.calib.json``) goes into ``calibration_dir``, by default
-    beside ``out``.
+    ``target="tensorrt"``: a TensorRT-compatible Q/DQ ONNX (symmetric int8, per-channel weights;
+    ``method`` default entropy). ``target="cpu"``: an ONNX that ONNX Runtime's CPU int8 kernels run
+    accurately and fast on CPUs without VNNI (QOperator, uint8 activations and weights; ``method``
+    default minmax); it is not for TensorRT. The calibration record (``<out stem>.calib.json``) goes
+    into ``calibration_dir``, by default beside ``out``.
     """
     model, out = Path(model), Path(out)
+    if target not in TARGETS:
+        raise ConfigError(f"--target {target!r} is unknown: use tensorrt or cpu")
+    method = method or ("entropy" if target == "tensorrt" else "minmax")
+    if target == "cpu" and (method == "entropy" or quantizer != "onnxruntime" or skip_first_last):
+        raise ConfigError("--target cpu calibrates with onnxruntime's minmax or percentile (no entropy, ModelOpt or "
+                          "--skip-first-last)")
     if method not in METHODS:
         raise ConfigError(f"--method {method!r} is unknown: use one of {', '.join(METHODS)}")
     if quantizer not in QUANTIZERS:
@@ -164,7 +184,9 @@ def calibrate_onnx(model: str | Path, data: str | Path, out: str | Path, *, num_
         raise ConfigError(f"{model} has a fixed batch of {static}: calibrate it with --batch-size {static}")
     batches = iter_calibration_batches(cset, preprocess, batch_size, fixed_batch=bool(static))
     with atomic_path(out) as tmp:
-        if quantizer == "onnxruntime":
+        if target == "cpu":
+            served, ranges = _quantize_cpu(model, tmp, batches, input_name, method), {}
+        elif quantizer == "onnxruntime":
             served, ranges = _quantize_ort(model, tmp, batches, input_name, method, skip_first_last)
         else:
             if skip_first_last:
@@ -175,13 +197,14 @@ def calibrate_onnx(model: str | Path, data: str | Path, out: str | Path, *, num_
         import onnx
 
         quantized = onnx.load(str(tmp))
-        violations = check_qdq(quantized)
+        violations = check_qdq(quantized) if target == "tensorrt" else []
         if violations:
             raise VerificationError(f"quantized model breaks the TensorRT Q/DQ rules: {violations[0]} (+{len(violations) - 1} more)")
-        qdq_nodes = sum(1 for n in quantized.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear"))
+        qdq_nodes = sum(1 for n in quantized.graph.node
+                        if n.op_type in ("QuantizeLinear", "DequantizeLinear") or n.op_type.startswith("QLinear"))
     calib_path = Path(calibration_dir if calibration_dir is not None else out.parent) / f"{out.stem}.calib.json"
     record = {
-        "onnx": str(model), "onnx_sha256": manifest.sha256, "method": method, "quantizer": quantizer, "seed": seed,
+        "onnx": str(model), "onnx_sha256": manifest.sha256, "target": target, "method": method, "quantizer": quantizer, "seed": seed,
         "batch_size": batch_size, "batches": served, "data_root": str(cset.root), "classes": cset.classes,
         "missing_classes": cset.missing_classes, "preprocess": preprocess.to_dict(),
         "images": [{"path": str(s.path.relative_to(cset.root)), "label": cset.classes[s.label], "sha256": sha256_file(s.path)}
@@ -191,12 +214,13 @@ def calibrate_onnx(model: str | Path, data: str | Path, out: str | Path, *, num_
     atomic_write_json(calib_path, record)
     new = Manifest(kind="onnx", classes=manifest.classes, preprocess=manifest.preprocess, arch=manifest.arch, precision="int8",
                    tools=tool_versions("onnx", "onnxruntime", "nvidia-modelopt"),
-                   extra={**manifest.extra, "quantization": {"format": "QDQ", "activations": "int8 symmetric per-tensor",
-                          "weights": "int8 symmetric per-channel (output-channel axis)", "method": method,
-                          "quantizer": quantizer, "calibration_manifest": str(calib_path), "num_images": len(cset.samples),
-                          "skip_first_last": skip_first_last}})
+                   extra={**manifest.extra, "quantization": {
+                       **({"format": "QDQ", "activations": "int8 symmetric per-tensor",
+                           "weights": "int8 symmetric per-channel (output-channel axis)"} if target == "tensorrt" else CPU_FORMAT),
+                       "target": target, "method": method, "quantizer": quantizer, "calibration_manifest": str(calib_path),
+                       "num_images": len(cset.samples), "skip_first_last": skip_first_last}})
     write_artifact_manifest(out, new, parent=model)
-    return CalibrationResult(out, calib_path, len(cset.samples), served, method, quantizer, qdq_nodes)
+    return CalibrationResult(out, calib_path, len(cset.samples), served, method, quantizer, qdq_nodes, target)
 
 
 def _check_input(model: Path, input_name: str) -> None:
@@ -271,6 +295,38 @@ def _quantize_ort(model: Path, out: Path, batches: Iterator[np.ndarray], input_n
                            "TensorQuantOverrides": overrides},
         )
     return len(data), ranges
+
+
+def _quantize_cpu(model: Path, out: Path, batches: Iterator[np.ndarray], input_name: str, method: str) -> int:
+    """ONNX Runtime's own calibration and QOperator U8U8 quantization (see ``CPU_FORMAT``)."""
+    import logging
+
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    data = list(batches)
+    if not data:
+        return 0
+    reader = _Reader(iter(data), input_name)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # one "bias exceeds int32" warning per layer is noise: ORT clamps them
+    try:
+        with tempfile.TemporaryDirectory() as tmpdir, contextlib.redirect_stdout(io.StringIO()):
+            prepped = Path(tmpdir) / "prep.onnx"
+            quant_pre_process(str(model), str(prepped), skip_symbolic_shape=True)
+            quantize_static(str(prepped), str(out), reader, quant_format=QuantFormat.QOperator, per_channel=True,
+                            reduce_range=False, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            calibrate_method={"minmax": CalibrationMethod.MinMax,
+                                              "percentile": CalibrationMethod.Percentile}[method])
+    finally:
+        root.setLevel(level)
+    return reader.served
 
 
 def _consumers(graph: Any) -> dict[str, list[Any]]:

@@ -256,7 +256,8 @@ def calibrate_cmd(
     data: Annotated[Path, typer.Option("--data", exists=True, file_okay=False, help="Folder of <class>/<image> crops.")],
     out: Annotated[Path, typer.Option("--out", help="Output Q/DQ INT8 .onnx path.")] = Path("model.int8.onnx"),
     num_images: Annotated[int, typer.Option("--num-images", min=1, help="Calibration subset size (stratified).")] = 512,
-    method: Annotated[str, typer.Option(help="minmax, entropy or percentile.")] = "entropy",
+    method: Annotated[Optional[str], typer.Option(help="minmax, entropy or percentile (default: entropy for tensorrt, minmax for cpu).")] = None,
+    target: Annotated[str, typer.Option("--target", help="tensorrt (Q/DQ for engines) or cpu (ONNX Runtime's CPU int8 kernels).")] = "tensorrt",
     quantizer: Annotated[str, typer.Option(help="onnxruntime, or modelopt (needs edgeopt[modelopt]).")] = "onnxruntime",
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
     seed: Annotated[int, typer.Option()] = 0,
@@ -269,8 +270,9 @@ def calibrate_cmd(
     with _relay_warnings():
         result = calibrate_onnx(model, data, out, num_images=num_images, method=method, quantizer=quantizer,
                                 batch_size=batch_size, seed=seed, calibration_dir=calibration_dir,
-                                skip_first_last=skip_first_last)
-    console.print(f"INT8 Q/DQ ONNX ({result.method}, {result.quantizer}) -> {result.path}")
+                                skip_first_last=skip_first_last, target=target)
+    kind = "Q/DQ ONNX for TensorRT" if result.target == "tensorrt" else "ONNX for ONNX Runtime's CPU kernels (QOperator, uint8 activations)"
+    console.print(f"INT8 {kind} ({result.method}, {result.quantizer}) -> {result.path}")
     console.print(f"calibrated on {result.num_images} images in {result.batches} batches; {result.qdq_nodes} Q/DQ nodes; "
                   f"manifest {result.calibration_manifest}")
 

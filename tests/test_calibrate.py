@@ -231,3 +231,30 @@ def test_skip_first_last_refuses_unnamed_layers(tiny_onnx: Path) -> None:
     convs[0].name = ""
     with pytest.raises(ConfigError, match="needs named nodes"):
         first_last_layers(model)
+
+
+def test_cpu_target_runs_on_onnxruntime_kernels(tiny_onnx: Path, synth_data: Path, tmp_path: Path) -> None:
+    from edgeopt.evaluate import evaluate_artifact
+    from edgeopt.runtime.ort_runner import OrtRunner
+
+    out = tmp_path / "cpu.onnx"
+    result = runner.invoke(app, ["calibrate", str(tiny_onnx), "--data", str(synth_data), "--out", str(out), "--target", "cpu",
+                                 "--num-images", "32", "--batch-size", "16"])
+    assert result.exit_code == 0, result.output
+    assert "CPU kernels" in result.output
+    ops = {n.op_type for n in onnx.load(str(out)).graph.node}
+    assert "QLinearConv" in ops and "DequantizeLinear" in ops  # QOperator form
+    graph = onnx.load(str(out)).graph
+    qlinear = next(n for n in graph.node if n.op_type == "QLinearConv")
+    inits = {i.name: i for i in graph.initializer}
+    assert inits[qlinear.input[3]].data_type == onnx.TensorProto.INT8  # 8-bit weights, no 7-bit reduce_range
+    assert inits[qlinear.input[2]].data_type == onnx.TensorProto.UINT8  # uint8 activations (zero-point type)
+    quant = read_manifest(out).extra["quantization"]
+    assert quant["target"] == "cpu" and quant["method"] == "minmax" and quant["format"] == "QOperator"
+    runner_ = OrtRunner(out, int8_exec="emulate")  # nothing to emulate: the kernels are the deployment
+    assert runner_.backend == "onnxruntime (CPU int8 kernels)"
+    fp32, int8 = (evaluate_artifact(p, synth_data).predictions for p in (tiny_onnx, out))
+    assert (fp32 == int8).mean() >= 0.9
+    bad = runner.invoke(app, ["calibrate", str(tiny_onnx), "--data", str(synth_data), "--out", str(tmp_path / "b.onnx"),
+                              "--target", "cpu", "--method", "entropy"])
+    assert bad.exit_code == 1 and "--target cpu calibrates with" in bad.output

@@ -67,9 +67,12 @@ class OrtRunner:
         self.manifest = read_manifest(path, expect_kind="onnx")
         self.precision = self.manifest.precision or "fp32"
         self.device = device
-        emulate = self.precision == "int8" and int8_exec == "emulate"
+        cpu_target = self.manifest.extra.get("quantization", {}).get("target") == "cpu"
+        emulate = self.precision == "int8" and int8_exec == "emulate" and not cpu_target
         if emulate:
             self.backend = "onnxruntime (Q/DQ emulated)"
+        elif cpu_target:  # QOperator: there is no float form to emulate; these kernels are the deployment
+            self.backend = "onnxruntime (CPU int8 kernels)"
         self.session = make_session(path, device, threads, optimize=not emulate, spin=spin)
         inputs = self.session.get_inputs()
         if len(inputs) != 1:

@@ -264,3 +264,11 @@ def test_batch_outside_the_profile_is_one_line(fake_trt, tiny_onnx: Path, tmp_pa
     assert _build([str(tiny_onnx), "--fp16", "--out", str(engine), "--max-batch", "4"]).exit_code == 0
     with pytest.raises(ConfigError, match="outside the engine's profile"):
         _engine_run(engine, _inputs(8))
+
+
+def test_cpu_target_onnx_is_refused_for_engines(fake_trt, tiny_onnx: Path, synth_data: Path, tmp_path: Path) -> None:
+    from edgeopt.calibrate import calibrate_onnx
+
+    cpu = calibrate_onnx(tiny_onnx, synth_data, tmp_path / "cpu.onnx", num_images=32, batch_size=16, target="cpu").path
+    result = _build([str(cpu), "--int8", "--out", str(tmp_path / "m.engine")])
+    assert result.exit_code == 1 and "--target tensorrt" in result.output and not (tmp_path / "m.engine").exists()
