@@ -14,7 +14,7 @@ import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -38,6 +38,9 @@ from edgeopt.errors import (
     MissingDependencyError,
     VerificationError,
 )
+
+if TYPE_CHECKING:
+    from edgeopt.int8_fallback import FallbackConfig
 
 METHODS = ("minmax", "entropy", "percentile")
 TARGETS = ("tensorrt", "cpu")
@@ -144,27 +147,31 @@ class CalibrationResult:
     quantizer: str
     qdq_nodes: int
     target: str = "tensorrt"
+    fallback: Any = None  # edgeopt.int8_fallback.FallbackResult with --max-f1-drop
 
 
 def calibrate_onnx(model: str | Path, data: str | Path, out: str | Path, *, num_images: int = 512, method: str | None = None,
                    quantizer: str = "onnxruntime", batch_size: int = 32, seed: int = 0,
                    calibration_dir: str | Path | None = None, skip_first_last: bool = False,
-                   target: str = "tensorrt") -> CalibrationResult:
+                   target: str = "tensorrt", fallback: FallbackConfig | None = None) -> CalibrationResult:
     """Quantize an FP32 ONNX artifact to INT8.
 
     ``target="tensorrt"``: a TensorRT-compatible Q/DQ ONNX (symmetric int8, per-channel weights;
     ``method`` default entropy). ``target="cpu"``: an ONNX that ONNX Runtime's CPU int8 kernels run
     accurately and fast on CPUs without VNNI (QOperator, uint8 activations and weights; ``method``
-    default minmax); it is not for TensorRT. The calibration record (``<out stem>.calib.json``) goes
-    into ``calibration_dir``, by default beside ``out``.
+    default minmax); it is not for TensorRT. ``fallback`` leaves the most sensitive layers in float
+    until the macro-F1 drop on its eval data is within budget (``edgeopt.int8_fallback``). The
+    calibration record (``<out stem>.calib.json``) goes into ``calibration_dir``, by default beside
+    ``out``.
     """
     model, out = Path(model), Path(out)
     if target not in TARGETS:
         raise ConfigError(f"--target {target!r} is unknown: use tensorrt or cpu")
     method = method or ("entropy" if target == "tensorrt" else "minmax")
-    if target == "cpu" and (method == "entropy" or quantizer != "onnxruntime" or skip_first_last):
-        raise ConfigError("--target cpu calibrates with onnxruntime's minmax or percentile (no entropy, ModelOpt or "
-                          "--skip-first-last)")
+    if target == "cpu" and (method == "entropy" or quantizer != "onnxruntime" or skip_first_last or fallback):
+        raise ConfigError("--target cpu calibrates with onnxruntime's minmax or percentile (no entropy, ModelOpt, "
+                          "--skip-first-last or --max-f1-drop)")
+    fallback_result = None
     if method not in METHODS:
         raise ConfigError(f"--method {method!r} is unknown: use one of {', '.join(METHODS)}")
     if quantizer not in QUANTIZERS:
@@ -187,16 +194,30 @@ def calibrate_onnx(model: str | Path, data: str | Path, out: str | Path, *, num_
         if target == "cpu":
             served, ranges = _quantize_cpu(model, tmp, batches, input_name, method), {}
         elif quantizer == "onnxruntime":
-            served, ranges = _quantize_ort(model, tmp, batches, input_name, method, skip_first_last)
+            writer = QdqWriter(model, list(batches), input_name, method)
+            try:
+                excluded = first_last_layers(writer.model) if skip_first_last else []
+                if fallback is not None:
+                    from edgeopt.int8_fallback import run_fallback
+
+                    fallback_result = run_fallback(writer, model, fallback, manifest.classes, preprocess, out)
+                    excluded = sorted(set(excluded) | set(fallback_result.float_layers))
+                writer.write(tmp, excluded)
+                served, ranges = writer.served, writer.ranges
+            finally:
+                writer.close()
         else:
-            if skip_first_last:
-                raise ConfigError("--skip-first-last is implemented for --quantizer onnxruntime only")
+            if skip_first_last or fallback is not None:
+                raise ConfigError("--skip-first-last and --max-f1-drop are implemented for --quantizer onnxruntime only")
             served, ranges = _quantize_modelopt(model, tmp, batches, method), {}
         if served == 0:
             raise VerificationError("the calibrator received zero batches; check --data and --batch-size")
         import onnx
 
         quantized = onnx.load(str(tmp))
+        if not any(n.op_type in ("QuantizeLinear", "DequantizeLinear") or n.op_type.startswith("QLinear")
+                   for n in quantized.graph.node):
+            raise VerificationError(f"{model.name} has nothing quantizable (no layer got Q/DQ nodes); keep it in FP32/FP16")
         violations = check_qdq(quantized) if target == "tensorrt" else []
         if violations:
             raise VerificationError(f"quantized model breaks the TensorRT Q/DQ rules: {violations[0]} (+{len(violations) - 1} more)")
@@ -210,6 +231,7 @@ def calibrate_onnx(model: str | Path, data: str | Path, out: str | Path, *, num_
         "images": [{"path": str(s.path.relative_to(cset.root)), "label": cset.classes[s.label], "sha256": sha256_file(s.path)}
                    for s in cset.samples],
         "activation_amax": {k: round(float(v), 6) for k, v in sorted(ranges.items())},
+        "fallback": fallback_result.to_dict() if fallback_result else None,
     }
     atomic_write_json(calib_path, record)
     new = Manifest(kind="onnx", classes=manifest.classes, preprocess=manifest.preprocess, arch=manifest.arch, precision="int8",
@@ -218,9 +240,10 @@ def calibrate_onnx(model: str | Path, data: str | Path, out: str | Path, *, num_
                        **({"format": "QDQ", "activations": "int8 symmetric per-tensor",
                            "weights": "int8 symmetric per-channel (output-channel axis)"} if target == "tensorrt" else CPU_FORMAT),
                        "target": target, "method": method, "quantizer": quantizer, "calibration_manifest": str(calib_path),
-                       "num_images": len(cset.samples), "skip_first_last": skip_first_last}})
+                       "num_images": len(cset.samples), "skip_first_last": skip_first_last,
+                       **({"fallback": fallback_result.summary()} if fallback_result else {})}})
     write_artifact_manifest(out, new, parent=model)
-    return CalibrationResult(out, calib_path, len(cset.samples), served, method, quantizer, qdq_nodes, target)
+    return CalibrationResult(out, calib_path, len(cset.samples), served, method, quantizer, qdq_nodes, target, fallback_result)
 
 
 def _check_input(model: Path, input_name: str) -> None:
@@ -248,53 +271,61 @@ def first_last_layers(model: Any) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _quantize_ort(model: Path, out: Path, batches: Iterator[np.ndarray], input_name: str, method: str,
-                  skip_first_last: bool = False) -> tuple[int, dict[str, float]]:
-    """Calibrate with edgeopt's own ranges (``edgeopt.calib_ranges``), then write Q/DQ with onnxruntime.
+class QdqWriter:
+    """Calibrates once (edgeopt's own ranges, ``edgeopt.calib_ranges``), then writes the Q/DQ model
+    for any set of layers left in float.
 
     ``quantize_static`` would calibrate itself, but its entropy calibrator spreads 128 levels over
     [-t, t] (and, without its bin counts forwarded, equals min-max); TensorRT's entropy puts 128
     levels on |x|. edgeopt computes every activation's amax itself and hands them over as tensor
     overrides; a tensor that only feeds a bounded Clip (ReLU6) gets ``min(calibrated, clip)``.
-    Returns the batches served and the amax of every calibrated tensor.
     """
-    import onnx
-    from onnxruntime.quantization import (
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from edgeopt.calib_ranges import (
-        amax_for,
-        collect_abs_histograms,
-        tensors_to_calibrate,
-    )
+    COMPUTE_OPS = ("Conv", "Gemm", "MatMul", "ConvTranspose")
 
-    data = list(batches)
-    if not data:
-        return 0, {}
-    with tempfile.TemporaryDirectory() as tmpdir:
-        prepped = Path(tmpdir) / "prep.onnx"
-        quant_pre_process(str(model), str(prepped), skip_symbolic_shape=True)
-        graph = onnx.load(str(prepped))
-        histograms = collect_abs_histograms(prepped, data, input_name, tensors_to_calibrate(graph))
-        ranges = {name: max(amax_for(method, *hist), 1e-8) for name, hist in histograms.items()}
-        for name, bound in fused_clip_bounds(graph).items():
-            ranges[name] = min(ranges.get(name, bound), bound)  # never wider than calibrated
-        overrides = {name: [{"rmin": np.array(-v, np.float32), "rmax": np.array(v, np.float32)}] for name, v in ranges.items()}
-        excluded = first_last_layers(graph) if skip_first_last else []
+    def __init__(self, model: Path, data: list[np.ndarray], input_name: str, method: str) -> None:
+        import onnx
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        from edgeopt.calib_ranges import (
+            amax_for,
+            collect_abs_histograms,
+            tensors_to_calibrate,
+        )
+
+        self._tmp = tempfile.TemporaryDirectory()
+        self.prepped = Path(self._tmp.name) / "prep.onnx"
+        quant_pre_process(str(model), str(self.prepped), skip_symbolic_shape=True)
+        self.model = onnx.load(str(self.prepped))
+        self.input_name, self.first_batch, self.served = input_name, data[:1], len(data)
+        histograms = collect_abs_histograms(self.prepped, data, input_name, tensors_to_calibrate(self.model))
+        self.ranges = {name: max(amax_for(method, *hist), 1e-8) for name, hist in histograms.items()}
+        for name, bound in fused_clip_bounds(self.model).items():
+            self.ranges[name] = min(self.ranges.get(name, bound), bound)  # never wider than calibrated
+
+    def compute_layers(self) -> list[tuple[str, str]]:
+        """(name, op) of the layers that carry weights: what can be left in float."""
+        return [(n.name, n.op_type) for n in self.model.graph.node if n.op_type in self.COMPUTE_OPS]
+
+    def write(self, out: Path, excluded: Sequence[str] = ()) -> None:
+        from onnxruntime.quantization import (
+            CalibrationMethod,
+            QuantFormat,
+            QuantType,
+            quantize_static,
+        )
+
+        overrides = {name: [{"rmin": np.array(-v, np.float32), "rmax": np.array(v, np.float32)}] for name, v in self.ranges.items()}
         quantize_static(
-            str(prepped), str(out), _Reader(iter(data[:1]), input_name), quant_format=QuantFormat.QDQ, per_channel=True,
-            nodes_to_exclude=excluded,
-            reduce_range=False, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.MinMax,
+            str(self.prepped), str(out), _Reader(iter(self.first_batch), self.input_name), quant_format=QuantFormat.QDQ,
+            per_channel=True, nodes_to_exclude=list(excluded), reduce_range=False, activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
             extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
                            "TensorQuantOverrides": overrides},
         )
-    return len(data), ranges
+
+    def close(self) -> None:
+        self._tmp.cleanup()
 
 
 def _quantize_cpu(model: Path, out: Path, batches: Iterator[np.ndarray], input_name: str, method: str) -> int:

@@ -25,6 +25,7 @@ from edgeopt.render import (
     console,
     metrics_table,
     render_eval,
+    render_fallback,
     render_manifest,
     render_report,
     render_stats,
@@ -258,6 +259,8 @@ def calibrate_cmd(
     num_images: Annotated[int, typer.Option("--num-images", min=1, help="Calibration subset size (stratified).")] = 512,
     method: Annotated[Optional[str], typer.Option(help="minmax, entropy or percentile (default: entropy for tensorrt, minmax for cpu).")] = None,
     target: Annotated[str, typer.Option("--target", help="tensorrt (Q/DQ for engines) or cpu (ONNX Runtime's CPU int8 kernels).")] = "tensorrt",
+    max_f1_drop: Annotated[Optional[float], typer.Option("--max-f1-drop", help="Leave the most sensitive layers in float until the macro-F1 drop on --eval-data is at most this.")] = None,
+    eval_data: Annotated[Optional[Path], typer.Option("--eval-data", exists=True, file_okay=False, help="Labelled crops for --max-f1-drop (not the test split).")] = None,
     quantizer: Annotated[str, typer.Option(help="onnxruntime, or modelopt (needs edgeopt[modelopt]).")] = "onnxruntime",
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
     seed: Annotated[int, typer.Option()] = 0,
@@ -266,11 +269,17 @@ def calibrate_cmd(
 ) -> None:
     """Quantize to explicit INT8 (Q/DQ ONNX, symmetric, per-channel weights) on real crops."""
     from edgeopt.calibrate import calibrate_onnx
+    from edgeopt.int8_fallback import FallbackConfig
 
+    if (max_f1_drop is None) != (eval_data is None):
+        raise typer.BadParameter("--max-f1-drop and --eval-data go together", param_hint="--max-f1-drop/--eval-data")
+    fallback = FallbackConfig(max_f1_drop, eval_data) if max_f1_drop is not None else None
     with _relay_warnings():
         result = calibrate_onnx(model, data, out, num_images=num_images, method=method, quantizer=quantizer,
                                 batch_size=batch_size, seed=seed, calibration_dir=calibration_dir,
-                                skip_first_last=skip_first_last, target=target)
+                                skip_first_last=skip_first_last, target=target, fallback=fallback)
+    if result.fallback is not None:
+        render_fallback(result.fallback)
     kind = "Q/DQ ONNX for TensorRT" if result.target == "tensorrt" else "ONNX for ONNX Runtime's CPU kernels (QOperator, uint8 activations)"
     console.print(f"INT8 {kind} ({result.method}, {result.quantizer}) -> {result.path}")
     console.print(f"calibrated on {result.num_images} images in {result.batches} batches; {result.qdq_nodes} Q/DQ nodes; "

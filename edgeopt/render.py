@@ -170,3 +170,18 @@ def render_manifest(path, m) -> None:
     for k, v in rows:
         table.add_row(k, v)
     console.print(table)
+
+
+def render_fallback(result) -> None:
+    """``calibrate --max-f1-drop``: the layer table and the F1 it reached."""
+    table = Table(title=f"INT8 sensitivity on {result.eval_images} eval images (most sensitive first)")
+    for col in ("layer", "op", "KL gain", "F1 if float", "kept in float"):
+        table.add_column(col, justify="left" if col in ("layer", "op") else "right")
+    for r in result.layers[:40]:
+        table.add_row(escape(r.name), r.op, f"{r.kl_gain:.5f}", f"{r.f1:.4f}", "yes" if r.kept_float else "")
+    if len(result.layers) > 40:
+        table.add_row(f"... {len(result.layers) - 40} more", "", "", "", "")
+    console.print(table)
+    console.print(f"macro-F1: FP32 {result.f1_fp32:.4f}, all layers INT8 {result.f1_int8:.4f}, "
+                  f"with {len(result.float_layers)} layer(s) in float {result.f1_final:.4f} "
+                  f"(budget: a drop of at most {result.budget})" + (f"; plot {result.plot}" if result.plot else ""))

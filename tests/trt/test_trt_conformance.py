@@ -272,3 +272,20 @@ def test_cpu_target_onnx_is_refused_for_engines(fake_trt, tiny_onnx: Path, synth
     cpu = calibrate_onnx(tiny_onnx, synth_data, tmp_path / "cpu.onnx", num_images=32, batch_size=16, target="cpu").path
     result = _build([str(cpu), "--int8", "--out", str(tmp_path / "m.engine")])
     assert result.exit_code == 1 and "--target tensorrt" in result.output and not (tmp_path / "m.engine").exists()
+
+
+def test_int8_engine_with_layers_left_in_float(fake_trt, tiny_onnx: Path, synth_data: Path, tmp_path: Path) -> None:
+    """What --skip-first-last and --max-f1-drop write (Q/DQ with some float layers) builds as an INT8 engine."""
+    import onnx
+
+    from edgeopt.calibrate import calibrate_onnx
+
+    mixed = calibrate_onnx(tiny_onnx, synth_data, tmp_path / "mixed.onnx", num_images=32, batch_size=16,
+                           skip_first_last=True).path
+    float_weights = {i.name for i in onnx.load(str(mixed)).graph.initializer if i.data_type == onnx.TensorProto.FLOAT}
+    assert any(n.op_type == "Conv" and n.input[1] in float_weights for n in onnx.load(str(mixed)).graph.node)
+    engine = tmp_path / "mixed.engine"
+    result = _build([str(mixed), "--int8", "--out", str(engine), "--max-batch", "4"])
+    assert result.exit_code == 0, result.output
+    x = _inputs()
+    np.testing.assert_allclose(_engine_run(engine, x), _ort(mixed, x), rtol=1e-5, atol=1e-5)

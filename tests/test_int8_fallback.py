@@ -1,0 +1,116 @@
+"""Accuracy-aware INT8: the search, and the whole path on a small trained model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from typer.testing import CliRunner
+
+from edgeopt.artifacts import read_manifest
+from edgeopt.cli import app
+from edgeopt.errors import ConfigError, EdgeoptError, VerificationError
+from edgeopt.int8_fallback import FallbackConfig, choose_prefix, mean_kl
+
+runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_choose_prefix_finds_the_fewest_float_layers() -> None:
+    order = [f"l{i}" for i in range(10)]
+    calls = []
+
+    def f1_with(excluded: list[str]) -> float:  # each float layer recovers 0.01, from 0.80 up to FP32's 0.90
+        calls.append(len(excluded))
+        return 0.80 + 0.01 * len(excluded)
+
+    chosen, f1 = choose_prefix(order, f1_with, 0.90, budget=0.035)
+    assert chosen == order[:7] and f1 == pytest.approx(0.87)  # 6 layers leave 0.04, 7 leave 0.03
+    assert len(calls) <= 8  # doubling and bisection, not one evaluation per prefix length
+    with pytest.raises(VerificationError, match="unreachable"):
+        choose_prefix(order, lambda ex: 0.5, 0.9, budget=0.01)
+
+
+def test_mean_kl_is_zero_for_equal_logits_and_positive_otherwise() -> None:
+    a = np.array([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+    assert mean_kl(a, a) == pytest.approx(0.0, abs=1e-9)
+    p = np.exp(a) / np.exp(a).sum(1, keepdims=True)
+    q = np.full_like(p, 1 / 3)
+    assert mean_kl(a, np.zeros_like(a)) == pytest.approx(np.mean(np.sum(p * np.log(p / q), 1)))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from edgeopt.data.synthetic import render_synthetic
+    from edgeopt.export import export_onnx
+    from edgeopt.train import TrainConfig, train_classifier
+
+    base = tmp_path_factory.mktemp("fallback")
+    data = render_synthetic(base / "data", per_class=12, seed=0, max_side=96)
+    evaluation = render_synthetic(base / "eval", per_class=10, seed=1, max_side=96)
+    run = train_classifier(TrainConfig(model=str(ROOT / "models" / "tiny_cnn.yaml"), data=data, out=base / "run", img_size=32,
+                                       epochs=8, batch_size=16, lr=5e-3, device="cpu", workers=0))
+    onnx_path = export_onnx(run.best_checkpoint, base / "m.onnx", data=data).path
+    return {"data": data, "eval": evaluation, "onnx": onnx_path}
+
+
+def test_max_f1_drop_keeps_sensitive_layers_in_float(trained: dict[str, Path], tmp_path: Path) -> None:
+    from edgeopt.evaluate import evaluate_artifact
+
+    out = tmp_path / "q.onnx"
+    result = runner.invoke(app, ["calibrate", str(trained["onnx"]), "--data", str(trained["data"]), "--out", str(out),
+                                 "--num-images", "24", "--batch-size", "8", "--method", "minmax",
+                                 "--max-f1-drop", "0.003", "--eval-data", str(trained["eval"])])
+    assert result.exit_code == 0, result.output
+    assert "kept in float" in result.output
+    fallback = read_manifest(out).extra["quantization"]["fallback"]
+    assert fallback["float_layers"] and fallback["f1_fp32"] - fallback["f1_final"] <= 0.003 + 1e-9
+    # measured independently: FP32 against the written INT8 model on the same eval images
+    f1_fp32 = evaluate_artifact(trained["onnx"], trained["eval"]).metrics.macro_f1
+    f1_int8 = evaluate_artifact(out, trained["eval"]).metrics.macro_f1
+    assert f1_fp32 - f1_int8 <= 0.003 + 1e-9 and f1_int8 == pytest.approx(fallback["f1_final"], abs=1e-4)
+    graph = onnx.load(str(out)).graph
+    float_weights = {i.name for i in graph.initializer if i.data_type == onnx.TensorProto.FLOAT}
+    weight_layers = [n for n in graph.node if n.op_type in ("Conv", "Gemm", "MatMul")]
+    for node in weight_layers:  # a layer left in float reads float weights; the others dequantized int8 ones
+        assert (node.input[1] in float_weights) == (node.name in fallback["float_layers"]), node.name
+    assert Path(fallback["plot"]).exists() or fallback["plot"] is None
+
+
+def test_fallback_bad_inputs(trained: dict[str, Path], tiny_onnx: Path, tmp_path: Path) -> None:
+    from edgeopt.calibrate import calibrate_onnx
+
+    with pytest.raises(ConfigError, match="--max-f1-drop -0.1 is out of range"):
+        FallbackConfig(-0.1, trained["eval"])
+    result = runner.invoke(app, ["calibrate", str(trained["onnx"]), "--data", str(trained["data"]), "--out",
+                                 str(tmp_path / "q.onnx"), "--max-f1-drop", "-0.1", "--eval-data", str(trained["eval"])])
+    assert result.exit_code == 1 and "out of range" in result.output
+    stranger = tmp_path / "stranger"
+    (stranger / "synthetic_unicorn").mkdir(parents=True)
+    for p in list(Path(trained["eval"]).rglob("*.jpg"))[:2]:
+        (stranger / "synthetic_unicorn" / p.name).write_bytes(p.read_bytes())
+    with pytest.raises(EdgeoptError, match="synthetic_unicorn"):
+        calibrate_onnx(trained["onnx"], trained["data"], tmp_path / "q2.onnx", num_images=24, batch_size=8,
+                       fallback=FallbackConfig(0.01, stranger))
+    assert not (tmp_path / "q2.onnx").exists()
+
+
+def test_a_model_with_nothing_quantizable_is_one_line(synth_data: Path, tmp_path: Path) -> None:
+    from onnx import TensorProto, helper
+
+    from edgeopt.artifacts import Manifest, write_artifact_manifest
+    from edgeopt.calibrate import calibrate_onnx
+
+    graph = helper.make_graph([helper.make_node("Identity", ["input"], ["logits"])], "nothing",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["n", 3, 32, 32])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 3, 32, 32])])
+    path = tmp_path / "nothing.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    classes = sorted(p.name for p in synth_data.iterdir() if p.is_dir())
+    write_artifact_manifest(path, Manifest(kind="onnx", classes=classes, precision="fp32",
+                                           preprocess={"size": 32}, extra={"input": "input", "output": "logits"}))
+    with pytest.raises(VerificationError, match="nothing quantizable"):
+        calibrate_onnx(path, synth_data, tmp_path / "q.onnx", num_images=16, batch_size=8)
+    assert not (tmp_path / "q.onnx").exists()
