@@ -286,6 +286,28 @@ def calibrate_cmd(
                   f"manifest {result.calibration_manifest}")
 
 
+@app.command("qat")
+def qat_cmd(
+    checkpoint: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="best.pt from edgeopt train.")],
+    data: Annotated[Path, typer.Option("--data", exists=True, file_okay=False, help="Training crops (<class>/<image>).")],
+    out: Annotated[Path, typer.Option("--out", help="Output Q/DQ INT8 .onnx path.")] = Path("model.qat.onnx"),
+    epochs: Annotated[int, typer.Option(help="Fine-tuning epochs with fake quantization.")] = 3,
+    lr: Annotated[float, typer.Option(help="Learning rate (low: the weights only adapt).")] = 1e-4,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 32,
+    num_images: Annotated[int, typer.Option("--num-images", help="Images for the activation ranges.")] = 256,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "cpu",
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Quantization-aware fine-tuning -> a Q/DQ INT8 ONNX in the form TensorRT takes."""
+    from edgeopt.qat import QatConfig, qat_finetune
+
+    with _relay_warnings():
+        result = qat_finetune(QatConfig(checkpoint=checkpoint, data=data, out=out, epochs=epochs, lr=lr,
+                                        batch_size=batch_size, num_calib_images=num_images, device=device, seed=seed),
+                              log=lambda m: console.print(escape(m)))
+    console.print(f"QAT INT8 Q/DQ ONNX ({result.quantized_layers} quantized layers, {result.seconds:.1f}s) -> {result.path}")
+
+
 # -- build-engine -----------------------------------------------------------------------------
 @app.command("build-engine")
 def build_engine_cmd(
