@@ -225,8 +225,8 @@ def qat_finetune(config: QatConfig, log: Callable[[str], None] = print) -> QatRe
 def _export_qdq(model: nn.Module, manifest: Manifest, preprocess: Any, config: QatConfig, layers: int, history: list[float]) -> None:
     import onnx
 
-    from edgeopt.calibrate import check_qdq
     from edgeopt.export import INPUT_NAME, OUTPUT_NAME
+    from edgeopt.quantize import check_qdq
     from edgeopt.runtime.ort_runner import make_session
 
     x = torch.zeros(1, 3, preprocess.size, preprocess.size)

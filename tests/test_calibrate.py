@@ -133,8 +133,8 @@ def _tensor_amax(onnx_path: Path, names: list[str], images: np.ndarray) -> dict[
 def test_tensors_feeding_relu6_get_min_of_calibrated_and_clip(tiny_onnx: Path, synth_data: Path, tmp_path: Path) -> None:
     from onnx import numpy_helper
 
-    from edgeopt.calibrate import fused_clip_bounds
     from edgeopt.data.presets import Preprocess
+    from edgeopt.quantize import fused_clip_bounds
     from edgeopt.runtime.ort_runner import OrtRunner
 
     bounds = fused_clip_bounds(onnx.load(str(tiny_onnx)))
@@ -221,8 +221,8 @@ def test_skip_first_last_leaves_stem_and_classifier_in_float(tiny_onnx: Path, sy
 
 
 def test_skip_first_last_refuses_unnamed_layers(tiny_onnx: Path) -> None:
-    from edgeopt.calibrate import first_last_layers
     from edgeopt.errors import ConfigError
+    from edgeopt.quantize import first_last_layers
 
     model = onnx.load(str(tiny_onnx))
     named = first_last_layers(model)

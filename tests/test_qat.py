@@ -11,9 +11,9 @@ import torch
 from typer.testing import CliRunner
 
 from edgeopt.artifacts import read_manifest
-from edgeopt.calibrate import check_qdq
 from edgeopt.cli import app
 from edgeopt.qat import FakeQuant, fold_batchnorm, insert_fake_quant
+from edgeopt.quantize import check_qdq
 
 runner = CliRunner()
 
