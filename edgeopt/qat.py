@@ -92,9 +92,14 @@ class FakeQuant(nn.Module):
         w = self.layer.weight
         w_scale = self.weight_scale if self.weight_scale is not None else w.detach().abs().flatten(1).amax(1).clamp(min=1e-8) / 127.0
         w = torch.fake_quantize_per_channel_affine(w, w_scale, torch.zeros_like(w_scale, dtype=torch.int32), 0, -128, 127)
-        if isinstance(self.layer, nn.Conv2d):
-            return self.layer._conv_forward(x, w, self.layer.bias)
-        return F.linear(x, w, self.layer.bias)
+        layer = self.layer
+        if isinstance(layer, nn.Linear):
+            return F.linear(x, w, layer.bias)
+        if type(layer).forward is not nn.Conv2d.forward:  # timm's Conv2dSame pads per input, TensorFlow-style
+            from timm.layers import conv2d_same
+
+            return conv2d_same(x, w, layer.bias, layer.stride, layer.padding, layer.dilation, layer.groups)
+        return layer._conv_forward(x, w, layer.bias)
 
 
 def fold_batchnorm(model: nn.Module) -> int:
@@ -120,12 +125,17 @@ def fold_batchnorm(model: nn.Module) -> int:
 
 
 def insert_fake_quant(model: nn.Module) -> list[FakeQuant]:
+    """Wrap every Conv2d and Linear; a Conv2d subclass with a forward of its own other than timm's
+    ``Conv2dSame`` is refused (its arithmetic would be lost)."""
     wrapped = []
     for parent in list(model.modules()):
         if isinstance(parent, FakeQuant):
             continue
         for name, child in list(parent._modules.items()):
             if isinstance(child, (nn.Conv2d, nn.Linear)) and not isinstance(parent, FakeQuant):
+                custom = isinstance(child, nn.Conv2d) and type(child).forward is not nn.Conv2d.forward
+                if custom and type(child).__name__ != "Conv2dSame":
+                    raise ConfigError(f"QAT cannot quantize {type(child).__name__} (a Conv2d with its own forward)")
                 parent._modules[name] = FakeQuant(child)
                 wrapped.append(parent._modules[name])
     return wrapped
