@@ -74,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         entry = {"name": name, "path": str(path), "f1_test": round(f1, 4), "drop": round(f1_fp32 - f1, 4), **extra}
         record["rows"].append(entry)
         print(json.dumps(entry), flush=True)
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / f"{args.name}.json").write_text(json.dumps(record, indent=2) + "\n")  # after every row
 
     if "ptq" not in args.skip:
         for method in ("entropy", "minmax", "percentile"):
