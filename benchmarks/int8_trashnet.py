@@ -5,7 +5,9 @@ checkpoint neither trained on nor was selected on). Calibration uses 512 pool im
 fallback's sensitivity search (`--max-f1-drop`) uses another 400 pool images (training images of
 the checkpoint: the test split stays out of every choice). INT8 Q/DQ accuracy is emulated Q/DQ
 (quantize-dequantize around float ops in ONNX Runtime); the CPU target is timed and scored with
-ONNX Runtime's real int8 kernels. Latency: batch 1 and 32, median of 200 / 30 runs, on this machine.
+ONNX Runtime's real int8 kernels. Latency: batch 1 and 32, median of 200 / 30 runs, on this machine;
+the JSON's machine record says whether its CPU has VNNI (``cpu_flags``), which decides what ONNX
+Runtime's int8 kernels can do.
 
   python benchmarks/int8_trashnet.py --checkpoint runs/finetune/finetune_lite0_96/best.pt --split runs/finetune/split
 """
@@ -92,10 +94,11 @@ def main(argv: list[str] | None = None) -> int:
         q = qat_finetune(QatConfig(checkpoint=args.checkpoint, data=pool, out=work / "qat.onnx", epochs=args.qat_epochs))
         row(f"QAT {args.qat_epochs} epochs (emulated Q/DQ)", q.path, seconds=round(time.perf_counter() - t0, 1))
     if "cpu" not in args.skip:
-        q = calibrate_onnx(fp32, pool, work / "cpu.onnx", num_images=512, target="cpu")
-        lat = {f"b{b}_ms": {"fp32": round(latency_ms(fp32, b, size, runs), 3), "int8": round(latency_ms(q.path, b, size, runs), 3)}
-               for b, runs in ((1, 200), (32, 30))}
-        row("CPU target (ONNX Runtime int8 kernels)", q.path, exec_="kernels", latency=lat)
+        for target in ("cpu", "cpu-vnni"):
+            q = calibrate_onnx(fp32, pool, work / f"{target}.onnx", num_images=512, target=target)
+            lat = {f"b{b}_ms": {"fp32": round(latency_ms(fp32, b, size, runs), 3), "int8": round(latency_ms(q.path, b, size, runs), 3)}
+                   for b, runs in ((1, 200), (32, 30))}
+            row(f"--target {target} (ONNX Runtime int8 kernels)", q.path, exec_="kernels", latency=lat)
         ptq = work / "ptq_entropy.onnx"
         if ptq.exists():
             row("PTQ entropy Q/DQ on ONNX Runtime's int8 kernels", ptq, exec_="kernels",

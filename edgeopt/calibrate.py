@@ -47,13 +47,18 @@ if TYPE_CHECKING:
     from edgeopt.int8_fallback import FallbackConfig
 
 METHODS = ("minmax", "entropy", "percentile")
-TARGETS = ("tensorrt", "cpu")
-# --target cpu, chosen by measurement (benchmarks/README.md, "INT8 on a CPU without VNNI": Lite0 at
-# 96 px, AVX2 CPU): QOperator (fused QLinearConv kernels) with uint8 asymmetric activations and 8-bit
-# per-channel weights (ONNX Runtime stores per-channel weights as int8) kept F1 and ran about twice
-# as fast as FP32; 7-bit weights (reduce_range) lost 0.015 F1, per-tensor weights collapsed, and
-# the symmetric int8 Q/DQ form kept F1 but ran slower than FP32
-CPU_FORMAT = {"format": "QOperator", "activations": "uint8 asymmetric per-tensor", "weights": "int8 per-channel (8-bit)"}
+TARGETS = ("tensorrt", "cpu", "cpu-vnni")
+# The CPU targets, chosen by measurement (benchmarks/README.md, "INT8 for ONNX Runtime's CPU kernels";
+# Lite0 at 96 px): QOperator (fused QLinearConv kernels) with uint8 activations and per-channel
+# weights. Without VNNI, ORT's AVX2 u8 x s8 kernels add pairs of products into saturating int16
+# (255 * 127 * 2 overflows): 7-bit weights (reduce_range) cannot overflow, so "cpu" is exact on
+# any x86 CPU; "cpu-vnni" keeps 8-bit weights, which only VNNI/AMX CPUs compute without saturation.
+CPU_FORMATS = {
+    "cpu": {"format": "QOperator", "activations": "uint8 symmetric per-tensor", "weights": "int8 per-channel, 7-bit (reduce_range)",
+            "reduce_range": True},
+    "cpu-vnni": {"format": "QOperator", "activations": "uint8 symmetric per-tensor", "weights": "int8 per-channel, 8-bit",
+                 "reduce_range": False},
+}
 QUANTIZERS = ("onnxruntime", "modelopt")
 RECOMMENDED_IMAGES = 300
 
@@ -148,18 +153,19 @@ def calibrate_onnx(model: str | Path, data: str | Path, out: str | Path, *, num_
 
     ``target="tensorrt"``: a TensorRT-compatible Q/DQ ONNX (symmetric int8, per-channel weights;
     ``method`` default entropy). ``target="cpu"``: an ONNX that ONNX Runtime's CPU int8 kernels run
-    accurately and fast on CPUs without VNNI (QOperator, uint8 activations and weights; ``method``
-    default minmax); it is not for TensorRT. ``fallback`` leaves the most sensitive layers in float
+    accurately on any x86 CPU, VNNI or not (QOperator, uint8 activations, 7-bit per-channel
+    weights; ``method`` default minmax); ``"cpu-vnni"``: the same with 8-bit weights, for CPUs with
+    VNNI/AMX only. Neither is for TensorRT. ``fallback`` leaves the most sensitive layers in float
     until the macro-F1 drop on its eval data is within budget (``edgeopt.int8_fallback``). The
     calibration record (``<out stem>.calib.json``) goes into ``calibration_dir``, by default beside
     ``out``.
     """
     model, out = Path(model), Path(out)
     if target not in TARGETS:
-        raise ConfigError(f"--target {target!r} is unknown: use tensorrt or cpu")
+        raise ConfigError(f"--target {target!r} is unknown: use one of {', '.join(TARGETS)}")
     method = method or ("entropy" if target == "tensorrt" else "minmax")
-    if target == "cpu" and (method == "entropy" or quantizer != "onnxruntime" or skip_first_last or fallback):
-        raise ConfigError("--target cpu calibrates with onnxruntime's minmax or percentile (no entropy, ModelOpt, "
+    if target in CPU_FORMATS and (method == "entropy" or quantizer != "onnxruntime" or skip_first_last or fallback):
+        raise ConfigError(f"--target {target} calibrates with onnxruntime's minmax or percentile (no entropy, ModelOpt, "
                           "--skip-first-last or --max-f1-drop)")
     fallback_result = None
     if method not in METHODS:
@@ -181,8 +187,8 @@ def calibrate_onnx(model: str | Path, data: str | Path, out: str | Path, *, num_
         raise ConfigError(f"{model} has a fixed batch of {static}: calibrate it with --batch-size {static}")
     batches = iter_calibration_batches(cset, preprocess, batch_size, fixed_batch=bool(static))
     with atomic_path(out) as tmp:
-        if target == "cpu":
-            served, ranges = quantize_cpu(model, tmp, batches, input_name, method), {}
+        if target in CPU_FORMATS:
+            served, ranges = quantize_cpu(model, tmp, batches, input_name, method, CPU_FORMATS[target]["reduce_range"]), {}
         elif quantizer == "onnxruntime":
             writer = QdqWriter(model, list(batches), input_name, method)
             try:
@@ -228,7 +234,8 @@ def calibrate_onnx(model: str | Path, data: str | Path, out: str | Path, *, num_
                    tools=tool_versions("onnx", "onnxruntime", "nvidia-modelopt"),
                    extra={**manifest.extra, "quantization": {
                        **({"format": "QDQ", "activations": "int8 symmetric per-tensor",
-                           "weights": "int8 symmetric per-channel (output-channel axis)"} if target == "tensorrt" else CPU_FORMAT),
+                           "weights": "int8 symmetric per-channel (output-channel axis)"} if target == "tensorrt"
+                          else {k: v for k, v in CPU_FORMATS[target].items() if k != "reduce_range"}),
                        "target": target, "method": method, "quantizer": quantizer, "calibration_manifest": str(calib_path),
                        "num_images": len(cset.samples), "skip_first_last": skip_first_last,
                        **({"fallback": fallback_result.summary()} if fallback_result else {})}})

@@ -258,7 +258,7 @@ def calibrate_cmd(
     out: Annotated[Path, typer.Option("--out", help="Output Q/DQ INT8 .onnx path.")] = Path("model.int8.onnx"),
     num_images: Annotated[int, typer.Option("--num-images", min=1, help="Calibration subset size (stratified).")] = 512,
     method: Annotated[Optional[str], typer.Option(help="minmax, entropy or percentile (default: entropy for tensorrt, minmax for cpu).")] = None,
-    target: Annotated[str, typer.Option("--target", help="tensorrt (Q/DQ for engines) or cpu (ONNX Runtime's CPU int8 kernels).")] = "tensorrt",
+    target: Annotated[str, typer.Option("--target", help="tensorrt (Q/DQ for engines), cpu (ONNX Runtime's int8 kernels on any x86 CPU) or cpu-vnni (8-bit weights, VNNI/AMX CPUs only).")] = "tensorrt",
     max_f1_drop: Annotated[Optional[float], typer.Option("--max-f1-drop", help="Leave the most sensitive layers in float until the macro-F1 drop on --eval-data is at most this.")] = None,
     eval_data: Annotated[Optional[Path], typer.Option("--eval-data", exists=True, file_okay=False, help="Labelled crops for --max-f1-drop (not the test split).")] = None,
     quantizer: Annotated[str, typer.Option(help="onnxruntime, or modelopt (needs edgeopt[modelopt]).")] = "onnxruntime",
@@ -280,7 +280,7 @@ def calibrate_cmd(
                                 skip_first_last=skip_first_last, target=target, fallback=fallback)
     if result.fallback is not None:
         render_fallback(result.fallback)
-    kind = "Q/DQ ONNX for TensorRT" if result.target == "tensorrt" else "ONNX for ONNX Runtime's CPU kernels (QOperator, uint8 activations)"
+    kind = "Q/DQ ONNX for TensorRT" if result.target == "tensorrt" else f"ONNX for ONNX Runtime's CPU kernels ({result.target}, QOperator)"
     console.print(f"INT8 {kind} ({result.method}, {result.quantizer}) -> {result.path}")
     console.print(f"calibrated on {result.num_images} images in {result.batches} batches; {result.qdq_nodes} Q/DQ nodes; "
                   f"manifest {result.calibration_manifest}")

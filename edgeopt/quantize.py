@@ -99,8 +99,11 @@ class QdqWriter:
         self._tmp.cleanup()
 
 
-def quantize_cpu(model: Path, out: Path, batches: Iterator[np.ndarray], input_name: str, method: str) -> int:
-    """ONNX Runtime's own calibration and QOperator U8U8 quantization (see ``CPU_FORMAT``)."""
+def quantize_cpu(model: Path, out: Path, batches: Iterator[np.ndarray], input_name: str, method: str,
+                 reduce_range: bool) -> int:
+    """ONNX Runtime's own calibration and QOperator quantization for its CPU kernels (see
+    ``edgeopt.calibrate.CPU_FORMATS``): uint8 symmetric activations, per-channel weights, 7-bit with
+    ``reduce_range``."""
     import logging
 
     from onnxruntime.quantization import (
@@ -123,9 +126,10 @@ def quantize_cpu(model: Path, out: Path, batches: Iterator[np.ndarray], input_na
             prepped = Path(tmpdir) / "prep.onnx"
             quant_pre_process(str(model), str(prepped), skip_symbolic_shape=True)
             quantize_static(str(prepped), str(out), reader, quant_format=QuantFormat.QOperator, per_channel=True,
-                            reduce_range=False, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            reduce_range=reduce_range, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                             calibrate_method={"minmax": CalibrationMethod.MinMax,
-                                              "percentile": CalibrationMethod.Percentile}[method])
+                                              "percentile": CalibrationMethod.Percentile}[method],
+                            extra_options={"ActivationSymmetric": True})
     finally:
         root.setLevel(level)
     return reader.served

@@ -247,10 +247,19 @@ def test_cpu_target_runs_on_onnxruntime_kernels(tiny_onnx: Path, synth_data: Pat
     graph = onnx.load(str(out)).graph
     qlinear = next(n for n in graph.node if n.op_type == "QLinearConv")
     inits = {i.name: i for i in graph.initializer}
-    assert inits[qlinear.input[3]].data_type == onnx.TensorProto.INT8  # 8-bit weights, no 7-bit reduce_range
+    weights = onnx.numpy_helper.to_array(inits[qlinear.input[3]])
+    assert weights.dtype == np.int8 and np.abs(weights).max() <= 64  # 7-bit weights: AVX2's int16 sums cannot saturate
     assert inits[qlinear.input[2]].data_type == onnx.TensorProto.UINT8  # uint8 activations (zero-point type)
     quant = read_manifest(out).extra["quantization"]
     assert quant["target"] == "cpu" and quant["method"] == "minmax" and quant["format"] == "QOperator"
+    vnni = tmp_path / "vnni.onnx"
+    result = runner.invoke(app, ["calibrate", str(tiny_onnx), "--data", str(synth_data), "--out", str(vnni), "--target",
+                                 "cpu-vnni", "--num-images", "32", "--batch-size", "16"])
+    assert result.exit_code == 0, result.output
+    vgraph = onnx.load(str(vnni)).graph
+    vconv = next(n for n in vgraph.node if n.op_type == "QLinearConv")
+    vinits = {i.name: i for i in vgraph.initializer}
+    assert np.abs(onnx.numpy_helper.to_array(vinits[vconv.input[3]])).max() > 64  # full 8-bit weights
     runner_ = OrtRunner(out, int8_exec="emulate")  # nothing to emulate: the kernels are the deployment
     assert runner_.backend == "onnxruntime (CPU int8 kernels)"
     fp32, int8 = (evaluate_artifact(p, synth_data).predictions for p in (tiny_onnx, out))

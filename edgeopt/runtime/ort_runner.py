@@ -67,7 +67,7 @@ class OrtRunner:
         self.manifest = read_manifest(path, expect_kind="onnx")
         self.precision = self.manifest.precision or "fp32"
         self.device = device
-        cpu_target = self.manifest.extra.get("quantization", {}).get("target") == "cpu"
+        cpu_target = self.manifest.extra.get("quantization", {}).get("target") in ("cpu", "cpu-vnni")
         emulate = self.precision == "int8" and int8_exec == "emulate" and not cpu_target
         if emulate:
             self.backend = "onnxruntime (Q/DQ emulated)"

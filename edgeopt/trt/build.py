@@ -79,7 +79,7 @@ def build_engine(onnx: str | Path, out: str | Path, options: BuildOptions, log: 
     onnx, out = Path(onnx), Path(out)
     require_kind(out, "engine", "--out")
     info = read_onnx_info(onnx, options)
-    if info.manifest is not None and info.manifest.extra.get("quantization", {}).get("target") == "cpu":
+    if info.manifest is not None and info.manifest.extra.get("quantization", {}).get("target") in ("cpu", "cpu-vnni"):
         raise ConfigError(f"{onnx.name} was quantized for ONNX Runtime's CPU kernels (--target cpu); TensorRT needs "
                           "the Q/DQ form: edgeopt calibrate --target tensorrt")
     trt = import_tensorrt()
