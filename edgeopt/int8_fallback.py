@@ -209,7 +209,7 @@ def plot_sensitivity(result: FallbackResult, path: Path) -> Path:
 
     from edgeopt.artifacts import atomic_path
 
-    rows = result.layers
+    rows = [r for r in result.layers if r.f1 == r.f1]  # the measured weight layers (the other ops have no score)
     fig, ax = plt.subplots(figsize=(max(6, len(rows) * 0.12), 3.5))
     ax.bar(range(len(rows)), [r.kl_gain for r in rows], color=["tab:red" if r.kept_float else "tab:blue" for r in rows])
     ax.set_xlabel("layer (most sensitive first)")
