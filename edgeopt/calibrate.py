@@ -54,9 +54,9 @@ TARGETS = ("tensorrt", "cpu", "cpu-vnni")
 # (255 * 127 * 2 overflows): 7-bit weights (reduce_range) cannot overflow, so "cpu" is exact on
 # any x86 CPU; "cpu-vnni" keeps 8-bit weights, which only VNNI/AMX CPUs compute without saturation.
 CPU_FORMATS = {
-    "cpu": {"format": "QOperator", "activations": "uint8 symmetric per-tensor", "weights": "int8 per-channel, 7-bit (reduce_range)",
+    "cpu": {"format": "QOperator", "activations": "uint8 asymmetric per-tensor", "weights": "int8 per-channel, 7-bit (reduce_range)",
             "reduce_range": True},
-    "cpu-vnni": {"format": "QOperator", "activations": "uint8 symmetric per-tensor", "weights": "int8 per-channel, 8-bit",
+    "cpu-vnni": {"format": "QOperator", "activations": "uint8 asymmetric per-tensor", "weights": "int8 per-channel, 8-bit",
                  "reduce_range": False},
 }
 QUANTIZERS = ("onnxruntime", "modelopt")
@@ -153,7 +153,7 @@ def calibrate_onnx(model: str | Path, data: str | Path, out: str | Path, *, num_
 
     ``target="tensorrt"``: a TensorRT-compatible Q/DQ ONNX (symmetric int8, per-channel weights;
     ``method`` default entropy). ``target="cpu"``: an ONNX that ONNX Runtime's CPU int8 kernels run
-    accurately on any x86 CPU, VNNI or not (QOperator, uint8 activations, 7-bit per-channel
+    exactly on any x86 CPU, VNNI or not (QOperator, uint8 activations, 7-bit per-channel
     weights; ``method`` default minmax); ``"cpu-vnni"``: the same with 8-bit weights, for CPUs with
     VNNI/AMX only. Neither is for TensorRT. ``fallback`` leaves the most sensitive layers in float
     until the macro-F1 drop on its eval data is within budget (``edgeopt.int8_fallback``). The
