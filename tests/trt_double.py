@@ -308,7 +308,6 @@ class _Context:
         self.version = surface["version"]
         self.major = int(self.version.split(".")[0])
         self.classes: dict[str, type] = {}
-        self.calls: list[str] = []  # "Class.method" in call order, for tests
 
     def new(self, qual: str, **state):
         """An object the C++ side returns (no Python constructor runs)."""
@@ -422,7 +421,6 @@ def _checked(ctx: _Context, qual: str, name: str, sigs: list[str], impl: Callabl
                                 + f"\n\nInvoked with: {', '.join(shown)}")
         if name == "__init__":
             self.__dict__["_double_initialized"] = True
-        ctx.calls.append(where)
         if impl is None:
             if name == "__init__":
                 return None
@@ -804,7 +802,7 @@ class _Runtime:
             kind = _ONNX_TO_TRT[tt.elem_type]
             shape = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in tt.shape.dim)
             io.append({"name": value.name, "mode": mode, "dtype": kind, "shape": shape})
-        return ctx.new("ICudaEngine", _engine=engine, _io=io, _props={})
+        return ctx.new("ICudaEngine", _engine=engine, _io=io, _logger=self._logger, _props={})
 
 
 class _ICudaEngine:
@@ -878,8 +876,7 @@ class _IExecutionContext:
         feeds = {}
         for t in engine._io:
             if t["name"] not in self._addresses:
-                _log(ctx, engine._ctx_logger if hasattr(engine, "_ctx_logger") else ctx.mod.Logger(), "ERROR",
-                     f"Address is not set for {t['name']}")
+                _log(ctx, engine._logger, "ERROR", f"Address is not set for {t['name']}")
                 return False
         for t in engine._io:
             if t["mode"] == "INPUT":
