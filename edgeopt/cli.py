@@ -286,6 +286,34 @@ def calibrate_cmd(
                   f"manifest {result.calibration_manifest}")
 
 
+@app.command("prune")
+def prune_cmd(
+    checkpoint: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="best.pt from edgeopt train.")],
+    target_macs: Annotated[str, typer.Option("--target-macs", help="MACs to prune down to, e.g. 20M.")],
+    data: Annotated[Path, typer.Option("--data", exists=True, file_okay=False, help="Crops to fine-tune on.")],
+    out: Annotated[Path, typer.Option("--out", help="Run folder: pruned.pt, then best.pt after fine-tuning.")] = Path("runs/prune"),
+    epochs: Annotated[int, typer.Option(help="Distillation fine-tuning epochs (0: prune only).")] = 10,
+    importance: Annotated[str, typer.Option(help="l2 (weight magnitude) or taylor (first-order, on --data).")] = "l2",
+    global_pruning: Annotated[bool, typer.Option("--global/--uniform", help="Rank channels across layers, or prune each layer alike.")] = False,
+    lr: Annotated[float, typer.Option(help="Fine-tuning learning rate.")] = 1e-3,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
+    val_split: Annotated[float, typer.Option("--val-split", help="0 fine-tunes on all of --data for --epochs.")] = 0.2,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Structured channel pruning (Torch-Pruning) to a MAC target, then distillation from the unpruned model."""
+    from edgeopt.prune import PruneConfig, parse_macs, prune_checkpoint
+
+    with _relay_warnings():
+        result = prune_checkpoint(PruneConfig(checkpoint=checkpoint, data=data, out=out, target_macs=parse_macs(target_macs),
+                                              epochs=epochs, importance=importance, global_pruning=global_pruning, lr=lr,
+                                              batch_size=batch_size, val_split=val_split, device=device, seed=seed),
+                                  log=lambda m: console.print(escape(m)))
+    if result.best_checkpoint is not None:
+        f1 = "" if result.best_macro_f1 != result.best_macro_f1 else f", val macro-F1 {result.best_macro_f1:.4f}"
+        console.print(f"fine-tuned {result.macs_after / 1e6:.2f}M-MAC model{f1} -> {result.best_checkpoint}")
+
+
 @app.command("qat")
 def qat_cmd(
     checkpoint: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="best.pt from edgeopt train.")],

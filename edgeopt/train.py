@@ -24,6 +24,7 @@ from edgeopt.artifacts import atomic_path, atomic_write_json
 from edgeopt.checkpoint import (
     CHECKPOINT_FORMAT,
     cpu_state,
+    load_checkpoint,
     read_checkpoint,
     save_checkpoint,
 )
@@ -80,6 +81,7 @@ class TrainConfig:
     workers: int | None = None
     resume: bool = False
     amp: bool = True
+    init_checkpoint: Path | None = None  # start from this checkpoint's architecture and weights (e.g. a pruned model)
 
     def __post_init__(self) -> None:
         # fine-tuning keeps what pretraining gives: a lower lr and milder crops (measured on held-out
@@ -108,6 +110,7 @@ class TrainConfig:
         self.data, self.out = Path(self.data), Path(self.out)
         self.val = Path(self.val) if self.val else None
         self.teachers = [Path(t) for t in self.teachers]
+        self.init_checkpoint = Path(self.init_checkpoint) if self.init_checkpoint else None
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -246,7 +249,13 @@ def train_classifier(config: TrainConfig, callbacks: Callbacks | None = None) ->
     train_scan, val_scan = load_splits(config)
     classes = train_scan.classes
     preprocess = preset_for_model(config.model, config.img_size, config.resize)
-    model, arch = create_model(config.model, len(classes), pretrained=config.pretrained)
+    if config.init_checkpoint is not None:
+        model, init_manifest = load_checkpoint(config.init_checkpoint)
+        if list(init_manifest.classes) != list(classes):
+            raise ConfigError(f"{config.init_checkpoint} has classes {init_manifest.classes}, the data {classes}")
+        arch = read_checkpoint(config.init_checkpoint)["arch"]
+    else:
+        model, arch = create_model(config.model, len(classes), pretrained=config.pretrained)
     complexity = count_complexity(model, config.img_size)
     teachers = load_teachers(config.teachers, classes, device)
     view_size = max([config.img_size] + [t.preprocess.size for t in teachers])

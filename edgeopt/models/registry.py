@@ -113,13 +113,53 @@ def _replace_torchvision_head(model: nn.Module, num_classes: int) -> None:
 
 
 def rebuild_model(arch: dict[str, Any]) -> nn.Module:
-    """Rebuild the (untrained) module an ``arch`` record describes, for loading a state dict."""
+    """Rebuild the (untrained) module an ``arch`` record describes, for loading a state dict.
+
+    A pruned model's record carries ``layer_shapes`` (every conv, linear and norm layer's weight
+    shape and groups): the base model is built, then those layers take their pruned shapes.
+    """
     if arch.get("source") == "yaml":
         from edgeopt.models.dsl import build_from_yaml_text
 
-        return build_from_yaml_text(arch["yaml"], arch["num_classes"], source=arch.get("name", "yaml"))
-    model, _ = _create_library_model(arch["name"], arch["num_classes"], False, **arch.get("kwargs", {}))
+        model = build_from_yaml_text(arch["yaml"], arch["num_classes"], source=arch.get("name", "yaml"))
+    else:
+        model, _ = _create_library_model(arch["name"], arch["num_classes"], False, **arch.get("kwargs", {}))
+    if arch.get("layer_shapes"):
+        apply_layer_shapes(model, arch["layer_shapes"])
     return model
+
+
+def layer_shapes(model: nn.Module) -> dict[str, list[int]]:
+    """``{module name: [*weight shape, groups]}`` of every Conv2d, Linear and BatchNorm2d."""
+    shapes = {}
+    for name, module in model.named_modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear, nn.BatchNorm2d)) and getattr(module, "weight", None) is not None:
+            shapes[name] = [*module.weight.shape, getattr(module, "groups", 1)]
+    return shapes
+
+
+def apply_layer_shapes(model: nn.Module, shapes: dict[str, list[int]]) -> None:
+    """Give the named layers the recorded shapes (uninitialised: a state dict fills them)."""
+    import torch
+
+    modules = dict(model.named_modules())
+    for name, record in shapes.items():
+        module = modules.get(name)
+        if module is None:
+            raise ConfigError(f"pruned layer {name!r} is not in {type(model).__name__}: the checkpoint's record does not fit")
+        *shape, groups = record
+        if isinstance(module, nn.Conv2d):
+            module.out_channels, module.groups, module.in_channels = shape[0], groups, shape[1] * groups
+        elif isinstance(module, nn.Linear):
+            module.out_features, module.in_features = shape
+        elif isinstance(module, nn.BatchNorm2d):
+            module.num_features = shape[0]
+            for buffer in ("running_mean", "running_var"):
+                if getattr(module, buffer, None) is not None:
+                    setattr(module, buffer, torch.empty(shape[0]))
+        module.weight = nn.Parameter(torch.empty(shape))
+        if getattr(module, "bias", None) is not None:
+            module.bias = nn.Parameter(torch.empty(shape[0]))
 
 
 def pretrained_config(name: str) -> tuple[int, tuple[float, float, float], tuple[float, float, float]]:

@@ -59,7 +59,7 @@ def test_pretrained_lite_mapping_matches_reference_logits(variant: int, tensors:
     import timm
     from efficientnet_lite_pytorch import EfficientNet
 
-    from edgeopt.models.pretrained import load_efficientnet_lite, lite_weights_path
+    from edgeopt.models.pretrained import lite_weights_path, load_efficientnet_lite
 
     model = timm.create_model(f"tf_efficientnet_lite{variant}", pretrained=False).eval()
     before = {k: v.clone() for k, v in model.state_dict().items()}
