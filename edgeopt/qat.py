@@ -150,7 +150,7 @@ def qat_finetune(config: QatConfig, log: Callable[[str], None] = print) -> QatRe
     from edgeopt.data.folder import scan_folder
     from edgeopt.data.loaders import cached_datasets
     from edgeopt.data.presets import Preprocess
-    from edgeopt.distill import view_for
+    from edgeopt.distill import KDConfig, kd_loss, view_for
     from edgeopt.runtime.torch_runner import resolve_device
 
     require_kind(config.out, "onnx", "--out")
@@ -202,7 +202,7 @@ def qat_finetune(config: QatConfig, log: Callable[[str], None] = print) -> QatRe
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs * len(loader))
     history = []
-    T = config.kd_temperature
+    kd = KDConfig(config.kd_temperature, config.kd_alpha, "all")
     for epoch in range(config.epochs):
         model.train()
         for m in model.modules():  # BN is folded; any other norm keeps its running statistics
@@ -214,9 +214,8 @@ def qat_finetune(config: QatConfig, log: Callable[[str], None] = print) -> QatRe
             view = view_for(x, preprocess)
             logits = model(view)
             with torch.no_grad():
-                soft = F.softmax(teacher(view) / T, dim=1)
-            kd = F.kl_div(F.log_softmax(logits / T, dim=1), soft, reduction="batchmean") * T * T
-            loss = config.kd_alpha * kd + (1 - config.kd_alpha) * F.cross_entropy(logits, y, label_smoothing=0.1)
+                teacher_logits = teacher(view)
+            loss = kd_loss(logits, [teacher_logits], y, kd, F.cross_entropy(logits, y, label_smoothing=0.1))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
