@@ -314,6 +314,30 @@ def prune_cmd(
         console.print(f"fine-tuned {result.macs_after / 1e6:.2f}M-MAC model{f1} -> {result.best_checkpoint}")
 
 
+@app.command("decompose")
+def decompose_cmd(
+    checkpoint: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="best.pt from edgeopt train (or prune).")],
+    data: Annotated[Path, typer.Option("--data", exists=True, file_okay=False, help="Crops to fine-tune on.")],
+    out: Annotated[Path, typer.Option("--out", help="Run folder: decomposed.pt, then best.pt after fine-tuning.")] = Path("runs/decompose"),
+    energy: Annotated[float, typer.Option(help="Share of squared singular values each channel mode keeps (ranks).")] = 0.9,
+    epochs: Annotated[int, typer.Option(help="Distillation fine-tuning epochs (0: decompose only).")] = 10,
+    lr: Annotated[float, typer.Option(help="Fine-tuning learning rate.")] = 1e-3,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
+    val_split: Annotated[float, typer.Option("--val-split", help="0 fine-tunes on all of --data for --epochs.")] = 0.2,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Tucker-2 decomposition of the convolutions (TensorLy), then distillation from the original."""
+    from edgeopt.decompose import DecomposeConfig, decompose_checkpoint
+
+    with _relay_warnings():
+        result = decompose_checkpoint(DecomposeConfig(checkpoint=checkpoint, data=data, out=out, energy=energy,
+                                                      epochs=epochs, lr=lr, batch_size=batch_size, val_split=val_split,
+                                                      device=device, seed=seed), log=lambda m: console.print(escape(m)))
+    if result.best_checkpoint is not None:
+        console.print(f"fine-tuned {result.macs_after / 1e6:.2f}M-MAC model -> {result.best_checkpoint}")
+
+
 @app.command("qat")
 def qat_cmd(
     checkpoint: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="best.pt from edgeopt train.")],

@@ -88,6 +88,8 @@ def prune_checkpoint(config: PruneConfig, log: Callable[[str], None] = print) ->
 
     model, manifest = load_checkpoint(config.checkpoint)
     arch = dict(read_checkpoint(config.checkpoint)["arch"])
+    if arch.get("decomposed"):
+        raise ConfigError(f"{config.checkpoint} is Tucker-decomposed: prune the original checkpoint, then decompose")
     preprocess = Preprocess.from_dict(manifest.preprocess)
     before = count_complexity(model, preprocess.size)
     if config.target_macs >= before.macs:

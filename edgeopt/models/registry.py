@@ -116,7 +116,8 @@ def rebuild_model(arch: dict[str, Any]) -> nn.Module:
     """Rebuild the (untrained) module an ``arch`` record describes, for loading a state dict.
 
     A pruned model's record carries ``layer_shapes`` (every conv, linear and norm layer's weight
-    shape and groups): the base model is built, then those layers take their pruned shapes.
+    shape and groups): the base model is built, then those layers take their pruned shapes. A
+    decomposed model's ``decomposed`` ranks then turn the named convolutions into Tucker-2 triples.
     """
     if arch.get("source") == "yaml":
         from edgeopt.models.dsl import build_from_yaml_text
@@ -126,6 +127,10 @@ def rebuild_model(arch: dict[str, Any]) -> nn.Module:
         model, _ = _create_library_model(arch["name"], arch["num_classes"], False, **arch.get("kwargs", {}))
     if arch.get("layer_shapes"):
         apply_layer_shapes(model, arch["layer_shapes"])
+    if arch.get("decomposed"):
+        from edgeopt.models.tucker import apply_decomposition
+
+        apply_decomposition(model, arch["decomposed"])
     return model
 
 
