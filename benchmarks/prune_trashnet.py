@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from edgeopt.compress import FinetuneOptions
 from edgeopt.evaluate import evaluate_artifact
 from edgeopt.machine import machine_info
 from edgeopt.prune import PruneConfig, parse_macs, prune_checkpoint
@@ -36,9 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     name = args.name or f"prune_lite0_{args.target_macs}_{args.importance}{'_global' if args.global_pruning else ''}"
     t0 = time.perf_counter()
     result = prune_checkpoint(PruneConfig(checkpoint=args.checkpoint, data=args.split / "pool", out=args.runs / name,
-                                          target_macs=parse_macs(args.target_macs), epochs=args.epochs,
-                                          importance=args.importance, global_pruning=args.global_pruning,
-                                          val_split=0.0, device="cpu", workers=0))
+                                          target_macs=parse_macs(args.target_macs), importance=args.importance,
+                                          global_pruning=args.global_pruning,
+                                          finetune=FinetuneOptions(epochs=args.epochs, val_split=0.0, device="cpu", workers=0)))
     seconds = time.perf_counter() - t0
     metrics = evaluate_artifact(result.best_checkpoint, args.split / "test").metrics
     pruned_only = evaluate_artifact(result.pruned_checkpoint, args.split / "test").metrics

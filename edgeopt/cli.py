@@ -302,12 +302,13 @@ def prune_cmd(
     seed: Annotated[int, typer.Option()] = 0,
 ) -> None:
     """Structured channel pruning (Torch-Pruning) to a MAC target, then distillation from the unpruned model."""
+    from edgeopt.compress import FinetuneOptions
     from edgeopt.prune import PruneConfig, parse_macs, prune_checkpoint
 
+    finetune = FinetuneOptions(epochs=epochs, lr=lr, batch_size=batch_size, val_split=val_split, device=device, seed=seed)
     with _relay_warnings():
         result = prune_checkpoint(PruneConfig(checkpoint=checkpoint, data=data, out=out, target_macs=parse_macs(target_macs),
-                                              epochs=epochs, importance=importance, global_pruning=global_pruning, lr=lr,
-                                              batch_size=batch_size, val_split=val_split, device=device, seed=seed),
+                                              importance=importance, global_pruning=global_pruning, finetune=finetune),
                                   log=lambda m: console.print(escape(m)))
     if result.best_checkpoint is not None:
         f1 = "" if result.best_macro_f1 != result.best_macro_f1 else f", val macro-F1 {result.best_macro_f1:.4f}"
@@ -328,12 +329,13 @@ def decompose_cmd(
     seed: Annotated[int, typer.Option()] = 0,
 ) -> None:
     """Tucker-2 decomposition of the convolutions (TensorLy), then distillation from the original."""
+    from edgeopt.compress import FinetuneOptions
     from edgeopt.decompose import DecomposeConfig, decompose_checkpoint
 
+    finetune = FinetuneOptions(epochs=epochs, lr=lr, batch_size=batch_size, val_split=val_split, device=device, seed=seed)
     with _relay_warnings():
         result = decompose_checkpoint(DecomposeConfig(checkpoint=checkpoint, data=data, out=out, energy=energy,
-                                                      epochs=epochs, lr=lr, batch_size=batch_size, val_split=val_split,
-                                                      device=device, seed=seed), log=lambda m: console.print(escape(m)))
+                                                      finetune=finetune), log=lambda m: console.print(escape(m)))
     if result.best_checkpoint is not None:
         console.print(f"fine-tuned {result.macs_after / 1e6:.2f}M-MAC model -> {result.best_checkpoint}")
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch.nn as nn
 
+from edgeopt.compress import FinetuneOptions, distill_finetune, load_original
 from edgeopt.errors import ConfigError, MissingDependencyError
 from edgeopt.models.tucker import energy_rank, replace_modules, tucker_sequence
 
@@ -30,21 +31,11 @@ class DecomposeConfig:
     data: Path
     out: Path
     energy: float = 0.9
-    epochs: int = 10
-    lr: float = 1e-3
-    batch_size: int = 64
-    kd_temperature: float = 4.0
-    kd_alpha: float = 0.7
-    val_split: float = 0.2
-    device: str = "auto"
-    seed: int = 0
-    workers: int | None = None
+    finetune: FinetuneOptions = FinetuneOptions()
 
     def __post_init__(self) -> None:
         if not 0 < self.energy <= 1:
             raise ConfigError(f"--energy {self.energy} is out of range: use (0, 1], the share of squared singular values kept")
-        if self.epochs < 0:
-            raise ConfigError(f"--epochs {self.epochs} must be >= 0 (0: decompose only)")
 
 
 @dataclasses.dataclass
@@ -63,16 +54,10 @@ def decompose_checkpoint(config: DecomposeConfig, log: Callable[[str], None] = p
         import tensorly  # noqa: F401
     except ImportError:
         raise MissingDependencyError("edgeopt decompose needs TensorLy: pip install tensorly") from None
-    from edgeopt.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
-    from edgeopt.data.presets import Preprocess
+    from edgeopt.checkpoint import save_checkpoint
     from edgeopt.models.complexity import count_complexity
 
-    model, manifest = load_checkpoint(config.checkpoint)
-    arch = dict(read_checkpoint(config.checkpoint)["arch"])
-    if arch.get("decomposed"):
-        raise ConfigError(f"{config.checkpoint} is decomposed already: decompose the original checkpoint")
-    preprocess = Preprocess.from_dict(manifest.preprocess)
-    before = count_complexity(model, preprocess.size)
+    model, manifest, arch, preprocess, before = load_original(config.checkpoint)
     layers: dict[str, list[int]] = {}
     replacements: dict[str, nn.Module] = {}
     for name, conv in model.named_modules():
@@ -100,15 +85,5 @@ def decompose_checkpoint(config: DecomposeConfig, log: Callable[[str], None] = p
     saved = save_checkpoint(config.out / "decomposed.pt", model, arch, list(manifest.classes), preprocess, complexity=after,
                             extra={"decomposed_from": str(config.checkpoint)})
     log(f"Tucker-2 on {len(layers)} convolutions: {before.macs / 1e6:.2f}M -> {after.macs / 1e6:.2f}M MACs -> {saved}")
-    best, f1 = None, None
-    if config.epochs > 0:
-        from edgeopt.distill import KDConfig
-        from edgeopt.train import TrainConfig, train_classifier
-
-        result = train_classifier(TrainConfig(
-            model=str(arch.get("name")), data=config.data, out=config.out, init_checkpoint=saved, img_size=preprocess.size,
-            epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, scale_min=0.6, brightness=0.2,
-            teachers=[config.checkpoint], kd=KDConfig(config.kd_temperature, config.kd_alpha, "all"),
-            val_split=config.val_split, device=config.device, seed=config.seed, workers=config.workers, resize=preprocess.resize))
-        best, f1 = result.best_checkpoint, result.best_macro_f1
+    best, f1 = distill_finetune(saved, config.checkpoint, config.data, config.out, arch, preprocess, config.finetune)
     return DecomposeResult(saved, best, layers, before.macs, after.macs, f1)

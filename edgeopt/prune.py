@@ -20,6 +20,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from edgeopt.compress import FinetuneOptions, distill_finetune, load_original
 from edgeopt.errors import ConfigError, MissingDependencyError
 
 IMPORTANCES = ("l2", "taylor")
@@ -43,25 +44,15 @@ class PruneConfig:
     data: Path
     out: Path
     target_macs: int
-    epochs: int = 10
     importance: str = "l2"
     global_pruning: bool = False
-    lr: float = 1e-3
-    batch_size: int = 64
-    kd_temperature: float = 4.0
-    kd_alpha: float = 0.7
-    val_split: float = 0.2
-    device: str = "auto"
-    seed: int = 0
-    workers: int | None = None
+    finetune: FinetuneOptions = FinetuneOptions()
 
     def __post_init__(self) -> None:
         if self.importance not in IMPORTANCES:
             raise ConfigError(f"--importance {self.importance!r} is unknown: use l2 or taylor")
         if self.target_macs <= 0:
             raise ConfigError(f"--target-macs {self.target_macs} must be positive")
-        if self.epochs < 0:
-            raise ConfigError(f"--epochs {self.epochs} must be >= 0 (0: prune only)")
 
 
 @dataclasses.dataclass
@@ -81,17 +72,11 @@ def prune_checkpoint(config: PruneConfig, log: Callable[[str], None] = print) ->
         import torch_pruning as tp
     except ImportError:
         raise MissingDependencyError("edgeopt prune needs Torch-Pruning: pip install torch-pruning") from None
-    from edgeopt.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
-    from edgeopt.data.presets import Preprocess
+    from edgeopt.checkpoint import save_checkpoint
     from edgeopt.models.complexity import count_complexity
     from edgeopt.models.registry import layer_shapes
 
-    model, manifest = load_checkpoint(config.checkpoint)
-    arch = dict(read_checkpoint(config.checkpoint)["arch"])
-    if arch.get("decomposed"):
-        raise ConfigError(f"{config.checkpoint} is Tucker-decomposed: prune the original checkpoint, then decompose")
-    preprocess = Preprocess.from_dict(manifest.preprocess)
-    before = count_complexity(model, preprocess.size)
+    model, manifest, arch, preprocess, before = load_original(config.checkpoint)
     if config.target_macs >= before.macs:
         raise ConfigError(f"--target-macs {config.target_macs / 1e6:.2f}M is not below the model's "
                           f"{before.macs / 1e6:.2f}M MACs at {preprocess.size} px: nothing to prune")
@@ -131,17 +116,7 @@ def prune_checkpoint(config: PruneConfig, log: Callable[[str], None] = print) ->
                              extra={"pruned_from": str(config.checkpoint)})
     log(f"pruned {before.macs / 1e6:.2f}M -> {after.macs / 1e6:.2f}M MACs ({before.params / 1e6:.3f}M -> "
         f"{after.params / 1e6:.3f}M params) -> {pruned}")
-    best, f1 = None, None
-    if config.epochs > 0:
-        from edgeopt.distill import KDConfig
-        from edgeopt.train import TrainConfig, train_classifier
-
-        result = train_classifier(TrainConfig(
-            model=str(arch.get("name")), data=config.data, out=config.out, init_checkpoint=pruned, img_size=preprocess.size,
-            epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, scale_min=0.6, brightness=0.2,
-            teachers=[config.checkpoint], kd=KDConfig(config.kd_temperature, config.kd_alpha, "all"),
-            val_split=config.val_split, device=config.device, seed=config.seed, workers=config.workers, resize=preprocess.resize))
-        best, f1 = result.best_checkpoint, result.best_macro_f1
+    best, f1 = distill_finetune(pruned, config.checkpoint, config.data, config.out, arch, preprocess, config.finetune)
     return PruneResult(pruned, best, before.macs, after.macs, before.params, after.params, f1)
 
 

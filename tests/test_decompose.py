@@ -10,6 +10,7 @@ import torch
 from typer.testing import CliRunner
 
 from edgeopt.cli import app
+from edgeopt.compress import FinetuneOptions
 from edgeopt.errors import ConfigError
 from edgeopt.models.tucker import energy_rank, tucker_sequence
 
@@ -52,4 +53,4 @@ def test_decompose_bad_inputs(tiny_ckpts: dict, synth_data: Path, tmp_path: Path
         DecomposeConfig(checkpoint=tiny_ckpts["yaml"], data=synth_data, out=tmp_path, energy=1.5)
     with pytest.raises(ConfigError, match="no convolution gets cheaper"):
         decompose_checkpoint(DecomposeConfig(checkpoint=tiny_ckpts["yaml"], data=synth_data, out=tmp_path / "x",
-                                             energy=1.0, epochs=0), log=lambda m: None)
+                                             energy=1.0, finetune=FinetuneOptions(epochs=0)), log=lambda m: None)
