@@ -39,13 +39,20 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, Manifest]:
     """Rebuild the model of a checkpoint, load its weights, return it in eval mode with its manifest."""
+    model, manifest, _ = load_model_and_arch(path, device)
+    return model, manifest
+
+
+def load_model_and_arch(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, Manifest, dict[str, Any]]:
+    """``load_checkpoint`` plus the full architecture record (which rebuilds the model; the manifest's
+    copy leaves out a YAML model's text), from one read of the file."""
     from edgeopt.models.registry import rebuild_model
 
     manifest = read_manifest(path, expect_kind="checkpoint")
     ckpt = read_checkpoint(path)
     model = rebuild_model(ckpt["arch"])
     model.load_state_dict(ckpt["state_dict"], strict=True)
-    return model.to(device).eval(), manifest
+    return model.to(device).eval(), manifest, dict(ckpt["arch"])
 
 
 def cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:

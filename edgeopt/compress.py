@@ -31,12 +31,11 @@ class FinetuneOptions:
 
 def load_original(checkpoint: Path) -> tuple[Any, Any, dict[str, Any], Any, Any]:
     """(model, manifest, architecture record, preprocessing, complexity) of an uncompressed checkpoint."""
-    from edgeopt.checkpoint import load_checkpoint, read_checkpoint
+    from edgeopt.checkpoint import load_model_and_arch
     from edgeopt.data.presets import Preprocess
     from edgeopt.models.complexity import count_complexity
 
-    model, manifest = load_checkpoint(checkpoint)
-    arch = dict(read_checkpoint(checkpoint)["arch"])
+    model, manifest, arch = load_model_and_arch(checkpoint)
     if arch.get("decomposed"):
         raise ConfigError(f"{checkpoint} is Tucker-decomposed already: compress the original checkpoint "
                           "(prune first, then decompose)")

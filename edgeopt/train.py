@@ -24,7 +24,7 @@ from edgeopt.artifacts import atomic_path, atomic_write_json
 from edgeopt.checkpoint import (
     CHECKPOINT_FORMAT,
     cpu_state,
-    load_checkpoint,
+    load_model_and_arch,
     read_checkpoint,
     save_checkpoint,
 )
@@ -84,8 +84,7 @@ class TrainConfig:
     init_checkpoint: Path | None = None  # start from this checkpoint's architecture and weights (e.g. a pruned model)
 
     def __post_init__(self) -> None:
-        # fine-tuning keeps what pretraining gives: a lower lr and milder crops (measured on held-out
-        # TrashNet images: 0.89-0.92 macro-F1 against 0.86 with the from-scratch defaults)
+        # fine-tuning keeps what pretraining gives: a lower lr and milder crops (figures in benchmarks/README.md)
         if self.lr is None:
             self.lr = 1e-3 if self.pretrained else 2e-3
         if self.scale_min is None:
@@ -250,10 +249,9 @@ def train_classifier(config: TrainConfig, callbacks: Callbacks | None = None) ->
     classes = train_scan.classes
     preprocess = preset_for_model(config.model, config.img_size, config.resize)
     if config.init_checkpoint is not None:
-        model, init_manifest = load_checkpoint(config.init_checkpoint)
+        model, init_manifest, arch = load_model_and_arch(config.init_checkpoint)
         if list(init_manifest.classes) != list(classes):
             raise ConfigError(f"{config.init_checkpoint} has classes {init_manifest.classes}, the data {classes}")
-        arch = read_checkpoint(config.init_checkpoint)["arch"]
     else:
         model, arch = create_model(config.model, len(classes), pretrained=config.pretrained)
     complexity = count_complexity(model, config.img_size)
