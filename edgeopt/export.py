@@ -6,6 +6,7 @@ import dataclasses
 import json
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -57,6 +58,16 @@ def parity_inputs(preprocess: Preprocess, data: Path | None, classes: list[str],
     return rng.standard_normal((count, 3, preprocess.size, preprocess.size)).astype(np.float32), "random"
 
 
+def write_metadata(model: Any, classes: list[str], preprocess: Preprocess, precision: str) -> None:
+    """Class names, preprocessing and precision into the ONNX ``metadata_props`` (what a build of an
+    ONNX without its manifest reads back)."""
+    import onnx
+
+    for key, value in (("classes", json.dumps(list(classes))), ("preprocess", json.dumps(preprocess.to_dict())),
+                       ("edgeopt_version", __version__), ("precision", precision)):
+        model.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
+
+
 def check_parity(reference: np.ndarray, candidate: np.ndarray, atol: float, min_agreement: float, source: str) -> Parity:
     """Compare logits; raise ``VerificationError`` beyond tolerance."""
     diff = float(np.abs(reference - candidate).max())
@@ -100,9 +111,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, opset: int = 17, sta
         graph = _simplify(onnx.load(str(tmp)))
         if fp16:
             graph = _to_fp16(graph)
-        for key, value in (("classes", json.dumps(manifest.classes)), ("preprocess", json.dumps(preprocess.to_dict())),
-                           ("edgeopt_version", __version__), ("precision", "fp16" if fp16 else "fp32")):
-            graph.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
+        write_metadata(graph, manifest.classes, preprocess, "fp16" if fp16 else "fp32")
         onnx.save(graph, str(tmp))
         try:
             onnx.checker.check_model(str(tmp), full_check=True)
