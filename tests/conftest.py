@@ -21,6 +21,14 @@ needs_taco = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="session")
+def trashnet() -> Path:
+    """The real TrashNet pool in ../shared/data (skipped where it is absent)."""
+    if not TRASHNET.is_dir():
+        pytest.skip(f"TrashNet not found at {TRASHNET} (set EDGEOPT_SHARED_DATA)")
+    return TRASHNET
+
+
+@pytest.fixture(scope="session")
 def synth_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The embedded synthetic dataset, 12 images per class (read-only for tests)."""
     from edgeopt.data.synthetic import render_synthetic

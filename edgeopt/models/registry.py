@@ -29,8 +29,15 @@ def _lite_loader(variant: int) -> Callable[[nn.Module], None]:
     return load
 
 
+def _mobilenet_v2_loader(model: nn.Module) -> None:
+    from edgeopt.models.pretrained import load_mobilenet_v2
+
+    load_mobilenet_v2(model)
+
+
 for _variant in (0, 1, 2):
     PRETRAINED_LOADERS.register(f"tf_efficientnet_lite{_variant}", _lite_loader(_variant))
+PRETRAINED_LOADERS.register("mobilenet_v2", _mobilenet_v2_loader)  # torchvision's
 
 
 def create_model(
@@ -83,6 +90,12 @@ def _create_library_model(name: str, num_classes: int, pretrained: bool, **kwarg
         return timm.create_model(name, pretrained=False, num_classes=num_classes, **kwargs), arch
     if name in torchvision.models.list_models(module=torchvision.models):
         arch["source"] = "torchvision"
+        if pretrained and name in PRETRAINED_LOADERS:
+            model = torchvision.models.get_model(name, weights=None, **kwargs)
+            PRETRAINED_LOADERS.get(name)(model)
+            _replace_torchvision_head(model, num_classes)
+            arch["pretrained"] = "offline"
+            return model, arch
         if pretrained:
             try:
                 weights = torchvision.models.get_model_weights(name).DEFAULT
@@ -172,8 +185,8 @@ def pretrained_config(name: str) -> tuple[int, tuple[float, float, float], tuple
 
     timm models: their default pretrained config (``resnet18d`` 224 px ImageNet mean/std,
     ``tf_efficientnet_lite0`` 224 px mean/std 0.5, ``tf_efficientnet_b0`` ImageNet mean/std);
-    YAML models: their ``INPUT_SIZE``; torchvision's classifiers: 224 px with ImageNet mean/std
-    (their ``IMAGENET1K`` weights' transforms).
+    YAML models: their ``INPUT_SIZE``; torchvision's classifiers: the crop size, mean and std of
+    their default weights' own transforms (``mobilenet_v2``: 224 px, ImageNet mean/std).
     """
     from edgeopt.data.presets import IMAGENET_MEAN, IMAGENET_STD
 
@@ -187,7 +200,23 @@ def pretrained_config(name: str) -> tuple[int, tuple[float, float, float], tuple
     cfg = get_pretrained_cfg(name)
     if cfg is not None:
         return int(cfg.input_size[-1]), tuple(cfg.mean), tuple(cfg.std)  # type: ignore[return-value]
+    tv = _torchvision_transforms(name)
+    if tv is not None:
+        return int(tv.crop_size[0]), tuple(tv.mean), tuple(tv.std)  # type: ignore[return-value]
     return 224, IMAGENET_MEAN, IMAGENET_STD
+
+
+def _torchvision_transforms(name: str) -> Any:
+    """The eval transforms of a torchvision classifier's default weights (no download), or None."""
+    import torchvision
+
+    if name not in torchvision.models.list_models(module=torchvision.models):
+        return None
+    try:
+        weights = torchvision.models.get_model_weights(name).DEFAULT
+    except (ValueError, KeyError):
+        return None
+    return weights.transforms()
 
 
 def default_input_size(name: str) -> int:

@@ -107,3 +107,60 @@ def test_preprocessing_and_input_size_come_from_the_model_config() -> None:
     assert preset_for_model("tf_efficientnet_lite0", 96).mean == INCEPTION_MEAN
     assert default_input_size("resnet18d") == 224 and default_input_size("tf_efficientnet_lite2") == 260
     assert default_input_size(str(Path(__file__).resolve().parents[2] / "models" / "tiny_cnn.yaml")) == 48
+
+
+def _mobilenet_v2_file() -> Path:
+    from edgeopt.models.pretrained import MOBILENET_V2_INSTALL, mobilenet_v2_weights_path
+
+    try:
+        return mobilenet_v2_weights_path()
+    except MissingDependencyError:
+        pytest.skip(f"torchvision's MobileNetV2 file is not installed ({MOBILENET_V2_INSTALL})")
+
+
+def test_pretrained_mobilenet_v2_loads_offline_with_torchvisions_preprocessing() -> None:
+    _mobilenet_v2_file()
+    from edgeopt.data.presets import IMAGENET_MEAN, IMAGENET_STD
+    from edgeopt.models.registry import pretrained_config
+
+    model, arch = create_model("mobilenet_v2", 6, pretrained=True)
+    assert arch["pretrained"] == "offline" and arch["source"] == "torchvision"
+    assert model.classifier[-1].out_features == 6
+    # torchvision's own transforms for its weights, read from the weights' record
+    assert pretrained_config("mobilenet_v2") == (224, IMAGENET_MEAN, IMAGENET_STD)
+
+
+def test_pretrained_mobilenet_v2_sees_bottles_in_glass_and_cartons_in_cardboard(trashnet: Path) -> None:
+    # real ImageNet weights, not random ones: on TrashNet photographs the bottle categories take far
+    # more probability on glass than on cardboard, and the carton categories the other way round
+    _mobilenet_v2_file()
+    import torchvision
+    from PIL import Image
+
+    from edgeopt.models.pretrained import load_mobilenet_v2
+
+    weights = torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1
+    model = torchvision.models.mobilenet_v2(weights=None)
+    load_mobilenet_v2(model)
+    model.eval()
+    cats, transform = weights.meta["categories"], weights.transforms()
+    bottles = [cats.index(c) for c in ("beer bottle", "pop bottle", "water bottle", "wine bottle", "water jug", "beaker")]
+    boxes = [cats.index(c) for c in ("carton", "envelope", "packet", "crate")]
+    mass = {}
+    for cls in ("glass", "cardboard"):
+        files = sorted((trashnet / cls).glob("*.jpg"))[:16]
+        with torch.no_grad():
+            p = model(torch.stack([transform(Image.open(f).convert("RGB")) for f in files])).softmax(1)
+        mass[cls] = (float(p[:, bottles].sum(1).mean()), float(p[:, boxes].sum(1).mean()))
+    assert mass["glass"][0] > 5 * mass["cardboard"][0]
+    assert mass["cardboard"][1] > 5 * mass["glass"][1]
+
+
+def test_mobilenet_v2_file_with_another_hash_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgeopt.models.pretrained import MOBILENET_V2_FILE, mobilenet_v2_weights_path
+
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / MOBILENET_V2_FILE).write_bytes(b"not the weights")
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    with pytest.raises(ConfigError, match="does not start with b0353104"):
+        mobilenet_v2_weights_path()
