@@ -83,6 +83,34 @@ def atomic_path(final: str | os.PathLike[str], allow_empty: bool = False) -> Ite
             tmp.unlink()
 
 
+@contextlib.contextmanager
+def atomic_dir(final: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary folder beside ``final``; on success it takes ``final``'s place.
+
+    A previous ``final`` is moved aside and removed only once the new folder is in place; a failed
+    write leaves it untouched and removes the temporary folder.
+    """
+    import shutil
+
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    try:
+        yield staging
+        old = None
+        if final.exists():
+            old = final.with_name(f".{final.name}.replaced")
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(final, old)
+        os.replace(staging, final)
+        if old is not None:
+            shutil.rmtree(old)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+
+
 def atomic_write_bytes(final: str | os.PathLike[str], data: bytes) -> Path:
     """Write ``data`` to ``final`` atomically and return the path."""
     with atomic_path(final) as tmp:

@@ -28,6 +28,7 @@ from edgeopt.render import (
     render_fallback,
     render_manifest,
     render_report,
+    render_search,
     render_stats,
     render_taco,
 )
@@ -338,6 +339,64 @@ def decompose_cmd(
                                                       finetune=finetune), log=lambda m: console.print(escape(m)))
     if result.best_checkpoint is not None:
         console.print(f"fine-tuned {result.macs_after / 1e6:.2f}M-MAC model -> {result.best_checkpoint}")
+
+
+def _floats(value: str, flag: str) -> tuple[float, float]:
+    """``"1e-3"`` -> (1e-3, 1e-3); ``"3e-4,3e-3"`` -> a range."""
+    try:
+        parts = tuple(float(v) for v in value.split(","))
+    except ValueError:
+        raise EdgeoptError(f"{flag} {value!r}: give a number or LOW,HIGH (e.g. 3e-4,3e-3)") from None
+    if len(parts) not in (1, 2):
+        raise EdgeoptError(f"{flag} {value!r}: give a number or LOW,HIGH (e.g. 3e-4,3e-3)")
+    return (parts[0], parts[-1])
+
+
+@app.command("search")
+def search_cmd(
+    data: Annotated[Path, typer.Option("--data", exists=True, file_okay=False, help="Crops to train and validate on.")],
+    out: Annotated[Path, typer.Option("--out", help="Trial folders, search.db, pareto.json/png, chosen/.")] = Path("runs/search"),
+    study: Annotated[str, typer.Option(help="Study name; workers on one --storage with the same name share it.")] = "edgeopt",
+    storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL (default sqlite:///OUT/search.db; postgresql://... for many machines).")] = None,
+    trials: Annotated[int, typer.Option(help="Finished trials the study should hold (all workers together).")] = 20,
+    timeout: Annotated[Optional[float], typer.Option(help="Seconds this worker searches before it stops.")] = None,
+    objective: Annotated[str, typer.Option(help="pareto (val macro-F1 up, MACs down) or score (competition MAC score).")] = "pareto",
+    backbones: Annotated[str, typer.Option(help="Comma-separated models to choose from.")] = ",".join(("tf_efficientnet_lite0", "mobilenet_v2")),
+    sizes: Annotated[str, typer.Option(help="Comma-separated input sizes to choose from.")] = "48,64,80,96",
+    max_prune: Annotated[float, typer.Option("--max-prune", help="Largest fraction of MACs pruned away (0: never prune).")] = 0.5,
+    lr: Annotated[str, typer.Option(help="Learning rate, or LOW,HIGH (log-uniform).")] = "3e-4,3e-3",
+    teacher: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="Checkpoint to distill from (KD T and alpha are searched).")] = None,
+    kd_temperature: Annotated[str, typer.Option("--kd-temperature", help="KD temperature, or LOW,HIGH.")] = "1,8",
+    kd_alpha: Annotated[str, typer.Option("--kd-alpha", help="KD weight, or LOW,HIGH.")] = "0,0.9",
+    epochs: Annotated[int, typer.Option(help="Training epochs per trial.")] = 12,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
+    val_split: Annotated[float, typer.Option("--val-split", help="Share of --data that validates (selects) every trial.")] = 0.2,
+    pretrained: Annotated[bool, typer.Option("--pretrained/--scratch", help="Start from ImageNet weights (offline where edgeopt ships them).")] = True,
+    max_macs: Annotated[Optional[str], typer.Option("--max-macs", help="Choose the best val F1 within this budget, e.g. 20M (default: best score).")] = None,
+    baseline: Annotated[str, typer.Option(help="Baseline model of the score (MACs at its own input size).")] = "resnet18d",
+    baseline_f1: Annotated[float, typer.Option("--baseline-f1", help="Baseline macro-F1 of the score.")] = 0.884,
+    heartbeat: Annotated[int, typer.Option(help="Seconds between trial heartbeats; a silent trial is retried after 2x.")] = 60,
+    seed: Annotated[Optional[int], typer.Option(help="Sampler seed (give each worker its own).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    """Optuna search over backbone x size x pruning x distillation x lr; Pareto table, plot and the chosen model."""
+    from edgeopt.prune import parse_macs
+    from edgeopt.search import SearchConfig, SearchSpace, run_search
+
+    try:
+        size_list = tuple(int(v) for v in sizes.split(","))
+    except ValueError:
+        raise EdgeoptError(f"--sizes {sizes!r}: give comma-separated integers, e.g. 48,64,96") from None
+    space = SearchSpace(backbones=tuple(b.strip() for b in backbones.split(",") if b.strip()), sizes=size_list,
+                        max_prune=max_prune, lr=_floats(lr, "--lr"), kd_temperature=_floats(kd_temperature, "--kd-temperature"),
+                        kd_alpha=_floats(kd_alpha, "--kd-alpha"))
+    config = SearchConfig(data=data, out=out, study=study, storage=storage, trials=trials, timeout=timeout, space=space,
+                          objective=objective, teacher=teacher, epochs=epochs, batch_size=batch_size, val_split=val_split,
+                          pretrained=pretrained, baseline=baseline, baseline_f1=baseline_f1, heartbeat=heartbeat, seed=seed,
+                          max_macs=parse_macs(max_macs) if max_macs else None, device=device)
+    with _relay_warnings():
+        result = run_search(config, log=lambda m: console.print(escape(m)))
+    render_search(result)
 
 
 @app.command("qat")

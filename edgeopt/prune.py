@@ -68,47 +68,12 @@ class PruneResult:
 
 def prune_checkpoint(config: PruneConfig, log: Callable[[str], None] = print) -> PruneResult:
     """Prune to ``target_macs``, save ``out/pruned.pt``, fine-tune into ``out/best.pt``."""
-    try:
-        import torch_pruning as tp
-    except ImportError:
-        raise MissingDependencyError("edgeopt prune needs Torch-Pruning: pip install torch-pruning") from None
     from edgeopt.checkpoint import save_checkpoint
-    from edgeopt.models.complexity import count_complexity
-    from edgeopt.models.registry import layer_shapes
 
     model, manifest, arch, preprocess, before = load_original(config.checkpoint)
-    if config.target_macs >= before.macs:
-        raise ConfigError(f"--target-macs {config.target_macs / 1e6:.2f}M is not below the model's "
-                          f"{before.macs / 1e6:.2f}M MACs at {preprocess.size} px: nothing to prune")
-    example = torch.zeros(2, 3, preprocess.size, preprocess.size)
-    classifier = _classifier(model)
-    importance = tp.importance.GroupMagnitudeImportance(p=2) if config.importance == "l2" else tp.importance.GroupTaylorImportance()
-    try:
-        pruner = tp.pruner.MetaPruner(model, example, importance=importance, pruning_ratio=0.95, iterative_steps=STEPS,
-                                      ignored_layers=[classifier], global_pruning=config.global_pruning)
-    except Exception as exc:  # noqa: BLE001 - Torch-Pruning raises many types for graphs it cannot follow
-        raise ConfigError(f"Torch-Pruning cannot prune this {arch.get('source', '')} model "
-                          f"{arch.get('name', '')}: {str(exc).splitlines()[0][:200]}") from None
     batches = _taylor_batches(config, manifest, preprocess) if config.importance == "taylor" else None
-    macs = before.macs
-    for step in range(STEPS):
-        if batches is not None:
-            model.zero_grad()
-            x, y = batches[step % len(batches)]
-            nn.functional.cross_entropy(model(x), y).backward()
-        pruner.step()
-        macs = count_complexity(model, preprocess.size).macs
-        if macs <= config.target_macs:
-            break
-    else:
-        raise ConfigError(f"--target-macs {config.target_macs / 1e6:.2f}M is below what this network can reach by channel "
-                          f"pruning: its floor is about {macs / 1e6:.2f}M MACs at {preprocess.size} px (try a smaller input)")
-    model.eval()
-    after = count_complexity(model, preprocess.size)
-    with torch.no_grad():
-        if model(example).shape != (2, len(manifest.classes)):
-            raise ConfigError("the pruned model's output lost its classes: the classifier was pruned")
-    arch["layer_shapes"] = layer_shapes(model)
+    after = prune_to_macs(model, arch, preprocess.size, config.target_macs, importance=config.importance,
+                          global_pruning=config.global_pruning, batches=batches, num_classes=len(manifest.classes))
     arch["pruned"] = {"from": str(config.checkpoint), "importance": config.importance, "global": config.global_pruning,
                       "macs_before": before.macs, "target_macs": config.target_macs}
     config.out.mkdir(parents=True, exist_ok=True)
@@ -118,6 +83,57 @@ def prune_checkpoint(config: PruneConfig, log: Callable[[str], None] = print) ->
         f"{after.params / 1e6:.3f}M params) -> {pruned}")
     best, f1 = distill_finetune(pruned, config.checkpoint, config.data, config.out, arch, preprocess, config.finetune)
     return PruneResult(pruned, best, before.macs, after.macs, before.params, after.params, f1)
+
+
+def prune_to_macs(model: nn.Module, arch: dict[str, Any], size: int, target_macs: int, *, importance: str = "l2",
+                  global_pruning: bool = False, batches: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
+                  num_classes: int | None = None) -> Any:
+    """Prune ``model`` in place until it has at most ``target_macs`` at ``size`` px; its complexity after.
+
+    ``arch`` gains ``layer_shapes`` (so the pruned model rebuilds from its record). ``batches``
+    (labelled) drive Taylor importance. The classifier is never pruned.
+    """
+    try:
+        import torch_pruning as tp
+    except ImportError:
+        raise MissingDependencyError("pruning needs Torch-Pruning: pip install torch-pruning") from None
+    from edgeopt.models.complexity import count_complexity
+    from edgeopt.models.registry import layer_shapes
+
+    before = count_complexity(model, size)
+    if target_macs >= before.macs:
+        raise ConfigError(f"--target-macs {target_macs / 1e6:.2f}M is not below the model's "
+                          f"{before.macs / 1e6:.2f}M MACs at {size} px: nothing to prune")
+    example = torch.zeros(2, 3, size, size)
+    classifier = _classifier(model)
+    scorer = tp.importance.GroupMagnitudeImportance(p=2) if importance == "l2" else tp.importance.GroupTaylorImportance()
+    try:
+        pruner = tp.pruner.MetaPruner(model, example, importance=scorer, pruning_ratio=0.95, iterative_steps=STEPS,
+                                      ignored_layers=[classifier], global_pruning=global_pruning)
+    except Exception as exc:  # noqa: BLE001 - Torch-Pruning raises many types for graphs it cannot follow
+        raise ConfigError(f"Torch-Pruning cannot prune this {arch.get('source', '')} model "
+                          f"{arch.get('name', '')}: {str(exc).splitlines()[0][:200]}") from None
+    macs = before.macs
+    for step in range(STEPS):
+        if batches is not None:
+            model.zero_grad()
+            x, y = batches[step % len(batches)]
+            nn.functional.cross_entropy(model(x), y).backward()
+        pruner.step()
+        macs = count_complexity(model, size).macs
+        if macs <= target_macs:
+            break
+    else:
+        raise ConfigError(f"--target-macs {target_macs / 1e6:.2f}M is below what this network can reach by channel "
+                          f"pruning: its floor is about {macs / 1e6:.2f}M MACs at {size} px (try a smaller input)")
+    model.zero_grad(set_to_none=True)
+    model.eval()
+    with torch.no_grad():
+        out = model(example)
+    if num_classes is not None and tuple(out.shape) != (2, num_classes):
+        raise ConfigError("the pruned model's output lost its classes: the classifier was pruned")
+    arch["layer_shapes"] = layer_shapes(model)
+    return count_complexity(model, size)
 
 
 def _classifier(model: nn.Module) -> nn.Module:

@@ -185,3 +185,25 @@ def render_fallback(result) -> None:
     console.print(f"macro-F1: FP32 {result.f1_fp32:.4f}, all layers INT8 {result.f1_int8:.4f}, "
                   f"with {len(result.float_layers)} layer(s) in float {result.f1_final:.4f} "
                   f"(budget: a drop of at most {result.budget})" + (f"; plot {result.plot}" if result.plot else ""))
+
+
+def render_search(result) -> None:
+    """The study's finished trials, Pareto front marked, and where the report and chosen model went."""
+    table = Table(title=f"study {result.study} ({len(result.trials)} finished, {result.failed} failed) - val macro-F1")
+    for col in ("trial", "backbone", "px", "prune", "lr", "KD T / a", "val F1", "MACs", "CPU ms", "score", "front"):
+        table.add_column(col, justify="left" if col == "backbone" else "right")
+    chosen = result.chosen.number if result.chosen else None
+    for r in sorted(result.trials, key=lambda r: r.macs):
+        p = r.params
+        kd = f"{p['kd_temperature']:.1f} / {p['kd_alpha']:.2f}" if "kd_alpha" in p else "-"
+        latency = f"{r.latency_ms:.2f}" if r.latency_ms is not None else "-"
+        mark = ("*" if r.pareto else "") + (" chosen" if r.number == chosen else "")
+        table.add_row(str(r.number), p.get("backbone", "?"), str(p.get("img_size", "?")), f"{p.get('prune', 0.0):.2f}",
+                      f"{p.get('lr', float('nan')):.2g}", kd, f"{r.val_macro_f1:.4f}", f"{r.macs / 1e6:.1f}M", latency,
+                      f"{r.score:.4f}", mark)
+    console.print(table)
+    console.print(f"baseline {result.baseline['name']} @{result.baseline['img_size']} px: {result.baseline['macs'] / 1e6:.0f}M MACs, "
+                  f"F1 {result.baseline['f1']}; report {result.report}" + (f", plot {result.plot}" if result.plot else ""))
+    if result.chosen is not None:
+        where = result.chosen_dir or f"{result.chosen.artifacts} on {result.chosen.host} (another worker)"
+        console.print(f"chosen: trial {result.chosen.number} -> {where}")

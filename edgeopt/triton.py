@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from edgeopt.artifacts import artifact_kind, read_manifest
+from edgeopt.artifacts import artifact_kind, atomic_dir, read_manifest
 from edgeopt.errors import ArtifactError, ConfigError
 
 # ONNX TensorProto data type names -> Triton's model_config.proto DataType
@@ -162,23 +160,10 @@ def export_triton(config: TritonConfig) -> TritonResult:
                   "compute_capability": manifest.extra.get("compute_capability")} if kind == "engine" else {})}
     text = render_config(name, platform, io, max_batch, config, manifest.preprocess, list(manifest.classes), source)
     repo.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=repo))
-    try:
+    with atomic_dir(target) as staging:
         (staging / str(config.version)).mkdir()
         shutil.copy2(path, staging / str(config.version) / filename)
         (staging / "config.pbtxt").write_text(text)
         if manifest.classes:
             (staging / "labels.txt").write_text("\n".join(manifest.classes) + "\n")
-        old = None
-        if target.exists():
-            old = repo / f".{name}.replaced"
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(target, old)
-        os.replace(staging, target)
-        if old is not None:
-            shutil.rmtree(old)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
     return TritonResult(target, target / "config.pbtxt", target / str(config.version) / filename, platform, max_batch)

@@ -1,0 +1,179 @@
+"""edgeopt search: an Optuna study on SQLite and on a real PostgreSQL server, resumed after a kill."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from edgeopt.cli import app
+from edgeopt.errors import ConfigError
+from edgeopt.search import SearchConfig, SearchSpace, TrialRecord, choose, mask_url, pareto_front, run_search
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_YAML = str(ROOT / "models" / "tiny_cnn.yaml")
+pytestmark = pytest.mark.slow
+
+
+def _tiny(data: Path, out: Path, **kw) -> SearchConfig:
+    space = kw.pop("space", SearchSpace(backbones=(TINY_YAML, "mobilenetv3_small_050"), sizes=(32, 40), max_prune=0.5))
+    return SearchConfig(data=data, out=out, space=space, trials=kw.pop("trials", 3), epochs=kw.pop("epochs", 1),
+                        batch_size=16, pretrained=False, seed=kw.pop("seed", 0), device="cpu", workers=0,
+                        latency_runs=5, **kw)
+
+
+def _cli_args(data: Path, out: Path, *extra: str) -> list[str]:
+    return ["search", "--data", str(data), "--out", str(out), "--backbones", f"{TINY_YAML},mobilenetv3_small_050",
+            "--sizes", "32,40", "--scratch", "--epochs", "1", "--batch-size", "16", "--device", "cpu", *extra]
+
+
+def test_search_reports_a_true_pareto_front_and_exports_the_chosen_model(synth_data: Path, tmp_path: Path) -> None:
+    from edgeopt.checkpoint import load_model_and_arch
+    from edgeopt.models import count_complexity, create_model
+
+    result = run_search(_tiny(synth_data, tmp_path / "s", trials=4), log=lambda m: None)
+    assert len(result.trials) + sum(1 for _ in ()) >= 1
+    report = json.loads(result.report.read_text())
+    assert len(report["trials"]) == len(result.trials) and report["chosen"] == result.chosen.number
+    assert result.plot is not None and result.plot.stat().st_size > 1000
+    for r in result.trials:
+        folder = Path(r.artifacts)
+        assert (folder / "best.pt").is_file() and (folder / "model.onnx").is_file() and r.latency_ms > 0
+        model, _, arch = load_model_and_arch(folder / "best.pt")
+        assert count_complexity(model, r.params["img_size"]).macs == r.macs  # the record is the model's own count
+        unpruned = count_complexity(create_model(r.params["backbone"], 6)[0], r.params["img_size"]).macs
+        assert r.macs <= unpruned * (1 - r.params["prune"]) + 1  # pruned to the sampled fraction of its MACs
+        assert bool(arch.get("layer_shapes")) == (r.params["prune"] > 0)
+    # the front, checked pairwise here: no trial beats a front member on both F1 and MACs, and every
+    # trial off the front is beaten by some trial
+    front = {r.number for r in result.trials if r.pareto}
+    for r in result.trials:
+        beaten = [o for o in result.trials if o.val_macro_f1 >= r.val_macro_f1 and o.macs <= r.macs
+                  and (o.val_macro_f1, -o.macs) != (r.val_macro_f1, -r.macs)]
+        assert (r.number in front) == (not beaten)
+    # the chosen point (best competition score without a budget) is copied with its manifests
+    assert result.chosen.score == min(r.score for r in result.trials)
+    for name in ("best.pt", "best.pt.json", "model.onnx", "model.onnx.json", "trial.json"):
+        assert (result.chosen_dir / name).is_file()
+    # a second call with the same settings finds the study finished and runs nothing new
+    again = run_search(_tiny(synth_data, tmp_path / "s", trials=4), log=lambda m: None)
+    assert [r.number for r in again.trials] == [r.number for r in result.trials]
+
+
+def test_pareto_front_and_budgeted_choice() -> None:
+    def rec(n: int, f1: float, macs: int, score: float) -> TrialRecord:
+        return TrialRecord(n, {}, f1, macs, 0, 1.0, score, "h", "")
+
+    records = [rec(0, 0.90, 70, 0.3), rec(1, 0.85, 20, 0.2), rec(2, 0.80, 25, 0.4), rec(3, 0.85, 30, 0.5), rec(4, 0.70, 5, 0.6)]
+    assert [r.number for r in pareto_front(records)] == [4, 1, 0]
+    assert choose(records, 25).number == 1 and choose(records, 4) is None and choose(records, None).number == 1
+
+
+def test_other_settings_on_an_existing_study_is_one_line_and_writes_nothing(synth_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "s"
+    runner = CliRunner()
+    first = runner.invoke(app, _cli_args(synth_data, out, "--trials", "1", "--seed", "0"))
+    assert first.exit_code == 0, first.output
+    report = (out / "edgeopt" / "pareto.json").read_bytes()
+    trials = sorted(p.name for p in (out / "edgeopt").glob("trial-*"))
+    second = runner.invoke(app, [*_cli_args(synth_data, out, "--trials", "2"), "--max-prune", "0.3"])
+    assert second.exit_code == 1
+    line = second.output.strip()
+    assert "\n" not in line and "other search settings" in line and "max_prune 0.5 (now 0.3)" in line
+    assert (out / "edgeopt" / "pareto.json").read_bytes() == report
+    assert sorted(p.name for p in (out / "edgeopt").glob("trial-*")) == trials
+
+
+def test_unreachable_database_is_one_line_with_the_password_masked(synth_data: Path, tmp_path: Path) -> None:
+    pytest.importorskip("psycopg", reason="pip install 'edgeopt[postgres]'")
+    url = "postgresql://edge:s3cret@127.0.0.1:1/studies"
+    result = CliRunner().invoke(app, _cli_args(synth_data, tmp_path / "s", "--storage", url))
+    assert result.exit_code == 1
+    line = result.output.strip()
+    assert "\n" not in line and "edge:***@127.0.0.1:1/studies" in line and "s3cret" not in line
+    assert mask_url("postgresql://u:p@h/db") == "postgresql://u:***@h/db"
+
+
+def test_bad_search_options_are_one_line(synth_data: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="--max-prune"):
+        SearchSpace(max_prune=0.99)
+    with pytest.raises(ConfigError, match="--objective"):
+        SearchConfig(data=synth_data, objective="speed")
+    with pytest.raises(ConfigError, match="--study"):
+        SearchConfig(data=synth_data, study="../x")
+    result = CliRunner().invoke(app, [*_cli_args(synth_data, tmp_path / "s"), "--backbones", "resnet_nope"])
+    assert result.exit_code == 1 and "unknown model 'resnet_nope'" in result.output
+    assert not (tmp_path / "s" / "search.db").exists()  # checked before any storage is made
+
+
+def _worker(data: Path, out: Path, storage: str, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
+    return subprocess.Popen([sys.executable, "-m", "edgeopt", *_cli_args(data, out, "--storage", storage, *extra)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+
+
+@pytest.fixture()
+def postgres(tmp_path: Path):
+    pgserver = pytest.importorskip("pgserver", reason="pip install pgserver (a PostgreSQL 16 server from PyPI)")
+    pytest.importorskip("psycopg", reason="pip install 'edgeopt[postgres]'")
+    try:
+        server = pgserver.get_server(tmp_path / "pg", cleanup_mode="stop")
+    except Exception as exc:  # noqa: BLE001 - report why the server could not start
+        pytest.skip(f"PostgreSQL from pgserver could not start here: {exc}")
+    yield server.get_uri()
+    server.cleanup()
+
+
+def test_two_workers_share_one_study_on_a_real_postgresql_server(synth_data: Path, tmp_path: Path, postgres: str) -> None:
+    import optuna
+
+    from edgeopt.search import _driver_url
+
+    workers = [_worker(synth_data, tmp_path / "s", postgres, "--study", "shared", "--trials", "6", "--seed", str(i))
+               for i in range(2)]
+    outputs = [w.communicate(timeout=300)[0] for w in workers]
+    for w, text in zip(workers, outputs):
+        assert w.returncode == 0, text
+    study = optuna.load_study(study_name="shared", storage=_driver_url(postgres))
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) >= 6 and len({t.number for t in complete}) == len(complete)
+    assert len({t.user_attrs["worker"] for t in complete}) == 2  # both processes ran trials of the one study
+    assert len({t.user_attrs["artifacts"] for t in complete}) == len(complete)  # each trial its own folder
+
+
+def test_a_killed_search_resumes_its_trial_where_training_stopped(synth_data: Path, tmp_path: Path) -> None:
+    import optuna
+
+    out = tmp_path / "s"
+    args = ("--trials", "1", "--epochs", "12", "--heartbeat", "1", "--seed", "0", "--max-prune", "0")
+    first = _worker(synth_data, out, f"sqlite:///{out / 'search.db'}", *args)
+    last = out / "edgeopt" / "trial-0000" / "last.pt"
+    deadline = time.monotonic() + 120
+    while not last.exists() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)
+    first.communicate()
+    assert last.exists(), "the first worker never finished an epoch"
+    epochs_done = json.loads((out / "edgeopt" / "trial-0000" / "metrics.json").read_text())["history"]
+    assert 1 <= len(epochs_done) < 12
+    time.sleep(2.5)  # past the grace period of two missed heartbeats
+    second = _worker(synth_data, out, f"sqlite:///{out / 'search.db'}", *args)
+    text = second.communicate(timeout=300)[0]
+    assert second.returncode == 0, text
+    assert "(resuming)" in text
+    study = optuna.load_study(study_name="edgeopt", storage=f"sqlite:///{out / 'search.db'}")
+    states = [t.state for t in study.trials]
+    assert states == [optuna.trial.TrialState.FAIL, optuna.trial.TrialState.COMPLETE]
+    retried = study.trials[1]
+    assert retried.params == study.trials[0].params and retried.user_attrs["resumed"] is True
+    assert retried.user_attrs["artifacts"].endswith("trial-0000")
+    history = json.loads((out / "edgeopt" / "trial-0000" / "metrics.json").read_text())["history"]
+    assert [h["epoch"] for h in history] == list(range(1, 13))  # continued, not restarted
+    assert history[:len(epochs_done)] == epochs_done
