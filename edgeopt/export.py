@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 from collections import Counter
@@ -21,6 +22,7 @@ from edgeopt.artifacts import (
 )
 from edgeopt.data.presets import Preprocess
 from edgeopt.errors import ArtifactError, ConfigError, VerificationError
+from edgeopt.models.padding import freeze_same_padding
 
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
 
@@ -103,10 +105,12 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, opset: int = 17, sta
     preprocess = Preprocess.from_dict(manifest.preprocess)
     x = torch.zeros(batch_size if static_batch else 1, 3, preprocess.size, preprocess.size)
     dynamic = None if static_batch else {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}
+    traced = copy.deepcopy(model)  # the parity check compares the export with the model as trained
+    freeze_same_padding(traced, preprocess.size)
     with atomic_path(out) as tmp:
         with torch.no_grad():
             # eval-mode export folds BatchNorm into the preceding convolutions
-            torch.onnx.export(model, (x,), str(tmp), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            torch.onnx.export(traced, (x,), str(tmp), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                               dynamic_axes=dynamic, opset_version=opset, do_constant_folding=True, dynamo=False)
         graph = _simplify(onnx.load(str(tmp)))
         if fp16:

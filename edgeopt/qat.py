@@ -16,6 +16,7 @@ forward pass let the weights adapt to it:
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import time
 from collections.abc import Callable
@@ -35,6 +36,7 @@ from edgeopt.artifacts import (
     write_artifact_manifest,
 )
 from edgeopt.errors import ConfigError, VerificationError
+from edgeopt.models.padding import conv_with_frozen_pad, freeze_same_padding
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,6 +96,8 @@ class FakeQuant(nn.Module):
         layer = self.layer
         if isinstance(layer, nn.Linear):
             return F.linear(x, w, layer.bias)
+        if getattr(layer, "frozen_pad", None) is not None:  # for export: see edgeopt.models.padding
+            return conv_with_frozen_pad(x, layer, w, layer.frozen_pad)
         if type(layer).forward is not nn.Conv2d.forward:  # timm's Conv2dSame pads per input, TensorFlow-style
             from timm.layers import conv2d_same
 
@@ -244,9 +248,11 @@ def _export_qdq(model: nn.Module, manifest: Manifest, preprocess: Any, config: Q
     from edgeopt.runtime.ort_runner import make_session
 
     x = torch.zeros(1, 3, preprocess.size, preprocess.size)
+    traced = copy.deepcopy(model)  # the parity check compares the export with the fine-tuned model
+    freeze_same_padding(traced, preprocess.size)
     with atomic_path(config.out) as tmp:
         with torch.no_grad():
-            torch.onnx.export(model, (x,), str(tmp), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            torch.onnx.export(traced, (x,), str(tmp), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                               dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}, opset_version=17,
                               do_constant_folding=True, dynamo=False)
         graph = fold_weight_quantizers(constants_to_initializers(onnx.load(str(tmp))))
@@ -258,7 +264,7 @@ def _export_qdq(model: nn.Module, manifest: Manifest, preprocess: Any, config: Q
             raise VerificationError(f"the QAT export breaks the TensorRT Q/DQ rules: {problems[0]}")
         # float summation order differs between torch and ONNX Runtime, so a value near a rounding
         # boundary can land one int8 step apart: a close match (90 % top-1, 5 % of the logit scale)
-        probe, source = parity_inputs(preprocess, None, manifest.classes, count=32, seed=1)
+        probe, source = parity_inputs(preprocess, Path(config.data), manifest.classes, count=32, seed=1)
         with torch.no_grad():
             reference = model(torch.from_numpy(probe)).numpy()
         candidate = make_session(tmp, optimize=False).run(None, {INPUT_NAME: probe})[0]

@@ -94,3 +94,46 @@ def test_cli_export(tiny_ckpts: dict, synth_data: Path, tmp_path: Path) -> None:
     result = runner.invoke(app, ["export", str(tiny_ckpts["timm"]), "--out", str(tmp_path / "m.onnx"), "--data", str(synth_data)])
     assert result.exit_code == 0, result.output
     assert "top-1 agreement 100.00%" in result.output
+
+
+@pytest.fixture(scope="module")
+def lite0_at_40(tmp_path_factory: pytest.TempPathFactory, synth_data: Path) -> Path:
+    """Pretrained Lite0 (TensorFlow "SAME" padding) saved for 40 px, a size that is not a multiple of 32."""
+    from edgeopt.checkpoint import save_checkpoint
+    from edgeopt.data.folder import scan_folder
+    from edgeopt.models import create_model
+    from edgeopt.models.registry import preset_for_model
+
+    classes = scan_folder(synth_data).classes
+    model, arch = create_model("tf_efficientnet_lite0", len(classes), pretrained=True)
+    path = tmp_path_factory.mktemp("lite0") / "lite0_40.pt"
+    return save_checkpoint(path, model.eval(), arch, classes, preset_for_model("tf_efficientnet_lite0", 40))
+
+
+def test_same_padding_is_frozen_for_sizes_that_are_not_multiples_of_32(lite0_at_40: Path, tmp_path: Path) -> None:
+    from edgeopt.export import INPUT_NAME
+    from edgeopt.models.padding import freeze_same_padding
+    from edgeopt.runtime.ort_runner import make_session
+
+    model, _ = load_checkpoint(lite0_at_40)
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal((2, 3, 40, 40)).astype(np.float32))
+    with torch.no_grad():
+        reference = model(x).numpy()
+    # frozen at 40 px, the model computes what it computed before, and exports faithfully (before the
+    # freeze, onnxslim folded the run-time padding arithmetic wrongly and the parity check refused it)
+    assert freeze_same_padding(model, 40) > 0
+    with torch.no_grad():
+        assert torch.allclose(model(x), torch.from_numpy(reference), atol=1e-5)
+    result = export_onnx(lite0_at_40, tmp_path / "lite0.onnx")
+    assert result.parity.max_abs_diff < 1e-3 and result.parity.top1_agreement == 1.0
+    exported = make_session(result.path).run(None, {INPUT_NAME: x.numpy()})[0]
+    assert np.abs(exported - reference).max() < 1e-3
+
+
+def test_qat_export_of_a_same_padded_model_at_40_px(lite0_at_40: Path, synth_data: Path, tmp_path: Path) -> None:
+    from edgeopt.qat import QatConfig, qat_finetune
+
+    out = tmp_path / "qat.onnx"
+    qat_finetune(QatConfig(checkpoint=lite0_at_40, data=synth_data, out=out, epochs=1, batch_size=16, num_calib_images=32),
+                 log=lambda m: None)
+    assert read_manifest(out).metrics  # exported, parity-checked against the fine-tuned model

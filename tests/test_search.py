@@ -15,7 +15,15 @@ from typer.testing import CliRunner
 
 from edgeopt.cli import app
 from edgeopt.errors import ConfigError
-from edgeopt.search import SearchConfig, SearchSpace, TrialRecord, choose, mask_url, pareto_front, run_search
+from edgeopt.search import (
+    SearchConfig,
+    SearchSpace,
+    TrialRecord,
+    choose,
+    mask_url,
+    pareto_front,
+    run_search,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_YAML = str(ROOT / "models" / "tiny_cnn.yaml")
