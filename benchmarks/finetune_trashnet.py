@@ -34,12 +34,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default="finetune_lite0_96")
     parser.add_argument("--schedule", default=None, help="cosine or onecycle (default: the CLI's)")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--resize", default="squash", help="squash or center_crop (the whole pipeline's rule)")
     args = parser.parse_args(argv)
     pool, test = materialize_split(args.data, args.runs / "split", test_fraction=0.2, seed=0)
     extra = {"schedule": args.schedule} if args.schedule else {}
     config = TrainConfig(model=args.model, data=pool, pretrained=True, img_size=args.img_size, epochs=args.epochs,
                          batch_size=args.batch_size, val_split=0.0, device=args.device, out=args.runs / args.name,
-                         workers=0, **extra)
+                         workers=0, resize=args.resize, **extra)
     t0 = time.perf_counter()
     result = train_classifier(config)
     seconds = time.perf_counter() - t0

@@ -321,7 +321,9 @@ def decompose_cmd(
     checkpoint: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="best.pt from edgeopt train (or prune).")],
     data: Annotated[Path, typer.Option("--data", exists=True, file_okay=False, help="Crops to fine-tune on.")],
     out: Annotated[Path, typer.Option("--out", help="Run folder: decomposed.pt, then best.pt after fine-tuning.")] = Path("runs/decompose"),
-    energy: Annotated[float, typer.Option(help="Share of squared singular values each channel mode keeps (ranks).")] = 0.9,
+    energy: Annotated[float, typer.Option(help="Share of squared singular values each channel mode keeps (--ranks energy).")] = 0.9,
+    ranks: Annotated[str, typer.Option(help="energy (threshold --energy) or vbmf (empirical variational Bayes per layer).")] = "energy",
+    pointwise: Annotated[bool, typer.Option("--pointwise", help="Decompose 1x1 convolutions too (MobileNet-style nets are mostly 1x1).")] = False,
     epochs: Annotated[int, typer.Option(help="Distillation fine-tuning epochs (0: decompose only).")] = 10,
     lr: Annotated[float, typer.Option(help="Fine-tuning learning rate.")] = 1e-3,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
@@ -335,8 +337,8 @@ def decompose_cmd(
 
     finetune = FinetuneOptions(epochs=epochs, lr=lr, batch_size=batch_size, val_split=val_split, device=device, seed=seed)
     with _relay_warnings():
-        result = decompose_checkpoint(DecomposeConfig(checkpoint=checkpoint, data=data, out=out, energy=energy,
-                                                      finetune=finetune), log=lambda m: console.print(escape(m)))
+        result = decompose_checkpoint(DecomposeConfig(checkpoint=checkpoint, data=data, out=out, energy=energy, ranks=ranks,
+                                                      pointwise=pointwise, finetune=finetune), log=lambda m: console.print(escape(m)))
     if result.best_checkpoint is not None:
         console.print(f"fine-tuned {result.macs_after / 1e6:.2f}M-MAC model -> {result.best_checkpoint}")
 

@@ -58,6 +58,14 @@ def machine_info() -> dict[str, Any]:
 
 def _nvidia_driver() -> str | None:
     try:
-        return Path("/proc/driver/nvidia/version").read_text().split("Kernel Module")[1].split()[0]
-    except (OSError, IndexError):
+        return driver_version(Path("/proc/driver/nvidia/version").read_text())
+    except OSError:
         return None
+
+
+def driver_version(text: str) -> str | None:
+    """The version in ``/proc/driver/nvidia/version`` (``... Kernel Module [for x86_64]  580.159.03 ...``)."""
+    import re
+
+    match = re.search(r"Kernel Module.*?\s(\d+\.\d+(?:\.\d+)?)\s", text)
+    return match.group(1) if match else None
