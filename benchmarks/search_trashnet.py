@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
                         "best_trial": best["number"] if best else None,
                         "best_test_macro_f1": best["test_macro_f1"] if best else None})
     args.results.mkdir(parents=True, exist_ok=True)
-    plot = plot_pareto(by_test, args.results / f"{args.name}.png") if by_test else None
+    plot = plot_pareto(by_test, args.results / f"{args.name}.png", f1_label="test macro-F1") if by_test else None
     record = {
         "command": "python benchmarks/search_trashnet.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "split": {"pool": str(pool), "test": str(test), "test_images": teacher_test.metrics.n, "seed": 0, "test_fraction": 0.2,

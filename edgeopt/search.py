@@ -387,13 +387,13 @@ def _check_backbones(config: SearchConfig, num_classes: int) -> None:
         create_model(name, num_classes, pretrained=config.pretrained)
 
 
-def pareto_front(records: list[TrialRecord]) -> list[TrialRecord]:
-    """Trials no other trial beats on both val macro-F1 (higher) and MACs (lower)."""
+def pareto_front(records: list[TrialRecord], cost: Callable[[TrialRecord], float] = lambda r: r.macs) -> list[TrialRecord]:
+    """Trials no other trial beats on both val macro-F1 (higher) and ``cost`` (lower; MACs by default)."""
     def dominated(r: TrialRecord) -> bool:
-        return any(o.val_macro_f1 >= r.val_macro_f1 and o.macs <= r.macs and
-                   (o.val_macro_f1 > r.val_macro_f1 or o.macs < r.macs) for o in records)
+        return any(o.val_macro_f1 >= r.val_macro_f1 and cost(o) <= cost(r) and
+                   (o.val_macro_f1 > r.val_macro_f1 or cost(o) < cost(r)) for o in records)
 
-    return sorted((r for r in records if not dominated(r)), key=lambda r: r.macs)
+    return sorted((r for r in records if not dominated(r)), key=cost)
 
 
 def choose(records: list[TrialRecord], max_macs: int | None) -> TrialRecord | None:
@@ -456,27 +456,26 @@ def _export_chosen(chosen: TrialRecord, dest: Path) -> Path | None:
     return dest
 
 
-def plot_pareto(records: list[TrialRecord], path: Path) -> Path:
-    """Val macro-F1 against MACs and against CPU latency; the Pareto front joined."""
+def plot_pareto(records: list[TrialRecord], path: Path, f1_label: str = "val macro-F1") -> Path:
+    """Macro-F1 against MACs and against CPU latency, each panel's own Pareto front joined."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    front = pareto_front(records)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    for ax, key, label in ((axes[0], "macs", "MACs (M)"), (axes[1], "latency_ms", "ONNX Runtime CPU batch-1 p50 (ms)")):
-        def x(r: TrialRecord, key: str = key) -> float:
-            return r.macs / 1e6 if key == "macs" else (r.latency_ms or float("nan"))
-
-        ax.scatter([x(r) for r in records], [r.val_macro_f1 for r in records], c="lightgray", edgecolors="gray", label="trial")
-        pts = sorted((x(r), r.val_macro_f1) for r in front)
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", color="tab:red", label="Pareto front (F1, MACs)")
+    timed = [r for r in records if r.latency_ms is not None]
+    panels = ((axes[0], records, lambda r: r.macs / 1e6, "MACs (M)"),
+              (axes[1], timed, lambda r: r.latency_ms, "ONNX Runtime CPU batch-1 p50 (ms)"))
+    for ax, rows, x, label in panels:
+        ax.scatter([x(r) for r in rows], [r.val_macro_f1 for r in rows], c="lightgray", edgecolors="gray", label="trial")
+        front = pareto_front(rows, cost=x)
+        ax.plot([x(r) for r in front], [r.val_macro_f1 for r in front], "o-", color="tab:red", label="Pareto front")
         for r in front:
             ax.annotate(f"#{r.number}", (x(r), r.val_macro_f1), fontsize=7, xytext=(3, 3), textcoords="offset points")
         ax.set_xlabel(label)
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("val macro-F1")
+    axes[0].set_ylabel(f1_label)
     axes[0].legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     with atomic_path(path) as tmp:
