@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,6 +30,7 @@ from edgeopt.machine import machine_info
 from edgeopt.search import (
     SearchConfig,
     SearchSpace,
+    TrialRecord,
     load_or_create_study,
     open_storage,
     pareto_front,
@@ -73,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--name", default="search_trashnet")
     parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--parallel", type=int, default=1, help="search workers on this machine (one study)")
+    parser.add_argument("--loader-workers", type=int, default=None, help="DataLoader workers per trial")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
     pool, test = materialize_split(args.data, args.runs / "split", test_fraction=0.2, seed=0)
@@ -90,14 +94,18 @@ def main(argv: list[str] | None = None) -> int:
     reserve = 60.0  # evaluation on the test part and the report
     config = SearchConfig(data=pool, out=args.runs, study=args.name, trials=args.max_trials, space=space,
                           teacher=teacher.best_checkpoint, epochs=args.epochs, device=args.device, seed=0,
-                          timeout=max(1.0, args.budget_s - (time.perf_counter() - t0) - reserve))
+                          workers=args.loader_workers, timeout=max(1.0, args.budget_s - (time.perf_counter() - t0) - reserve))
     classes = scan_folder(pool).classes
     study = load_or_create_study(config, open_storage(config), study_settings(config, classes))
     if not study.trials:
         for point in START_POINTS:
             if point["img_size"] in sizes:
                 study.enqueue_trial({**point, "lr": 1e-3, "kd_temperature": 4.0, "kd_alpha": 0.7})
+    helpers = [_worker(config, seed) for seed in range(1, args.parallel)]  # more workers on the same study
     result = run_search(config)
+    for helper in helpers:
+        helper.wait()
+    result = run_search(config)  # the report over every worker's trials
 
     trials = []
     for r in sorted(result.trials, key=lambda r: r.number):
@@ -105,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
         trials.append({**dataclasses.asdict(r), "test_macro_f1": ev.metrics.macro_f1, "test_accuracy": ev.metrics.accuracy})
     by_test = [dataclasses.replace(r, val_macro_f1=t["test_macro_f1"]) for r, t in
                zip(sorted(result.trials, key=lambda r: r.number), trials)]
+    # the teacher is a point of the frontier too (trained on the whole pool, scored on the same test part): number -1
+    by_test.append(TrialRecord(-1, {"backbone": "tf_efficientnet_lite0", "img_size": args.teacher_size, "prune": 0.0},
+                               teacher_test.metrics.macro_f1, teacher.macs, teacher.params, None, float("nan"), "", ""))
     front = pareto_front(by_test)
     targets = []
     for macs, f1 in TARGETS:
@@ -124,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
                     "img_size": args.teacher_size, "test_macro_f1": teacher_test.metrics.macro_f1},
         "search": {"epochs_per_trial": args.epochs, "space": dataclasses.asdict(space), "start_points": list(START_POINTS),
                    "failed_trials": result.failed, "study_report": str(result.report)},
-        "trials": trials, "pareto_by_test": [r.number for r in front], "targets": targets,
+        "trials": trials, "pareto_by_test": [r.number for r in front], "pareto_note": "-1 is the teacher",
+        "targets": targets,
         "plot": plot.name if plot else None, "seconds": round(time.perf_counter() - t0, 1), "machine": machine_info(),
     }
     (args.results / f"{args.name}.json").write_text(json.dumps(record, indent=2) + "\n")
@@ -137,6 +149,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"target <= {t['max_macs'] / 1e6:.0f}M MACs at test F1 >= {t['min_test_macro_f1']}: "
               f"{'met' if t['met'] else 'NOT met'} (best {t['best_test_macro_f1']}, trial {t['best_trial']})")
     return 0
+
+
+def _worker(config: SearchConfig, seed: int) -> subprocess.Popen:
+    """``edgeopt search`` on the same study, as a user would start another worker."""
+    space = config.space
+    args = ["--data", config.data, "--out", config.out, "--study", config.study, "--trials", config.trials,
+            "--timeout", config.timeout, "--backbones", ",".join(space.backbones), "--sizes", ",".join(map(str, space.sizes)),
+            "--max-prune", space.max_prune, "--lr", ",".join(map(str, space.lr)), "--teacher", config.teacher,
+            "--kd-temperature", ",".join(map(str, space.kd_temperature)), "--kd-alpha", ",".join(map(str, space.kd_alpha)),
+            "--epochs", config.epochs, "--batch-size", config.batch_size, "--val-split", config.val_split,
+            "--seed", seed, "--device", config.device]
+    if config.workers is not None:
+        args += ["--workers", config.workers]
+    return subprocess.Popen([sys.executable, "-m", "edgeopt", "search", *map(str, args)])
 
 
 def _eval_device(train_device: str) -> str:

@@ -380,6 +380,7 @@ def search_cmd(
     heartbeat: Annotated[int, typer.Option(help="Seconds between trial heartbeats; a silent trial is retried after 2x.")] = 60,
     seed: Annotated[Optional[int], typer.Option(help="Sampler seed (give each worker its own).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    workers: Annotated[Optional[int], typer.Option(help="DataLoader workers per trial (default: 0 on CPU).")] = None,
 ) -> None:
     """Optuna search over backbone x size x pruning x distillation x lr; Pareto table, plot and the chosen model."""
     from edgeopt.prune import parse_macs
@@ -395,7 +396,7 @@ def search_cmd(
     config = SearchConfig(data=data, out=out, study=study, storage=storage, trials=trials, timeout=timeout, space=space,
                           objective=objective, teacher=teacher, epochs=epochs, batch_size=batch_size, val_split=val_split,
                           pretrained=pretrained, baseline=baseline, baseline_f1=baseline_f1, heartbeat=heartbeat, seed=seed,
-                          max_macs=parse_macs(max_macs) if max_macs else None, device=device)
+                          max_macs=parse_macs(max_macs) if max_macs else None, device=device, workers=workers)
     with _relay_warnings():
         result = run_search(config, log=lambda m: console.print(escape(m)))
     render_search(result)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from edgeopt.compress import FinetuneOptions, distill_finetune, load_original
 from edgeopt.errors import ConfigError, MissingDependencyError
@@ -27,7 +27,7 @@ IMPORTANCES = ("l2", "taylor")
 STEPS = 40
 
 
-def parse_macs(text: str | float | int) -> int:
+def parse_macs(text: str | float) -> int:
     """``"20M"`` / ``"1.5G"`` / ``20000000`` -> MACs."""
     if isinstance(text, (int, float)):
         return int(text)
@@ -111,16 +111,22 @@ def prune_to_macs(model: nn.Module, arch: dict[str, Any], size: int, target_macs
         pruner = tp.pruner.MetaPruner(model, example, importance=scorer, pruning_ratio=0.95, iterative_steps=STEPS,
                                       ignored_layers=[classifier], global_pruning=global_pruning)
     except Exception as exc:  # noqa: BLE001 - Torch-Pruning raises many types for graphs it cannot follow
-        raise ConfigError(f"Torch-Pruning cannot prune this {arch.get('source', '')} model "
-                          f"{arch.get('name', '')}: {str(exc).splitlines()[0][:200]}") from None
+        raise ConfigError(f"Torch-Pruning cannot prune {_describe(arch)}: {str(exc).splitlines()[0][:200]}") from None
     macs = before.macs
     for step in range(STEPS):
-        if batches is not None:
-            model.zero_grad()
-            x, y = batches[step % len(batches)]
-            nn.functional.cross_entropy(model(x), y).backward()
-        pruner.step()
-        macs = count_complexity(model, size).macs
+        try:
+            if batches is not None:
+                model.zero_grad()
+                x, y = batches[step % len(batches)]
+                nn.functional.cross_entropy(model(x), y).backward()
+            pruner.step()
+            macs = count_complexity(model, size).macs
+        except Exception as exc:  # noqa: BLE001 - a graph Torch-Pruning followed but could not keep consistent
+            raise ConfigError(
+                f"Torch-Pruning could not prune {_describe(arch)} consistently "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0][:160]}): it has layers whose channels it cannot "
+                "follow (attention heads, channel shuffles, custom parameters); prune a convolutional backbone instead"
+            ) from None
         if macs <= target_macs:
             break
     else:
@@ -134,6 +140,10 @@ def prune_to_macs(model: nn.Module, arch: dict[str, Any], size: int, target_macs
         raise ConfigError("the pruned model's output lost its classes: the classifier was pruned")
     arch["layer_shapes"] = layer_shapes(model)
     return count_complexity(model, size)
+
+
+def _describe(arch: dict[str, Any]) -> str:
+    return f"the {arch.get('source', '')} model {arch['name']}".replace("  ", " ") if arch.get("name") else "this model"
 
 
 def _classifier(model: nn.Module) -> nn.Module:

@@ -168,10 +168,12 @@ def open_storage(config: SearchConfig) -> Any:
     import optuna
     from optuna.storages import RDBStorage, RetryFailedTrialCallback
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = config.storage_url
     if url.startswith("sqlite:///"):
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    for attempt in range(4):
+    attempt = 0
+    while True:
         try:
             return RDBStorage(_driver_url(url), heartbeat_interval=config.heartbeat, grace_period=2 * config.heartbeat,
                               failed_trial_callback=RetryFailedTrialCallback(max_retry=2),
@@ -179,15 +181,13 @@ def open_storage(config: SearchConfig) -> Any:
         except EdgeoptError:
             raise
         except Exception as exc:  # noqa: BLE001 - drivers raise their own types; the message says what happened
-            if attempt < 3 and _schema_race(exc):  # workers starting together on an empty database
-                time.sleep(0.5 * (attempt + 1))
+            attempt += 1
+            if attempt <= 3 and _schema_race(exc):  # workers starting together on an empty database
+                time.sleep(0.5 * attempt)
                 continue
             first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
             raise StorageError(f"cannot open the search storage {mask_url(url)}: {first}; check the URL, "
                                "that the server runs and that this machine may connect to it") from None
-        finally:
-            optuna.logging.set_verbosity(optuna.logging.WARNING)
-    raise AssertionError("unreachable")
 
 
 def _schema_race(exc: Exception) -> bool:

@@ -73,3 +73,52 @@ def test_taylor_global_pruning_and_yaml_models(tiny_ckpts: dict, synth_data: Pat
                                               global_pruning=True), log=lambda m: None)
         model, _ = load_checkpoint(result.pruned_checkpoint)
         assert result.macs_after <= base * 0.8 and count_complexity(model, 32).macs == result.macs_after
+
+
+class _Attention(torch.nn.Module):
+    """A conv stem and one multi-head self-attention over its pixels: qkv is reshaped into heads."""
+
+    def __init__(self, dim: int = 32, heads: int = 4) -> None:
+        super().__init__()
+        self.stem = torch.nn.Conv2d(3, dim, 3, 2, 1)
+        self.qkv = torch.nn.Linear(dim, 3 * dim)
+        self.proj = torch.nn.Linear(dim, dim)
+        self.head = torch.nn.Linear(dim, 6)
+        self.heads = heads
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.stem(x).flatten(2).transpose(1, 2)  # B, N, dim
+        b, n, d = t.shape
+        q, k, v = self.qkv(t).reshape(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        a = torch.softmax(q @ k.transpose(-1, -2) / (d // self.heads) ** 0.5, -1)
+        t = self.proj((a @ v).transpose(1, 2).reshape(b, n, d))
+        return self.head(t.mean(1))
+
+
+def test_a_layer_the_pruner_cannot_follow_is_one_line() -> None:
+    # Torch-Pruning prunes qkv's outputs without knowing they are reshaped into heads: the forward
+    # after its step breaks; that is a one-line error, not a traceback
+    from edgeopt.models.complexity import count_complexity
+    from edgeopt.prune import prune_to_macs
+
+    model = _Attention()
+    macs = count_complexity(model, 32).macs
+    with pytest.raises(ConfigError, match="could not prune this model consistently .*attention heads"):
+        prune_to_macs(model, {}, 32, int(macs * 0.5), num_classes=6)
+
+
+def test_shufflenet_channel_shuffle_is_refused_in_one_line_and_nothing_is_written(synth_data: Path, tmp_path: Path) -> None:
+    from edgeopt.checkpoint import save_checkpoint
+    from edgeopt.data.folder import scan_folder
+    from edgeopt.models import create_model
+    from edgeopt.models.registry import preset_for_model
+
+    classes = scan_folder(synth_data).classes
+    model, arch = create_model("shufflenet_v2_x0_5", len(classes))
+    ckpt = save_checkpoint(tmp_path / "shuffle.pt", model.eval(), arch, classes, preset_for_model("shufflenet_v2_x0_5", 32))
+    result = runner.invoke(app, ["prune", str(ckpt), "--target-macs", "0.5M", "--data", str(synth_data), "--epochs", "0",
+                                 "--out", str(tmp_path / "out")])
+    line = result.output.strip()
+    assert result.exit_code == 1 and "\n" not in line
+    assert "Torch-Pruning cannot prune the torchvision model shufflenet_v2_x0_5" in line
+    assert not (tmp_path / "out" / "pruned.pt").exists()
