@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from edgeopt.data.folder import materialize_split
+from edgeopt.distill import KDConfig
 from edgeopt.evaluate import evaluate_artifact
 from edgeopt.machine import machine_info
 from edgeopt.train import TrainConfig, train_classifier
@@ -35,9 +36,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--schedule", default=None, help="cosine or onecycle (default: the CLI's)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--resize", default="squash", help="squash or center_crop (the whole pipeline's rule)")
+    parser.add_argument("--teacher", type=Path, action="append", default=[], help="distill from this checkpoint (repeatable)")
+    parser.add_argument("--kd-temperature", type=float, default=4.0)
+    parser.add_argument("--kd-alpha", type=float, default=0.7)
     args = parser.parse_args(argv)
     pool, test = materialize_split(args.data, args.runs / "split", test_fraction=0.2, seed=0)
     extra = {"schedule": args.schedule} if args.schedule else {}
+    if args.teacher:
+        extra |= {"teachers": args.teacher, "kd": KDConfig(args.kd_temperature, args.kd_alpha)}
     config = TrainConfig(model=args.model, data=pool, pretrained=True, img_size=args.img_size, epochs=args.epochs,
                          batch_size=args.batch_size, val_split=0.0, device=args.device, out=args.runs / args.name,
                          workers=0, resize=args.resize, **extra)
