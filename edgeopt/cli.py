@@ -373,6 +373,8 @@ def search_cmd(
     epochs: Annotated[int, typer.Option(help="Training epochs per trial.")] = 12,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
     val_split: Annotated[float, typer.Option("--val-split", help="Share of --data that validates (selects) every trial.")] = 0.2,
+    schedule: Annotated[str, typer.Option(help="Learning-rate schedule of every trial: cosine or onecycle.")] = "cosine",
+    final_epochs: Annotated[int, typer.Option("--final-epochs", help="Train the chosen point again on all of --data for N epochs (0: no).")] = 0,
     pretrained: Annotated[bool, typer.Option("--pretrained/--scratch", help="Start from ImageNet weights (offline where edgeopt ships them).")] = True,
     max_macs: Annotated[Optional[str], typer.Option("--max-macs", help="Choose the best val F1 within this budget, e.g. 20M (default: best score).")] = None,
     baseline: Annotated[str, typer.Option(help="Baseline model of the score (MACs at its own input size).")] = "resnet18d",
@@ -395,6 +397,7 @@ def search_cmd(
                         kd_alpha=_floats(kd_alpha, "--kd-alpha"))
     config = SearchConfig(data=data, out=out, study=study, storage=storage, trials=trials, timeout=timeout, space=space,
                           objective=objective, teacher=teacher, epochs=epochs, batch_size=batch_size, val_split=val_split,
+                          schedule=schedule, final_epochs=final_epochs,
                           pretrained=pretrained, baseline=baseline, baseline_f1=baseline_f1, heartbeat=heartbeat, seed=seed,
                           max_macs=parse_macs(max_macs) if max_macs else None, device=device, workers=workers)
     with _relay_warnings():

@@ -207,3 +207,6 @@ def render_search(result) -> None:
     if result.chosen is not None:
         where = result.chosen_dir or f"{result.chosen.artifacts} on {result.chosen.host} (another worker)"
         console.print(f"chosen: trial {result.chosen.number} -> {where}")
+    if result.final is not None:
+        console.print(f"final run ({result.final['epochs']} epochs on all of the data, no selection): "
+                      f"{result.final['checkpoint']}, {result.final['onnx']}")

@@ -79,6 +79,8 @@ class SearchConfig:
     epochs: int = 12
     batch_size: int = 64
     val_split: float = 0.2
+    schedule: str = "cosine"
+    final_epochs: int = 0  # >0: train the chosen point again on all of --data for this many epochs
     pretrained: bool = True
     baseline: str = "resnet18d"
     baseline_f1: float = 0.884
@@ -92,10 +94,17 @@ class SearchConfig:
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
             raise ConfigError(f"--objective {self.objective!r} is unknown: use pareto or score")
-        if self.trials < 1 or self.epochs < 1:
-            raise ConfigError(f"--trials {self.trials} / --epochs {self.epochs}: both must be >= 1")
+        if self.trials < 1 or self.epochs < 1 or self.final_epochs < 0:
+            raise ConfigError(f"--trials {self.trials} / --epochs {self.epochs} / --final-epochs {self.final_epochs}: "
+                              "trials and epochs must be >= 1, final epochs >= 0")
         if not 0.0 < self.val_split < 0.9:
             raise ConfigError(f"--val-split {self.val_split}: a search selects on validation images; use 0.1..0.5")
+        from edgeopt.train import SCHEDULES  # checked here, not once per trial
+
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"--schedule {self.schedule!r} is unknown: use one of {', '.join(SCHEDULES)}")
+        if not 1 <= self.batch_size <= 65_536:
+            raise ConfigError(f"--batch-size {self.batch_size} is out of range: use 1..65536")
         if self.heartbeat < 1 or self.latency_runs < 1:
             raise ConfigError(f"--heartbeat {self.heartbeat} / --latency-runs {self.latency_runs}: both must be >= 1")
         if self.timeout is not None and self.timeout <= 0:
@@ -138,6 +147,7 @@ class SearchResult:
     report: Path
     plot: Path | None
     baseline: dict[str, Any]
+    final: dict[str, Any] | None = None
 
 
 def mask_url(url: str) -> str:
@@ -206,7 +216,7 @@ def study_settings(config: SearchConfig, classes: list[str]) -> dict[str, Any]:
     return {
         **{k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config.space).items()},
         "objective": config.objective, "classes": classes, "epochs": config.epochs, "batch_size": config.batch_size,
-        "val_split": config.val_split, "pretrained": config.pretrained,
+        "val_split": config.val_split, "schedule": config.schedule, "pretrained": config.pretrained,
         "teacher_sha256": sha256_file(config.teacher) if config.teacher else None,
         "baseline": config.baseline, "baseline_f1": config.baseline_f1,
     }
@@ -269,45 +279,56 @@ def _trial_dir(config: SearchConfig, trial: Any) -> Path:
     return config.study_dir / f"trial-{(history[0] if history else trial.number):04d}"
 
 
-def run_trial(config: SearchConfig, trial: Any, classes: list[str], baseline: dict[str, Any],
-              log: Callable[[str], None]) -> tuple[float, ...]:
-    """One trial: build, prune, train (distilled), export, time; returns the objective values."""
-    import optuna
+def train_point(config: SearchConfig, params: dict[str, Any], classes: list[str], folder: Path, *, epochs: int,
+                val_split: float) -> Any:
+    """Build the point's backbone, prune it to its fraction of MACs, train it (distilled) in ``folder``.
 
+    The pruned start is kept as ``init.pt`` and training resumes from ``last.pt`` when the folder
+    has them (a retried trial, an interrupted final run).
+    """
     from edgeopt.checkpoint import save_checkpoint
     from edgeopt.distill import KDConfig
     from edgeopt.models import count_complexity, create_model
     from edgeopt.models.registry import preset_for_model
     from edgeopt.prune import prune_to_macs
-    from edgeopt.score import score_macs
     from edgeopt.train import TrainConfig, train_classifier
+
+    size = params["img_size"]
+    init = folder / "init.pt"
+    folder.mkdir(parents=True, exist_ok=True)
+    if not init.exists():
+        model, arch = create_model(params["backbone"], len(classes), pretrained=config.pretrained)
+        macs = count_complexity(model, size).macs
+        if params["prune"] > 0:
+            prune_to_macs(model, arch, size, int(macs * (1 - params["prune"])), num_classes=len(classes))
+            arch["pruned"] = {"fraction_of_macs": params["prune"], "macs_before": macs, "importance": "l2"}
+        save_checkpoint(init, model, arch, classes, preset_for_model(params["backbone"], size))
+    return train_classifier(TrainConfig(
+        model=params["backbone"], data=config.data, out=folder, init_checkpoint=init, img_size=size,
+        epochs=epochs, batch_size=config.batch_size, lr=params["lr"], pretrained=config.pretrained, schedule=config.schedule,
+        teachers=[config.teacher] if config.teacher else [],
+        kd=KDConfig(params.get("kd_temperature", 4.0), params.get("kd_alpha", 0.0)),
+        val_split=val_split, device=config.device, workers=config.workers, resume=(folder / "last.pt").exists()))
+
+
+def run_trial(config: SearchConfig, trial: Any, classes: list[str], baseline: dict[str, Any],
+              log: Callable[[str], None]) -> tuple[float, ...]:
+    """One trial: build, prune, train (distilled), export, time; returns the objective values."""
+    import optuna
+
+    from edgeopt.score import score_macs
 
     params = suggest(trial, config.space, config.teacher is not None)
     folder = _trial_dir(config, trial)
-    folder.mkdir(parents=True, exist_ok=True)
     trial.set_user_attr("host", socket.gethostname())
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
     trial.set_user_attr("artifacts", str(folder.resolve()))
-    size = params["img_size"]
-    init = folder / "init.pt"
+    resume = (folder / "last.pt").exists()
+    if resume:
+        trial.set_user_attr("resumed", True)
+    log(f"trial {trial.number}: {_describe(params)}{' (resuming)' if resume else ''}")
     try:
-        if not init.exists():  # a retried trial keeps the pruned start it had
-            model, arch = create_model(params["backbone"], len(classes), pretrained=config.pretrained)
-            macs = count_complexity(model, size).macs
-            if params["prune"] > 0:
-                prune_to_macs(model, arch, size, int(macs * (1 - params["prune"])), num_classes=len(classes))
-                arch["pruned"] = {"fraction_of_macs": params["prune"], "macs_before": macs, "importance": "l2"}
-            save_checkpoint(init, model, arch, classes, preset_for_model(params["backbone"], size))
-        resume = (folder / "last.pt").exists()
-        if resume:
-            trial.set_user_attr("resumed", True)
-        log(f"trial {trial.number}: {_describe(params)}{' (resuming)' if resume else ''}")
-        train = train_classifier(TrainConfig(
-            model=params["backbone"], data=config.data, out=folder, init_checkpoint=init, img_size=size,
-            epochs=config.epochs, batch_size=config.batch_size, lr=params["lr"], pretrained=config.pretrained,
-            teachers=[config.teacher] if config.teacher else [],
-            kd=KDConfig(params.get("kd_temperature", 4.0), params.get("kd_alpha", 0.0)),
-            val_split=config.val_split, device=config.device, workers=config.workers, resume=resume))
+        train = train_point(config, params, classes, folder, epochs=config.epochs, val_split=config.val_split)
         onnx_path, latency = _export_and_time(train.best_checkpoint, folder, config)
     except EdgeoptError as exc:  # a point of the space this backbone cannot take (e.g. below its pruning floor)
         trial.set_user_attr("error", str(exc))
@@ -323,6 +344,17 @@ def run_trial(config: SearchConfig, trial: Any, classes: list[str], baseline: di
     trial.set_user_attr("onnx", str(onnx_path))
     log(f"trial {trial.number}: val macro-F1 {f1:.4f}, {train.macs / 1e6:.1f}M MACs, {latency:.2f} ms, score {score:.4f}")
     return (f1, float(train.macs)) if config.objective == "pareto" else (score,)
+
+
+def refit(config: SearchConfig, chosen: TrialRecord, classes: list[str], log: Callable[[str], None]) -> dict[str, Any]:
+    """Train the chosen point again on all of ``--data`` for ``final_epochs`` (no selection) and export it."""
+    folder = config.study_dir / f"final-trial-{chosen.number:04d}"
+    log(f"final run of trial {chosen.number} on all of {config.data}, {config.final_epochs} epochs -> {folder}")
+    train = train_point(config, chosen.params, classes, folder, epochs=config.final_epochs, val_split=0.0)
+    onnx_path, latency = _export_and_time(train.best_checkpoint, folder, config)
+    return {"trial": chosen.number, "checkpoint": str(train.best_checkpoint), "onnx": str(onnx_path), "macs": train.macs,
+            "epochs": config.final_epochs, "latency_ms": latency,
+            "selection": "none: trained on all of --data for a fixed number of epochs; score it on a test split"}
 
 
 def _describe(params: dict[str, Any]) -> str:
@@ -376,7 +408,11 @@ def run_search(config: SearchConfig, log: Callable[[str], None] = print) -> Sear
         stop = optuna.study.MaxTrialsCallback(config.trials, states=(TrialState.COMPLETE, TrialState.PRUNED))
         study.optimize(lambda trial: run_trial(config, trial, classes, baseline, log), n_trials=config.trials - done,
                        timeout=config.timeout, callbacks=[stop], gc_after_trial=True)
-    return report(config, study, baseline, mask_url(config.storage_url))
+    result = report(config, study, baseline, mask_url(config.storage_url))
+    if config.final_epochs and result.chosen is not None:
+        final = refit(config, result.chosen, classes, log)
+        result = report(config, study, baseline, mask_url(config.storage_url), final=final)
+    return result
 
 
 def _check_backbones(config: SearchConfig, num_classes: int) -> None:
@@ -420,8 +456,10 @@ def _records(study: Any) -> tuple[list[TrialRecord], int]:
     return records, failed
 
 
-def report(config: SearchConfig, study: Any, baseline: dict[str, Any], storage: str) -> SearchResult:
-    """Pareto table data, ``pareto.json``, ``pareto.png`` and the chosen trial exported to ``chosen/``."""
+def report(config: SearchConfig, study: Any, baseline: dict[str, Any], storage: str,
+           final: dict[str, Any] | None = None) -> SearchResult:
+    """Pareto table data, ``pareto.json``, ``pareto.png`` and the chosen trial exported to ``chosen/``
+    (with the record of its final run, when there was one)."""
     from edgeopt.machine import machine_info
 
     records, failed = _records(study)
@@ -438,9 +476,9 @@ def report(config: SearchConfig, study: Any, baseline: dict[str, Any], storage: 
         "baseline": baseline, "max_macs": config.max_macs, "failed_trials": failed,
         "trials": [dataclasses.asdict(r) for r in sorted(records, key=lambda r: r.number)],
         "pareto": [r.number for r in front], "chosen": chosen.number if chosen else None,
-        "chosen_dir": str(chosen_dir) if chosen_dir else None, "machine": machine_info(),
+        "chosen_dir": str(chosen_dir) if chosen_dir else None, "final": final, "machine": machine_info(),
     })
-    return SearchResult(config.study, storage, records, failed, chosen, chosen_dir, path, plot, baseline)
+    return SearchResult(config.study, storage, records, failed, chosen, chosen_dir, path, plot, baseline, final)
 
 
 def _export_chosen(chosen: TrialRecord, dest: Path) -> Path | None:

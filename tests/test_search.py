@@ -46,8 +46,8 @@ def test_search_reports_a_true_pareto_front_and_exports_the_chosen_model(synth_d
     from edgeopt.checkpoint import load_model_and_arch
     from edgeopt.models import count_complexity, create_model
 
-    result = run_search(_tiny(synth_data, tmp_path / "s", trials=4), log=lambda m: None)
-    assert len(result.trials) + sum(1 for _ in ()) >= 1
+    result = run_search(_tiny(synth_data, tmp_path / "s", trials=4, final_epochs=2), log=lambda m: None)
+    assert len(result.trials) >= 1
     report = json.loads(result.report.read_text())
     assert len(report["trials"]) == len(result.trials) and report["chosen"] == result.chosen.number
     assert result.plot is not None and result.plot.stat().st_size > 1000
@@ -70,6 +70,13 @@ def test_search_reports_a_true_pareto_front_and_exports_the_chosen_model(synth_d
     assert result.chosen.score == min(r.score for r in result.trials)
     for name in ("best.pt", "best.pt.json", "model.onnx", "model.onnx.json", "trial.json"):
         assert (result.chosen_dir / name).is_file()
+    # the final run: the chosen point trained again on all the data for a fixed number of epochs
+    final_ckpt = Path(result.final["checkpoint"])
+    assert report["final"]["trial"] == result.chosen.number and final_ckpt.parent.name == f"final-trial-{result.chosen.number:04d}"
+    history = json.loads((final_ckpt.parent / "metrics.json").read_text())
+    assert len(history["history"]) == 2 and history["validation"] is False and Path(result.final["onnx"]).is_file()
+    _, _, final_arch = load_model_and_arch(final_ckpt)
+    assert final_arch.get("layer_shapes") == load_model_and_arch(result.chosen_dir / "best.pt")[2].get("layer_shapes")
     # a second call with the same settings finds the study finished and runs nothing new
     again = run_search(_tiny(synth_data, tmp_path / "s", trials=4), log=lambda m: None)
     assert [r.number for r in again.trials] == [r.number for r in result.trials]
@@ -114,6 +121,8 @@ def test_bad_search_options_are_one_line(synth_data: Path, tmp_path: Path) -> No
         SearchSpace(max_prune=0.99)
     with pytest.raises(ConfigError, match="--objective"):
         SearchConfig(data=synth_data, objective="speed")
+    with pytest.raises(ConfigError, match="--schedule 'step'"):
+        SearchConfig(data=synth_data, schedule="step")
     with pytest.raises(ConfigError, match="--study"):
         SearchConfig(data=synth_data, study="../x")
     result = CliRunner().invoke(app, [*_cli_args(synth_data, tmp_path / "s"), "--backbones", "resnet_nope"])
