@@ -1,0 +1,118 @@
+"""The accuracy-per-MAC frontier from every recorded TrashNet model, with CPU latency measured here.
+
+Collects the recorded runs (`results/*.json` of `finetune_trashnet.py`, `compress_trashnet.py`,
+`search_trashnet.py`, the distilled students), all scored on the same 400-image test split. Each
+model whose checkpoint is still on this machine is exported to ONNX and timed with ONNX Runtime
+on this CPU (batch 1, median, one model at a time); the search's trials ran elsewhere and keep
+their MACs and F1 only. Writes `results/frontier_trashnet.json` and `.png` (test macro-F1 against
+MACs and against latency, each panel's Pareto front joined).
+
+  python benchmarks/frontier_trashnet.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from edgeopt.export import export_onnx
+from edgeopt.machine import machine_info
+from edgeopt.runtime.ort_runner import make_session
+from edgeopt.search import TrialRecord, pareto_front, plot_pareto
+from edgeopt.timing import measure_interleaved
+
+RESULTS = Path(__file__).resolve().parent / "results"
+TARGETS = ((20e6, 0.90), (10e6, 0.85))
+
+
+def _records(results: Path) -> list[dict]:
+    """(label, MACs, test F1, checkpoint, source) of every recorded model."""
+    import re
+
+    rows = []
+    # the runs scored on finetune_trashnet.py's test split (older train_*/quantize_* records used a validation split)
+    paths = sorted(p for pattern in ("finetune_*.json", "student_*.json", "prune_*.json", "decompose_*.json",
+                                     "search_trashnet*.json") for p in results.glob(pattern))
+    for path in paths:
+        data = json.loads(path.read_text())
+        if "test_macro_f1" in data and "macs" in data and "checkpoint" in data:  # finetune_trashnet.py
+            rows.append({"label": path.stem, "macs": data["macs"], "test_macro_f1": data["test_macro_f1"],
+                         "checkpoint": data["checkpoint"], "source": path.name})
+        elif "test_macro_f1" in data and "macs" in data and "config" in data:  # a student recorded from the CLI
+            rows.append({"label": path.stem, "macs": data["macs"], "test_macro_f1": data["test_macro_f1"],
+                         "checkpoint": str(Path(data["config"]["out"]) / "best.pt"), "source": path.name})
+        elif "macs_after" in data and "test_macro_f1" in data:  # compress_trashnet.py / prune_trashnet.py
+            runs = re.search(r"--runs (\S+)", data.get("command", ""))
+            run = Path(runs.group(1) if runs else "runs/prune") / path.stem
+            rows.append({"label": path.stem, "macs": data["macs_after"], "test_macro_f1": data["test_macro_f1"],
+                         "checkpoint": str(run / "best.pt"), "source": path.name})
+        elif "trials" in data and "teacher" in data:  # search_trashnet.py: trials ran on the device machine
+            for t in data["trials"]:
+                p = t["params"]
+                label = f"{path.stem}#{t['number']} {p['backbone']}@{p['img_size']} prune {p['prune']:.2f}"
+                rows.append({"label": label, "macs": t["macs"], "test_macro_f1": t["test_macro_f1"], "checkpoint": None,
+                             "source": path.name})
+    return rows
+
+
+def _latency_ms(checkpoint: Path, runs: int) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_path = export_onnx(checkpoint, Path(tmp) / "m.onnx").path
+        session = make_session(onnx_path, "cpu")
+        name, size = session.get_inputs()[0].name, session.get_inputs()[0].shape[-1]
+        batch = np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32)
+        stats = measure_interleaved({"m": (lambda x: session.run(None, {name: x}), batch)}, runs=runs, warmup=20)
+    return stats["m"].p50_ms
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--runs", type=int, default=200, help="timed runs per model")
+    args = parser.parse_args(argv)
+    rows = [r for r in _records(args.results) if r["test_macro_f1"] is not None]
+    if not rows:
+        print(f"no recorded TrashNet test-split runs in {args.results}")
+        return 1
+    for row in rows:
+        ckpt = Path(row["checkpoint"]) if row["checkpoint"] else None
+        row["latency_ms"] = _latency_ms(ckpt, args.runs) if ckpt and ckpt.is_file() else None
+    records = [TrialRecord(i, {"label": r["label"]}, r["test_macro_f1"], r["macs"], 0, r["latency_ms"], float("nan"), "", "")
+               for i, r in enumerate(rows)]
+    front = {r.number for r in pareto_front(records)}
+    latency_front = {r.number for r in pareto_front([r for r in records if r.latency_ms is not None],
+                                                    cost=lambda r: r.latency_ms)}
+    for i, row in enumerate(rows):
+        row["front_macs"], row["front_latency"] = i in front, i in latency_front
+    targets = []
+    for macs, f1 in TARGETS:
+        within = [r for r in rows if r["macs"] <= macs]
+        best = max(within, key=lambda r: r["test_macro_f1"]) if within else None
+        targets.append({"max_macs": macs, "min_test_macro_f1": f1, "met": bool(best and best["test_macro_f1"] >= f1),
+                        "best": best["label"] if best else None, "best_test_macro_f1": best["test_macro_f1"] if best else None})
+    plot = plot_pareto(records, args.results / "frontier_trashnet.png", f1_label="test macro-F1")
+    (args.results / "frontier_trashnet.json").write_text(json.dumps({
+        "command": "python benchmarks/frontier_trashnet.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "split": "TrashNet test split (400 images, seed 0) of finetune_trashnet.py: no model trained or was selected on it",
+        "latency": "ONNX Runtime CPU, batch 1, p50, this machine, one model at a time (null: checkpoint not here)",
+        "models": rows, "plot": plot.name, "plot_labels": "point #i is models[i]", "targets": targets,
+        "machine": machine_info()}, indent=2) + "\n")
+    print(f"{'#':>3} {'model':<58} {'MACs':>7} {'test F1':>7} {'CPU ms':>7}")
+    for i, r in sorted(enumerate(rows), key=lambda ir: ir[1]["macs"]):
+        latency = f"{r['latency_ms']:.3f}" if r["latency_ms"] is not None else "-"
+        mark = " *" if r["front_macs"] else ""
+        print(f"{i:>3} {r['label'][:58]:<58} {r['macs'] / 1e6:>6.1f}M {r['test_macro_f1']:>7.4f} {latency:>7}{mark}")
+    for t in targets:
+        best = f"{t['best_test_macro_f1']:.4f}: {t['best']}" if t["best"] else "no model within the budget"
+        print(f"target <= {t['max_macs'] / 1e6:.0f}M MACs at test F1 >= {t['min_test_macro_f1']}: "
+              f"{'met' if t['met'] else 'NOT met'} ({best})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
