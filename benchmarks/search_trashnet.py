@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     result = run_search(config)
     for helper in helpers:
         helper.wait()
-    result = run_search(config)  # the report over every worker's trials
+    result = run_search(config, report_only=True)  # the report over every worker's trials, no new ones
 
     trials = []
     for r in sorted(result.trials, key=lambda r: r.number):

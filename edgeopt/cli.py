@@ -383,6 +383,7 @@ def search_cmd(
     seed: Annotated[Optional[int], typer.Option(help="Sampler seed (give each worker its own).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     workers: Annotated[Optional[int], typer.Option(help="DataLoader workers per trial (default: 0 on CPU).")] = None,
+    report_only: Annotated[bool, typer.Option("--report", help="Run no trial: report the study as it stands (and export the chosen point).")] = False,
 ) -> None:
     """Optuna search over backbone x size x pruning x distillation x lr; Pareto table, plot and the chosen model."""
     from edgeopt.prune import parse_macs
@@ -401,7 +402,7 @@ def search_cmd(
                           pretrained=pretrained, baseline=baseline, baseline_f1=baseline_f1, heartbeat=heartbeat, seed=seed,
                           max_macs=parse_macs(max_macs) if max_macs else None, device=device, workers=workers)
     with _relay_warnings():
-        result = run_search(config, log=lambda m: console.print(escape(m)))
+        result = run_search(config, log=lambda m: console.print(escape(m)), report_only=report_only)
     render_search(result)
 
 

@@ -382,8 +382,12 @@ def _export_and_time(checkpoint: Path, folder: Path, config: SearchConfig) -> tu
     return onnx_path, stats["m"].p50_ms
 
 
-def run_search(config: SearchConfig, log: Callable[[str], None] = print) -> SearchResult:
-    """Run (or join, or resume) the study until it holds ``trials`` finished trials; report and export."""
+def run_search(config: SearchConfig, log: Callable[[str], None] = print, *, report_only: bool = False) -> SearchResult:
+    """Run (or join, or resume) the study until it holds ``trials`` finished trials; report and export.
+
+    ``report_only``: run no trial (nor the final run); report the study as it stands, e.g. on the
+    machine that gathers a study other workers are running.
+    """
     try:
         import optuna
     except ImportError:
@@ -403,13 +407,13 @@ def run_search(config: SearchConfig, log: Callable[[str], None] = print) -> Sear
     baseline = {"name": config.baseline, "macs": b_macs, "img_size": b_size, "f1": config.baseline_f1}
     config.study_dir.mkdir(parents=True, exist_ok=True)
     done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
-    if done < config.trials:
+    if done < config.trials and not report_only:
         log(f"study {config.study!r} in {mask_url(config.storage_url)}: {done} of {config.trials} trials finished")
         stop = optuna.study.MaxTrialsCallback(config.trials, states=(TrialState.COMPLETE, TrialState.PRUNED))
         study.optimize(lambda trial: run_trial(config, trial, classes, baseline, log), n_trials=config.trials - done,
                        timeout=config.timeout, callbacks=[stop], gc_after_trial=True)
     result = report(config, study, baseline, mask_url(config.storage_url))
-    if config.final_epochs and result.chosen is not None:
+    if config.final_epochs and result.chosen is not None and not report_only:
         final = refit(config, result.chosen, classes, log)
         result = report(config, study, baseline, mask_url(config.storage_url), final=final)
     return result

@@ -77,9 +77,12 @@ def test_search_reports_a_true_pareto_front_and_exports_the_chosen_model(synth_d
     assert len(history["history"]) == 2 and history["validation"] is False and Path(result.final["onnx"]).is_file()
     _, _, final_arch = load_model_and_arch(final_ckpt)
     assert final_arch.get("layer_shapes") == load_model_and_arch(result.chosen_dir / "best.pt")[2].get("layer_shapes")
-    # a second call with the same settings finds the study finished and runs nothing new
+    # a second call with the same settings finds the study finished and runs nothing new; a report
+    # of a study that wants more trials runs none either
     again = run_search(_tiny(synth_data, tmp_path / "s", trials=4), log=lambda m: None)
     assert [r.number for r in again.trials] == [r.number for r in result.trials]
+    reported = run_search(_tiny(synth_data, tmp_path / "s", trials=9), log=lambda m: None, report_only=True)
+    assert [r.number for r in reported.trials] == [r.number for r in result.trials] and reported.final is None
 
 
 def test_pareto_front_and_budgeted_choice() -> None:
