@@ -18,13 +18,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 from edgeopt.export import export_onnx
 from edgeopt.machine import machine_info
-from edgeopt.runtime.ort_runner import make_session
 from edgeopt.search import TrialRecord, pareto_front, plot_pareto
-from edgeopt.timing import measure_interleaved
+from edgeopt.timing import onnx_cpu_latency_ms
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGETS = ((20e6, 0.90), (10e6, 0.85))
@@ -62,12 +59,7 @@ def _records(results: Path) -> list[dict]:
 
 def _latency_ms(checkpoint: Path, runs: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
-        onnx_path = export_onnx(checkpoint, Path(tmp) / "m.onnx").path
-        session = make_session(onnx_path, "cpu")
-        name, size = session.get_inputs()[0].name, session.get_inputs()[0].shape[-1]
-        batch = np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32)
-        stats = measure_interleaved({"m": (lambda x: session.run(None, {name: x}), batch)}, runs=runs, warmup=20)
-    return stats["m"].p50_ms
+        return onnx_cpu_latency_ms(export_onnx(checkpoint, Path(tmp) / "m.onnx").path, runs=runs, warmup=20)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -366,20 +366,11 @@ def _describe(params: dict[str, Any]) -> str:
 
 def _export_and_time(checkpoint: Path, folder: Path, config: SearchConfig) -> tuple[Path, float]:
     """ONNX export (parity-checked on the data) and its batch-1 p50 latency on this CPU (ms)."""
-    import numpy as np
-
     from edgeopt.export import export_onnx
-    from edgeopt.runtime.ort_runner import make_session
-    from edgeopt.timing import measure_interleaved
+    from edgeopt.timing import onnx_cpu_latency_ms
 
     onnx_path = export_onnx(checkpoint, folder / "model.onnx", data=config.data).path
-    session = make_session(onnx_path, "cpu")
-    name = session.get_inputs()[0].name
-    size = session.get_inputs()[0].shape[-1]
-    batch = np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32)
-    stats = measure_interleaved({"m": (lambda x: session.run(None, {name: x}), batch)}, runs=config.latency_runs,
-                                warmup=min(10, config.latency_runs))
-    return onnx_path, stats["m"].p50_ms
+    return onnx_path, onnx_cpu_latency_ms(onnx_path, runs=config.latency_runs, warmup=min(10, config.latency_runs))
 
 
 def run_search(config: SearchConfig, log: Callable[[str], None] = print, *, report_only: bool = False) -> SearchResult:
@@ -412,11 +403,11 @@ def run_search(config: SearchConfig, log: Callable[[str], None] = print, *, repo
         stop = optuna.study.MaxTrialsCallback(config.trials, states=(TrialState.COMPLETE, TrialState.PRUNED))
         study.optimize(lambda trial: run_trial(config, trial, classes, baseline, log), n_trials=config.trials - done,
                        timeout=config.timeout, callbacks=[stop], gc_after_trial=True)
-    result = report(config, study, baseline, mask_url(config.storage_url))
-    if config.final_epochs and result.chosen is not None and not report_only:
-        final = refit(config, result.chosen, classes, log)
-        result = report(config, study, baseline, mask_url(config.storage_url), final=final)
-    return result
+    final = None
+    if config.final_epochs and not report_only:
+        chosen = choose(_records(study)[0], config.max_macs)
+        final = refit(config, chosen, classes, log) if chosen is not None else None
+    return report(config, study, baseline, mask_url(config.storage_url), final=final)
 
 
 def _check_backbones(config: SearchConfig, num_classes: int) -> None:

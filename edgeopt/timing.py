@@ -90,6 +90,17 @@ def _wall_timer(clock: Callable[[], float], sync: Callable[[], None] | None) -> 
     return timed
 
 
+def onnx_cpu_latency_ms(path: str | Path, runs: int, warmup: int) -> float:
+    """Batch-1 p50 latency (ms) of an ONNX classifier with ONNX Runtime on this CPU, on a seeded random input."""
+    from edgeopt.runtime.ort_runner import make_session
+
+    session = make_session(path, "cpu")
+    name, size = session.get_inputs()[0].name, session.get_inputs()[0].shape[-1]
+    batch = np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32)
+    stats = measure_interleaved({"m": (lambda x: session.run(None, {name: x}), batch)}, runs=runs, warmup=warmup)
+    return stats["m"].p50_ms
+
+
 def cuda_event_timer(call: Callable[[], object]) -> float:
     """Seconds between CUDA events recorded on the current stream around ``call``.
 
