@@ -59,6 +59,12 @@ app.add_typer(data_app, name="data")
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 ExistingDir = Annotated[Path, typer.Argument(exists=True, file_okay=False, help="A folder of <class>/<image> crops.")]
+# options several commands declare alike
+Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
+Seed = Annotated[int, typer.Option()]
+BatchSize = Annotated[int, typer.Option("--batch-size")]
+FinetuneLr = Annotated[float, typer.Option(help="Fine-tuning learning rate.")]
+FinetuneValSplit = Annotated[float, typer.Option("--val-split", help="0 fine-tunes on all of --data for --epochs.")]
 
 
 def _version(value: bool) -> None:
@@ -156,8 +162,8 @@ def train_cmd(
     kd: Annotated[str, typer.Option("--kd", help="all or true-label (KD only where the teacher is right).")] = "all",
     kd_temperature: Annotated[float, typer.Option("--kd-temperature")] = 4.0,
     kd_alpha: Annotated[float, typer.Option("--kd-alpha", help="Weight of the KD term.")] = 0.7,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    seed: Annotated[int, typer.Option()] = 0,
+    device: Device = "auto",
+    seed: Seed = 0,
     workers: Annotated[Optional[int], typer.Option(help="DataLoader workers (default: 0 on CPU).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/last.pt.")] = False,
 ) -> None:
@@ -264,7 +270,7 @@ def calibrate_cmd(
     eval_data: Annotated[Optional[Path], typer.Option("--eval-data", exists=True, file_okay=False, help="Labelled crops for --max-f1-drop (not the test split).")] = None,
     quantizer: Annotated[str, typer.Option(help="onnxruntime, or modelopt (needs edgeopt[modelopt]).")] = "onnxruntime",
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Seed = 0,
     calibration_dir: Annotated[Optional[Path], typer.Option("--calibration-dir", help="Where the calibration record goes (default: beside --out).")] = None,
     skip_first_last: Annotated[bool, typer.Option("--skip-first-last", help="Leave the first conv and the classifier unquantized.")] = False,
 ) -> None:
@@ -296,11 +302,11 @@ def prune_cmd(
     epochs: Annotated[int, typer.Option(help="Distillation fine-tuning epochs (0: prune only).")] = 10,
     importance: Annotated[str, typer.Option(help="l2 (weight magnitude) or taylor (first-order, on --data).")] = "l2",
     global_pruning: Annotated[bool, typer.Option("--global/--uniform", help="Rank channels across layers, or prune each layer alike.")] = False,
-    lr: Annotated[float, typer.Option(help="Fine-tuning learning rate.")] = 1e-3,
-    batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
-    val_split: Annotated[float, typer.Option("--val-split", help="0 fine-tunes on all of --data for --epochs.")] = 0.2,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    seed: Annotated[int, typer.Option()] = 0,
+    lr: FinetuneLr = 1e-3,
+    batch_size: BatchSize = 64,
+    val_split: FinetuneValSplit = 0.2,
+    device: Device = "auto",
+    seed: Seed = 0,
 ) -> None:
     """Structured channel pruning (Torch-Pruning) to a MAC target, then distillation from the unpruned model."""
     from edgeopt.compress import FinetuneOptions
@@ -325,11 +331,11 @@ def decompose_cmd(
     ranks: Annotated[str, typer.Option(help="energy (threshold --energy) or vbmf (empirical variational Bayes per layer).")] = "energy",
     pointwise: Annotated[bool, typer.Option("--pointwise", help="Decompose 1x1 convolutions too (MobileNet-style nets are mostly 1x1).")] = False,
     epochs: Annotated[int, typer.Option(help="Distillation fine-tuning epochs (0: decompose only).")] = 10,
-    lr: Annotated[float, typer.Option(help="Fine-tuning learning rate.")] = 1e-3,
-    batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
-    val_split: Annotated[float, typer.Option("--val-split", help="0 fine-tunes on all of --data for --epochs.")] = 0.2,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    seed: Annotated[int, typer.Option()] = 0,
+    lr: FinetuneLr = 1e-3,
+    batch_size: BatchSize = 64,
+    val_split: FinetuneValSplit = 0.2,
+    device: Device = "auto",
+    seed: Seed = 0,
 ) -> None:
     """Tucker-2 decomposition of the convolutions (TensorLy), then distillation from the original."""
     from edgeopt.compress import FinetuneOptions
@@ -371,7 +377,7 @@ def search_cmd(
     kd_temperature: Annotated[str, typer.Option("--kd-temperature", help="KD temperature, or LOW,HIGH.")] = "1,8",
     kd_alpha: Annotated[str, typer.Option("--kd-alpha", help="KD weight, or LOW,HIGH.")] = "0,0.9",
     epochs: Annotated[int, typer.Option(help="Training epochs per trial.")] = 12,
-    batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
+    batch_size: BatchSize = 64,
     val_split: Annotated[float, typer.Option("--val-split", help="Share of --data that validates (selects) every trial.")] = 0.2,
     schedule: Annotated[str, typer.Option(help="Learning-rate schedule of every trial: cosine or onecycle.")] = "cosine",
     final_epochs: Annotated[int, typer.Option("--final-epochs", help="Train the chosen point again on all of --data for N epochs (0: no).")] = 0,
@@ -381,7 +387,7 @@ def search_cmd(
     baseline_f1: Annotated[float, typer.Option("--baseline-f1", help="Baseline macro-F1 of the score.")] = 0.884,
     heartbeat: Annotated[int, typer.Option(help="Seconds between trial heartbeats; a silent trial is retried after 2x.")] = 60,
     seed: Annotated[Optional[int], typer.Option(help="Sampler seed (give each worker its own).")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    device: Device = "auto",
     workers: Annotated[Optional[int], typer.Option(help="DataLoader workers per trial (default: 0 on CPU).")] = None,
     report_only: Annotated[bool, typer.Option("--report", help="Run no trial: report the study as it stands (and export the chosen point).")] = False,
 ) -> None:
@@ -413,10 +419,10 @@ def qat_cmd(
     out: Annotated[Path, typer.Option("--out", help="Output Q/DQ INT8 .onnx path.")] = Path("model.qat.onnx"),
     epochs: Annotated[int, typer.Option(help="Fine-tuning epochs with fake quantization.")] = 3,
     lr: Annotated[float, typer.Option(help="Learning rate (low: the weights only adapt).")] = 1e-4,
-    batch_size: Annotated[int, typer.Option("--batch-size")] = 32,
+    batch_size: BatchSize = 32,
     num_images: Annotated[int, typer.Option("--num-images", help="Images for the activation ranges.")] = 256,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "cpu",
-    seed: Annotated[int, typer.Option()] = 0,
+    device: Device = "cpu",
+    seed: Seed = 0,
 ) -> None:
     """Quantization-aware fine-tuning -> a Q/DQ INT8 ONNX in the form TensorRT takes."""
     from edgeopt.qat import QatConfig, qat_finetune
