@@ -41,6 +41,43 @@ def test_mean_kl_is_zero_for_equal_logits_and_positive_otherwise() -> None:
     assert mean_kl(a, np.zeros_like(a)) == pytest.approx(np.mean(np.sum(p * np.log(p / q), 1)))
 
 
+OUTLIER_SCALE = 1000.0
+
+
+def plant_int8_outlier(checkpoint: Path, data: Path, out: Path) -> Path:
+    """A copy of ``checkpoint`` that computes the same function in FP32 and that per-tensor INT8 cannot hold.
+
+    The most active channel of the first conv's BatchNorm is scaled up by ``OUTLIER_SCALE`` and the
+    next conv's weights reading it are scaled down by as much: ReLU is positively homogeneous, so
+    the FP32 logits stay the same, but that conv's input now spans a range in which every other
+    channel rounds to zero, and its weights for that channel round to zero per output channel
+    (the inverse of cross-layer equalization): that conv must stay in float.
+    """
+    import torch
+    import torch.nn as nn
+
+    from edgeopt.checkpoint import load_model_and_arch, save_checkpoint
+    from edgeopt.data.folder import scan_folder
+    from edgeopt.data.presets import Preprocess
+
+    model, manifest, arch = load_model_and_arch(checkpoint)
+    layers = [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.BatchNorm2d))]
+    (_, bn), (_, conv) = layers[1], layers[2]
+    assert isinstance(bn, nn.BatchNorm2d) and isinstance(conv, nn.Conv2d) and conv.groups == 1, layers[:3]
+    preprocess = Preprocess.from_dict(manifest.preprocess)
+    images = torch.from_numpy(next(preprocess.iter_batches([s.path for s in scan_folder(data).samples], 64)))
+    seen: list[torch.Tensor] = []
+    handle = bn.register_forward_hook(lambda _m, _i, o: seen.append(torch.relu(o).mean((0, 2, 3))))
+    with torch.no_grad():
+        model(images)
+        handle.remove()
+        c = int(seen[0].argmax())
+        bn.weight[c] *= OUTLIER_SCALE
+        bn.bias[c] *= OUTLIER_SCALE
+        conv.weight[:, c] /= OUTLIER_SCALE
+    return save_checkpoint(out, model, arch, list(manifest.classes), preprocess)
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from edgeopt.data.synthetic import render_synthetic
@@ -51,26 +88,37 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     data = render_synthetic(base / "data", per_class=12, seed=0, max_side=96)
     evaluation = render_synthetic(base / "eval", per_class=10, seed=1, max_side=96)
     run = train_classifier(TrainConfig(model=str(ROOT / "models" / "tiny_cnn.yaml"), data=data, out=base / "run", img_size=32,
-                                       epochs=8, batch_size=16, lr=5e-3, device="cpu", workers=0))
-    onnx_path = export_onnx(run.best_checkpoint, base / "m.onnx", data=data).path
-    return {"data": data, "eval": evaluation, "onnx": onnx_path}
+                                       epochs=20, batch_size=16, lr=5e-3, device="cpu", workers=0))
+    planted = plant_int8_outlier(run.best_checkpoint, data, base / "planted.pt")
+    return {"data": data, "eval": evaluation,  # the export's parity check holds the planted model to FP32
+            "onnx": export_onnx(planted, base / "m.onnx", data=data).path,
+            "clean_onnx": export_onnx(run.best_checkpoint, base / "clean.onnx", data=data).path}
 
 
 def test_max_f1_drop_keeps_sensitive_layers_in_float(trained: dict[str, Path], tmp_path: Path) -> None:
     from edgeopt.evaluate import evaluate_artifact
 
+    budget = 0.02
+    f1_fp32 = evaluate_artifact(trained["onnx"], trained["eval"]).metrics.macro_f1
+    f1_clean = evaluate_artifact(trained["clean_onnx"], trained["eval"]).metrics.macro_f1
+    assert f1_fp32 == pytest.approx(f1_clean, abs=1e-9), "premise: the planted outlier leaves FP32 as it was"
+    assert f1_fp32 > 0.5, f"premise: the toy model learned its classes (FP32 macro-F1 {f1_fp32:.3f})"
     out = tmp_path / "q.onnx"
     result = runner.invoke(app, ["calibrate", str(trained["onnx"]), "--data", str(trained["data"]), "--out", str(out),
                                  "--num-images", "24", "--batch-size", "8", "--method", "minmax",
-                                 "--max-f1-drop", "0.003", "--eval-data", str(trained["eval"])])
+                                 "--max-f1-drop", str(budget), "--eval-data", str(trained["eval"])])
     assert result.exit_code == 0, result.output
     assert "kept in float" in result.output
     fallback = read_manifest(out).extra["quantization"]["fallback"]
-    assert fallback["float_layers"] and fallback["f1_fp32"] - fallback["f1_final"] <= 0.003 + 1e-9
+    assert fallback["f1_fp32"] - fallback["f1_int8_all_layers"] > 0.2, \
+        f"premise: INT8 of every layer cannot hold the planted outlier ({fallback})"
+    assert fallback["float_layers"] and fallback["f1_fp32"] - fallback["f1_final"] <= budget + 1e-9
+    # the conv that reads the outlier (the second in the graph, after the first conv and its ReLU) stays in float
+    convs = [n.name for n in onnx.load(str(trained["onnx"])).graph.node if n.op_type == "Conv"]
+    assert convs[1] in fallback["float_layers"], (convs[1], fallback["float_layers"])
     # measured independently: FP32 against the written INT8 model on the same eval images
-    f1_fp32 = evaluate_artifact(trained["onnx"], trained["eval"]).metrics.macro_f1
     f1_int8 = evaluate_artifact(out, trained["eval"]).metrics.macro_f1
-    assert f1_fp32 - f1_int8 <= 0.003 + 1e-9 and f1_int8 == pytest.approx(fallback["f1_final"], abs=1e-4)
+    assert f1_fp32 - f1_int8 <= budget + 1e-9 and f1_int8 == pytest.approx(fallback["f1_final"], abs=1e-4)
     graph = onnx.load(str(out)).graph
     float_weights = {i.name for i in graph.initializer if i.data_type == onnx.TensorProto.FLOAT}
     weight_layers = [n for n in graph.node if n.op_type in ("Conv", "Gemm", "MatMul")]
