@@ -50,7 +50,7 @@ def load_model_and_arch(path: str | Path, device: torch.device | str = "cpu") ->
 
     manifest = read_manifest(path, expect_kind="checkpoint")
     ckpt = read_checkpoint(path)
-    model = rebuild_model(ckpt["arch"])
+    model = rebuild_model(ckpt.get("arch"), ckpt.get("state_dict"), where=str(path))
     model.load_state_dict(ckpt["state_dict"], strict=True)
     return model.to(device).eval(), manifest, dict(ckpt["arch"])
 

@@ -67,9 +67,12 @@ def _create_library_model(name: str, num_classes: int, pretrained: bool, **kwarg
     import timm
     import torchvision
 
+    from edgeopt.models.records import check_constructor_args
+
     arch = {"source": "", "name": name, "num_classes": num_classes, "kwargs": kwargs}
     if name in timm.list_models():
         arch["source"] = "timm"
+        check_constructor_args("timm", kwargs, where=name)
         if pretrained and name in PRETRAINED_LOADERS:
             model = timm.create_model(name, pretrained=False, **kwargs)
             PRETRAINED_LOADERS.get(name)(model)
@@ -90,6 +93,7 @@ def _create_library_model(name: str, num_classes: int, pretrained: bool, **kwarg
         return timm.create_model(name, pretrained=False, num_classes=num_classes, **kwargs), arch
     if name in torchvision.models.list_models(module=torchvision.models):
         arch["source"] = "torchvision"
+        check_constructor_args("torchvision", kwargs, where=name)
         if pretrained and name in PRETRAINED_LOADERS:
             model = torchvision.models.get_model(name, weights=None, **kwargs)
             PRETRAINED_LOADERS.get(name)(model)
@@ -125,13 +129,25 @@ def _replace_torchvision_head(model: nn.Module, num_classes: int) -> None:
     raise ConfigError(f"cannot find the classifier layer of {type(model).__name__} to resize")
 
 
-def rebuild_model(arch: dict[str, Any]) -> nn.Module:
+def rebuild_model(arch: dict[str, Any], state_dict: dict[str, Any] | None = None, where: str = "checkpoint") -> nn.Module:
     """Rebuild the (untrained) module an ``arch`` record describes, for loading a state dict.
 
     A pruned model's record carries ``layer_shapes`` (every conv, linear and norm layer's weight
     shape and groups): the base model is built, then those layers take their pruned shapes. A
     decomposed model's ``decomposed`` ranks then turn the named convolutions into Tucker-2 triples.
+    The record is checked first (``edgeopt.models.records``): its fields and constructor arguments,
+    and, given the ``state_dict`` it is for, every tensor shape, on the meta device before anything
+    is allocated.
     """
+    from edgeopt.models.records import check_against_weights, check_record
+
+    check_record(arch, where)
+    if state_dict is not None:
+        check_against_weights(arch, state_dict, _build_from_record, where)
+    return _build_from_record(arch)
+
+
+def _build_from_record(arch: dict[str, Any]) -> nn.Module:
     if arch.get("source") == "yaml":
         from edgeopt.models.dsl import build_from_yaml_text
 
