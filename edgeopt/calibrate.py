@@ -33,6 +33,7 @@ from edgeopt.errors import (
     ArtifactError,
     ConfigError,
     DataError,
+    EdgeoptWarning,
     VerificationError,
 )
 from edgeopt.quantize import (
@@ -110,9 +111,9 @@ def calibration_set(data: str | Path, classes: Sequence[str], num_images: int, b
         )
     missing = [c for i, c in enumerate(classes) if not any(s.label == i for s in picked)]
     if len(picked) < RECOMMENDED_IMAGES:
-        warnings.warn(f"calibrating on {len(picked)} images; {RECOMMENDED_IMAGES}+ give more reliable INT8 ranges", stacklevel=2)
+        warnings.warn(f"calibrating on {len(picked)} images; {RECOMMENDED_IMAGES}+ give more reliable INT8 ranges", EdgeoptWarning, stacklevel=2)
     if missing:
-        warnings.warn(f"calibration set has no images of class(es) {missing}", stacklevel=2)
+        warnings.warn(f"calibration set has no images of class(es) {missing}", EdgeoptWarning, stacklevel=2)
     return CalibrationSet(picked, Path(data), list(classes), missing)
 
 

@@ -6,9 +6,8 @@ instant and works without torch, onnxruntime or TensorRT being importable.
 
 from __future__ import annotations
 
-import contextlib
+import sys
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -19,7 +18,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from edgeopt import __version__
-from edgeopt.errors import EdgeoptError
+from edgeopt.errors import EdgeoptError, EdgeoptWarning
 from edgeopt.render import (
     RichTrainCallbacks,
     console,
@@ -35,14 +34,18 @@ from edgeopt.render import (
 
 
 class _Group(TyperGroup):
-    """Turns an ``EdgeoptError`` into one red line and exit code 1 (no traceback)."""
+    """Turns an ``EdgeoptError`` into one red line and exit code 1 (no traceback), and every
+    ``EdgeoptWarning`` of every command into one yellow line, as it happens."""
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
-        try:
-            return super().invoke(ctx)
-        except EdgeoptError as exc:
-            err_console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
-            raise typer.Exit(code=1) from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", EdgeoptWarning)
+            warnings.showwarning = _show_warning
+            try:
+                return super().invoke(ctx)
+            except EdgeoptError as exc:
+                err_console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+                raise typer.Exit(code=1) from None
 
 
 app = typer.Typer(
@@ -82,19 +85,14 @@ def _root(
     """edgeopt: from a trained compact classifier to a measured edge deployment."""
 
 
-def _warn(message: warnings.WarningMessage | str) -> None:
-    err_console.print(f"[yellow]warning:[/] {escape(str(message))}")
-
-
-@contextlib.contextmanager
-def _relay_warnings(edgeopt_only: bool = True) -> Iterator[None]:
-    """Show the stage's warnings as yellow lines (by default only the UserWarnings edgeopt raises)."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        yield
-    for w in caught:
-        if not edgeopt_only or (issubclass(w.category, UserWarning) and "edgeopt" in (w.filename or "")):
-            _warn(w.message)
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: object = None, line: str | None = None) -> None:
+    """The CLI's one way to warn: ``warning: <message>``. Other libraries' warnings are for their
+    developers and stay quiet, unless Python was asked for them (``-W``, ``PYTHONWARNINGS``)."""
+    if issubclass(category, EdgeoptWarning):
+        err_console.print(f"[yellow]warning:[/] {escape(str(message))}")
+    elif sys.warnoptions:
+        err_console.print(f"[yellow]warning:[/] {escape(str(message))} ({category.__name__}, {Path(filename).name}:{lineno})")
 
 
 # -- data ---------------------------------------------------------------------------------------
@@ -116,8 +114,7 @@ def data_stats(root: ExistingDir) -> None:
     """Class counts, image sizes and imbalance ratio of a crops folder."""
     from edgeopt.data.stats import compute_stats
 
-    with _relay_warnings(edgeopt_only=False):
-        stats = compute_stats(root)
+    stats = compute_stats(root)
     render_stats(stats)
 
 @data_app.command("taco")
@@ -128,12 +125,14 @@ def data_taco(
     classes: Annotated[str, typer.Option("--classes", help="taco6, taco9, or a MAP.yaml of your own.")] = "taco6",
     padding: Annotated[float, typer.Option(help="Pad each box by this fraction of its side.")] = 0.0,
     min_size: Annotated[int, typer.Option("--min-size", help="Skip crops whose shorter side is under this (px).")] = 8,
-    download: Annotated[bool, typer.Option("--download", help="Fetch missing images from their Flickr URLs.")] = False,
+    download: Annotated[bool, typer.Option("--download", help="Fetch missing images from their Flickr URLs (http(s) only).")] = False,
+    max_image_mb: Annotated[float, typer.Option("--max-image-mb", min=0.001, help="With --download: refuse an image over this size.")] = 64.0,
 ) -> None:
     """Convert TACO's COCO annotations into ImageFolder class crops."""
     from edgeopt.data.taco import convert_taco
 
-    summary = convert_taco(annotations, images, out, classes=classes, padding=padding, min_size=min_size, download=download)
+    summary = convert_taco(annotations, images, out, classes=classes, padding=padding, min_size=min_size, download=download,
+                           max_download_bytes=int(max_image_mb * 1024 * 1024))
     render_taco(summary)
 
 # -- train / eval / info ------------------------------------------------------------------------
@@ -281,10 +280,9 @@ def calibrate_cmd(
     if (max_f1_drop is None) != (eval_data is None):
         raise typer.BadParameter("--max-f1-drop and --eval-data go together", param_hint="--max-f1-drop/--eval-data")
     fallback = FallbackConfig(max_f1_drop, eval_data) if max_f1_drop is not None else None
-    with _relay_warnings():
-        result = calibrate_onnx(model, data, out, num_images=num_images, method=method, quantizer=quantizer,
-                                batch_size=batch_size, seed=seed, calibration_dir=calibration_dir,
-                                skip_first_last=skip_first_last, target=target, fallback=fallback)
+    result = calibrate_onnx(model, data, out, num_images=num_images, method=method, quantizer=quantizer,
+                            batch_size=batch_size, seed=seed, calibration_dir=calibration_dir,
+                            skip_first_last=skip_first_last, target=target, fallback=fallback)
     if result.fallback is not None:
         render_fallback(result.fallback)
     kind = "Q/DQ ONNX for TensorRT" if result.target == "tensorrt" else f"ONNX for ONNX Runtime's CPU kernels ({result.target}, QOperator)"
@@ -313,10 +311,9 @@ def prune_cmd(
     from edgeopt.prune import PruneConfig, parse_macs, prune_checkpoint
 
     finetune = FinetuneOptions(epochs=epochs, lr=lr, batch_size=batch_size, val_split=val_split, device=device, seed=seed)
-    with _relay_warnings():
-        result = prune_checkpoint(PruneConfig(checkpoint=checkpoint, data=data, out=out, target_macs=parse_macs(target_macs),
-                                              importance=importance, global_pruning=global_pruning, finetune=finetune),
-                                  log=lambda m: console.print(escape(m)))
+    result = prune_checkpoint(PruneConfig(checkpoint=checkpoint, data=data, out=out, target_macs=parse_macs(target_macs),
+                                          importance=importance, global_pruning=global_pruning, finetune=finetune),
+                              log=lambda m: console.print(escape(m)))
     if result.best_checkpoint is not None:
         f1 = "" if result.best_macro_f1 != result.best_macro_f1 else f", val macro-F1 {result.best_macro_f1:.4f}"
         console.print(f"fine-tuned {result.macs_after / 1e6:.2f}M-MAC model{f1} -> {result.best_checkpoint}")
@@ -342,9 +339,8 @@ def decompose_cmd(
     from edgeopt.decompose import DecomposeConfig, decompose_checkpoint
 
     finetune = FinetuneOptions(epochs=epochs, lr=lr, batch_size=batch_size, val_split=val_split, device=device, seed=seed)
-    with _relay_warnings():
-        result = decompose_checkpoint(DecomposeConfig(checkpoint=checkpoint, data=data, out=out, energy=energy, ranks=ranks,
-                                                      pointwise=pointwise, finetune=finetune), log=lambda m: console.print(escape(m)))
+    result = decompose_checkpoint(DecomposeConfig(checkpoint=checkpoint, data=data, out=out, energy=energy, ranks=ranks,
+                                                  pointwise=pointwise, finetune=finetune), log=lambda m: console.print(escape(m)))
     if result.best_checkpoint is not None:
         console.print(f"fine-tuned {result.macs_after / 1e6:.2f}M-MAC model -> {result.best_checkpoint}")
 
@@ -407,8 +403,7 @@ def search_cmd(
                           schedule=schedule, final_epochs=final_epochs,
                           pretrained=pretrained, baseline=baseline, baseline_f1=baseline_f1, heartbeat=heartbeat, seed=seed,
                           max_macs=parse_macs(max_macs) if max_macs else None, device=device, workers=workers)
-    with _relay_warnings():
-        result = run_search(config, log=lambda m: console.print(escape(m)), report_only=report_only)
+    result = run_search(config, log=lambda m: console.print(escape(m)), report_only=report_only)
     render_search(result)
 
 
@@ -427,10 +422,9 @@ def qat_cmd(
     """Quantization-aware fine-tuning -> a Q/DQ INT8 ONNX in the form TensorRT takes."""
     from edgeopt.qat import QatConfig, qat_finetune
 
-    with _relay_warnings():
-        result = qat_finetune(QatConfig(checkpoint=checkpoint, data=data, out=out, epochs=epochs, lr=lr,
-                                        batch_size=batch_size, num_calib_images=num_images, device=device, seed=seed),
-                              log=lambda m: console.print(escape(m)))
+    result = qat_finetune(QatConfig(checkpoint=checkpoint, data=data, out=out, epochs=epochs, lr=lr,
+                                    batch_size=batch_size, num_calib_images=num_images, device=device, seed=seed),
+                          log=lambda m: console.print(escape(m)))
     console.print(f"QAT INT8 Q/DQ ONNX ({result.quantized_layers} quantized layers, {result.seconds:.1f}s) -> {result.path}")
 
 
@@ -468,8 +462,7 @@ def build_engine_cmd(
                            timing_cache=timing_cache, opt_level=opt_level, hw_compat=hw_compat, num_images=num_images,
                            calib_batch_size=calib_batch_size, img_size=img_size, mean=_rgb(mean, "--mean"),
                            std=_rgb(std, "--std"), classes_file=classes)
-    with _relay_warnings():
-        result = build_engine(onnx, out, options, log=lambda m: console.print(escape(m)))
+    result = build_engine(onnx, out, options, log=lambda m: console.print(escape(m)))
     console.print(f"engine -> {result.path} ({result.engine_bytes / 1e6:.2f} MB, TensorRT {result.trt_version}, {result.build_seconds:.1f}s)")
 
 
@@ -569,8 +562,7 @@ def demo_cmd(
     """The whole pipeline, end to end: data, teacher, distilled student, export, INT8, engines, bench, score."""
     from edgeopt.demo import run_demo
 
-    with _relay_warnings():
-        result = run_demo(out=out, data=data, epochs=epochs, log=lambda m: console.print(escape(m)))
+    result = run_demo(out=out, data=data, epochs=epochs, log=lambda m: console.print(escape(m)))
     render_report(result.report)
     console.print(f"artifacts: {', '.join(str(p) for p in result.artifacts.values())}; report {out / 'bench.json'}, plot {out / 'bench.png'}")
 

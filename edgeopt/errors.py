@@ -1,6 +1,8 @@
 """One error hierarchy: an ``EdgeoptError`` is a user error (one line, exit code 1).
 
-Anything else that escapes a stage is a bug and keeps its traceback.
+Anything else that escapes a stage is a bug and keeps its traceback. What a user should know but
+need not stop for is an ``EdgeoptWarning``: a Python warning to library callers, one yellow
+``warning:`` line from the CLI.
 """
 
 from __future__ import annotations
@@ -28,3 +30,7 @@ class MissingDependencyError(EdgeoptError):
 
 class VerificationError(EdgeoptError):
     """A stage's self-check failed (parity, Q/DQ rules, empty engine, zero calibration batches)."""
+
+
+class EdgeoptWarning(UserWarning):
+    """Something the user should know (few calibration images, skipped files); the stage goes on."""

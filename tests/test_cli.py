@@ -59,3 +59,21 @@ def test_data_taco_success_and_bad_json(tmp_path: Path) -> None:
     assert result.exit_code == 1 and "malformed or truncated JSON" in result.output
     result = runner.invoke(app, args[:-2] + ["--out", str(tmp_path / "o2"), "--padding", "3"])
     assert result.exit_code == 1 and "--padding" in result.output
+
+
+def test_every_command_warns_the_same_way(tmp_path: Path, tiny_onnx: Path, synth_data: Path) -> None:
+    """The same skipped file reads the same from `data stats` and `eval`: one `warning:` line, no Python warning."""
+    import shutil
+
+    data = tmp_path / "crops"
+    shutil.copytree(synth_data, data)
+    (next(p for p in data.iterdir() if p.is_dir()) / "broken.jpg").write_bytes(b"not a jpeg")
+    lines = {}
+    for args in (["data", "stats", str(data)], ["eval", str(tiny_onnx), "--data", str(data)]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        warned = [line for line in result.output.splitlines() if "skipped 1 file" in line]
+        assert len(warned) == 1 and warned[0].startswith("warning: "), result.output
+        assert "UserWarning" not in result.output and "warnings.warn" not in result.output
+        lines[args[0]] = warned[0]
+    assert lines["data"] == lines["eval"]

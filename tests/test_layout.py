@@ -83,3 +83,16 @@ def test_cli_calls_use_keywords_past_a_handful_of_arguments() -> None:
         if isinstance(node, ast.Call) and len(node.args) > 3:
             long_calls.append(f"line {node.lineno}: {ast.unparse(node.func)} with {len(node.args)} positional arguments")
     assert long_calls == []
+
+
+def test_every_warning_is_an_edgeopt_warning() -> None:
+    """One way to warn: the CLI renders ``EdgeoptWarning``s as ``warning:`` lines, so every warning the
+    package raises must be one (a bare ``warnings.warn(msg)`` would come out as Python's raw format)."""
+    bare = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and ast.unparse(node.func) == "warnings.warn":
+                category = node.args[1] if len(node.args) > 1 else next((k.value for k in node.keywords if k.arg == "category"), None)
+                if category is None or ast.unparse(category) != "EdgeoptWarning":
+                    bare.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert bare == []

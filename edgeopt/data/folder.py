@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from edgeopt.errors import ConfigError, DataError
+from edgeopt.errors import ConfigError, DataError, EdgeoptWarning
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -139,7 +139,7 @@ def scan_folder(
     if skipped:
         total = sum(len(v) for v in skipped.values())
         detail = "; ".join(f"{len(v)} {k} (e.g. {v[0]})" for k, v in skipped.items())
-        warnings.warn(f"{root}: skipped {total} file(s): {detail}", stacklevel=2)
+        warnings.warn(f"{root}: skipped {total} file(s): {detail}", EdgeoptWarning, stacklevel=2)
     return FolderScan(root, list(classes), samples, skipped, dict(converted), sizes)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,7 +27,7 @@ from edgeopt.artifacts import (
     tool_versions,
     write_artifact_manifest,
 )
-from edgeopt.errors import ArtifactError, ConfigError, VerificationError
+from edgeopt.errors import ArtifactError, ConfigError, EdgeoptWarning, VerificationError
 from edgeopt.trt.compat import (
     hardware_compatibility_level,
     import_tensorrt,
@@ -158,8 +159,8 @@ def _build_serialized(trt, info: OnnxModelInfo, plan: BuildPlan, options: BuildO
     cache_bytes = options.timing_cache.read_bytes() if options.timing_cache and options.timing_cache.exists() else b""
     timing_cache = config.create_timing_cache(cache_bytes)
     if timing_cache is None or not config.set_timing_cache(timing_cache, False):
-        echo(f"warning: timing cache {options.timing_cache} was made on another GPU or TensorRT, or is corrupt: "
-             "starting a new one (it will be replaced)")
+        warnings.warn(f"timing cache {options.timing_cache} was made on another GPU or TensorRT, or is corrupt: "
+                      "starting a new one (it will be replaced)", EdgeoptWarning, stacklevel=2)
         timing_cache = config.create_timing_cache(b"")
         config.set_timing_cache(timing_cache, True)
     calibrator = None

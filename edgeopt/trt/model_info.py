@@ -17,7 +17,7 @@ from typing import Any
 
 from edgeopt.artifacts import Manifest, manifest_path, read_manifest, sha256_file
 from edgeopt.data.presets import Preprocess
-from edgeopt.errors import ArtifactError, ConfigError
+from edgeopt.errors import ArtifactError, ConfigError, EdgeoptWarning
 from edgeopt.trt.plan import BuildOptions
 
 QDQ_OPS = {"QuantizeLinear", "DequantizeLinear"}
@@ -111,5 +111,5 @@ def _from_flags(path: Path, shape: tuple[int | None, ...], options: BuildOptions
                                        ("preprocessing (--img-size, --mean, --std)", preprocess)) if not have]
     if missing:
         warnings.warn(f"{path.name} has no edgeopt manifest or metadata: its {' and '.join(missing)} are recorded as "
-                      "unknown; eval and bench of the engine will need them", stacklevel=3)
+                      "unknown; eval and bench of the engine will need them", EdgeoptWarning, stacklevel=3)
     return classes, preprocess, "flags" if classes or preprocess else "unknown"
