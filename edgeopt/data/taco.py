@@ -5,9 +5,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
-import time
-import urllib.error
-import urllib.request
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from importlib import resources
@@ -18,6 +15,7 @@ import yaml
 from PIL import Image, ImageOps
 
 from edgeopt.artifacts import Manifest, atomic_path, atomic_write_json
+from edgeopt.data.download import MAX_IMAGE_BYTES, DownloadRefused, download_file
 from edgeopt.data.presets import to_rgb
 from edgeopt.errors import ConfigError, DataError
 
@@ -165,18 +163,23 @@ def convert_taco(
     min_size: int = 8,
     download: bool = False,
     fetch: Callable[[str, Path], None] | None = None,
+    max_download_bytes: int = MAX_IMAGE_BYTES,
 ) -> TacoSummary:
     """Cut every mapped box of ``annotations`` out of its image into ``out/<class>/``.
 
     Boxes are scaled when the image on disk differs in size from the annotated size (e.g. the
     640 px Flickr version), padded by ``padding`` x box side, clipped to the image; zero-area
     boxes and crops whose shorter side is under ``min_size`` are skipped and counted. Crops are
-    named ``<image_id>_<annotation_id>.jpg``, so nothing is ever written outside ``out``.
+    named ``<image_id>_<annotation_id>.jpg``, so nothing is ever written outside ``out``. With
+    ``download``, a missing image is fetched from its ``flickr_640_url``/``flickr_url`` (http(s)
+    only, at most ``max_download_bytes``, kept only when it is an image; a refusal is a counted skip).
     """
     if not 0.0 <= padding <= 1.0:
         raise ConfigError(f"--padding {padding} is out of range: use a fraction in 0..1, e.g. 0.1")
     if min_size < 1:
         raise ConfigError(f"--min-size {min_size} must be at least 1 pixel")
+    if max_download_bytes < 1:
+        raise ConfigError(f"max_download_bytes {max_download_bytes} must be at least 1 byte")
     data = load_annotations(annotations)
     class_map = load_class_map(classes)
     check_map_names(class_map, data["categories"])
@@ -211,7 +214,7 @@ def convert_taco(
     for name in class_map.classes:
         (out / name).mkdir(parents=True, exist_ok=True)
     downloaded = 0
-    fetch = fetch or download_file
+    fetch = fetch or (lambda url, dest: download_file(url, dest, max_bytes=max_download_bytes))
     for image_id, anns in anns_by_image.items():
         meta = image_by_id[image_id]
         try:
@@ -221,8 +224,11 @@ def convert_taco(
             continue
         if not path.exists() and download:
             urls = [u for u in (meta.get("flickr_640_url"), meta.get("flickr_url")) if u]
-            if _download_first(urls, path, fetch):
-                downloaded += 1
+            fetched, refused = _download_first(urls, path, fetch)
+            downloaded += fetched
+            if refused and not fetched:
+                skipped[f"download refused: {refused}"] += len(anns)
+                continue
         if not path.exists():
             skipped["image missing"] += len(anns)
             continue
@@ -289,54 +295,15 @@ def _crop_box(
 
 
 # -- downloading ------------------------------------------------------------------------------
-def download_file(url: str, dest: Path, retries: int = 3, timeout: float = 30.0, backoff: float = 0.5) -> None:
-    """Fetch ``url`` into ``dest`` with retries; resumes a partial ``dest.part`` with a Range request.
-
-    ``dest`` appears only once complete (rename from the ``.part`` file).
-    """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-    last_error: Exception | None = None
-    attempts = 0
-    for attempt in range(retries + 1):
-        attempts += 1
-        have = part.stat().st_size if part.exists() else 0
-        request = urllib.request.Request(url, headers={"User-Agent": "edgeopt"})
-        if have:
-            request.add_header("Range", f"bytes={have}-")
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                status = getattr(response, "status", 200)
-                mode = "ab" if have and status == 206 else "wb"
-                expected = response.headers.get("Content-Length")
-                written = 0
-                with open(part, mode) as handle:
-                    while block := response.read(1 << 16):
-                        handle.write(block)
-                        written += len(block)
-                if expected is not None and written < int(expected):
-                    raise urllib.error.URLError(f"short read: {written} of {expected} bytes")
-            part.replace(dest)
-            return
-        except urllib.error.HTTPError as exc:
-            last_error = exc
-            if exc.code == 416 and part.exists():  # range past the end: the part file is complete
-                part.replace(dest)
-                return
-            if 400 <= exc.code < 500 and exc.code != 429:
-                break
-        except (urllib.error.URLError, OSError, TimeoutError) as exc:
-            last_error = exc
-        if attempt < retries:
-            time.sleep(backoff * (2**attempt))
-    raise DataError(f"download of {url} failed after {attempts} attempt(s): {last_error}")
-
-
-def _download_first(urls: list[str], dest: Path, fetch: Callable[[str, Path], None]) -> bool:
+def _download_first(urls: list[str], dest: Path, fetch: Callable[[str, Path], None]) -> tuple[bool, str | None]:
+    """Try each URL in turn; (fetched, the last refusal's reason when none was fetched and one was refused)."""
+    refused = None
     for url in urls:
         try:
             fetch(url, dest)
-            return True
+            return True, None
+        except DownloadRefused as exc:
+            refused = exc.reason
         except DataError:
             continue
-    return False
+    return False, refused

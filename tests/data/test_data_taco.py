@@ -12,10 +12,10 @@ import yaml
 from conftest import TACO_ANNOTATIONS, needs_taco
 from PIL import Image
 
+from edgeopt.data.download import download_file
 from edgeopt.data.folder import scan_folder
 from edgeopt.data.taco import (
     convert_taco,
-    download_file,
     load_class_map,
     safe_image_path,
 )
