@@ -68,6 +68,12 @@ Seed = Annotated[int, typer.Option()]
 BatchSize = Annotated[int, typer.Option("--batch-size")]
 FinetuneLr = Annotated[float, typer.Option(help="Fine-tuning learning rate.")]
 FinetuneValSplit = Annotated[float, typer.Option("--val-split", help="0 fine-tunes on all of --data for --epochs.")]
+# what an ONNX edgeopt did not export (no manifest, no metadata) cannot say of itself
+ForeignImgSize = Annotated[Optional[int], typer.Option("--img-size", help="Input size of an ONNX edgeopt did not export.")]
+ForeignMean = Annotated[Optional[str], typer.Option("--mean", help="R,G,B mean of an ONNX edgeopt did not export.")]
+ForeignStd = Annotated[Optional[str], typer.Option("--std", help="R,G,B std of an ONNX edgeopt did not export.")]
+ForeignClasses = Annotated[Optional[Path], typer.Option("--classes", exists=True, dir_okay=False,
+                                                        help="Class names, one a line, for an ONNX edgeopt did not export.")]
 
 
 def _version(value: bool) -> None:
@@ -446,10 +452,10 @@ def build_engine_cmd(
     hw_compat: Annotated[str, typer.Option("--hw-compat", help="none, ampere+ or same-cc (TensorRT 10.9+).")] = "none",
     num_images: Annotated[int, typer.Option("--num-images", min=1)] = 512,
     calib_batch_size: Annotated[int, typer.Option("--calib-batch-size", min=1, help="Images per calibration batch.")] = 32,
-    img_size: Annotated[Optional[int], typer.Option("--img-size", help="Input size of an ONNX edgeopt did not export.")] = None,
-    mean: Annotated[Optional[str], typer.Option("--mean", help="R,G,B mean of an ONNX edgeopt did not export.")] = None,
-    std: Annotated[Optional[str], typer.Option("--std", help="R,G,B std of an ONNX edgeopt did not export.")] = None,
-    classes: Annotated[Optional[Path], typer.Option("--classes", exists=True, dir_okay=False, help="Class names, one a line, for an ONNX edgeopt did not export.")] = None,
+    img_size: ForeignImgSize = None,
+    mean: ForeignMean = None,
+    std: ForeignStd = None,
+    classes: ForeignClasses = None,
 ) -> None:
     """Build a TensorRT engine from any ONNX (TensorRT 8.6-10.x with builder flags, 11.x strongly typed)."""
     from edgeopt.trt.build import build_engine
@@ -492,12 +498,19 @@ def triton_cmd(
     instances: Annotated[int, typer.Option("--instances", help="Model instances.")] = 1,
     cpu: Annotated[bool, typer.Option("--cpu", help="KIND_CPU instances (ONNX Runtime on the CPU).")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace a model of the same name in the repository.")] = False,
+    img_size: ForeignImgSize = None,
+    mean: ForeignMean = None,
+    std: ForeignStd = None,
+    classes: ForeignClasses = None,
 ) -> None:
-    """Write a Triton Inference Server model-repository entry (config.pbtxt, model file, labels)."""
+    """Write a Triton Inference Server model-repository entry (config.pbtxt, model file, labels) for
+    an engine or any classifier ONNX."""
     from edgeopt.triton import TritonConfig, export_triton
+    from edgeopt.trt.model_info import InputDescription
 
     sizes = _parse_batch_sizes(preferred_batch_sizes) if preferred_batch_sizes else ()
-    result = export_triton(TritonConfig(artifact=artifact, repo=repo, name=name, version=version,
+    describe = InputDescription(img_size=img_size, mean=_rgb(mean, "--mean"), std=_rgb(std, "--std"), classes_file=classes)
+    result = export_triton(TritonConfig(artifact=artifact, repo=repo, describe=describe, name=name, version=version,
                                         max_batch_size=max_batch_size, dynamic_batching=dynamic_batching,
                                         preferred_batch_sizes=sizes, max_queue_delay_us=max_queue_delay_us,
                                         instances=instances, instance_kind="KIND_CPU" if cpu else "KIND_GPU", force=force))

@@ -15,10 +15,13 @@ import json
 import re
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgeopt.artifacts import artifact_kind, atomic_dir, read_manifest
 from edgeopt.errors import ArtifactError, ConfigError
+
+if TYPE_CHECKING:
+    from edgeopt.trt.model_info import InputDescription
 
 # ONNX TensorProto data type names -> Triton's model_config.proto DataType
 TRITON_DTYPES = {"FLOAT": "TYPE_FP32", "FLOAT16": "TYPE_FP16", "BFLOAT16": "TYPE_BF16", "DOUBLE": "TYPE_FP64",
@@ -30,6 +33,7 @@ PLATFORMS = {"onnx": ("onnxruntime_onnx", "model.onnx"), "engine": ("tensorrt_pl
 class TritonConfig:
     artifact: Path
     repo: Path
+    describe: InputDescription | None = None  # for an ONNX without an edgeopt manifest or metadata
     name: str | None = None  # default: the artifact's file stem, made a valid model name
     version: int = 1
     max_batch_size: int | None = None  # default: the engine profile's max, or 32 for a dynamic-batch ONNX
@@ -67,23 +71,31 @@ def _model_name(stem: str) -> str:
     return name or "model"
 
 
-def _io(path: Path, kind: str, manifest) -> dict[str, dict[str, Any]]:
-    """Input/output name, ONNX dtype name and shape (-1 for dynamic) of the artifact."""
+def _describe(path: Path, kind: str, config: TritonConfig) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """The artifact's I/O (name, ONNX dtype name, shape with -1 for dynamic) and what it is: classes,
+    preprocessing, sha256, precision. Any classifier ONNX is taken as ``build-engine`` takes it:
+    from its manifest, else its metadata, else ``config.describe``; an engine from its manifest."""
     if kind == "engine":
+        manifest = read_manifest(path, expect_kind=kind)
         io = manifest.extra.get("io")
         if not io:
             raise ArtifactError(f"{path}: its manifest has no I/O record (built by an older edgeopt): rebuild it")
-        return io
+        return io, {"classes": list(manifest.classes), "preprocess": manifest.preprocess, "sha256": manifest.sha256,
+                    "precision": manifest.precision, "profile": manifest.extra.get("profile", {}),
+                    "tensorrt_version": manifest.extra.get("tensorrt_version"),
+                    "compute_capability": manifest.extra.get("compute_capability")}
     from edgeopt.trt.model_info import read_onnx_info
 
-    return read_onnx_info(path).io
+    info = read_onnx_info(path, config.describe, needed_by="clients of the Triton model")
+    return info.io, {"classes": info.classes, "preprocess": info.preprocess, "sha256": info.sha256,
+                     "precision": info.precision, "described_by": info.source}
 
 
-def _batching(path: Path, kind: str, manifest, io: dict, config: TritonConfig) -> int:
+def _batching(path: Path, kind: str, about: dict[str, Any], io: dict, config: TritonConfig) -> int:
     """Triton's ``max_batch_size``: 0 when the artifact has no batch axis (a fixed batch)."""
     first = io["input"]["shape"][0] if io["input"]["shape"] else 1
     if kind == "engine":
-        profile = manifest.extra.get("profile", {})
+        profile = about["profile"]
         lo, hi = profile.get("min", [1])[0], profile.get("max", [1])[0]
         has_axis = first == -1 and lo == 1
         limit = hi
@@ -143,7 +155,6 @@ def export_triton(config: TritonConfig) -> TritonResult:
     if kind not in PLATFORMS:
         raise ConfigError(f"{path}: Triton serves an ONNX model or a TensorRT engine; export the checkpoint first "
                           "(edgeopt export)")
-    manifest = read_manifest(path, expect_kind=kind)
     name = _model_name(config.name or path.name.split(".")[0])
     if config.name is not None and name != config.name:
         raise ConfigError(f"--name {config.name!r}: use letters, digits, '_', '-' and '.' (e.g. {name!r})")
@@ -152,18 +163,18 @@ def export_triton(config: TritonConfig) -> TritonResult:
     if target.exists() and not config.force:
         what = "another model" if (target / "config.pbtxt").exists() else "files"
         raise ConfigError(f"{target} already holds {what} named {name!r}: pass --force to replace it, or --name another")
-    io = _io(path, kind, manifest)
-    max_batch = _batching(path, kind, manifest, io, config)
+    io, about = _describe(path, kind, config)
+    max_batch = _batching(path, kind, about, io, config)
     platform, filename = PLATFORMS[kind]
-    source = {"artifact": str(path), "sha256": manifest.sha256, "kind": kind, "precision": manifest.precision,
-              **({"tensorrt_version": manifest.extra.get("tensorrt_version"),
-                  "compute_capability": manifest.extra.get("compute_capability")} if kind == "engine" else {})}
-    text = render_config(name, platform, io, max_batch, config, manifest.preprocess, list(manifest.classes), source)
+    source = {"artifact": str(path), "kind": kind,
+              **{k: v for k, v in about.items() if k not in ("classes", "preprocess", "profile")}}
+    classes = list(about["classes"])
+    text = render_config(name, platform, io, max_batch, config, about["preprocess"], classes, source)
     repo.mkdir(parents=True, exist_ok=True)
     with atomic_dir(target) as staging:
         (staging / str(config.version)).mkdir()
         shutil.copy2(path, staging / str(config.version) / filename)
         (staging / "config.pbtxt").write_text(text)
-        if manifest.classes:
-            (staging / "labels.txt").write_text("\n".join(manifest.classes) + "\n")
+        if classes:
+            (staging / "labels.txt").write_text("\n".join(classes) + "\n")
     return TritonResult(target, target / "config.pbtxt", target / str(config.version) / filename, platform, max_batch)

@@ -83,3 +83,48 @@ def test_checkpoints_and_bad_names_are_refused(tiny_ckpts: dict, tiny_onnx: Path
     assert result.exit_code == 1 and "export the checkpoint first" in result.output
     result = runner.invoke(app, ["triton", str(tiny_onnx), "--repo", str(tmp_path / "r"), "--name", "my model!"])
     assert result.exit_code == 1 and "--name 'my model!'" in result.output
+
+
+def test_any_classifier_onnx_is_served_as_build_engine_takes_it(tiny_onnx: Path, tmp_path: Path) -> None:
+    """No manifest: metadata_props, else --img-size/--mean/--std/--classes, else unknown with a warning."""
+    import onnx
+
+    manifest = read_manifest(tiny_onnx)
+    model = onnx.load(str(tiny_onnx))
+    with_meta, foreign = tmp_path / "with_meta.onnx", tmp_path / "foreign.onnx"
+    onnx.save(model, str(with_meta))  # edgeopt's metadata_props, no manifest beside it
+    del model.metadata_props[:]
+    onnx.save(model, str(foreign))
+    repo = tmp_path / "repo"
+
+    result = runner.invoke(app, ["triton", str(with_meta), "--repo", str(repo)])
+    assert result.exit_code == 0, result.output
+    config = parse_config(repo / "with_meta" / "config.pbtxt")
+    assert json.loads(config.parameters["edgeopt_preprocess"].string_value) == manifest.preprocess
+    assert json.loads(config.parameters["edgeopt_source"].string_value)["described_by"] == "metadata"
+    assert (repo / "with_meta" / "labels.txt").read_text().split() == manifest.classes
+
+    result = runner.invoke(app, ["triton", str(foreign), "--repo", str(repo)])
+    assert result.exit_code == 0, result.output
+    assert "warning: foreign.onnx has no edgeopt manifest or metadata" in result.output
+    assert "clients of the Triton model will need them" in result.output
+    assert not (repo / "foreign" / "labels.txt").exists()
+    assert parse_config(repo / "foreign" / "config.pbtxt").output[0].label_filename == ""
+
+    classes = tmp_path / "classes.txt"
+    classes.write_text("\n".join(manifest.classes) + "\n")
+    pre = manifest.preprocess
+    result = runner.invoke(app, ["triton", str(foreign), "--repo", str(repo), "--name", "described", "--img-size",
+                                 str(pre["size"]), "--mean", ",".join(map(str, pre["mean"])),
+                                 "--std", ",".join(map(str, pre["std"])), "--classes", str(classes)])
+    assert result.exit_code == 0, result.output
+    config = parse_config(repo / "described" / "config.pbtxt")
+    described = json.loads(config.parameters["edgeopt_preprocess"].string_value)
+    assert described["size"] == pre["size"] and described["mean"] == pytest.approx(pre["mean"])
+    assert json.loads(config.parameters["edgeopt_source"].string_value)["described_by"] == "flags"
+    assert (repo / "described" / "labels.txt").read_text().split() == manifest.classes
+
+    result = runner.invoke(app, ["triton", str(foreign), "--repo", str(repo), "--name", "bad", "--img-size", "99",
+                                 "--mean", "0.5,0.5,0.5", "--std", "0.5,0.5,0.5"])
+    assert result.exit_code == 1 and "--img-size 99 does not match the ONNX input" in result.output
+    assert not (repo / "bad").exists()

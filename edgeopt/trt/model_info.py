@@ -13,12 +13,11 @@ import dataclasses
 import json
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from edgeopt.artifacts import Manifest, manifest_path, read_manifest, sha256_file
 from edgeopt.data.presets import Preprocess
 from edgeopt.errors import ArtifactError, ConfigError, EdgeoptWarning
-from edgeopt.trt.plan import BuildOptions
 
 QDQ_OPS = {"QuantizeLinear", "DequantizeLinear"}
 
@@ -38,8 +37,29 @@ class OnnxModelInfo:
     io: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # {"input"|"output": {name, dtype, shape}}
 
 
-def read_onnx_info(path: str | Path, options: BuildOptions | None = None) -> OnnxModelInfo:
-    """Read an ONNX's I/O and precision, and its classes/preprocessing from the best source there is."""
+class DescribesInput(Protocol):
+    """What the user says of an ONNX that cannot say it itself (``BuildOptions``, ``InputDescription``)."""
+
+    img_size: int | None
+    mean: tuple[float, float, float] | None
+    std: tuple[float, float, float] | None
+    classes_file: Path | None
+
+
+@dataclasses.dataclass(frozen=True)
+class InputDescription:
+    """Input size, mean, std and a class-names file for an ONNX without a manifest or metadata."""
+
+    img_size: int | None = None
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+    classes_file: Path | None = None
+
+
+def read_onnx_info(path: str | Path, options: DescribesInput | None = None,
+                   needed_by: str = "eval and bench of the engine") -> OnnxModelInfo:
+    """Read an ONNX's I/O and precision, and its classes/preprocessing from the best source there is
+    (its manifest, its ``metadata_props``, then ``options``; ``needed_by`` says who will miss them)."""
     import onnx
 
     path = Path(path)
@@ -68,7 +88,7 @@ def read_onnx_info(path: str | Path, options: BuildOptions | None = None) -> Onn
         Preprocess.from_dict(preprocess)
         source = "metadata"
     else:
-        classes, preprocess, source = _from_flags(path, shape, options)
+        classes, preprocess, source = _from_flags(path, shape, options or InputDescription(), needed_by)
     io = {role: {"name": v.name, "dtype": onnx.TensorProto.DataType.Name(v.type.tensor_type.elem_type),
                  "shape": [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else -1 for d in v.type.tensor_type.shape.dim]}
           for role, v in (("input", inputs[0]), ("output", graph.output[0]))}
@@ -89,8 +109,7 @@ def _precision(model, manifest: Manifest | None, meta: dict[str, str]) -> str:
     return "fp16" if TensorProto.FLOAT16 in halves else "fp32"
 
 
-def _from_flags(path: Path, shape: tuple[int | None, ...], options: BuildOptions | None) -> tuple[list[str], dict, str]:
-    o = options or BuildOptions("fp16")
+def _from_flags(path: Path, shape: tuple[int | None, ...], o: DescribesInput, needed_by: str) -> tuple[list[str], dict, str]:
     classes: list[str] = []
     if o.classes_file is not None:
         try:
@@ -111,5 +130,5 @@ def _from_flags(path: Path, shape: tuple[int | None, ...], options: BuildOptions
                                        ("preprocessing (--img-size, --mean, --std)", preprocess)) if not have]
     if missing:
         warnings.warn(f"{path.name} has no edgeopt manifest or metadata: its {' and '.join(missing)} are recorded as "
-                      "unknown; eval and bench of the engine will need them", EdgeoptWarning, stacklevel=3)
+                      f"unknown; {needed_by} will need them", EdgeoptWarning, stacklevel=3)
     return classes, preprocess, "flags" if classes or preprocess else "unknown"
