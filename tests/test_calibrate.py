@@ -149,8 +149,8 @@ def test_tensors_feeding_relu6_get_min_of_calibrated_and_clip(tiny_onnx: Path, s
     graph = onnx.load(str(q.path)).graph
     inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
     scales = {n.input[0]: float(inits[n.input[1]]) for n in graph.node if n.op_type == "QuantizeLinear"}
-    # this one-epoch model's pre-clip ranges are all inside [0, 6]: a range of 6 would waste levels
-    assert all(v < 6 for v in calibrated.values())
+    # both sides of min(calibrated, 6) are exercised only if some range is inside [0, 6]; say so if not
+    assert any(v < 6 for v in calibrated.values()), f"premise: a pre-clip range under 6 ({calibrated})"
     for tensor, amax in calibrated.items():
         assert scales[tensor] == pytest.approx(min(amax, 6.0) / 127, rel=1e-4)
     emulated = OrtRunner(q.path, int8_exec="emulate")
@@ -234,7 +234,7 @@ def test_skip_first_last_refuses_unnamed_layers(tiny_onnx: Path) -> None:
 
 
 def test_cpu_target_runs_on_onnxruntime_kernels(tiny_onnx: Path, synth_data: Path, tmp_path: Path) -> None:
-    from edgeopt.evaluate import evaluate_artifact
+    from edgeopt.data.presets import Preprocess
     from edgeopt.runtime.ort_runner import OrtRunner
 
     out = tmp_path / "cpu.onnx"
@@ -262,8 +262,18 @@ def test_cpu_target_runs_on_onnxruntime_kernels(tiny_onnx: Path, synth_data: Pat
     assert np.abs(onnx.numpy_helper.to_array(vinits[vconv.input[3]])).max() > 64  # full 8-bit weights
     runner_ = OrtRunner(out, int8_exec="emulate")  # nothing to emulate: the kernels are the deployment
     assert runner_.backend == "onnxruntime (CPU int8 kernels)"
-    fp32, int8 = (evaluate_artifact(p, synth_data).predictions for p in (tiny_onnx, out))
-    assert (fp32 == int8).mean() >= 0.9
+    # INT8 kernels differ by CPU (AVX2, VNNI, AMX) and a one-epoch model has near-ties, so the check is on the
+    # logits: the kernels' error is small against the logits' spread, and only near-ties may change the class
+    pre = Preprocess.from_dict(read_manifest(tiny_onnx).preprocess)
+    images = np.concatenate(list(pre.iter_batches(sorted(synth_data.rglob("*.jpg")), 64)))
+    l32, l8 = (OrtRunner(p).run(images) for p in (tiny_onnx, out))
+    spread = float(l32.std())
+    assert spread > 0, "premise: the FP32 model's logits vary across images"
+    assert float(np.median(np.abs(l8 - l32))) < 0.1 * spread
+    top2 = np.sort(l32, axis=1)[:, -2:]
+    clear = (top2[:, 1] - top2[:, 0]) > 0.2 * spread
+    assert clear.mean() >= 0.5, f"premise: most images are not near-ties ({clear.mean():.2f})"
+    assert (l32.argmax(1) == l8.argmax(1))[clear].mean() >= 0.95
     bad = runner.invoke(app, ["calibrate", str(tiny_onnx), "--data", str(synth_data), "--out", str(tmp_path / "b.onnx"),
                               "--target", "cpu", "--method", "entropy"])
     assert bad.exit_code == 1 and "--target cpu calibrates with" in bad.output
