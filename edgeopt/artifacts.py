@@ -25,8 +25,8 @@ MANIFEST_SUFFIX = ".json"
 SCHEMA_VERSION = 1
 # the one suffix -> artifact-kind table (CLI, runtime and stages all ask it)
 ARTIFACT_KINDS = {".pt": "checkpoint", ".pth": "checkpoint", ".onnx": "onnx", ".engine": "engine", ".plan": "engine",
-                  ".trt": "engine"}
-KIND_SUFFIXES = {"checkpoint": ".pt", "onnx": ".onnx", "engine": ".engine"}
+                  ".trt": "engine", ".bank": "soft-labels"}
+KIND_SUFFIXES = {"checkpoint": ".pt", "onnx": ".onnx", "engine": ".engine", "soft-labels": ".bank"}
 
 
 def suffix_kind(path: str | os.PathLike[str]) -> str | None:
@@ -149,7 +149,7 @@ def tool_versions(*names: str) -> dict[str, str]:
 class Manifest:
     """What an artifact is and where it came from."""
 
-    kind: str  # "dataset", "checkpoint", "onnx", "engine", "calibration", "bench"
+    kind: str  # "dataset", "checkpoint", "onnx", "engine", "soft-labels", "calibration", "bench"
     classes: list[str] = dataclasses.field(default_factory=list)
     preprocess: dict[str, Any] = dataclasses.field(default_factory=dict)
     arch: dict[str, Any] = dataclasses.field(default_factory=dict)

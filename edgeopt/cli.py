@@ -68,6 +68,8 @@ Seed = Annotated[int, typer.Option()]
 BatchSize = Annotated[int, typer.Option("--batch-size")]
 FinetuneLr = Annotated[float, typer.Option(help="Fine-tuning learning rate.")]
 FinetuneValSplit = Annotated[float, typer.Option("--val-split", help="0 fine-tunes on all of --data for --epochs.")]
+SoftLabels = Annotated[Optional[Path], typer.Option("--soft-labels", exists=True, dir_okay=False,
+                                                    help="Distil from a soft-label bank (edgeopt soft-labels) instead of running teachers.")]
 # what an ONNX edgeopt did not export (no manifest, no metadata) cannot say of itself
 ForeignImgSize = Annotated[Optional[int], typer.Option("--img-size", help="Input size of an ONNX edgeopt did not export.")]
 ForeignMean = Annotated[Optional[str], typer.Option("--mean", help="R,G,B mean of an ONNX edgeopt did not export.")]
@@ -164,6 +166,7 @@ def train_cmd(
     mixup: Annotated[float, typer.Option(help="Mixup Beta alpha (0 = off).")] = 0.0,
     pretrained: Annotated[bool, typer.Option("--pretrained", help="Start from ImageNet weights: offline for tf_efficientnet_lite0/1/2 and mobilenet_v2, from the model hub for other names.")] = False,
     teacher: Annotated[Optional[list[Path]], typer.Option("--teacher", help="Teacher checkpoint(s) for distillation; repeat to average several.")] = None,
+    soft_labels: SoftLabels = None,
     kd: Annotated[str, typer.Option("--kd", help="all or true-label (KD only where the teacher is right).")] = "all",
     kd_temperature: Annotated[float, typer.Option("--kd-temperature")] = 4.0,
     kd_alpha: Annotated[float, typer.Option("--kd-alpha", help="Weight of the KD term.")] = 0.7,
@@ -179,7 +182,7 @@ def train_cmd(
     config = TrainConfig(model=model, data=data, out=out, val=val, val_split=val_split, img_size=img_size, epochs=epochs,
                          batch_size=batch_size, lr=lr, scale_min=scale_min, brightness=brightness, weight_decay=weight_decay, optimizer=optimizer, schedule=schedule,
                          loss=loss, label_smoothing=label_smoothing, randaugment=randaugment, mixup=mixup,
-                         pretrained=pretrained, teachers=list(teacher or []),
+                         pretrained=pretrained, teachers=list(teacher or []), soft_labels=soft_labels,
                          kd=KDConfig(kd_temperature, kd_alpha, kd), device=device, seed=seed, workers=workers, resume=resume)
     callbacks = RichTrainCallbacks()
     try:
@@ -194,6 +197,32 @@ def train_cmd(
         console.print(f"trained on the whole pool for {result.best_epoch} epochs (no validation split) -> {result.best_checkpoint}")
     where = f" x {result.distributed['world_size']} processes ({result.distributed['backend']})" if result.distributed else ""
     console.print(f"{result.macs / 1e6:.2f} M MACs, {result.params / 1e6:.3f} M params, {result.seconds:.1f}s on {result.device}{where}")
+
+
+@app.command("soft-labels")
+def soft_labels_cmd(
+    teachers: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, help="Teacher checkpoint(s); their logits are averaged in training.")],
+    data: Annotated[Path, typer.Option("--data", exists=True, file_okay=False, help="Folder of <class>/<image> crops.")],
+    out: Annotated[Path, typer.Option("--out", help="The bank file (NAME.bank) and its manifest NAME.bank.json.")] = Path("runs/soft_labels.bank"),
+    views: Annotated[int, typer.Option("--views", help="Augmented views per image: one per student epoch.")] = 10,
+    scale_min: Annotated[float, typer.Option("--scale-min", help="Smallest random crop, as a share of the image.")] = 0.35,
+    brightness: Annotated[float, typer.Option("--brightness", help="Brightness jitter.")] = 0.0,
+    batch_size: BatchSize = 64,
+    device: Device = "auto",
+    seed: Seed = 0,
+) -> None:
+    """Run the teachers once over N augmented views of every image and store their logits (a soft-label bank)."""
+    from edgeopt.render import progress_bar
+    from edgeopt.soft_labels import SoftLabelConfig, make_bank
+
+    config = SoftLabelConfig(teachers=teachers, data=data, out=out, views=views, scale_min=scale_min, brightness=brightness,
+                             seed=seed, batch_size=batch_size, device=device)
+    with progress_bar("teachers over the views") as advance:
+        result = make_bank(config, progress=advance)
+    rate = "" if result.views_per_second != result.views_per_second else f", {result.views_per_second:.0f} teacher passes/s"
+    resumed = f", {result.resumed_chunks} chunk(s) resumed" if result.resumed_chunks else ""
+    console.print(f"soft-label bank: {result.images} images x {result.views} views x {result.teachers} teacher(s) "
+                  f"({result.bytes / 1e6:.1f} MB, {result.seconds:.1f}s{rate}{resumed}) -> {result.path}")
 
 
 @app.command("eval")
@@ -311,12 +340,14 @@ def prune_cmd(
     val_split: FinetuneValSplit = 0.2,
     device: Device = "auto",
     seed: Seed = 0,
+    soft_labels: SoftLabels = None,
 ) -> None:
     """Structured channel pruning (Torch-Pruning) to a MAC target, then distillation from the unpruned model."""
     from edgeopt.compress import FinetuneOptions
     from edgeopt.prune import PruneConfig, parse_macs, prune_checkpoint
 
-    finetune = FinetuneOptions(epochs=epochs, lr=lr, batch_size=batch_size, val_split=val_split, device=device, seed=seed)
+    finetune = FinetuneOptions(epochs=epochs, lr=lr, batch_size=batch_size, val_split=val_split, device=device, seed=seed,
+                               soft_labels=soft_labels)
     result = prune_checkpoint(PruneConfig(checkpoint=checkpoint, data=data, out=out, target_macs=parse_macs(target_macs),
                                           importance=importance, global_pruning=global_pruning, finetune=finetune),
                               log=lambda m: console.print(escape(m)))
@@ -339,12 +370,14 @@ def decompose_cmd(
     val_split: FinetuneValSplit = 0.2,
     device: Device = "auto",
     seed: Seed = 0,
+    soft_labels: SoftLabels = None,
 ) -> None:
     """Tucker-2 decomposition of the convolutions (TensorLy), then distillation from the original."""
     from edgeopt.compress import FinetuneOptions
     from edgeopt.decompose import DecomposeConfig, decompose_checkpoint
 
-    finetune = FinetuneOptions(epochs=epochs, lr=lr, batch_size=batch_size, val_split=val_split, device=device, seed=seed)
+    finetune = FinetuneOptions(epochs=epochs, lr=lr, batch_size=batch_size, val_split=val_split, device=device, seed=seed,
+                               soft_labels=soft_labels)
     result = decompose_checkpoint(DecomposeConfig(checkpoint=checkpoint, data=data, out=out, energy=energy, ranks=ranks,
                                                   pointwise=pointwise, finetune=finetune), log=lambda m: console.print(escape(m)))
     if result.best_checkpoint is not None:
@@ -376,6 +409,7 @@ def search_cmd(
     max_prune: Annotated[float, typer.Option("--max-prune", help="Largest fraction of MACs pruned away (0: never prune).")] = 0.5,
     lr: Annotated[str, typer.Option(help="Learning rate, or LOW,HIGH (log-uniform).")] = "3e-4,3e-3",
     teacher: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="Checkpoint to distill from (KD T and alpha are searched).")] = None,
+    soft_labels: SoftLabels = None,
     kd_temperature: Annotated[str, typer.Option("--kd-temperature", help="KD temperature, or LOW,HIGH.")] = "1,8",
     kd_alpha: Annotated[str, typer.Option("--kd-alpha", help="KD weight, or LOW,HIGH.")] = "0,0.9",
     epochs: Annotated[int, typer.Option(help="Training epochs per trial.")] = 12,
@@ -405,7 +439,7 @@ def search_cmd(
                         max_prune=max_prune, lr=_floats(lr, "--lr"), kd_temperature=_floats(kd_temperature, "--kd-temperature"),
                         kd_alpha=_floats(kd_alpha, "--kd-alpha"))
     config = SearchConfig(data=data, out=out, study=study, storage=storage, trials=trials, timeout=timeout, space=space,
-                          objective=objective, teacher=teacher, epochs=epochs, batch_size=batch_size, val_split=val_split,
+                          objective=objective, teacher=teacher, soft_labels=soft_labels, epochs=epochs, batch_size=batch_size, val_split=val_split,
                           schedule=schedule, final_epochs=final_epochs,
                           pretrained=pretrained, baseline=baseline, baseline_f1=baseline_f1, heartbeat=heartbeat, seed=seed,
                           max_macs=parse_macs(max_macs) if max_macs else None, device=device, workers=workers)
@@ -424,12 +458,14 @@ def qat_cmd(
     num_images: Annotated[int, typer.Option("--num-images", help="Images for the activation ranges.")] = 256,
     device: Device = "cpu",
     seed: Seed = 0,
+    soft_labels: SoftLabels = None,
 ) -> None:
     """Quantization-aware fine-tuning -> a Q/DQ INT8 ONNX in the form TensorRT takes."""
     from edgeopt.qat import QatConfig, qat_finetune
 
     result = qat_finetune(QatConfig(checkpoint=checkpoint, data=data, out=out, epochs=epochs, lr=lr,
-                                    batch_size=batch_size, num_calib_images=num_images, device=device, seed=seed),
+                                    batch_size=batch_size, num_calib_images=num_images, device=device, seed=seed,
+                                    soft_labels=soft_labels),
                           log=lambda m: console.print(escape(m)))
     console.print(f"QAT INT8 Q/DQ ONNX ({result.quantized_layers} quantized layers, {result.seconds:.1f}s) -> {result.path}")
 

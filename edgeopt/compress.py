@@ -1,5 +1,5 @@
 """What pruning and decomposition share: loading the checkpoint to compress, and the distillation
-fine-tuning of the compressed model from the original (``edgeopt train``'s loop)."""
+fine-tuning of the compressed model from the original, or from a soft-label bank (``edgeopt train``'s loop)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ class FinetuneOptions:
     device: str = "auto"
     seed: int = 0
     workers: int | None = None
+    soft_labels: Path | None = None  # learn a bank's targets instead of running the original as teacher
 
     def __post_init__(self) -> None:
         if self.epochs < 0:
@@ -45,7 +46,8 @@ def load_original(checkpoint: Path) -> tuple[Any, Any, dict[str, Any], Any, Any]
 
 def distill_finetune(compressed: Path, original: Path, data: Path, out: Path, arch: dict[str, Any], preprocess: Any,
                      options: FinetuneOptions) -> tuple[Path | None, float | None]:
-    """Fine-tune ``compressed`` into ``out/best.pt``, distilled from ``original``; (best, val macro-F1)."""
+    """Fine-tune ``compressed`` into ``out/best.pt``, distilled from ``original`` (or ``options.soft_labels``);
+    (best, val macro-F1)."""
     if options.epochs == 0:
         return None, None
     from edgeopt.distill import KDConfig
@@ -54,6 +56,6 @@ def distill_finetune(compressed: Path, original: Path, data: Path, out: Path, ar
     result = train_classifier(TrainConfig(
         model=str(arch.get("name")), data=data, out=out, init_checkpoint=compressed, img_size=preprocess.size,
         epochs=options.epochs, batch_size=options.batch_size, lr=options.lr, scale_min=0.6, brightness=0.2,
-        teachers=[original], kd=KDConfig(options.kd_temperature, options.kd_alpha, "all"), val_split=options.val_split,
+        teachers=[] if options.soft_labels else [original], soft_labels=options.soft_labels, kd=KDConfig(options.kd_temperature, options.kd_alpha, "all"), val_split=options.val_split,
         device=options.device, seed=options.seed, workers=options.workers, resize=preprocess.resize))
     return result.best_checkpoint, result.best_macro_f1

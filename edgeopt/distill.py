@@ -95,3 +95,39 @@ def view_for(view01: torch.Tensor, preprocess: Preprocess) -> torch.Tensor:
     mean = torch.tensor(preprocess.mean, device=view01.device).view(1, 3, 1, 1)
     std = torch.tensor(preprocess.std, device=view01.device).view(1, 3, 1, 1)
     return (view01 - mean) / std
+
+
+class DistillViews(torch.utils.data.Dataset):
+    """Distillation's training views: the same view (box, flip, brightness) for the student and its soft targets.
+
+    Epoch ``e`` shows every image's view ``e`` (``edgeopt.data.views``): drawn from the run's seed with
+    online teachers, who see it rendered at their own size from their own cache of the image; or view
+    ``e mod V`` of a soft-label bank, whose stored logits are the targets. Items are ``(student view,
+    label, teacher views)`` or ``(student view, label, bank logits T x C)``. Set ``epoch`` before each
+    epoch (a loader's workers copy the dataset at the start of the epoch, so not with persistent workers).
+    """
+
+    def __init__(self, images: torch.Tensor, labels: Sequence[int], keys: Sequence[str], size: int, *, seed: int = 0,
+                 scale_min: float = 0.35, brightness: float = 0.0, teacher_images: Sequence[torch.Tensor] = (),
+                 teacher_sizes: Sequence[int] = (), bank_views=None, bank_logits=None, rows=None) -> None:
+        self.images, self.keys, self.size = images, list(keys), size
+        self.labels = torch.as_tensor(list(labels), dtype=torch.long)
+        self.seed, self.scale_min, self.brightness = seed, scale_min, brightness
+        self.teacher_images, self.teacher_sizes = list(teacher_images), list(teacher_sizes)
+        self.bank_views, self.bank_logits, self.rows = bank_views, bank_logits, rows
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        from edgeopt.data.views import render_view, sample_view, view_seed
+
+        if self.bank_views is not None:
+            row, v = int(self.rows[i]), self.epoch % self.bank_views.shape[1]
+            view = self.bank_views[row, v]
+            soft = torch.from_numpy(self.bank_logits[row, v].astype("float32"))
+            return render_view(self.images[i], view, self.size), self.labels[i], soft
+        view = sample_view(view_seed(self.seed, self.keys[i], self.epoch), self.scale_min, self.brightness)
+        teacher_views = [render_view(images[i], view, s) for images, s in zip(self.teacher_images, self.teacher_sizes)]
+        return render_view(self.images[i], view, self.size), self.labels[i], teacher_views

@@ -52,6 +52,7 @@ class QatConfig:
     kd_alpha: float = 0.7
     device: str = "cpu"
     seed: int = 0
+    soft_labels: Path | None = None  # learn a bank's targets instead of the unquantized model's
 
     def __post_init__(self) -> None:
         for name, value, lo, hi in (("--epochs", self.epochs, 1, 1000), ("--lr", self.lr, 1e-8, 1.0),
@@ -200,7 +201,16 @@ def qat_finetune(config: QatConfig, log: Callable[[str], None] = print) -> QatRe
     # 2. fine-tune with fake quantization, distilled from the unquantized model
     model.to(device)
     teacher.to(device)
-    loader = torch.utils.data.DataLoader(train_ds, batch_size=config.batch_size, shuffle=True, drop_last=len(train_ds) > config.batch_size,
+    bank_views = None
+    if config.soft_labels is not None:  # the bank's views and targets instead of the unquantized model online
+        from edgeopt.distill import DistillViews
+        from edgeopt.soft_labels import image_keys, read_bank
+
+        bank = read_bank(config.soft_labels)
+        bank_views = DistillViews(train_ds.images, scan.labels, image_keys(scan), preprocess.size, bank_views=bank.views,
+                                  bank_logits=bank.logits, rows=bank.rows_for(scan))
+    loader = torch.utils.data.DataLoader(bank_views if bank_views is not None else train_ds, batch_size=config.batch_size, shuffle=True,
+                                         drop_last=len(train_ds) > config.batch_size,
                                          generator=torch.Generator().manual_seed(config.seed + 1))
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs * len(loader))
@@ -212,13 +222,18 @@ def qat_finetune(config: QatConfig, log: Callable[[str], None] = print) -> QatRe
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
                 m.eval()
         total, count = 0.0, 0
-        for x, y in loader:
-            x, y = x.to(device), y.to(device)
+        if bank_views is not None:
+            bank_views.epoch = epoch
+        for batch in loader:
+            x, y = batch[0].to(device), batch[1].to(device)
             view = view_for(x, preprocess)
             logits = model(view)
-            with torch.no_grad():
-                teacher_logits = teacher(view)
-            loss = kd_loss(logits, [teacher_logits], y, kd, F.cross_entropy(logits, y, label_smoothing=0.1))
+            if bank_views is not None:
+                targets = list(batch[2].to(device).unbind(1))
+            else:
+                with torch.no_grad():
+                    targets = [teacher(view)]
+            loss = kd_loss(logits, targets, y, kd, F.cross_entropy(logits, y, label_smoothing=0.1))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -76,6 +76,7 @@ class SearchConfig:
     space: SearchSpace = SearchSpace()
     objective: str = "pareto"
     teacher: Path | None = None
+    soft_labels: Path | None = None  # a soft-label bank: each trial learns the stored targets, no teacher runs
     epochs: int = 12
     batch_size: int = 64
     val_split: float = 0.2
@@ -92,6 +93,8 @@ class SearchConfig:
     workers: int | None = None
 
     def __post_init__(self) -> None:
+        if self.teacher is not None and self.soft_labels is not None:
+            raise ConfigError("soft labels come from a teacher online or from a bank, not both: pass --teacher or --soft-labels")
         if self.objective not in OBJECTIVES:
             raise ConfigError(f"--objective {self.objective!r} is unknown: use pareto or score")
         if self.trials < 1 or self.epochs < 1 or self.final_epochs < 0:
@@ -218,6 +221,7 @@ def study_settings(config: SearchConfig, classes: list[str]) -> dict[str, Any]:
         "objective": config.objective, "classes": classes, "epochs": config.epochs, "batch_size": config.batch_size,
         "val_split": config.val_split, "schedule": config.schedule, "pretrained": config.pretrained,
         "teacher_sha256": sha256_file(config.teacher) if config.teacher else None,
+        **({"soft_labels_sha256": sha256_file(config.soft_labels)} if config.soft_labels else {}),
         "baseline": config.baseline, "baseline_f1": config.baseline_f1,
     }
 
@@ -306,7 +310,7 @@ def train_point(config: SearchConfig, params: dict[str, Any], classes: list[str]
     return train_classifier(TrainConfig(
         model=params["backbone"], data=config.data, out=folder, init_checkpoint=init, img_size=size,
         epochs=epochs, batch_size=config.batch_size, lr=params["lr"], pretrained=config.pretrained, schedule=config.schedule,
-        teachers=[config.teacher] if config.teacher else [],
+        teachers=[config.teacher] if config.teacher else [], soft_labels=config.soft_labels,
         kd=KDConfig(params.get("kd_temperature", 4.0), params.get("kd_alpha", 0.0)),
         val_split=val_split, device=config.device, workers=config.workers, resume=(folder / "last.pt").exists()))
 
@@ -318,7 +322,7 @@ def run_trial(config: SearchConfig, trial: Any, classes: list[str], baseline: di
 
     from edgeopt.score import score_macs
 
-    params = suggest(trial, config.space, config.teacher is not None)
+    params = suggest(trial, config.space, config.teacher is not None or config.soft_labels is not None)
     folder = _trial_dir(config, trial)
     trial.set_user_attr("host", socket.gethostname())
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
@@ -391,6 +395,11 @@ def run_search(config: SearchConfig, log: Callable[[str], None] = print, *, repo
     classes = scan_folder(config.data).classes
     if config.teacher is not None and not Path(config.teacher).is_file():
         raise ConfigError(f"--teacher {config.teacher}: no such checkpoint; train one with edgeopt train")
+    if config.soft_labels is not None:  # checked once, not once per trial
+        from edgeopt.data.folder import split_scan
+        from edgeopt.soft_labels import read_bank
+
+        read_bank(config.soft_labels).rows_for(split_scan(scan_folder(config.data), config.val_split, seed=0)[0])
     _check_backbones(config, len(classes))
     storage = open_storage(config)
     study = load_or_create_study(config, storage, study_settings(config, classes))

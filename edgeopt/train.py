@@ -11,6 +11,7 @@ import math
 import os
 import random
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from edgeopt.checkpoint import (
 )
 from edgeopt.data.folder import FolderScan, scan_folder, split_scan
 from edgeopt.data.presets import RESIZE_RULES, Preprocess
-from edgeopt.distill import KDConfig, kd_loss, load_teachers, view_for
+from edgeopt.distill import DistillViews, KDConfig, kd_loss, load_teachers, view_for
 from edgeopt.distributed import (
     DistContext,
     all_gather,
@@ -39,7 +40,7 @@ from edgeopt.distributed import (
     per_rank_batch,
     shutdown,
 )
-from edgeopt.errors import ConfigError
+from edgeopt.errors import ConfigError, EdgeoptWarning
 from edgeopt.metrics import classification_metrics
 from edgeopt.models.complexity import count_complexity
 from edgeopt.models.registry import preset_for_model
@@ -75,6 +76,7 @@ class TrainConfig:
     pretrained: bool = False
     resize: str = "squash"
     teachers: list[Path] = dataclasses.field(default_factory=list)
+    soft_labels: Path | None = None  # a soft-label bank (edgeopt soft-labels): the teachers' targets, stored
     kd: KDConfig = dataclasses.field(default_factory=KDConfig)
     device: str = "auto"
     seed: int = 0
@@ -109,11 +111,24 @@ class TrainConfig:
         self.data, self.out = Path(self.data), Path(self.out)
         self.val = Path(self.val) if self.val else None
         self.teachers = [Path(t) for t in self.teachers]
+        self.soft_labels = Path(self.soft_labels) if self.soft_labels else None
+        if self.soft_labels is not None and self.teachers:
+            raise ConfigError("soft labels come from teachers online or from a bank, not both: pass --teacher or --soft-labels")
+        if (self.teachers or self.soft_labels) and self.randaugment:
+            raise ConfigError(f"--randaugment {self.randaugment} with distillation: the teacher must see the student's view "
+                              "(crop, flip, brightness); drop --randaugment")
+        if self.soft_labels is not None and self.mixup:
+            raise ConfigError(f"--mixup {self.mixup} with --soft-labels: a bank holds targets for single views, not for "
+                              "blends; drop --mixup or distil from --teacher online")
         self.init_checkpoint = Path(self.init_checkpoint) if self.init_checkpoint else None
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         return {k: (str(v) if isinstance(v, Path) else [str(x) for x in v] if k == "teachers" else v) for k, v in d.items()}
+
+    @property
+    def distilled(self) -> bool:
+        return bool(self.teachers) or self.soft_labels is not None
 
 
 @dataclasses.dataclass
@@ -256,9 +271,11 @@ def train_classifier(config: TrainConfig, callbacks: Callbacks | None = None) ->
         model, arch = create_model(config.model, len(classes), pretrained=config.pretrained)
     complexity = count_complexity(model, config.img_size)
     teachers = load_teachers(config.teachers, classes, device)
-    view_size = max([config.img_size] + [t.preprocess.size for t in teachers])
-    train_ds, val_ds = cached_datasets(train_scan, val_scan, preprocess, view_size, config.scale_min, config.randaugment, config.workers,
-                                        brightness=config.brightness)
+    bank = _open_bank(config, train_scan)
+    train_ds, val_ds = cached_datasets(train_scan, val_scan, preprocess, config.img_size, config.scale_min, config.randaugment,
+                                        config.workers, brightness=config.brightness)
+    if config.distilled:
+        train_ds = _distill_views(config, train_scan, train_ds, teachers, bank)
     if len(train_ds) < 2:
         raise ConfigError(f"{config.data}: only {len(train_ds)} training image(s); need at least 2")
     batch = per_rank_batch(config.batch_size, len(train_ds), dist)
@@ -272,7 +289,7 @@ def train_classifier(config: TrainConfig, callbacks: Callbacks | None = None) ->
     train_loader = torch.utils.data.DataLoader(
         train_ds, batch_size=batch, shuffle=sampler is None, sampler=sampler,
         drop_last=len(train_ds) // dist.world_size > batch, num_workers=workers, generator=generator,
-        pin_memory=device.type == "cuda", persistent_workers=workers > 0,
+        pin_memory=device.type == "cuda", persistent_workers=workers > 0 and not config.distilled,
     )
     val_loader = torch.utils.data.DataLoader(val_ds, batch_size=max(64, batch), num_workers=0)
     steps = len(train_loader)
@@ -320,21 +337,28 @@ def train_classifier(config: TrainConfig, callbacks: Callbacks | None = None) ->
         generator.manual_seed(config.seed * 100_003 + epoch)
         if sampler is not None:
             sampler.set_epoch(epoch)
+        if isinstance(train_ds, DistillViews):
+            train_ds.epoch = epoch
         net.train()
         total, count = 0.0, 0
-        for step, (x, y) in enumerate(train_loader):
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        for step, batch in enumerate(train_loader):
+            x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
+            soft = batch[2] if len(batch) > 2 else None  # teachers' views, or a bank's logits
             y2, lam = y, 1.0
             if mixup is not None:
                 lam = float(mixup.sample())
                 perm = torch.randperm(len(y), device=device)
                 x, y2 = lam * x + (1 - lam) * x[perm], y[perm]
+                if teachers:  # the teachers see the same blend
+                    soft = [lam * v.to(device) + (1 - lam) * v.to(device)[perm] for v in soft]
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
                 logits = net(view_for(x, preprocess).contiguous(memory_format=torch.channels_last))
                 hard = lam * hard_loss(logits, y) + (1 - lam) * hard_loss(logits, y2) if mixup else hard_loss(logits, y)
-                if teachers:
+                if bank is not None:
+                    loss = kd_loss(logits, list(soft.to(device).unbind(1)), y, config.kd, hard)
+                elif teachers:
                     with torch.no_grad():
-                        t_logits = [t.model(view_for(x, t.preprocess)) for t in teachers]
+                        t_logits = [t.model(view_for(v.to(device, non_blocking=True), t.preprocess)) for t, v in zip(teachers, soft)]
                     loss = kd_loss(logits, t_logits, y, config.kd, hard)
                 else:
                     loss = hard
@@ -361,7 +385,8 @@ def train_classifier(config: TrainConfig, callbacks: Callbacks | None = None) ->
             best_f1, best_epoch, stats.best = f1, epoch + 1, True
             if dist.is_main:
                 _save_best(best_path, model, arch, classes, preprocess, complexity, metrics, stats, config,
-                           is_synthetic(config.data), [str(t.path) for t in teachers], dist.record())
+                           is_synthetic(config.data), [str(t.path) for t in teachers], dist.record(),
+                           bank.record() if bank is not None else None)
         history.append(stats)
         if dist.is_main:
             _save_last(last_path, model, optimizer, scheduler, identity, epoch, history, best_f1, best_epoch)
@@ -388,15 +413,46 @@ def _no_nan(obj: Any) -> Any:
     return obj
 
 
+def _open_bank(config: TrainConfig, train_scan: FolderScan) -> Any:
+    """The soft-label bank and the bank row of each training image (checked against the data), or None."""
+    if config.soft_labels is None:
+        return None
+    from edgeopt.soft_labels import read_bank
+
+    bank = read_bank(config.soft_labels)
+    bank.rows = bank.rows_for(train_scan)
+    if config.epochs > bank.num_views:
+        warnings.warn(f"{config.soft_labels} holds {bank.num_views} view(s) per image and the run trains {config.epochs} "
+                      f"epochs: views repeat from epoch {bank.num_views + 1} (make a bank with --views {config.epochs} "
+                      "for a new view every epoch)", EdgeoptWarning, stacklevel=3)
+    return bank
+
+
+def _distill_views(config: TrainConfig, train_scan: FolderScan, cached: Any, teachers: list[Any], bank: Any) -> DistillViews:
+    """Distillation's views over the cached training images: the bank's, or drawn for the online teachers."""
+    from edgeopt.data.loaders import cache_preprocess, decode_all
+    from edgeopt.soft_labels import image_keys
+
+    keys = image_keys(train_scan)
+    if bank is not None:
+        return DistillViews(cached.images, train_scan.labels, keys, config.img_size, bank_views=bank.views,
+                            bank_logits=bank.logits, rows=bank.rows)
+    paths = [s.path for s in train_scan.samples]
+    teacher_images = [decode_all(paths, cache_preprocess(t.preprocess), config.workers) for t in teachers]
+    return DistillViews(cached.images, train_scan.labels, keys, config.img_size, seed=config.seed,
+                        scale_min=float(config.scale_min), brightness=float(config.brightness),
+                        teacher_images=teacher_images, teacher_sizes=[t.preprocess.size for t in teachers])
+
+
 def _save_best(path: Path, model, arch, classes, preprocess, complexity, metrics, stats, config, synthetic, teachers,
-               distributed) -> None:
+               distributed, soft_labels=None) -> None:
     save_checkpoint(
         path, model, arch, classes, preprocess, epoch=stats.epoch, complexity=complexity,
         metrics={"val_macro_f1": metrics.macro_f1, "val_accuracy": metrics.accuracy, "val_per_class_f1": metrics.per_class_f1,
                  "epoch": stats.epoch} if metrics is not None else
                 {"epoch": stats.epoch, "selection": "final epoch (no validation split: --val-split 0)"},
         extra={"train_config": config.to_dict(), "data": str(config.data), "synthetic_data": synthetic, "teachers": teachers,
-               **({"distributed": distributed} if distributed else {})},
+               **({"soft_labels": soft_labels} if soft_labels else {}), **({"distributed": distributed} if distributed else {})},
     )
 
 

@@ -61,6 +61,12 @@ def train_transform(view_size: int, scale_min: float = 0.35, randaugment: int = 
     return v2.Compose(ops)
 
 
+def cache_preprocess(preprocess: Preprocess) -> Preprocess:
+    """How training caches an image for a model of ``preprocess``: squashed (or centre-cropped) to ~1.15x
+    its input size, so random-resized crops still have pixels to work with."""
+    return preprocess.with_size(max(preprocess.size, int(round(preprocess.size * 1.15))))
+
+
 def cached_datasets(
     train: FolderScan, val: FolderScan, preprocess: Preprocess, view_size: int, scale_min: float,
     randaugment: int, workers: int | None = None, brightness: float = 0.0,

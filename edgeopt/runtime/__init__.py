@@ -33,6 +33,8 @@ def open_runner(path: str | Path, backend: str = "auto", device: str = "cpu", **
     if backend not in BACKENDS:
         raise ConfigError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
     kind = artifact_kind(path)
+    if kind not in DEFAULT_BACKEND:
+        raise ConfigError(f"{path}: a {kind} artifact is not a model to run; pass a checkpoint, an ONNX or an engine")
     if backend == "auto":
         backend = DEFAULT_BACKEND[kind]
     if DEFAULT_BACKEND[kind] != backend:
