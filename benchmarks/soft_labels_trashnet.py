@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                                      brightness=0.2, device=args.device))
     record["bank"] = {"path": str(bank_path), "images": bank.images, "views": bank.views, "seconds": round(bank.seconds, 1),
                       "teacher_passes_per_second": round(bank.views_per_second, 1), "bytes": bank.bytes,
-                      "resumed_chunks": bank.resumed_chunks}
+                      "resumed_chunks": bank.resumed_chunks, "reused": bank.reused}
     print(f"bank: {bank.images} x {bank.views} views in {bank.seconds:.0f}s ({bank.views_per_second:.0f} passes/s, "
           f"{bank.bytes / 1e6:.1f} MB)")
     _write(record, args.name)

@@ -220,6 +220,9 @@ def soft_labels_cmd(
     with progress_bar("teachers over the views") as advance:
         result = make_bank(config, progress=advance)
     rate = "" if result.views_per_second != result.views_per_second else f", {result.views_per_second:.0f} teacher passes/s"
+    if result.reused:
+        console.print(f"soft-label bank {result.path} is complete for these teachers, images and settings: nothing to do")
+        return
     resumed = f", {result.resumed_chunks} chunk(s) resumed" if result.resumed_chunks else ""
     console.print(f"soft-label bank: {result.images} images x {result.views} views x {result.teachers} teacher(s) "
                   f"({result.bytes / 1e6:.1f} MB, {result.seconds:.1f}s{rate}{resumed}) -> {result.path}")

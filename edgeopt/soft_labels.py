@@ -79,6 +79,7 @@ class BankResult:
     views_per_second: float  # teacher forward passes (views x teachers) per second in this run
     resumed_chunks: int
     bytes: int
+    reused: bool = False  # the bank was there already, made with these settings from these files
 
 
 def image_keys(scan: FolderScan) -> list[str]:
@@ -102,6 +103,11 @@ def make_bank(config: SoftLabelConfig, progress: Callable[[int, int], None] | No
                              for t in teachers],
                 "files_sha256": hashlib.sha256(json.dumps(files).encode()).hexdigest()}
     settings = json.loads(json.dumps(settings))  # as it reads back (tuples are lists in JSON)
+    if _complete_bank(config.out, settings, files):
+        if progress is not None:
+            progress(len(keys), len(keys))
+        return BankResult(config.out, len(keys), config.views, len(teachers), 0.0, float("nan"), 0,
+                          config.out.stat().st_size, reused=True)
     partial = _partial_dir(config.out, settings)
     chunks = range(0, len(keys), config.chunk_images)
     resumed, spent, forwards = 0, 0.0, 0
@@ -130,6 +136,20 @@ def make_bank(config: SoftLabelConfig, progress: Callable[[int, int], None] | No
     shutil.rmtree(partial)
     return BankResult(config.out, len(keys), config.views, len(teachers), spent, forwards / spent if spent else float("nan"),
                       resumed, config.out.stat().st_size)
+
+
+def _complete_bank(out: Path, settings: dict[str, Any], files: list[list[str]]) -> bool:
+    """Whether ``out`` is a finished bank of exactly these settings and files (then nothing is recomputed)."""
+    from edgeopt.artifacts import manifest_path
+
+    if not out.exists() or not manifest_path(out).exists():
+        return False
+    try:
+        extra = read_manifest(out, expect_kind="soft-labels").extra
+    except ArtifactError:
+        return False
+    recorded = {k: extra.get(k) for k in settings if k != "files_sha256"}
+    return recorded == {k: v for k, v in settings.items() if k != "files_sha256"} and extra.get("files") == files
 
 
 def _partial_dir(out: Path, settings: dict[str, Any]) -> Path:

@@ -97,6 +97,8 @@ def test_an_interrupted_bank_resumes_to_the_same_bytes(bank: Path, teacher: Path
     assert not out.exists() and len(list(out.with_name("again.bank.partial").glob("chunk-*"))) == 2
     result = make_bank(config)
     assert result.resumed_chunks == 2 and out.read_bytes() == bank.read_bytes()
+    again = make_bank(config)  # complete with these settings: nothing recomputed
+    assert again.reused and again.seconds == 0 and out.read_bytes() == bank.read_bytes()
     other = SoftLabelConfig(teachers=[teacher], data=synth_data, out=out, views=4, device="cpu", chunk_images=20)
     (out.with_name("again.bank.partial")).mkdir()
     (out.with_name("again.bank.partial") / "settings.json").write_text(json.dumps({"views": 3}))
