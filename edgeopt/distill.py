@@ -16,6 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from edgeopt.data.presets import Preprocess
+from edgeopt.data.views import render_view, sample_view, view_seed
 from edgeopt.errors import ConfigError
 
 KD_MODES = ("all", "true-label")
@@ -121,8 +122,6 @@ class DistillViews(torch.utils.data.Dataset):
         return len(self.labels)
 
     def __getitem__(self, i: int):
-        from edgeopt.data.views import render_view, sample_view, view_seed
-
         if self.bank_views is not None:
             row, v = int(self.rows[i]), self.epoch % self.bank_views.shape[1]
             view = self.bank_views[row, v]
