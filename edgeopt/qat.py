@@ -201,15 +201,15 @@ def qat_finetune(config: QatConfig, log: Callable[[str], None] = print) -> QatRe
     # 2. fine-tune with fake quantization, distilled from the unquantized model
     model.to(device)
     teacher.to(device)
-    bank_views = None
+    bank_ds = None
     if config.soft_labels is not None:  # the bank's views and targets instead of the unquantized model online
         from edgeopt.distill import DistillViews
         from edgeopt.soft_labels import image_keys, read_bank
 
         bank = read_bank(config.soft_labels)
-        bank_views = DistillViews(train_ds.images, scan.labels, image_keys(scan), preprocess.size, bank_views=bank.views,
+        bank_ds = DistillViews(train_ds.images, scan.labels, image_keys(scan), preprocess.size, bank_views=bank.views,
                                   bank_logits=bank.logits, rows=bank.rows_for(scan))
-    loader = torch.utils.data.DataLoader(bank_views if bank_views is not None else train_ds, batch_size=config.batch_size, shuffle=True,
+    loader = torch.utils.data.DataLoader(bank_ds if bank_ds is not None else train_ds, batch_size=config.batch_size, shuffle=True,
                                          drop_last=len(train_ds) > config.batch_size,
                                          generator=torch.Generator().manual_seed(config.seed + 1))
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
@@ -222,13 +222,13 @@ def qat_finetune(config: QatConfig, log: Callable[[str], None] = print) -> QatRe
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
                 m.eval()
         total, count = 0.0, 0
-        if bank_views is not None:
-            bank_views.epoch = epoch
+        if bank_ds is not None:
+            bank_ds.epoch = epoch
         for batch in loader:
             x, y = batch[0].to(device), batch[1].to(device)
             view = view_for(x, preprocess)
             logits = model(view)
-            if bank_views is not None:
+            if bank_ds is not None:
                 targets = list(batch[2].to(device).unbind(1))
             else:
                 with torch.no_grad():

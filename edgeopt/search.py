@@ -392,14 +392,15 @@ def run_search(config: SearchConfig, log: Callable[[str], None] = print, *, repo
     from edgeopt.data.folder import scan_folder
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # retry/heartbeat APIs
-    classes = scan_folder(config.data).classes
+    scan = scan_folder(config.data)
+    classes = scan.classes
     if config.teacher is not None and not Path(config.teacher).is_file():
         raise ConfigError(f"--teacher {config.teacher}: no such checkpoint; train one with edgeopt train")
     if config.soft_labels is not None:  # checked once, not once per trial
         from edgeopt.data.folder import split_scan
         from edgeopt.soft_labels import read_bank
 
-        read_bank(config.soft_labels).rows_for(split_scan(scan_folder(config.data), config.val_split, seed=0)[0])
+        read_bank(config.soft_labels).rows_for(split_scan(scan, config.val_split, seed=0)[0])  # train_point's split
     _check_backbones(config, len(classes))
     storage = open_storage(config)
     study = load_or_create_study(config, storage, study_settings(config, classes))
