@@ -27,7 +27,7 @@ from edgeopt.artifacts import (
     tool_versions,
     write_artifact_manifest,
 )
-from edgeopt.data.folder import FolderScan, Sample, scan_folder
+from edgeopt.data.folder import Sample, scan_folder, select_subset
 from edgeopt.data.presets import Preprocess
 from edgeopt.errors import (
     ArtifactError,
@@ -36,6 +36,7 @@ from edgeopt.errors import (
     EdgeoptWarning,
     VerificationError,
 )
+from edgeopt.ptq import PtqOptions
 from edgeopt.quantize import (
     QdqWriter,
     check_qdq,
@@ -62,34 +63,6 @@ CPU_FORMATS = {
 }
 QUANTIZERS = ("onnxruntime", "modelopt")
 RECOMMENDED_IMAGES = 300
-
-
-def select_subset(scan: FolderScan, num_images: int, seed: int = 0) -> list[Sample]:
-    """A deterministic, class-stratified subset (largest-remainder quotas, at least one per class)."""
-    if num_images < 1:
-        raise ConfigError(f"--num-images {num_images} must be at least 1")
-    labels = scan.labels
-    present = [c for c in range(len(scan.classes)) if (labels == c).any()]
-    n = min(num_images, len(labels))
-    counts = np.asarray([(labels == c).sum() for c in present], dtype=np.float64)
-    exact = counts / counts.sum() * n
-    quota = np.minimum(np.floor(exact).astype(int), counts.astype(int))
-    if n >= len(present):
-        quota = np.maximum(quota, 1)
-    for i in np.argsort(-(exact - np.floor(exact)), kind="stable"):  # hand out what rounding left over
-        if quota.sum() >= n:
-            break
-        if quota[i] < counts[i]:
-            quota[i] += 1
-    while quota.sum() > n:
-        quota[int(np.argmax(quota))] -= 1
-    rng = np.random.default_rng(seed)
-    picked: list[Sample] = []
-    for c, q in zip(present, quota):
-        members = sorted((s for s in scan.samples if s.label == c), key=lambda s: str(s.path))
-        order = rng.permutation(len(members))[:q]
-        picked.extend(members[i] for i in sorted(order))
-    return picked
 
 
 @dataclasses.dataclass
@@ -149,7 +122,8 @@ class CalibrationResult:
 def calibrate_onnx(model: str | Path, data: str | Path, out: str | Path, *, num_images: int = 512, method: str | None = None,
                    quantizer: str = "onnxruntime", batch_size: int = 32, seed: int = 0,
                    calibration_dir: str | Path | None = None, skip_first_last: bool = False,
-                   target: str = "tensorrt", fallback: FallbackConfig | None = None) -> CalibrationResult:
+                   target: str = "tensorrt", fallback: FallbackConfig | None = None,
+                   ptq: PtqOptions | None = None) -> CalibrationResult:
     """Quantize an FP32 ONNX artifact to INT8.
 
     ``target="tensorrt"``: a TensorRT-compatible Q/DQ ONNX (symmetric int8, per-channel weights;
@@ -157,7 +131,8 @@ def calibrate_onnx(model: str | Path, data: str | Path, out: str | Path, *, num_
     exactly on any x86 CPU, VNNI or not (QOperator, uint8 activations, 7-bit per-channel
     weights; ``method`` default minmax); ``"cpu-vnni"``: the same with 8-bit weights, for CPUs with
     VNNI/AMX only. Neither is for TensorRT. ``fallback`` leaves the most sensitive layers in float
-    until the macro-F1 drop on its eval data is within budget (``edgeopt.int8_fallback``). The
+    until the macro-F1 drop on its eval data is within budget (``edgeopt.int8_fallback``); ``ptq``
+    applies cross-layer equalization, bias correction and AdaRound first (``edgeopt.ptq``). The
     calibration record (``<out stem>.calib.json``) goes into ``calibration_dir``, by default beside
     ``out``.
     """
@@ -168,6 +143,9 @@ def calibrate_onnx(model: str | Path, data: str | Path, out: str | Path, *, num_
     if target in CPU_FORMATS and (method == "entropy" or quantizer != "onnxruntime" or skip_first_last or fallback):
         raise ConfigError(f"--target {target} calibrates with onnxruntime's minmax or percentile (no entropy, ModelOpt, "
                           "--skip-first-last or --max-f1-drop)")
+    ptq = ptq or PtqOptions()
+    if ptq.any and (target != "tensorrt" or quantizer != "onnxruntime"):
+        raise ConfigError("--equalize, --bias-correction and --adaround apply to --target tensorrt with --quantizer onnxruntime")
     fallback_result = None
     if method not in METHODS:
         raise ConfigError(f"--method {method!r} is unknown: use one of {', '.join(METHODS)}")
@@ -191,22 +169,25 @@ def calibrate_onnx(model: str | Path, data: str | Path, out: str | Path, *, num_
         if target in CPU_FORMATS:
             served, ranges = quantize_cpu(model, tmp, batches, input_name, method, CPU_FORMATS[target]["reduce_range"]), {}
         elif quantizer == "onnxruntime":
-            writer = QdqWriter(model, list(batches), input_name, method)
+            writer = QdqWriter(model, list(batches), input_name, method, ptq)
             try:
                 excluded = first_last_layers(writer.model) if skip_first_last else []
                 if fallback is not None:
                     from edgeopt.int8_fallback import run_fallback
 
-                    fallback_result = run_fallback(writer, model, fallback, manifest.classes, preprocess, out)
+                    fallback_result = run_fallback(writer, model, fallback, manifest.classes, preprocess, out,
+                                                   extra=manifest.extra)
                     excluded = sorted(set(excluded) | set(fallback_result.float_layers))
                 writer.write(tmp, excluded)
-                served, ranges = writer.served, writer.ranges
+                served, ranges, ptq_report = writer.served, writer.ranges, writer.ptq_report
             finally:
                 writer.close()
         else:
             if skip_first_last or fallback is not None:
                 raise ConfigError("--skip-first-last and --max-f1-drop are implemented for --quantizer onnxruntime only")
             served, ranges = quantize_modelopt(model, tmp, batches, method), {}
+        if target in CPU_FORMATS or quantizer != "onnxruntime":
+            ptq_report = {}
         if served == 0:
             raise VerificationError("the calibrator received zero batches; check --data and --batch-size")
         import onnx
@@ -229,6 +210,7 @@ def calibrate_onnx(model: str | Path, data: str | Path, out: str | Path, *, num_
                    for s in cset.samples],
         "activation_amax": {k: round(float(v), 6) for k, v in sorted(ranges.items())},
         "fallback": fallback_result.to_dict() if fallback_result else None,
+        "ptq": {**ptq.to_dict(), **ptq_report},
     }
     atomic_write_json(calib_path, record)
     new = Manifest(kind="onnx", classes=manifest.classes, preprocess=manifest.preprocess, arch=manifest.arch, precision="int8",
@@ -238,7 +220,7 @@ def calibrate_onnx(model: str | Path, data: str | Path, out: str | Path, *, num_
                            "weights": "int8 symmetric per-channel (output-channel axis)"} if target == "tensorrt"
                           else {k: v for k, v in CPU_FORMATS[target].items() if k != "reduce_range"}),
                        "target": target, "method": method, "quantizer": quantizer, "calibration_manifest": str(calib_path),
-                       "num_images": len(cset.samples), "skip_first_last": skip_first_last,
+                       "num_images": len(cset.samples), "skip_first_last": skip_first_last, "ptq": ptq.to_dict(),
                        **({"fallback": fallback_result.summary()} if fallback_result else {})}})
     write_artifact_manifest(out, new, parent=model)
     return CalibrationResult(out, calib_path, len(cset.samples), served, method, quantizer, qdq_nodes, target, fallback_result)

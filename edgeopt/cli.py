@@ -304,7 +304,15 @@ def calibrate_cmd(
     method: Annotated[Optional[str], typer.Option(help="minmax, entropy or percentile (default: entropy for tensorrt, minmax for cpu).")] = None,
     target: Annotated[str, typer.Option("--target", help="tensorrt (Q/DQ for engines), cpu (ONNX Runtime's int8 kernels on any x86 CPU) or cpu-vnni (8-bit weights, VNNI/AMX CPUs only).")] = "tensorrt",
     max_f1_drop: Annotated[Optional[float], typer.Option("--max-f1-drop", help="Leave the most sensitive layers in float until the macro-F1 drop on --eval-data is at most this.")] = None,
-    eval_data: Annotated[Optional[Path], typer.Option("--eval-data", exists=True, file_okay=False, help="Labelled crops for --max-f1-drop (not the test split).")] = None,
+    max_disagreement: Annotated[Optional[float], typer.Option("--max-disagreement", help="Label-free budget instead: at most this share of --eval-data images may change top-1 class against FP32 (unlabelled folders work).")] = None,
+    eval_data: Annotated[Optional[Path], typer.Option("--eval-data", exists=True, file_okay=False, help="Images the model did not train on, for the budget (labelled <class>/<image> for --max-f1-drop; not the test split).")] = None,
+    eval_images: Annotated[Optional[int], typer.Option("--eval-images", min=1, help="Judge the budget on this many of the --eval-data images (deterministic; stratified when labelled).")] = None,
+    allow_train_eval: Annotated[bool, typer.Option("--allow-train-eval", help="Measure the budget even on images the model trained on (warned and recorded; it understates the loss).")] = False,
+    equalize: Annotated[bool, typer.Option("--equalize", help="Cross-layer equalization of consecutive convolutions first (exact in FP32).")] = False,
+    bias_correction: Annotated[bool, typer.Option("--bias-correction", help="Remove each layer's mean INT8 output error on the calibration images.")] = False,
+    adaround: Annotated[bool, typer.Option("--adaround", help="Learn each weight's rounding per layer on the calibration images (AdaRound).")] = False,
+    adaround_iterations: Annotated[int, typer.Option("--adaround-iterations", min=1, help="AdaRound steps per layer.")] = 500,
+    adaround_images: Annotated[int, typer.Option("--adaround-images", min=1, help="Calibration images AdaRound and bias correction use.")] = 256,
     quantizer: Annotated[str, typer.Option(help="onnxruntime, or modelopt (needs edgeopt[modelopt]).")] = "onnxruntime",
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
     seed: Seed = 0,
@@ -314,13 +322,22 @@ def calibrate_cmd(
     """Quantize to explicit INT8 (Q/DQ ONNX, symmetric, per-channel weights) on real crops."""
     from edgeopt.calibrate import calibrate_onnx
     from edgeopt.int8_fallback import FallbackConfig
+    from edgeopt.ptq import PtqOptions
 
-    if (max_f1_drop is None) != (eval_data is None):
-        raise typer.BadParameter("--max-f1-drop and --eval-data go together", param_hint="--max-f1-drop/--eval-data")
-    fallback = FallbackConfig(max_f1_drop, eval_data) if max_f1_drop is not None else None
+    budget = max_f1_drop is not None or max_disagreement is not None
+    if budget != (eval_data is not None):
+        raise typer.BadParameter("--eval-data goes with a budget (--max-f1-drop or --max-disagreement), and a budget with --eval-data",
+                                 param_hint="--max-f1-drop/--max-disagreement/--eval-data")
+    if not budget and (eval_images is not None or allow_train_eval):
+        raise typer.BadParameter("--eval-images and --allow-train-eval go with a budget (--max-f1-drop or --max-disagreement)",
+                                 param_hint="--eval-images/--allow-train-eval")
+    fallback = FallbackConfig(max_f1_drop, eval_data, max_disagreement=max_disagreement, eval_images=eval_images,
+                              allow_train_eval=allow_train_eval) if budget else None
+    ptq = PtqOptions(equalize=equalize, bias_correction=bias_correction, adaround=adaround,
+                     adaround_iterations=adaround_iterations, adaround_images=adaround_images, seed=seed)
     result = calibrate_onnx(model, data, out, num_images=num_images, method=method, quantizer=quantizer,
                             batch_size=batch_size, seed=seed, calibration_dir=calibration_dir,
-                            skip_first_last=skip_first_last, target=target, fallback=fallback)
+                            skip_first_last=skip_first_last, target=target, fallback=fallback, ptq=ptq)
     if result.fallback is not None:
         render_fallback(result.fallback)
     kind = "Q/DQ ONNX for TensorRT" if result.target == "tensorrt" else f"ONNX for ONNX Runtime's CPU kernels ({result.target}, QOperator)"

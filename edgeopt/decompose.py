@@ -23,6 +23,7 @@ import numpy as np
 from torch import nn
 
 from edgeopt.compress import FinetuneOptions, distill_finetune, load_original
+from edgeopt.data import seen
 from edgeopt.errors import ConfigError, MissingDependencyError
 from edgeopt.models.tucker import (
     energy_rank,
@@ -98,7 +99,7 @@ def decompose_checkpoint(config: DecomposeConfig, log: Callable[[str], None] = p
                              **({"energy": config.energy} if config.ranks == "energy" else {}), "macs_before": before.macs}
     config.out.mkdir(parents=True, exist_ok=True)
     saved = save_checkpoint(config.out / "decomposed.pt", model, arch, list(manifest.classes), preprocess, complexity=after,
-                            extra={"decomposed_from": str(config.checkpoint)})
+                            extra={"decomposed_from": str(config.checkpoint), **seen.carried(manifest.extra)})
     log(f"Tucker-2 on {len(layers)} convolutions: {before.macs / 1e6:.2f}M -> {after.macs / 1e6:.2f}M MACs -> {saved}")
     best, f1 = distill_finetune(saved, config.checkpoint, config.data, config.out, arch, preprocess, config.finetune)
     return DecomposeResult(saved, best, layers, before.macs, after.macs, f1)

@@ -20,6 +20,7 @@ from edgeopt.artifacts import (
     tool_versions,
     write_artifact_manifest,
 )
+from edgeopt.data import seen
 from edgeopt.data.presets import Preprocess
 from edgeopt.errors import ArtifactError, ConfigError, VerificationError
 from edgeopt.models.padding import freeze_same_padding
@@ -50,8 +51,7 @@ class ExportResult:
 def parity_inputs(preprocess: Preprocess, data: Path | None, classes: list[str], count: int = 32, seed: int = 0) -> tuple[np.ndarray, str]:
     """Real images from ``data`` (a deterministic spread over classes) or seeded random inputs."""
     if data is not None:
-        from edgeopt.calibrate import select_subset
-        from edgeopt.data.folder import scan_folder
+        from edgeopt.data.folder import scan_folder, select_subset
 
         scan = scan_folder(data, classes=classes, allow_empty_classes=True)
         picked = select_subset(scan, min(count, len(scan.samples)), seed)
@@ -137,7 +137,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, opset: int = 17, sta
         tools=tool_versions("torch", "onnx", "onnxruntime", "onnxslim"),
         metrics={"parity": parity.to_dict(), **{k: v for k, v in manifest.metrics.items() if k.startswith("val_")}},
         extra={"opset": opset, "dynamic_batch": not static_batch, "static_batch": batch_size if static_batch else None,
-               "input": INPUT_NAME, "output": OUTPUT_NAME, "ops": ops},
+               "input": INPUT_NAME, "output": OUTPUT_NAME, "ops": ops, **seen.carried(manifest.extra)},
     )
     write_artifact_manifest(out, out_manifest, parent=checkpoint)
     return ExportResult(out, parity, ops, precision, opset)

@@ -1,7 +1,13 @@
-"""Accuracy-aware INT8: leave the most sensitive layers in float until the F1 drop is within budget.
+"""Accuracy-aware INT8: leave the most sensitive layers in float until the accuracy loss is within budget.
 
-1. Score the FP32 model and the fully quantized one (emulated Q/DQ) on labelled eval images.
-2. If the macro-F1 drop is over budget, measure each weight layer's sensitivity: the model with
+The budget is a macro-F1 drop on labelled eval images (``--max-f1-drop``), or, label-free, the share
+of images whose top-1 class differs from FP32's (``--max-disagreement``, on any folder of images,
+unlabelled ones included). The eval images must be images the model did not train on: the
+model's manifest records its training images by content (``edgeopt.data.seen``), and eval data
+that overlaps them is refused unless the user insists (``allow_train_eval``, recorded and warned).
+
+1. Score the FP32 model and the fully quantized one (emulated Q/DQ) on the eval images.
+2. If the loss is over budget, measure each weight layer's sensitivity: the model with
    only that layer left in float, scored by how much closer its logits come to FP32's (mean KL
    divergence of the softmaxes, KL_all - KL_layer) and by its macro-F1.
 3. Leave layers in float in order of sensitivity, the fewest that bring the drop within budget
@@ -27,15 +33,37 @@ from edgeopt.errors import ConfigError, VerificationError
 
 @dataclasses.dataclass(frozen=True)
 class FallbackConfig:
-    max_f1_drop: float
+    max_f1_drop: float | None
     eval_data: Path
     batch_size: int = 64
+    max_disagreement: float | None = None  # label-free: share of images whose top-1 differs from FP32's
+    eval_images: int | None = None  # a deterministic subset of the eval images (stratified when labelled)
+    allow_train_eval: bool = False  # measure on training images anyway (warned and recorded)
 
     def __post_init__(self) -> None:
-        if not 0 <= self.max_f1_drop < 1:
+        if (self.max_f1_drop is None) == (self.max_disagreement is None):
+            raise ConfigError("give one INT8 budget: --max-f1-drop (labelled --eval-data) or --max-disagreement (any images)")
+        if self.max_f1_drop is not None and not 0 <= self.max_f1_drop < 1:
             raise ConfigError(f"--max-f1-drop {self.max_f1_drop} is out of range: use a macro-F1 drop in [0, 1), e.g. 0.005")
+        if self.max_disagreement is not None and not 0 <= self.max_disagreement < 1:
+            raise ConfigError(f"--max-disagreement {self.max_disagreement} is out of range: use a share of images in [0, 1), "
+                              "e.g. 0.02 for 98 % top-1 agreement with FP32")
+        if self.eval_images is not None and self.eval_images < 1:
+            raise ConfigError(f"--eval-images {self.eval_images} must be at least 1")
         if not Path(self.eval_data).is_dir():
-            raise ConfigError(f"--eval-data {self.eval_data}: no such folder of <class>/<image> crops")
+            raise ConfigError(f"--eval-data {self.eval_data}: no such folder of images")
+
+    @property
+    def labelled(self) -> bool:
+        return self.max_f1_drop is not None
+
+    @property
+    def budget(self) -> float:
+        return self.max_f1_drop if self.max_f1_drop is not None else float(self.max_disagreement)
+
+    @property
+    def flag(self) -> str:
+        return "--max-f1-drop" if self.labelled else "--max-disagreement"
 
 
 @dataclasses.dataclass
@@ -51,33 +79,87 @@ class LayerSensitivity:
 class FallbackResult:
     budget: float
     eval_images: int
-    f1_fp32: float
+    f1_fp32: float  # the budget's metric: macro-F1, or top-1 agreement with FP32 (1.0 for FP32 itself)
     f1_int8: float
     f1_final: float
     float_layers: list[str]
     layers: list[LayerSensitivity]
     plot: str | None = None
+    metric: str = "macro_f1"  # or "top1_agreement"
+    agreement_int8: float = float("nan")  # top-1 agreement with FP32, all layers INT8 / as chosen
+    agreement_final: float = float("nan")
+    seconds: float = 0.0
+    train_images_in_eval: int | None = None  # None: the manifest does not say what the model trained on
 
     def summary(self) -> dict[str, Any]:
-        return {"max_f1_drop": self.budget, "eval_images": self.eval_images, "f1_fp32": round(self.f1_fp32, 4),
-                "f1_int8_all_layers": round(self.f1_int8, 4), "f1_final": round(self.f1_final, 4),
-                "float_layers": self.float_layers, "plot": self.plot}
+        budget = {"max_f1_drop": self.budget} if self.metric == "macro_f1" else {"max_disagreement": self.budget}
+        scores = ({"f1_fp32": round(self.f1_fp32, 4), "f1_int8_all_layers": round(self.f1_int8, 4), "f1_final": round(self.f1_final, 4)}
+                  if self.metric == "macro_f1" else {})
+        return {**budget, "metric": self.metric, "eval_images": self.eval_images, **scores,
+                "top1_agreement_int8_all_layers": round(self.agreement_int8, 4), "top1_agreement_final": round(self.agreement_final, 4),
+                "float_layers": self.float_layers, "plot": self.plot, "seconds": round(self.seconds, 1),
+                "train_images_in_eval": self.train_images_in_eval}
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.summary(), "layers": [dataclasses.asdict(r) for r in self.layers]}
 
 
-class _Scorer:
-    """Runs ONNX models (emulated Q/DQ) over eval images decoded once; macro-F1 and logits."""
+def eval_images(config: FallbackConfig, classes: list[str]) -> tuple[list[Path], np.ndarray | None]:
+    """The eval images (a deterministic subset of ``config.eval_images``) and their labels (None when
+    the budget is label-free: then any image under the folder counts, class folders or not)."""
+    from edgeopt.data.folder import IMAGE_SUFFIXES, scan_folder
 
-    def __init__(self, data: Path, classes: list[str], preprocess, batch_size: int) -> None:
-        from edgeopt.data.folder import scan_folder
-
+    data = Path(config.eval_data)
+    if config.labelled:
         scan = scan_folder(data, classes=classes, allow_empty_classes=True)
         if not scan.samples:
             raise ConfigError(f"--eval-data {data} holds no images of the model's classes")
-        self.labels = scan.labels
-        self.batches = list(preprocess.iter_batches([s.path for s in scan.samples], batch_size))
+        samples = scan.samples
+        if config.eval_images is not None and config.eval_images < len(samples):
+            from edgeopt.data.folder import select_subset
+
+            samples = select_subset(scan, config.eval_images, seed=1)
+        return [s.path for s in samples], np.asarray([s.label for s in samples])
+    paths = sorted(p for p in data.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise ConfigError(f"--eval-data {data} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    if config.eval_images is not None and config.eval_images < len(paths):
+        keep = np.random.default_rng(1).choice(len(paths), config.eval_images, replace=False)
+        paths = [paths[i] for i in sorted(keep)]
+    return paths, None
+
+
+def check_not_training_images(paths: list[Path], config: FallbackConfig, model: Path, extra: dict[str, Any]) -> int | None:
+    """Refuse eval images the model trained on (by content), unless ``allow_train_eval``; how many there were."""
+    import warnings
+
+    from edgeopt.data.seen import overlap
+    from edgeopt.errors import EdgeoptWarning
+
+    trained, known = overlap(paths, extra)
+    if not known:
+        warnings.warn(f"{model.name}'s manifest does not record its training images, so whether --eval-data holds any "
+                      "cannot be checked (re-export from a checkpoint of this edgeopt version)", EdgeoptWarning, stacklevel=3)
+        return None
+    if trained and not config.allow_train_eval:
+        raise ConfigError(f"--eval-data {config.eval_data}: {len(trained)} of its {len(paths)} image(s) are images {model.name} "
+                          f"trained on (e.g. {trained[0].name}); judge INT8 on images the model did not train on (hold a "
+                          "slice out of the final run, or use --max-disagreement on unlabelled images), or pass "
+                          "--allow-train-eval to measure on them anyway")
+    if trained:
+        warnings.warn(f"--allow-train-eval: {len(trained)} of the {len(paths)} eval images are training images; the INT8 "
+                      "budget is judged on images the model has learned, which understates the loss on new images "
+                      "(recorded in the calibration record)", EdgeoptWarning, stacklevel=3)
+    return len(trained)
+
+
+class _Scorer:
+    """Runs ONNX models (emulated Q/DQ) over eval images decoded once; logits, macro-F1 and agreement."""
+
+    def __init__(self, paths: list[Path], labels: np.ndarray | None, classes: list[str], preprocess, batch_size: int) -> None:
+        self.labels = labels
+        self.count = len(paths)
+        self.batches = list(preprocess.iter_batches(paths, batch_size))
         self.classes = classes
 
     def logits(self, path: Path) -> np.ndarray:
@@ -90,6 +172,8 @@ class _Scorer:
     def f1(self, logits: np.ndarray) -> float:
         from edgeopt.metrics import classification_metrics
 
+        if self.labels is None:
+            return float("nan")
         return classification_metrics(self.labels, logits.argmax(1), self.classes).macro_f1
 
 
@@ -104,8 +188,13 @@ def mean_kl(reference: np.ndarray, candidate: np.ndarray) -> float:
     return float(np.mean(np.sum(p * (np.log(p + 1e-12) - np.log(q + 1e-12)), axis=1)))
 
 
+def agreement(reference: np.ndarray, candidate: np.ndarray) -> float:
+    """Share of images whose top-1 class is the same in both."""
+    return float(np.mean(reference.argmax(1) == candidate.argmax(1)))
+
+
 def choose_prefix(order: Sequence[str], f1_with: Callable[[list[str]], float], f1_fp32: float,
-                  budget: float) -> tuple[list[str], float]:
+                  budget: float, flag: str = "--max-f1-drop", metric: str = "macro-F1") -> tuple[list[str], float]:
     """The shortest prefix of ``order`` left in float whose F1 is within ``budget`` of FP32.
 
     Doubling finds a length that meets the budget, bisection the shortest one between the last
@@ -117,8 +206,8 @@ def choose_prefix(order: Sequence[str], f1_with: Callable[[list[str]], float], f
 
     hit, f1_all = ok(len(order))
     if not hit:
-        raise VerificationError(f"--max-f1-drop {budget}: unreachable; even with all {len(order)} quantized ops in float "
-                                f"the model's macro-F1 is {f1_all:.4f} against FP32 {f1_fp32:.4f}: raise the budget "
+        raise VerificationError(f"{flag} {budget}: unreachable; even with all {len(order)} quantized ops in float "
+                                f"the model's {metric} is {f1_all:.4f} against FP32 {f1_fp32:.4f}: raise the budget "
                                 "or keep the model in FP16")
     lo, hi, f1_hi = 0, len(order), f1_all
     k = 1
@@ -140,32 +229,40 @@ def choose_prefix(order: Sequence[str], f1_with: Callable[[list[str]], float], f
 
 
 def run_fallback(writer: Any, fp32_model: Path, config: FallbackConfig, classes: list[str], preprocess: Any,
-                 out: Path, log: Callable[[str], None] | None = None) -> FallbackResult:
-    """Measure, choose and report which layers stay in float (``writer``: a calibrated ``QdqWriter``)."""
-    scorer = _Scorer(Path(config.eval_data), list(classes), preprocess, config.batch_size)
+                 out: Path, log: Callable[[str], None] | None = None, extra: dict[str, Any] | None = None) -> FallbackResult:
+    """Measure, choose and report which layers stay in float (``writer``: a calibrated ``QdqWriter``;
+    ``extra``: the model manifest's extra, which says what it trained on)."""
+    import time
+
+    t0 = time.perf_counter()
+    paths, labels = eval_images(config, list(classes))
+    in_train = check_not_training_images(paths, config, fp32_model, extra or {})
+    scorer = _Scorer(paths, labels, list(classes), preprocess, config.batch_size)
     layers = writer.compute_layers()
     if not layers:
         raise VerificationError(f"{fp32_model.name} has nothing quantizable: no Conv, Gemm or MatMul layer")
     reference = scorer.logits(fp32_model)
-    f1_fp32 = scorer.f1(reference)
+    f1_fp32 = scorer.f1(reference) if config.labelled else 1.0
     with tempfile.TemporaryDirectory() as tmp:
-        cache: dict[tuple[str, ...], tuple[float, float]] = {}
+        cache: dict[tuple[str, ...], tuple[float, float, float]] = {}
 
-        def measure(excluded: list[str]) -> tuple[float, float]:
+        def measure(excluded: list[str]) -> tuple[float, float, float]:
+            """(the budget's score, mean KL to FP32, top-1 agreement with FP32) with ``excluded`` in float."""
             key = tuple(sorted(excluded))
             if key not in cache:
                 path = Path(tmp) / f"candidate{len(cache)}.onnx"
                 writer.write(path, excluded)
                 logits = scorer.logits(path)
-                cache[key] = (scorer.f1(logits), mean_kl(reference, logits))
+                agree = agreement(reference, logits)
+                cache[key] = (scorer.f1(logits) if config.labelled else agree, mean_kl(reference, logits), agree)
                 path.unlink()
             return cache[key]
 
-        f1_int8, kl_int8 = measure([])
+        f1_int8, kl_int8, _ = measure([])
         rows = []
-        if f1_fp32 - f1_int8 > config.max_f1_drop:
+        if f1_fp32 - f1_int8 > config.budget:
             for name, op in layers:
-                f1, kl = measure([name])
+                f1, kl, _ = measure([name])
                 rows.append(LayerSensitivity(name, op, kl_int8 - kl, f1))
             rows.sort(key=lambda r: (-r.kl_gain, -r.f1))
             # after every weight layer, the other quantized ops (adds, pools, ...) in graph order: with
@@ -173,17 +270,22 @@ def run_fallback(writer: Any, fp32_model: Path, config: FallbackConfig, classes:
             weight = {name for name, _ in layers}
             rest = [(n, op) for n, op in _quantized_ops(writer, Path(tmp) / "all.onnx") if n not in weight]
             rows += [LayerSensitivity(n, op, 0.0, float("nan")) for n, op in rest]
-            chosen, f1_final = choose_prefix([r.name for r in rows], lambda ex: measure(ex)[0], f1_fp32, config.max_f1_drop)
+            metric = "macro-F1" if config.labelled else "top-1 agreement with FP32"
+            chosen, f1_final = choose_prefix([r.name for r in rows], lambda ex: measure(ex)[0], f1_fp32, config.budget,
+                                             config.flag, metric)
             if len(chosen) == len(rows):
-                raise VerificationError(f"--max-f1-drop {config.max_f1_drop}: met only with every quantized op in float "
-                                        f"(all INT8: F1 {f1_int8:.4f}, FP32 {f1_fp32:.4f}): nothing would stay INT8; "
+                raise VerificationError(f"{config.flag} {config.budget}: met only with every quantized op in float "
+                                        f"(all INT8: {metric} {f1_int8:.4f}, FP32 {f1_fp32:.4f}): nothing would stay INT8; "
                                         "raise the budget, calibrate with another --method, or keep FP16")
         else:
             rows = [LayerSensitivity(name, op, 0.0, f1_int8) for name, op in layers]
             chosen, f1_final = [], f1_int8
+        agreement_int8, agreement_final = measure([])[2], measure(chosen)[2]
     for row in rows:
         row.kept_float = row.name in chosen
-    result = FallbackResult(config.max_f1_drop, len(scorer.labels), f1_fp32, f1_int8, f1_final, chosen, rows)
+    result = FallbackResult(config.budget, scorer.count, f1_fp32, f1_int8, f1_final, chosen, rows,
+                            metric="macro_f1" if config.labelled else "top1_agreement", agreement_int8=agreement_int8,
+                            agreement_final=agreement_final, seconds=time.perf_counter() - t0, train_images_in_eval=in_train)
     if any(r.kl_gain for r in rows):
         result.plot = str(plot_sensitivity(result, out.with_name(out.stem + ".sensitivity.png")))
     return result
@@ -215,7 +317,8 @@ def plot_sensitivity(result: FallbackResult, path: Path) -> Path:
     ax.set_xlabel("layer (most sensitive first)")
     ax.set_ylabel("KL gain when left in float")
     ax.set_title(f"INT8 sensitivity: {len(result.float_layers)} layer(s) kept in float, "
-                 f"F1 {result.f1_int8:.3f} -> {result.f1_final:.3f} (FP32 {result.f1_fp32:.3f})")
+                 f"{'F1' if result.metric == 'macro_f1' else 'agreement'} {result.f1_int8:.3f} -> {result.f1_final:.3f} "
+                 f"(FP32 {result.f1_fp32:.3f})")
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from edgeopt.compress import FinetuneOptions, distill_finetune, load_original
+from edgeopt.data import seen
 from edgeopt.errors import ConfigError, MissingDependencyError
 
 IMPORTANCES = ("l2", "taylor")
@@ -78,7 +79,7 @@ def prune_checkpoint(config: PruneConfig, log: Callable[[str], None] = print) ->
                       "macs_before": before.macs, "target_macs": config.target_macs}
     config.out.mkdir(parents=True, exist_ok=True)
     pruned = save_checkpoint(config.out / "pruned.pt", model, arch, list(manifest.classes), preprocess, complexity=after,
-                             extra={"pruned_from": str(config.checkpoint)})
+                             extra={"pruned_from": str(config.checkpoint), **seen.carried(manifest.extra)})
     log(f"pruned {before.macs / 1e6:.2f}M -> {after.macs / 1e6:.2f}M MACs ({before.params / 1e6:.3f}M -> "
         f"{after.params / 1e6:.3f}M params) -> {pruned}")
     best, f1 = distill_finetune(pruned, config.checkpoint, config.data, config.out, arch, preprocess, config.finetune)

@@ -153,6 +153,7 @@ def qat_finetune(config: QatConfig, log: Callable[[str], None] = print) -> QatRe
     from edgeopt.checkpoint import load_checkpoint
     from edgeopt.data.folder import scan_folder
     from edgeopt.data.loaders import cached_datasets
+    from edgeopt.data.seen import record as train_record
     from edgeopt.data.presets import Preprocess
     from edgeopt.distill import KDConfig, kd_loss, view_for
     from edgeopt.runtime.torch_runner import resolve_device
@@ -245,11 +246,13 @@ def qat_finetune(config: QatConfig, log: Callable[[str], None] = print) -> QatRe
     model.to("cpu").eval()
     for layer in layers:
         layer.freeze()
-    _export_qdq(model, manifest, preprocess, config, len(layers), history)
+    _export_qdq(model, manifest, preprocess, config, len(layers), history,
+                train_record([s.path for s in scan.samples], manifest.extra))
     return QatResult(config.out, len(layers), history, time.perf_counter() - t0)
 
 
-def _export_qdq(model: nn.Module, manifest: Manifest, preprocess: Any, config: QatConfig, layers: int, history: list[float]) -> None:
+def _export_qdq(model: nn.Module, manifest: Manifest, preprocess: Any, config: QatConfig, layers: int, history: list[float],
+                train_images: dict[str, Any]) -> None:
     import onnx
 
     from edgeopt.export import (
@@ -292,7 +295,7 @@ def _export_qdq(model: nn.Module, manifest: Manifest, preprocess: Any, config: Q
                                 "activations": "int8 symmetric per-tensor (entropy-calibrated, fixed)",
                                 "weights": "int8 symmetric per-channel (output-channel axis)", "layers": layers,
                                 "epochs": config.epochs, "lr": config.lr, "loss_history": [round(h, 5) for h in history],
-                                "data": str(config.data)}},
+                                "data": str(config.data)}, **train_images},
     )
     write_artifact_manifest(config.out, out_manifest, parent=config.checkpoint)
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from edgeopt.errors import ConfigError, MissingDependencyError
+from edgeopt.ptq import PtqOptions
 
 
 class _Reader:
@@ -54,7 +55,7 @@ class QdqWriter:
 
     COMPUTE_OPS = ("Conv", "Gemm", "MatMul", "ConvTranspose")
 
-    def __init__(self, model: Path, data: list[np.ndarray], input_name: str, method: str) -> None:
+    def __init__(self, model: Path, data: list[np.ndarray], input_name: str, method: str, ptq: PtqOptions | None = None) -> None:
         import onnx
         from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -66,6 +67,16 @@ class QdqWriter:
 
         self._tmp = tempfile.TemporaryDirectory()
         self.prepped = Path(self._tmp.name) / "prep.onnx"
+        self.ptq = ptq or PtqOptions()
+        self.ptq_report: dict[str, Any] = {}
+        if self.ptq.equalize:  # on the FP32 graph, before any range is calibrated
+            from edgeopt.ptq import equalize
+
+            equalized = onnx.load(str(model))
+            report = equalize(equalized)
+            model = Path(self._tmp.name) / "equalized.onnx"
+            onnx.save(equalized, str(model))
+            self.ptq_report["equalize"] = {"pairs": report.pairs, "sweeps": report.sweeps, "clips_rewritten": report.clips_rewritten}
         quant_pre_process(str(model), str(self.prepped), skip_symbolic_shape=True)
         self.model = onnx.load(str(self.prepped))
         self.input_name, self.first_batch, self.served = input_name, data[:1], len(data)
@@ -73,12 +84,37 @@ class QdqWriter:
         self.ranges = {name: max(amax_for(method, *hist), 1e-8) for name, hist in histograms.items()}
         for name, bound in fused_clip_bounds(self.model).items():
             self.ranges[name] = min(self.ranges.get(name, bound), bound)  # never wider than calibrated
+        self.int_weights: dict[str, np.ndarray] = {}
+        self.weight_scales: dict[str, np.ndarray] = {}
+        if self.ptq.bias_correction or self.ptq.adaround:
+            from edgeopt.ptq import quantizable_layers, reconstruct
+
+            nearest = Path(self._tmp.name) / "nearest.onnx"
+            self._quantize(nearest, [])
+            self.int_weights, layers = reconstruct(self.model, onnx.load(str(nearest)), data, self.ptq)
+            self.weight_scales = {layer.name: layer.scale() for layer in quantizable_layers(self.model, list(self.int_weights))}
+            onnx.save(self.model, str(self.prepped))  # the corrected biases are what quantize_static reads
+            self.ptq_report["layers"] = [layer.to_dict() for layer in layers]
+            if self.ptq.adaround:
+                self.ptq_report["adaround_kept"] = len(self.int_weights)
 
     def compute_layers(self) -> list[tuple[str, str]]:
         """(name, op) of the layers that carry weights: what can be left in float."""
         return [(n.name, n.op_type) for n in self.model.graph.node if n.op_type in self.COMPUTE_OPS]
 
     def write(self, out: Path, excluded: Sequence[str] = ()) -> None:
+        """The Q/DQ model with ``excluded`` layers left in float (AdaRound's weights where it ran)."""
+        self._quantize(out, excluded)
+        if self.int_weights:  # AdaRound's integers instead of nearest rounding, at the same scales
+            import onnx
+
+            from edgeopt.ptq import apply_int_weights
+
+            quantized = onnx.load(str(out))
+            apply_int_weights(quantized, self.int_weights, self.weight_scales)
+            onnx.save(quantized, str(out))
+
+    def _quantize(self, out: Path, excluded: Sequence[str]) -> None:
         from onnxruntime.quantization import (
             CalibrationMethod,
             QuantFormat,
@@ -166,6 +202,17 @@ def fused_clip_bounds(model: Any) -> dict[str, float]:
         if source in graph_outputs or source in inits or len(consumers.get(source, [])) != 1 or hi <= 0:
             continue
         bounds[source] = max(abs(lo), abs(hi))
+    # cross-layer equalization's ReLU6: Relu then Min with a positive per-channel bound (edgeopt.ptq)
+    for node in graph.node:
+        if node.op_type != "Min" or len(node.input) != 2 or node.input[1] not in inits:
+            continue
+        bound, source = inits[node.input[1]], node.input[0]
+        if bound.size == 0 or np.any(bound <= 0) or source in graph_outputs or len(consumers.get(source, [])) != 1:
+            continue
+        bounds[source] = float(bound.max())
+        relu = next((n for n in graph.node if source in n.output and n.op_type == "Relu"), None)
+        if relu is not None and len(consumers.get(relu.input[0], [])) == 1 and relu.input[0] not in graph_outputs:
+            bounds[relu.input[0]] = float(bound.max())
     return bounds
 
 

@@ -190,18 +190,23 @@ def render_manifest(path, m) -> None:
 
 
 def render_fallback(result) -> None:
-    """``calibrate --max-f1-drop``: the layer table and the F1 it reached."""
+    """``calibrate --max-f1-drop`` / ``--max-disagreement``: the layer table and the score it reached."""
+    labelled = result.metric == "macro_f1"
     table = Table(title=f"INT8 sensitivity on {result.eval_images} eval images (most sensitive first)")
-    for col in ("layer", "op", "KL gain", "F1 if float", "kept in float"):
+    for col in ("layer", "op", "KL gain", "F1 if float" if labelled else "agreement if float", "kept in float"):
         table.add_column(col, justify="left" if col in ("layer", "op") else "right")
     for r in result.layers[:40]:
         table.add_row(escape(r.name), r.op, f"{r.kl_gain:.5f}", f"{r.f1:.4f}", "yes" if r.kept_float else "")
     if len(result.layers) > 40:
         table.add_row(f"... {len(result.layers) - 40} more", "", "", "", "")
     console.print(table)
-    console.print(f"macro-F1: FP32 {result.f1_fp32:.4f}, all layers INT8 {result.f1_int8:.4f}, "
-                  f"with {len(result.float_layers)} layer(s) in float {result.f1_final:.4f} "
-                  f"(budget: a drop of at most {result.budget})" + (f"; plot {result.plot}" if result.plot else ""))
+    if labelled:
+        line = (f"macro-F1: FP32 {result.f1_fp32:.4f}, all layers INT8 {result.f1_int8:.4f}, "
+                f"with {len(result.float_layers)} layer(s) in float {result.f1_final:.4f} (budget: a drop of at most {result.budget})")
+    else:
+        line = (f"top-1 agreement with FP32: all layers INT8 {result.f1_int8:.4f}, with {len(result.float_layers)} layer(s) "
+                f"in float {result.f1_final:.4f} (budget: at most {result.budget} of the images differ)")
+    console.print(line + f"; {result.seconds:.0f} s" + (f"; plot {result.plot}" if result.plot else ""))
 
 
 def render_search(result) -> None:

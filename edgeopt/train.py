@@ -30,6 +30,7 @@ from edgeopt.checkpoint import (
     save_checkpoint,
 )
 from edgeopt.data.folder import FolderScan, scan_folder, split_scan
+from edgeopt.data.seen import record as train_record
 from edgeopt.data.presets import RESIZE_RULES, Preprocess
 from edgeopt.distill import DistillViews, KDConfig, kd_loss, load_teachers, view_for
 from edgeopt.distributed import (
@@ -263,12 +264,15 @@ def train_classifier(config: TrainConfig, callbacks: Callbacks | None = None) ->
     train_scan, val_scan = load_splits(config)
     classes = train_scan.classes
     preprocess = preset_for_model(config.model, config.img_size, config.resize)
+    init_extra = None
     if config.init_checkpoint is not None:
         model, init_manifest, arch = load_model_and_arch(config.init_checkpoint)
         if list(init_manifest.classes) != list(classes):
             raise ConfigError(f"{config.init_checkpoint} has classes {init_manifest.classes}, the data {classes}")
+        init_extra = init_manifest.extra
     else:
         model, arch = create_model(config.model, len(classes), pretrained=config.pretrained)
+    seen = train_record([s.path for s in train_scan.samples], init_extra) if dist.is_main else {}
     complexity = count_complexity(model, config.img_size)
     teachers = load_teachers(config.teachers, classes, device)
     bank = _open_bank(config, train_scan)
@@ -386,7 +390,7 @@ def train_classifier(config: TrainConfig, callbacks: Callbacks | None = None) ->
             if dist.is_main:
                 _save_best(best_path, model, arch, classes, preprocess, complexity, metrics, stats, config,
                            is_synthetic(config.data), [str(t.path) for t in teachers], dist.record(),
-                           bank.record() if bank is not None else None)
+                           bank.record() if bank is not None else None, train_images=seen)
         history.append(stats)
         if dist.is_main:
             _save_last(last_path, model, optimizer, scheduler, identity, epoch, history, best_f1, best_epoch)
@@ -445,14 +449,15 @@ def _distill_views(config: TrainConfig, train_scan: FolderScan, cached: Any, tea
 
 
 def _save_best(path: Path, model, arch, classes, preprocess, complexity, metrics, stats, config, synthetic, teachers,
-               distributed, soft_labels=None) -> None:
+               distributed, soft_labels=None, train_images=None) -> None:
     save_checkpoint(
         path, model, arch, classes, preprocess, epoch=stats.epoch, complexity=complexity,
         metrics={"val_macro_f1": metrics.macro_f1, "val_accuracy": metrics.accuracy, "val_per_class_f1": metrics.per_class_f1,
                  "epoch": stats.epoch} if metrics is not None else
                 {"epoch": stats.epoch, "selection": "final epoch (no validation split: --val-split 0)"},
         extra={"train_config": config.to_dict(), "data": str(config.data), "synthetic_data": synthetic, "teachers": teachers,
-               **({"soft_labels": soft_labels} if soft_labels else {}), **({"distributed": distributed} if distributed else {})},
+               **({"soft_labels": soft_labels} if soft_labels else {}), **({"distributed": distributed} if distributed else {}),
+               **(train_images or {})},
     )
 
 

@@ -11,7 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from edgeopt.artifacts import read_manifest, sha256_file
-from edgeopt.calibrate import calibrate_onnx, check_qdq, select_subset
+from edgeopt.calibrate import calibrate_onnx, check_qdq
+from edgeopt.data.folder import select_subset
 from edgeopt.cli import app
 from edgeopt.data.folder import scan_folder
 from edgeopt.errors import ArtifactError, DataError

@@ -225,3 +225,31 @@ def materialize_split(root: str | Path, out: str | Path, test_fraction: float, s
             except OSError:  # another file system: copy
                 shutil.copy2(sample.path, dest)
     return out / "pool", out / "test"
+
+
+def select_subset(scan: FolderScan, num_images: int, seed: int = 0) -> list[Sample]:
+    """A deterministic, class-stratified subset (largest-remainder quotas, at least one per class)."""
+    if num_images < 1:
+        raise ConfigError(f"--num-images {num_images} must be at least 1")
+    labels = scan.labels
+    present = [c for c in range(len(scan.classes)) if (labels == c).any()]
+    n = min(num_images, len(labels))
+    counts = np.asarray([(labels == c).sum() for c in present], dtype=np.float64)
+    exact = counts / counts.sum() * n
+    quota = np.minimum(np.floor(exact).astype(int), counts.astype(int))
+    if n >= len(present):
+        quota = np.maximum(quota, 1)
+    for i in np.argsort(-(exact - np.floor(exact)), kind="stable"):  # hand out what rounding left over
+        if quota.sum() >= n:
+            break
+        if quota[i] < counts[i]:
+            quota[i] += 1
+    while quota.sum() > n:
+        quota[int(np.argmax(quota))] -= 1
+    rng = np.random.default_rng(seed)
+    picked: list[Sample] = []
+    for c, q in zip(present, quota):
+        members = sorted((s for s in scan.samples if s.label == c), key=lambda s: str(s.path))
+        order = rng.permutation(len(members))[:q]
+        picked.extend(members[i] for i in sorted(order))
+    return picked
