@@ -165,6 +165,11 @@ def calibrate_onnx(model: str | Path, data: str | Path, out: str | Path, *, num_
     if static and static != batch_size:
         raise ConfigError(f"{model} has a fixed batch of {static}: calibrate it with --batch-size {static}")
     batches = iter_calibration_batches(cset, preprocess, batch_size, fixed_batch=bool(static))
+    prepared = None
+    if fallback is not None and target == "tensorrt" and quantizer == "onnxruntime":
+        from edgeopt.int8_fallback import prepare_eval
+
+        prepared = prepare_eval(fallback, list(manifest.classes), model, manifest.extra)
     with atomic_path(out) as tmp:
         if target in CPU_FORMATS:
             served, ranges = quantize_cpu(model, tmp, batches, input_name, method, CPU_FORMATS[target]["reduce_range"]), {}
@@ -176,7 +181,7 @@ def calibrate_onnx(model: str | Path, data: str | Path, out: str | Path, *, num_
                     from edgeopt.int8_fallback import run_fallback
 
                     fallback_result = run_fallback(writer, model, fallback, manifest.classes, preprocess, out,
-                                                   extra=manifest.extra)
+                                                   extra=manifest.extra, prepared=prepared)
                     excluded = sorted(set(excluded) | set(fallback_result.float_layers))
                 writer.write(tmp, excluded)
                 served, ranges, ptq_report = writer.served, writer.ranges, writer.ptq_report

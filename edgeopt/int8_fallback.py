@@ -153,6 +153,16 @@ def check_not_training_images(paths: list[Path], config: FallbackConfig, model: 
     return len(trained)
 
 
+EvalImages = tuple[list[Path], "np.ndarray | None", "int | None"]
+
+
+def prepare_eval(config: FallbackConfig, classes: list[str], model: Path, extra: dict[str, Any]) -> EvalImages:
+    """The eval images, their labels, and how many are training images (refused unless allowed):
+    checked before any calibration work, so a refusal costs nothing."""
+    paths, labels = eval_images(config, classes)
+    return paths, labels, check_not_training_images(paths, config, model, extra)
+
+
 class _Scorer:
     """Runs ONNX models (emulated Q/DQ) over eval images decoded once; logits, macro-F1 and agreement."""
 
@@ -229,14 +239,15 @@ def choose_prefix(order: Sequence[str], f1_with: Callable[[list[str]], float], f
 
 
 def run_fallback(writer: Any, fp32_model: Path, config: FallbackConfig, classes: list[str], preprocess: Any,
-                 out: Path, log: Callable[[str], None] | None = None, extra: dict[str, Any] | None = None) -> FallbackResult:
+                 out: Path, log: Callable[[str], None] | None = None, extra: dict[str, Any] | None = None,
+                 prepared: EvalImages | None = None) -> FallbackResult:
     """Measure, choose and report which layers stay in float (``writer``: a calibrated ``QdqWriter``;
-    ``extra``: the model manifest's extra, which says what it trained on)."""
+    ``extra``: the model manifest's extra, which says what it trained on; ``prepared``: the eval
+    images, already chosen and checked by ``prepare_eval``)."""
     import time
 
     t0 = time.perf_counter()
-    paths, labels = eval_images(config, list(classes))
-    in_train = check_not_training_images(paths, config, fp32_model, extra or {})
+    paths, labels, in_train = prepared or prepare_eval(config, list(classes), fp32_model, extra or {})
     scorer = _Scorer(paths, labels, list(classes), preprocess, config.batch_size)
     layers = writer.compute_layers()
     if not layers:

@@ -76,7 +76,7 @@ class QdqWriter:
             report = equalize(equalized)
             model = Path(self._tmp.name) / "equalized.onnx"
             onnx.save(equalized, str(model))
-            self.ptq_report["equalize"] = {"pairs": report.pairs, "sweeps": report.sweeps, "clips_rewritten": report.clips_rewritten}
+            self.ptq_report["equalized"] = {"pairs": report.pairs, "sweeps": report.sweeps, "clips_rewritten": report.clips_rewritten}
         quant_pre_process(str(model), str(self.prepped), skip_symbolic_shape=True)
         self.model = onnx.load(str(self.prepped))
         self.input_name, self.first_batch, self.served = input_name, data[:1], len(data)

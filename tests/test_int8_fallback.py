@@ -57,6 +57,7 @@ def plant_int8_outlier(checkpoint: Path, data: Path, out: Path) -> Path:
     import torch.nn as nn
 
     from edgeopt.checkpoint import load_model_and_arch, save_checkpoint
+    from edgeopt.data.seen import carried
     from edgeopt.data.folder import scan_folder
     from edgeopt.data.presets import Preprocess
 
@@ -75,7 +76,7 @@ def plant_int8_outlier(checkpoint: Path, data: Path, out: Path) -> Path:
         bn.weight[c] *= OUTLIER_SCALE
         bn.bias[c] *= OUTLIER_SCALE
         conv.weight[:, c] /= OUTLIER_SCALE
-    return save_checkpoint(out, model, arch, list(manifest.classes), preprocess)
+    return save_checkpoint(out, model, arch, list(manifest.classes), preprocess, extra=carried(manifest.extra))
 
 
 @pytest.fixture(scope="module")
@@ -167,3 +168,55 @@ def test_a_model_with_nothing_quantizable_is_one_line(synth_data: Path, tmp_path
     with pytest.raises(VerificationError, match="nothing quantizable"):
         calibrate_onnx(path, synth_data, tmp_path / "q.onnx", num_images=16, batch_size=8)
     assert not (tmp_path / "q.onnx").exists()
+
+
+def test_the_fallback_refuses_the_models_training_images(trained: dict[str, Path], tmp_path: Path) -> None:
+    """After a final run, the only labelled images may be the training images: judging INT8 on them
+    understates the loss on new images, so the fallback refuses them (they are recognised by content)."""
+    import shutil
+
+    from edgeopt.data.seen import trained_on
+
+    recorded = trained_on(read_manifest(trained["clean_onnx"]).extra)
+    assert recorded and len(recorded) >= 50, "premise: the export carries the checkpoint's training images"
+    copy = tmp_path / "copied"
+    shutil.copytree(trained["data"], copy)  # the same images in another folder are the same images
+    out = tmp_path / "q.onnx"
+    args = ["calibrate", str(trained["clean_onnx"]), "--data", str(trained["data"]), "--out", str(out), "--num-images", "24",
+            "--batch-size", "8", "--max-f1-drop", "0.02", "--eval-data", str(copy)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "trained on" in lines[0] and "--allow-train-eval" in lines[0], result.output
+    assert not out.exists()
+    result = runner.invoke(app, args + ["--allow-train-eval"])
+    assert result.exit_code == 0, result.output
+    assert "warning: --allow-train-eval" in result.output
+    assert read_manifest(out).extra["quantization"]["fallback"]["train_images_in_eval"] == len(recorded)
+
+
+def test_the_label_free_budget_works_on_an_unlabelled_folder(trained: dict[str, Path], tmp_path: Path) -> None:
+    flat = tmp_path / "unlabelled"
+    flat.mkdir()
+    for i, p in enumerate(sorted(Path(trained["eval"]).rglob("*.jpg"))):
+        (flat / f"img{i:03d}.jpg").write_bytes(p.read_bytes())  # no class folders
+    out = tmp_path / "q.onnx"
+    result = runner.invoke(app, ["calibrate", str(trained["onnx"]), "--data", str(trained["data"]), "--out", str(out),
+                                 "--num-images", "24", "--batch-size", "8", "--method", "minmax", "--max-disagreement", "0.05",
+                                 "--eval-data", str(flat), "--eval-images", "40"])
+    assert result.exit_code == 0, result.output
+    assert "top-1 agreement with FP32" in result.output
+    fallback = read_manifest(out).extra["quantization"]["fallback"]
+    assert fallback["metric"] == "top1_agreement" and fallback["eval_images"] == 40
+    assert fallback["top1_agreement_int8_all_layers"] < 0.95, f"premise: the planted outlier breaks full INT8 ({fallback})"
+    assert fallback["float_layers"] and fallback["top1_agreement_final"] >= 0.95 - 1e-9
+    assert fallback["train_images_in_eval"] == 0
+
+
+def test_budget_options_bad_input() -> None:
+    with pytest.raises(ConfigError, match="give one INT8 budget"):
+        FallbackConfig(0.01, ROOT, max_disagreement=0.02)
+    with pytest.raises(ConfigError, match="--max-disagreement 1.5 is out of range"):
+        FallbackConfig(None, ROOT, max_disagreement=1.5)
+    with pytest.raises(ConfigError, match="--eval-images 0"):
+        FallbackConfig(0.01, ROOT, eval_images=0)
