@@ -144,7 +144,7 @@ def calibrate_onnx(model: str | Path, data: str | Path, out: str | Path, *, num_
         raise ConfigError(f"--target {target} calibrates with onnxruntime's minmax or percentile (no entropy, ModelOpt, "
                           "--skip-first-last or --max-f1-drop)")
     ptq = ptq or PtqOptions()
-    if ptq.any and (target != "tensorrt" or quantizer != "onnxruntime"):
+    if ptq.enabled and (target != "tensorrt" or quantizer != "onnxruntime"):
         raise ConfigError("--equalize, --bias-correction and --adaround apply to --target tensorrt with --quantizer onnxruntime")
     fallback_result = None
     if method not in METHODS:

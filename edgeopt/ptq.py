@@ -59,7 +59,7 @@ class PtqOptions:
             raise ConfigError(f"--adaround-images {self.adaround_images} must be at least 1")
 
     @property
-    def any(self) -> bool:
+    def enabled(self) -> bool:
         return self.equalize or self.bias_correction or self.adaround
 
     def to_dict(self) -> dict[str, Any]:
@@ -354,10 +354,9 @@ def adaround_layer(layer: Layer, x_fp32, x_quant, iterations: int, seed: int = 0
     return chosen.numpy().astype(np.int8), result
 
 
-def corrected_bias(layer: Layer, x_fp32, x_quant, weight_int: np.ndarray) -> tuple[np.ndarray, float, float]:
-    """The bias that removes the quantized layer's mean output error per output channel.
-
-    Returns (bias, largest |mean error| before, after) over the given inputs."""
+def corrected_bias(layer: Layer, x_fp32, x_quant, weight_int: np.ndarray) -> tuple[np.ndarray, float]:
+    """The bias that removes the quantized layer's mean output error per output channel, and the
+    largest |mean error| it removes, over the given inputs."""
     import torch
 
     w = torch.from_numpy(layer.weight.astype(np.float32))
@@ -373,7 +372,7 @@ def corrected_bias(layer: Layer, x_fp32, x_quant, weight_int: np.ndarray) -> tup
             count += diff.numel() // diff.shape[1]
         mean_error = (total / count).numpy()
     bias = layer.bias.astype(np.float64) if layer.bias is not None else np.zeros(layer.weight.shape[0])
-    return (bias - mean_error).astype(np.float32), float(np.abs(mean_error).max()), 0.0
+    return (bias - mean_error).astype(np.float32), float(np.abs(mean_error).max())
 
 
 def nearest_int(layer: Layer) -> np.ndarray:
@@ -462,7 +461,7 @@ def reconstruct(model: Any, quantized: Any, batches: Sequence[np.ndarray], optio
                 apply_int_weights(quantized, {layer.name: learned}, {layer.name: layer.scale()} if expected_scales is None
                                   else expected_scales)
         if options.bias_correction:
-            bias, report.bias_error_before, _ = corrected_bias(layer, x, xq, weight_int)
+            bias, report.bias_error_before = corrected_bias(layer, x, xq, weight_int)
             if layer.bias is None:
                 raise VerificationError(f"{layer.name} has no bias to correct; export with edgeopt export (which folds BatchNorm "
                                         "into biases)")

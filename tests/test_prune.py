@@ -73,6 +73,8 @@ def test_taylor_global_pruning_and_yaml_models(tiny_ckpts: dict, synth_data: Pat
                                               global_pruning=True), log=lambda m: None)
         model, _ = load_checkpoint(result.pruned_checkpoint)
         assert result.macs_after <= base * 0.8 and count_complexity(model, 32).macs == result.macs_after
+        # the pruned model remembers what the model it came from trained on
+        assert read_manifest(result.pruned_checkpoint).extra["train_images"] == read_manifest(tiny_ckpts[key]).extra["train_images"]
 
 
 class _Attention(torch.nn.Module):

@@ -60,6 +60,12 @@ def test_qat_exports_a_tensorrt_qdq_onnx(tiny_ckpts: dict, synth_data: Path, tmp
     manifest = read_manifest(out)
     assert manifest.precision == "int8" and manifest.extra["quantization"]["method"] == "qat"
     assert manifest.parent["path"] == str(tiny_ckpts["yaml"])
+    # QAT trains on --data: the model's record of training images holds the checkpoint's and all of --data's
+    from edgeopt.data.seen import digest, trained_on
+
+    recorded = trained_on(manifest.extra)
+    assert trained_on(read_manifest(tiny_ckpts["yaml"]).extra) <= recorded
+    assert {digest(p) for p in synth_data.rglob("*.png")} | {digest(p) for p in synth_data.rglob("*.jpg")} <= recorded
     assert evaluate_artifact(out, synth_data).metrics.n == 72
     wrapped = insert_fake_quant(torch.nn.Sequential(torch.nn.Flatten()))
     assert wrapped == []
