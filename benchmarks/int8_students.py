@@ -47,6 +47,7 @@ METHODS = {
     "entropy + adaround": dict(method="entropy", ptq=PtqOptions(adaround=True)),
     "entropy + adaround + bias correction": dict(method="entropy", ptq=PtqOptions(adaround=True, bias_correction=True)),
     "--target cpu (ONNX Runtime int8 kernels)": dict(target="cpu"),
+    "qat": {},  # edgeopt qat: --qat-epochs of fake-quantized fine-tuning distilled from the FP32 student itself
 }
 
 
@@ -60,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", type=Path, default=Path("runs/bank/split"))
     parser.add_argument("--students", required=True, help="comma-separated checkpoints (one per seed)")
     parser.add_argument("--work", type=Path, default=Path("runs/int8_students"))
-    parser.add_argument("--methods", default=",".join(m for m in METHODS if m != "entropy + adaround + bias correction"),
+    parser.add_argument("--qat-epochs", type=int, default=5)
+    parser.add_argument("--methods", default=",".join(m for m in METHODS if m not in ("entropy + adaround + bias correction", "qat")),
                         help="comma-separated subset of the methods")
     parser.add_argument("--bank", type=Path, default=None, help="soft-label bank for the judge student (else no fallback part)")
     parser.add_argument("--judge-epochs", type=int, default=40)
@@ -88,7 +90,13 @@ def main(argv: list[str] | None = None) -> int:
         for name in methods:
             options = dict(METHODS[name])
             t0 = time.perf_counter()
-            q = calibrate_onnx(fp32, pool, work / f"{name.split(' ')[0].strip('-')}_{len(entry['rows'])}.onnx", num_images=512, **options)
+            if name == "qat":
+                from edgeopt.qat import QatConfig, qat_finetune
+
+                q = qat_finetune(QatConfig(checkpoint=checkpoint, data=pool, out=work / "qat.onnx", epochs=args.qat_epochs))
+            else:
+                q = calibrate_onnx(fp32, pool, work / f"{name.split(' ')[0].strip('-')}_{len(entry['rows'])}.onnx", num_images=512,
+                                   **options)
             seconds = time.perf_counter() - t0
             if options.get("target") == "cpu":
                 from edgeopt.evaluate import evaluate_artifact

@@ -437,6 +437,9 @@ def search_cmd(
     val_split: Annotated[float, typer.Option("--val-split", help="Share of --data that validates (selects) every trial.")] = 0.2,
     schedule: Annotated[str, typer.Option(help="Learning-rate schedule of every trial: cosine or onecycle.")] = "cosine",
     final_epochs: Annotated[int, typer.Option("--final-epochs", help="Train the chosen point again on all of --data for N epochs (0: no).")] = 0,
+    int8_max_drop: Annotated[Optional[float], typer.Option("--int8-max-drop", help="Make the final run's INT8 too: hold --int8-holdout of --data out of it, and keep PTQ or QAT, whichever loses less macro-F1 on that slice (QAT only when PTQ's drop is over this).")] = None,
+    int8_holdout: Annotated[float, typer.Option("--int8-holdout", help="Share of --data held out of the final run to judge INT8.")] = 0.1,
+    int8_qat_epochs: Annotated[int, typer.Option("--int8-qat-epochs", min=1, help="QAT epochs when PTQ misses --int8-max-drop.")] = 3,
     pretrained: Annotated[bool, typer.Option("--pretrained/--scratch", help="Start from ImageNet weights (offline where edgeopt ships them).")] = True,
     max_macs: Annotated[Optional[str], typer.Option("--max-macs", help="Choose the best val F1 within this budget, e.g. 20M (default: best score).")] = None,
     baseline: Annotated[str, typer.Option(help="Baseline model of the score (MACs at its own input size).")] = "resnet18d",
@@ -448,6 +451,7 @@ def search_cmd(
     report_only: Annotated[bool, typer.Option("--report", help="Run no trial: report the study as it stands (and export the chosen point).")] = False,
 ) -> None:
     """Optuna search over backbone x size x pruning x distillation x lr; Pareto table, plot and the chosen model."""
+    from edgeopt.int8_path import Int8PathConfig
     from edgeopt.prune import parse_macs
     from edgeopt.search import SearchConfig, SearchSpace, run_search
 
@@ -461,6 +465,8 @@ def search_cmd(
     config = SearchConfig(data=data, out=out, study=study, storage=storage, trials=trials, timeout=timeout, space=space,
                           objective=objective, teacher=teacher, soft_labels=soft_labels, epochs=epochs, batch_size=batch_size, val_split=val_split,
                           schedule=schedule, final_epochs=final_epochs,
+                          int8=Int8PathConfig(max_drop=int8_max_drop, holdout=int8_holdout, qat_epochs=int8_qat_epochs)
+                          if int8_max_drop is not None else None,
                           pretrained=pretrained, baseline=baseline, baseline_f1=baseline_f1, heartbeat=heartbeat, seed=seed,
                           max_macs=parse_macs(max_macs) if max_macs else None, device=device, workers=workers)
     result = run_search(config, log=lambda m: console.print(escape(m)), report_only=report_only)

@@ -187,6 +187,19 @@ class _Scorer:
         return classification_metrics(self.labels, logits.argmax(1), self.classes).macro_f1
 
 
+def judge_int8(fp32: Path, quantized: Path, data: Path, classes: list[str], preprocess: Any, batch_size: int = 64) -> dict[str, Any]:
+    """FP32 against an INT8 model (emulated Q/DQ) on the labelled images under ``data``: both macro-F1s,
+    the drop, top-1 agreement and the mean KL divergence of the softmaxes."""
+    from edgeopt.data.folder import scan_folder
+
+    scan = scan_folder(data, classes=classes, allow_empty_classes=True)
+    scorer = _Scorer([s.path for s in scan.samples], scan.labels, classes, preprocess, batch_size)
+    reference, candidate = scorer.logits(fp32), scorer.logits(quantized)
+    f1_fp32, f1_int8 = scorer.f1(reference), scorer.f1(candidate)
+    return {"images": scorer.count, "f1_fp32": round(f1_fp32, 4), "f1_int8": round(f1_int8, 4), "drop": round(f1_fp32 - f1_int8, 4),
+            "top1_agreement": round(agreement(reference, candidate), 4), "kl": round(mean_kl(reference, candidate), 5)}
+
+
 def _softmax(logits: np.ndarray) -> np.ndarray:
     e = np.exp(logits - logits.max(1, keepdims=True))
     return e / e.sum(1, keepdims=True)

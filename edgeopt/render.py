@@ -230,5 +230,16 @@ def render_search(result) -> None:
         where = result.chosen_dir or f"{result.chosen.artifacts} on {result.chosen.host} (another worker)"
         console.print(f"chosen: trial {result.chosen.number} -> {where}")
     if result.final is not None:
-        console.print(f"final run ({result.final['epochs']} epochs on all of the data, no selection): "
+        where = "all of the data" if "int8" not in result.final else f"{result.final['trained_on']} (a slice held out)"
+        console.print(f"final run ({result.final['epochs']} epochs on {where}, no selection): "
                       f"{result.final['checkpoint']}, {result.final['onnx']}")
+        int8 = result.final.get("int8")
+        if int8 is not None:
+            table = Table(title=f"INT8 of the final run, judged on {int8['judged_on']} (held out of it)")
+            for col in ("way", "macro-F1 FP32", "INT8", "drop", "top-1 agreement", "chosen"):
+                table.add_column(col, justify="left" if col == "way" else "right")
+            for way, c in int8["candidates"].items():
+                table.add_row(way, f"{c['f1_fp32']:.4f}", f"{c['f1_int8']:.4f}", f"{c['drop']:.4f}", f"{c['top1_agreement']:.1%}",
+                              "yes" if way == int8["chosen"] else "")
+            console.print(table)
+            console.print(f"INT8: {int8['onnx']} ({'within' if int8['met_budget'] else 'over'} the budget of {int8['max_drop']})")

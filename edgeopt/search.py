@@ -31,6 +31,7 @@ from typing import Any
 
 from edgeopt.artifacts import atomic_dir, atomic_path, atomic_write_json
 from edgeopt.errors import ConfigError, EdgeoptError, MissingDependencyError
+from edgeopt.int8_path import Int8PathConfig
 
 OBJECTIVES = ("pareto", "score")
 SETTINGS_ATTR = "edgeopt_search"
@@ -82,6 +83,7 @@ class SearchConfig:
     val_split: float = 0.2
     schedule: str = "cosine"
     final_epochs: int = 0  # >0: train the chosen point again on all of --data for this many epochs
+    int8: Int8PathConfig | None = None  # the final run holds out a slice and picks PTQ or QAT by the drop measured on it
     pretrained: bool = True
     baseline: str = "resnet18d"
     baseline_f1: float = 0.884
@@ -93,6 +95,8 @@ class SearchConfig:
     workers: int | None = None
 
     def __post_init__(self) -> None:
+        if self.int8 is not None and not self.final_epochs:
+            raise ConfigError("--int8-max-drop judges the final run's INT8: give --final-epochs too")
         if self.teacher is not None and self.soft_labels is not None:
             raise ConfigError("soft labels come from a teacher online or from a bank, not both: pass --teacher or --soft-labels")
         if self.objective not in OBJECTIVES:
@@ -284,7 +288,7 @@ def _trial_dir(config: SearchConfig, trial: Any) -> Path:
 
 
 def train_point(config: SearchConfig, params: dict[str, Any], classes: list[str], folder: Path, *, epochs: int,
-                val_split: float) -> Any:
+                val_split: float, data: Path | None = None) -> Any:
     """Build the point's backbone, prune it to its fraction of MACs, train it (distilled) in ``folder``.
 
     The pruned start is kept as ``init.pt`` and training resumes from ``last.pt`` when the folder
@@ -308,7 +312,7 @@ def train_point(config: SearchConfig, params: dict[str, Any], classes: list[str]
             arch["pruned"] = {"fraction_of_macs": params["prune"], "macs_before": macs, "importance": "l2"}
         save_checkpoint(init, model, arch, classes, preset_for_model(params["backbone"], size))
     return train_classifier(TrainConfig(
-        model=params["backbone"], data=config.data, out=folder, init_checkpoint=init, img_size=size,
+        model=params["backbone"], data=data or config.data, out=folder, init_checkpoint=init, img_size=size,
         epochs=epochs, batch_size=config.batch_size, lr=params["lr"], pretrained=config.pretrained, schedule=config.schedule,
         teachers=[config.teacher] if config.teacher else [], soft_labels=config.soft_labels,
         kd=KDConfig(params.get("kd_temperature", 4.0), params.get("kd_alpha", 0.0)),
@@ -351,14 +355,27 @@ def run_trial(config: SearchConfig, trial: Any, classes: list[str], baseline: di
 
 
 def refit(config: SearchConfig, chosen: TrialRecord, classes: list[str], log: Callable[[str], None]) -> dict[str, Any]:
-    """Train the chosen point again on all of ``--data`` for ``final_epochs`` (no selection) and export it."""
+    """Train the chosen point again on all of ``--data`` for ``final_epochs`` (no selection) and export it.
+
+    With ``config.int8``, a slice of ``--data`` is held out of that run first, and INT8 is made by
+    PTQ or QAT, whichever loses less macro-F1 on that slice (``edgeopt.int8_path``)."""
+    from edgeopt.int8_path import choose_int8, split_for_judging
+
     folder = config.study_dir / f"final-trial-{chosen.number:04d}"
-    log(f"final run of trial {chosen.number} on all of {config.data}, {config.final_epochs} epochs -> {folder}")
-    train = train_point(config, chosen.params, classes, folder, epochs=config.final_epochs, val_split=0.0)
+    data, judge = config.data, None
+    if config.int8 is not None:
+        data, judge = split_for_judging(config.data, config.study_dir / "final-split", config.int8.holdout)
+    log(f"final run of trial {chosen.number} on {'all of ' if judge is None else ''}{data}, {config.final_epochs} epochs -> {folder}")
+    train = train_point(config, chosen.params, classes, folder, epochs=config.final_epochs, val_split=0.0, data=data)
     onnx_path, latency = _export_and_time(train.best_checkpoint, folder, config)
-    return {"trial": chosen.number, "checkpoint": str(train.best_checkpoint), "onnx": str(onnx_path), "macs": train.macs,
-            "epochs": config.final_epochs, "latency_ms": latency,
-            "selection": "none: trained on all of --data for a fixed number of epochs; score it on a test split"}
+    record = {"trial": chosen.number, "checkpoint": str(train.best_checkpoint), "onnx": str(onnx_path), "macs": train.macs,
+              "epochs": config.final_epochs, "latency_ms": latency, "trained_on": str(data),
+              "selection": "none: trained on all of --data for a fixed number of epochs; score it on a test split"}
+    if judge is not None:
+        record["selection"] = (f"none: trained on --data less a {config.int8.holdout:.0%} slice held out to judge INT8, for a "
+                               "fixed number of epochs; score it on a test split")
+        record["int8"] = choose_int8(train.best_checkpoint, onnx_path, data, judge, folder, config.int8, log)
+    return record
 
 
 def _describe(params: dict[str, Any]) -> str:

@@ -91,7 +91,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     run = train_classifier(TrainConfig(model=str(ROOT / "models" / "tiny_cnn.yaml"), data=data, out=base / "run", img_size=32,
                                        epochs=20, batch_size=16, lr=5e-3, device="cpu", workers=0))
     planted = plant_int8_outlier(run.best_checkpoint, data, base / "planted.pt")
-    return {"data": data, "eval": evaluation,  # the export's parity check holds the planted model to FP32
+    return {"data": data, "eval": evaluation, "planted": planted,  # the export's parity check holds the planted model to FP32
             "onnx": export_onnx(planted, base / "m.onnx", data=data).path,
             "clean_onnx": export_onnx(run.best_checkpoint, base / "clean.onnx", data=data).path}
 
@@ -220,3 +220,17 @@ def test_budget_options_bad_input() -> None:
         FallbackConfig(None, ROOT, max_disagreement=1.5)
     with pytest.raises(ConfigError, match="--eval-images 0"):
         FallbackConfig(0.01, ROOT, eval_images=0)
+
+
+def test_the_int8_path_tries_qat_when_ptq_misses_and_keeps_what_lost_less(trained: dict[str, Path], tmp_path: Path) -> None:
+    from edgeopt.int8_path import Int8PathConfig, choose_int8
+
+    record = choose_int8(trained["planted"], trained["onnx"], trained["data"], trained["eval"], tmp_path,
+                         Int8PathConfig(max_drop=0.01, adaround=False, qat_epochs=2), log=lambda m: None)
+    ptq = record["candidates"]["ptq"]
+    assert ptq["drop"] > 0.01, f"premise: PTQ of every layer cannot hold the planted outlier ({ptq})"
+    assert "qat" in record["candidates"] and Path(record["candidates"]["qat"]["onnx"]).is_file()
+    drops = {k: c["drop"] for k, c in record["candidates"].items()}
+    assert record["chosen"] == min(drops, key=drops.get) and record["onnx"] == record["candidates"][record["chosen"]]["onnx"]
+    assert record["met_budget"] == (drops[record["chosen"]] <= 0.01)
+    assert ptq["images"] == len(list(Path(trained["eval"]).rglob("*.jpg"))) and record["judged_on"] == str(trained["eval"])

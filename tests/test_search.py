@@ -85,6 +85,26 @@ def test_search_reports_a_true_pareto_front_and_exports_the_chosen_model(synth_d
     assert [r.number for r in reported.trials] == [r.number for r in result.trials] and reported.final is None
 
 
+def test_the_final_run_holds_out_the_images_that_judge_its_int8(synth_data: Path, tmp_path: Path) -> None:
+    from edgeopt.artifacts import read_manifest
+    from edgeopt.data.seen import digest, trained_on
+    from edgeopt.int8_path import Int8PathConfig
+
+    int8 = Int8PathConfig(max_drop=0.99, holdout=0.25, adaround=False)
+    result = run_search(_tiny(synth_data, tmp_path / "s", trials=1, final_epochs=1, int8=int8), log=lambda m: None)
+    final = result.final
+    record = final["int8"]
+    judge = sorted(Path(record["judged_on"]).rglob("*.jpg"))
+    assert judge and Path(final["trained_on"]) != synth_data and "held out" in final["selection"]
+    trained = trained_on(read_manifest(final["checkpoint"]).extra)
+    assert trained and not {digest(p) for p in judge} & trained  # no judging image trained the final model
+    assert len(trained) + len(judge) == len(list(synth_data.rglob("*.jpg")))  # and every other image did
+    assert record["chosen"] == "ptq" and list(record["candidates"]) == ["ptq"]  # within budget: no QAT
+    assert read_manifest(record["onnx"]).precision == "int8"
+    with pytest.raises(ConfigError, match="--final-epochs"):
+        _tiny(synth_data, tmp_path / "t", int8=int8)
+
+
 def test_pareto_front_and_budgeted_choice() -> None:
     def rec(n: int, f1: float, macs: int, score: float) -> TrialRecord:
         return TrialRecord(n, {}, f1, macs, 0, 1.0, score, "h", "")
