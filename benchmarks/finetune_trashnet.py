@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     pool, test = materialize_split(args.data, args.runs / "split", test_fraction=0.2, seed=0)
     extra = {"schedule": args.schedule} if args.schedule else {}
     if args.teacher:
-        extra |= {"teachers": args.teacher, "kd": KDConfig(args.kd_temperature, args.kd_alpha)}
+        extra |= {"kd": KDConfig(args.kd_temperature, args.kd_alpha, teachers=tuple(args.teacher))}
     config = TrainConfig(model=args.model, data=pool, pretrained=True, img_size=args.img_size, epochs=args.epochs,
                          batch_size=args.batch_size, val_split=0.0, device=args.device, out=args.runs / args.name,
                          workers=0, resize=args.resize, **extra)

@@ -136,8 +136,8 @@ def judge(args: argparse.Namespace, pool: Path, test: Path) -> dict:
     arch = json.loads(Path(str(first) + ".json").read_text())
     size = int(arch["preprocess"]["size"])
     result = train_classifier(TrainConfig(model=arch["arch"]["name"], data=train_part, pretrained=True, img_size=size, val_split=0.0,
-                                          epochs=args.judge_epochs, device="cpu", workers=0, kd=KDConfig(4.0, 0.7),
-                                          soft_labels=args.bank, out=args.work / "judge_student"))
+                                          epochs=args.judge_epochs, device="cpu", workers=0,
+                                          kd=KDConfig(4.0, 0.7, soft_labels=args.bank), out=args.work / "judge_student"))
     work = args.work / "judge"
     work.mkdir(parents=True, exist_ok=True)
     fp32 = export_onnx(result.best_checkpoint, work / "fp32.onnx", data=test).path

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from edgeopt.data.folder import materialize_split, scan_folder
+from edgeopt.distill import KDConfig
 from edgeopt.evaluate import evaluate_artifact
 from edgeopt.machine import machine_info
 from edgeopt.search import (
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
                         lr=(5e-4, 3e-3), kd_temperature=(2.0, 8.0), kd_alpha=(0.3, 0.9))
     reserve = 60.0  # evaluation on the test part and the report
     config = SearchConfig(data=pool, out=args.runs, study=args.name, trials=args.max_trials, space=space,
-                          teacher=teacher.best_checkpoint, epochs=args.epochs, device=args.device, seed=0,
+                          kd=KDConfig(teachers=(teacher.best_checkpoint,)), epochs=args.epochs, device=args.device, seed=0,
                           workers=args.loader_workers, timeout=max(1.0, args.budget_s - (time.perf_counter() - t0) - reserve))
     classes = scan_folder(pool).classes
     study = load_or_create_study(config, open_storage(config), study_settings(config, classes))

@@ -18,6 +18,7 @@ TrashNet is split once (stratified, seed 0) into a pool (80 %) and a test part (
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
@@ -89,13 +90,15 @@ def main(argv: list[str] | None = None) -> int:
     _write(record, args.name)
 
     common = dict(model=args.student, data=pool, pretrained=True, img_size=args.student_size, val_split=0.0,
-                  device=args.device, workers=0, kd=KDConfig(args.kd_temperature, args.kd_alpha))
+                  device=args.device, workers=0)
+    kd = KDConfig(args.kd_temperature, args.kd_alpha)
     if args.speed_rounds:
         times: dict[str, list[float]] = {"online": [], "bank": []}
         for r in range(args.speed_rounds):
             for mode in ("online", "bank"):
-                source = {"teachers": [teacher]} if mode == "online" else {"soft_labels": bank_path}
-                result = train_classifier(TrainConfig(epochs=1, out=args.runs / f"speed_{mode}_{r}", **source, **common))
+                source = {"teachers": (teacher,)} if mode == "online" else {"soft_labels": bank_path}
+                result = train_classifier(TrainConfig(epochs=1, out=args.runs / f"speed_{mode}_{r}",
+                                                      kd=dataclasses.replace(kd, **source), **common))
                 times[mode].append(result.history[0].seconds)
         online, banked = statistics.median(times["online"]), statistics.median(times["bank"])
         record["epoch_seconds"] = {"online_teacher": times["online"], "bank": times["bank"],
@@ -108,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         f1s = []
         for seed in (int(s) for s in args.seeds.split(",")):
             out = args.runs / f"student_{args.student}_{args.student_size}_e{epochs}_s{seed}"
-            result = train_classifier(TrainConfig(epochs=epochs, seed=seed, out=out, soft_labels=bank_path, **common))
+            result = train_classifier(TrainConfig(epochs=epochs, seed=seed, out=out, kd=dataclasses.replace(kd, soft_labels=bank_path),
+                                                  **common))
             f1 = evaluate_artifact(result.best_checkpoint, test).metrics.macro_f1
             f1s.append(f1)
             print(f"student {args.student}@{args.student_size} {epochs} epochs seed {seed}: test macro-F1 {f1:.4f} "

@@ -42,9 +42,9 @@ def stage_configs(data: Path, runs: Path, device: str, scale: float, workers: in
         "student": TrainConfig(model=STUDENT, img_size=96, epochs=ep(300), batch_size=128, lr=4e-3, randaugment=7,
                                out=runs / "student", **common),
         "kd": TrainConfig(model=STUDENT, img_size=96, epochs=ep(300), batch_size=128, lr=4e-3, randaugment=7,
-                          teachers=[teacher_ckpt], kd=KDConfig(4.0, 0.7, "all"), out=runs / "kd", **common),
+                          kd=KDConfig(4.0, 0.7, "all", teachers=(teacher_ckpt,)), out=runs / "kd", **common),
         "kd_mixup": TrainConfig(model=STUDENT, img_size=96, epochs=ep(300), batch_size=128, lr=4e-3, randaugment=7,
-                                mixup=0.4, teachers=[teacher_ckpt], kd=KDConfig(2.0, 0.9, "all"), out=runs / "kd_mixup", **common),
+                                mixup=0.4, kd=KDConfig(2.0, 0.9, "all", teachers=(teacher_ckpt,)), out=runs / "kd_mixup", **common),
         "baseline": TrainConfig(model="resnet18d", img_size=224, epochs=ep(60), batch_size=128, lr=2e-3, randaugment=7,
                                 out=runs / "baseline", **common),
     }

@@ -182,8 +182,8 @@ def train_cmd(
     config = TrainConfig(model=model, data=data, out=out, val=val, val_split=val_split, img_size=img_size, epochs=epochs,
                          batch_size=batch_size, lr=lr, scale_min=scale_min, brightness=brightness, weight_decay=weight_decay, optimizer=optimizer, schedule=schedule,
                          loss=loss, label_smoothing=label_smoothing, randaugment=randaugment, mixup=mixup,
-                         pretrained=pretrained, teachers=list(teacher or []), soft_labels=soft_labels,
-                         kd=KDConfig(kd_temperature, kd_alpha, kd), device=device, seed=seed, workers=workers, resume=resume)
+                         pretrained=pretrained,
+                         kd=KDConfig(kd_temperature, kd_alpha, kd, teachers=tuple(teacher or ()), soft_labels=soft_labels), device=device, seed=seed, workers=workers, resume=resume)
     callbacks = RichTrainCallbacks()
     try:
         result = train_classifier(config, callbacks)
@@ -364,10 +364,11 @@ def prune_cmd(
 ) -> None:
     """Structured channel pruning (Torch-Pruning) to a MAC target, then distillation from the unpruned model."""
     from edgeopt.compress import FinetuneOptions
+    from edgeopt.distill import KDConfig
     from edgeopt.prune import PruneConfig, parse_macs, prune_checkpoint
 
     finetune = FinetuneOptions(epochs=epochs, lr=lr, batch_size=batch_size, val_split=val_split, device=device, seed=seed,
-                               soft_labels=soft_labels)
+                               kd=KDConfig(soft_labels=soft_labels))
     result = prune_checkpoint(PruneConfig(checkpoint=checkpoint, data=data, out=out, target_macs=parse_macs(target_macs),
                                           importance=importance, global_pruning=global_pruning, finetune=finetune),
                               log=lambda m: console.print(escape(m)))
@@ -395,9 +396,10 @@ def decompose_cmd(
     """Tucker-2 decomposition of the convolutions (TensorLy), then distillation from the original."""
     from edgeopt.compress import FinetuneOptions
     from edgeopt.decompose import DecomposeConfig, decompose_checkpoint
+    from edgeopt.distill import KDConfig
 
     finetune = FinetuneOptions(epochs=epochs, lr=lr, batch_size=batch_size, val_split=val_split, device=device, seed=seed,
-                               soft_labels=soft_labels)
+                               kd=KDConfig(soft_labels=soft_labels))
     result = decompose_checkpoint(DecomposeConfig(checkpoint=checkpoint, data=data, out=out, energy=energy, ranks=ranks,
                                                   pointwise=pointwise, finetune=finetune), log=lambda m: console.print(escape(m)))
     if result.best_checkpoint is not None:
@@ -451,6 +453,7 @@ def search_cmd(
     report_only: Annotated[bool, typer.Option("--report", help="Run no trial: report the study as it stands (and export the chosen point).")] = False,
 ) -> None:
     """Optuna search over backbone x size x pruning x distillation x lr; Pareto table, plot and the chosen model."""
+    from edgeopt.distill import KDConfig
     from edgeopt.int8_path import Int8PathConfig
     from edgeopt.prune import parse_macs
     from edgeopt.search import SearchConfig, SearchSpace, run_search
@@ -463,7 +466,7 @@ def search_cmd(
                         max_prune=max_prune, lr=_floats(lr, "--lr"), kd_temperature=_floats(kd_temperature, "--kd-temperature"),
                         kd_alpha=_floats(kd_alpha, "--kd-alpha"))
     config = SearchConfig(data=data, out=out, study=study, storage=storage, trials=trials, timeout=timeout, space=space,
-                          objective=objective, teacher=teacher, soft_labels=soft_labels, epochs=epochs, batch_size=batch_size, val_split=val_split,
+                          objective=objective, kd=KDConfig(teachers=(teacher,) if teacher else (), soft_labels=soft_labels), epochs=epochs, batch_size=batch_size, val_split=val_split,
                           schedule=schedule, final_epochs=final_epochs,
                           int8=Int8PathConfig(max_drop=int8_max_drop, holdout=int8_holdout, qat_epochs=int8_qat_epochs)
                           if int8_max_drop is not None else None,
@@ -487,11 +490,12 @@ def qat_cmd(
     soft_labels: SoftLabels = None,
 ) -> None:
     """Quantization-aware fine-tuning -> a Q/DQ INT8 ONNX in the form TensorRT takes."""
+    from edgeopt.distill import KDConfig
     from edgeopt.qat import QatConfig, qat_finetune
 
     result = qat_finetune(QatConfig(checkpoint=checkpoint, data=data, out=out, epochs=epochs, lr=lr,
                                     batch_size=batch_size, num_calib_images=num_images, device=device, seed=seed,
-                                    soft_labels=soft_labels),
+                                    kd=KDConfig(soft_labels=soft_labels)),
                           log=lambda m: console.print(escape(m)))
     console.print(f"QAT INT8 Q/DQ ONNX ({result.quantized_layers} quantized layers, {result.seconds:.1f}s) -> {result.path}")
 

@@ -7,6 +7,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from edgeopt.distill import KDConfig
 from edgeopt.errors import ConfigError
 
 
@@ -17,13 +18,11 @@ class FinetuneOptions:
     epochs: int = 10
     lr: float = 1e-3
     batch_size: int = 64
-    kd_temperature: float = 4.0
-    kd_alpha: float = 0.7
+    kd: KDConfig = dataclasses.field(default_factory=KDConfig)  # teachers: the uncompressed model, unless a bank is given
     val_split: float = 0.2
     device: str = "auto"
     seed: int = 0
     workers: int | None = None
-    soft_labels: Path | None = None  # learn a bank's targets instead of running the original as teacher
 
     def __post_init__(self) -> None:
         if self.epochs < 0:
@@ -46,16 +45,15 @@ def load_original(checkpoint: Path) -> tuple[Any, Any, dict[str, Any], Any, Any]
 
 def distill_finetune(compressed: Path, original: Path, data: Path, out: Path, arch: dict[str, Any], preprocess: Any,
                      options: FinetuneOptions) -> tuple[Path | None, float | None]:
-    """Fine-tune ``compressed`` into ``out/best.pt``, distilled from ``original`` (or ``options.soft_labels``);
-    (best, val macro-F1)."""
+    """Fine-tune ``compressed`` into ``out/best.pt``, distilled from ``original`` (or the bank of
+    ``options.kd``, or its own teachers); (best, val macro-F1)."""
     if options.epochs == 0:
         return None, None
-    from edgeopt.distill import KDConfig
     from edgeopt.train import TrainConfig, train_classifier
 
     result = train_classifier(TrainConfig(
         model=str(arch.get("name")), data=data, out=out, init_checkpoint=compressed, img_size=preprocess.size,
         epochs=options.epochs, batch_size=options.batch_size, lr=options.lr, scale_min=0.6, brightness=0.2,
-        teachers=[] if options.soft_labels else [original], soft_labels=options.soft_labels, kd=KDConfig(options.kd_temperature, options.kd_alpha, "all"), val_split=options.val_split,
+        kd=options.kd if options.kd.teachers else options.kd.with_teachers(original), val_split=options.val_split,
         device=options.device, seed=options.seed, workers=options.workers, resize=preprocess.resize))
     return result.best_checkpoint, result.best_macro_f1

@@ -50,8 +50,8 @@ def run_demo(out: Path = Path("demo"), data: Path | None = None, student: str | 
     t = train_classifier(TrainConfig(model=teacher, img_size=img_size + 16, epochs=epochs, lr=3e-3, out=out / "teacher", **common))
     log(f"      teacher val macro-F1 {t.best_macro_f1:.3f}")
     log(f"[3/7] distilling student {Path(student).name} at {img_size} px")
-    s = train_classifier(TrainConfig(model=student, img_size=img_size, epochs=epochs * 2, lr=5e-3, teachers=[t.best_checkpoint],
-                                     kd=KDConfig(4.0, 0.7, "all"), out=out / "student", **common))
+    s = train_classifier(TrainConfig(model=student, img_size=img_size, epochs=epochs * 2, lr=5e-3,
+                                     kd=KDConfig(4.0, 0.7, "all", teachers=(t.best_checkpoint,)), out=out / "student", **common))
     log(f"      student val macro-F1 {s.best_macro_f1:.3f} ({s.macs / 1e6:.2f} M MACs)")
     log(f"[4/7] training the resnet18d baseline briefly at {img_size} px")
     b = train_classifier(TrainConfig(model="resnet18d", img_size=img_size, epochs=max(2, epochs // 3), lr=2e-3, out=out / "baseline", **common))

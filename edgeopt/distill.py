@@ -24,17 +24,41 @@ KD_MODES = ("all", "true-label")
 
 @dataclasses.dataclass(frozen=True)
 class KDConfig:
+    """Distillation: the loss (temperature, weight, mode) and where the soft targets come from, for
+    ``train``, ``prune``/``decompose`` fine-tuning, ``qat`` and ``search`` alike: ``teachers`` run
+    online on every step, or ``soft_labels``, a bank of their stored targets (``edgeopt soft-labels``),
+    so no teacher runs. Neither: no distillation (a stage with a teacher of its own, e.g. the
+    uncompressed model for fine-tuning, puts it in with ``with_teachers``)."""
+
     temperature: float = 4.0
     alpha: float = 0.7  # weight of the KD term; (1 - alpha) goes to the hard-label loss
     mode: str = "all"
+    teachers: tuple[Path, ...] = ()
+    soft_labels: Path | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "teachers", tuple(Path(t) for t in self.teachers))
+        object.__setattr__(self, "soft_labels", Path(self.soft_labels) if self.soft_labels else None)
+        if self.soft_labels is not None and self.teachers:
+            raise ConfigError("soft labels come from teachers online or from a bank, not both: pass --teacher or --soft-labels")
         if not self.temperature > 0:
             raise ConfigError(f"--kd-temperature {self.temperature} must be > 0, e.g. 4")
         if not 0.0 <= self.alpha <= 1.0:
             raise ConfigError(f"--kd-alpha {self.alpha} is out of range: use 0..1, e.g. 0.7")
         if self.mode not in KD_MODES:
             raise ConfigError(f"--kd {self.mode!r} is unknown: use one of {', '.join(KD_MODES)}")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.teachers) or self.soft_labels is not None
+
+    def with_teachers(self, *teachers: str | Path) -> KDConfig:
+        """This config with ``teachers`` online, unless a bank already supplies the targets."""
+        return self if self.soft_labels is not None else dataclasses.replace(self, teachers=tuple(Path(t) for t in teachers))
+
+    def to_dict(self) -> dict:
+        return {"temperature": self.temperature, "alpha": self.alpha, "mode": self.mode,
+                "teachers": [str(t) for t in self.teachers], "soft_labels": str(self.soft_labels) if self.soft_labels else None}
 
 
 def soft_targets(teacher_logits: Sequence[torch.Tensor], temperature: float) -> torch.Tensor:

@@ -35,6 +35,7 @@ from edgeopt.artifacts import (
     tool_versions,
     write_artifact_manifest,
 )
+from edgeopt.distill import KDConfig
 from edgeopt.errors import ConfigError, VerificationError
 from edgeopt.models.padding import conv_with_frozen_pad, freeze_same_padding
 
@@ -48,18 +49,18 @@ class QatConfig:
     lr: float = 1e-4
     batch_size: int = 32
     num_calib_images: int = 256
-    kd_temperature: float = 4.0
-    kd_alpha: float = 0.7
+    kd: KDConfig = dataclasses.field(default_factory=KDConfig)  # the unquantized model teaches, unless a bank is given
     device: str = "cpu"
     seed: int = 0
-    soft_labels: Path | None = None  # learn a bank's targets instead of the unquantized model's
 
     def __post_init__(self) -> None:
         for name, value, lo, hi in (("--epochs", self.epochs, 1, 1000), ("--lr", self.lr, 1e-8, 1.0),
-                                    ("--batch-size", self.batch_size, 1, 65536), ("--num-images", self.num_calib_images, 1, 100_000),
-                                    ("--kd-alpha", self.kd_alpha, 0.0, 1.0)):
+                                    ("--batch-size", self.batch_size, 1, 65536), ("--num-images", self.num_calib_images, 1, 100_000)):
             if not lo <= value <= hi:
                 raise ConfigError(f"{name} {value} is out of range: use {lo}..{hi}")
+        if self.kd.teachers:
+            raise ConfigError("QAT distils from the unquantized model itself, or from a soft-label bank (--soft-labels); "
+                              "it takes no other teacher")
 
 
 @dataclasses.dataclass
@@ -155,7 +156,7 @@ def qat_finetune(config: QatConfig, log: Callable[[str], None] = print) -> QatRe
     from edgeopt.data.loaders import cached_datasets
     from edgeopt.data.seen import record as train_record
     from edgeopt.data.presets import Preprocess
-    from edgeopt.distill import KDConfig, kd_loss, view_for
+    from edgeopt.distill import kd_loss, view_for
     from edgeopt.runtime.torch_runner import resolve_device
 
     require_kind(config.out, "onnx", "--out")
@@ -203,11 +204,11 @@ def qat_finetune(config: QatConfig, log: Callable[[str], None] = print) -> QatRe
     model.to(device)
     teacher.to(device)
     bank_ds = None
-    if config.soft_labels is not None:  # the bank's views and targets instead of the unquantized model online
+    if config.kd.soft_labels is not None:  # the bank's views and targets instead of the unquantized model online
         from edgeopt.distill import DistillViews
         from edgeopt.soft_labels import image_keys, read_bank
 
-        bank = read_bank(config.soft_labels)
+        bank = read_bank(config.kd.soft_labels)
         bank_ds = DistillViews(train_ds.images, scan.labels, image_keys(scan), preprocess.size, bank_views=bank.views,
                                   bank_logits=bank.logits, rows=bank.rows_for(scan))
     loader = torch.utils.data.DataLoader(bank_ds if bank_ds is not None else train_ds, batch_size=config.batch_size, shuffle=True,
@@ -216,7 +217,7 @@ def qat_finetune(config: QatConfig, log: Callable[[str], None] = print) -> QatRe
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs * len(loader))
     history = []
-    kd = KDConfig(config.kd_temperature, config.kd_alpha, "all")
+    kd = config.kd
     for epoch in range(config.epochs):
         model.train()
         for m in model.modules():  # BN is folded; any other norm keeps its running statistics

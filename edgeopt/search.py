@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeopt.artifacts import atomic_dir, atomic_path, atomic_write_json
+from edgeopt.distill import KDConfig
 from edgeopt.errors import ConfigError, EdgeoptError, MissingDependencyError
 from edgeopt.int8_path import Int8PathConfig
 
@@ -76,8 +77,9 @@ class SearchConfig:
     timeout: float | None = None  # seconds this worker searches before it stops
     space: SearchSpace = SearchSpace()
     objective: str = "pareto"
-    teacher: Path | None = None
-    soft_labels: Path | None = None  # a soft-label bank: each trial learns the stored targets, no teacher runs
+    # where the soft targets come from (teachers online, or a soft-label bank: then no teacher runs);
+    # each trial's temperature and weight are sampled from the space, the config's are not used
+    kd: KDConfig = dataclasses.field(default_factory=KDConfig)
     epochs: int = 12
     batch_size: int = 64
     val_split: float = 0.2
@@ -97,8 +99,6 @@ class SearchConfig:
     def __post_init__(self) -> None:
         if self.int8 is not None and not self.final_epochs:
             raise ConfigError("--int8-max-drop judges the final run's INT8: give --final-epochs too")
-        if self.teacher is not None and self.soft_labels is not None:
-            raise ConfigError("soft labels come from a teacher online or from a bank, not both: pass --teacher or --soft-labels")
         if self.objective not in OBJECTIVES:
             raise ConfigError(f"--objective {self.objective!r} is unknown: use pareto or score")
         if self.trials < 1 or self.epochs < 1 or self.final_epochs < 0:
@@ -224,8 +224,9 @@ def study_settings(config: SearchConfig, classes: list[str]) -> dict[str, Any]:
         **{k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config.space).items()},
         "objective": config.objective, "classes": classes, "epochs": config.epochs, "batch_size": config.batch_size,
         "val_split": config.val_split, "schedule": config.schedule, "pretrained": config.pretrained,
-        "teacher_sha256": sha256_file(config.teacher) if config.teacher else None,
-        **({"soft_labels_sha256": sha256_file(config.soft_labels)} if config.soft_labels else {}),
+        **({"teacher_sha256": sha256_file(config.kd.teachers[0]) if config.kd.teachers else None} if len(config.kd.teachers) < 2
+           else {"teachers_sha256": [sha256_file(t) for t in config.kd.teachers]}),
+        **({"soft_labels_sha256": sha256_file(config.kd.soft_labels)} if config.kd.soft_labels else {}),
         "baseline": config.baseline, "baseline_f1": config.baseline_f1,
     }
 
@@ -295,7 +296,6 @@ def train_point(config: SearchConfig, params: dict[str, Any], classes: list[str]
     has them (a retried trial, an interrupted final run).
     """
     from edgeopt.checkpoint import save_checkpoint
-    from edgeopt.distill import KDConfig
     from edgeopt.models import count_complexity, create_model
     from edgeopt.models.registry import preset_for_model
     from edgeopt.prune import prune_to_macs
@@ -314,8 +314,7 @@ def train_point(config: SearchConfig, params: dict[str, Any], classes: list[str]
     return train_classifier(TrainConfig(
         model=params["backbone"], data=data or config.data, out=folder, init_checkpoint=init, img_size=size,
         epochs=epochs, batch_size=config.batch_size, lr=params["lr"], pretrained=config.pretrained, schedule=config.schedule,
-        teachers=[config.teacher] if config.teacher else [], soft_labels=config.soft_labels,
-        kd=KDConfig(params.get("kd_temperature", 4.0), params.get("kd_alpha", 0.0)),
+        kd=dataclasses.replace(config.kd, temperature=params.get("kd_temperature", 4.0), alpha=params.get("kd_alpha", 0.0)),
         val_split=val_split, device=config.device, workers=config.workers, resume=(folder / "last.pt").exists()))
 
 
@@ -326,7 +325,7 @@ def run_trial(config: SearchConfig, trial: Any, classes: list[str], baseline: di
 
     from edgeopt.score import score_macs
 
-    params = suggest(trial, config.space, config.teacher is not None or config.soft_labels is not None)
+    params = suggest(trial, config.space, config.kd.enabled)
     folder = _trial_dir(config, trial)
     trial.set_user_attr("host", socket.gethostname())
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
@@ -411,13 +410,14 @@ def run_search(config: SearchConfig, log: Callable[[str], None] = print, *, repo
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # retry/heartbeat APIs
     scan = scan_folder(config.data)
     classes = scan.classes
-    if config.teacher is not None and not Path(config.teacher).is_file():
-        raise ConfigError(f"--teacher {config.teacher}: no such checkpoint; train one with edgeopt train")
-    if config.soft_labels is not None:  # checked once, not once per trial
+    for teacher in config.kd.teachers:
+        if not teacher.is_file():
+            raise ConfigError(f"--teacher {teacher}: no such checkpoint; train one with edgeopt train")
+    if config.kd.soft_labels is not None:  # checked once, not once per trial
         from edgeopt.data.folder import split_scan
         from edgeopt.soft_labels import read_bank
 
-        read_bank(config.soft_labels).rows_for(split_scan(scan, config.val_split, seed=0)[0])  # train_point's split
+        read_bank(config.kd.soft_labels).rows_for(split_scan(scan, config.val_split, seed=0)[0])  # train_point's split
     _check_backbones(config, len(classes))
     storage = open_storage(config)
     study = load_or_create_study(config, storage, study_settings(config, classes))

@@ -76,9 +76,7 @@ class TrainConfig:
     mixup: float = 0.0  # Beta(alpha, alpha); 0 = off
     pretrained: bool = False
     resize: str = "squash"
-    teachers: list[Path] = dataclasses.field(default_factory=list)
-    soft_labels: Path | None = None  # a soft-label bank (edgeopt soft-labels): the teachers' targets, stored
-    kd: KDConfig = dataclasses.field(default_factory=KDConfig)
+    kd: KDConfig = dataclasses.field(default_factory=KDConfig)  # with its teachers or soft-label bank: distillation
     device: str = "auto"
     seed: int = 0
     workers: int | None = None
@@ -111,25 +109,21 @@ class TrainConfig:
                 raise ConfigError(f"{name} {value!r} is unknown: use one of {', '.join(valid)}")
         self.data, self.out = Path(self.data), Path(self.out)
         self.val = Path(self.val) if self.val else None
-        self.teachers = [Path(t) for t in self.teachers]
-        self.soft_labels = Path(self.soft_labels) if self.soft_labels else None
-        if self.soft_labels is not None and self.teachers:
-            raise ConfigError("soft labels come from teachers online or from a bank, not both: pass --teacher or --soft-labels")
-        if (self.teachers or self.soft_labels) and self.randaugment:
+        if self.kd.enabled and self.randaugment:
             raise ConfigError(f"--randaugment {self.randaugment} with distillation: the teacher must see the student's view "
                               "(crop, flip, brightness); drop --randaugment")
-        if self.soft_labels is not None and self.mixup:
+        if self.kd.soft_labels is not None and self.mixup:
             raise ConfigError(f"--mixup {self.mixup} with --soft-labels: a bank holds targets for single views, not for "
                               "blends; drop --mixup or distil from --teacher online")
         self.init_checkpoint = Path(self.init_checkpoint) if self.init_checkpoint else None
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        return {k: (str(v) if isinstance(v, Path) else [str(x) for x in v] if k == "teachers" else v) for k, v in d.items()}
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {k: (v.to_dict() if isinstance(v, KDConfig) else str(v) if isinstance(v, Path) else v) for k, v in d.items()}
 
     @property
     def distilled(self) -> bool:
-        return bool(self.teachers) or self.soft_labels is not None
+        return self.kd.enabled
 
 
 @dataclasses.dataclass
@@ -274,7 +268,7 @@ def train_classifier(config: TrainConfig, callbacks: Callbacks | None = None) ->
         model, arch = create_model(config.model, len(classes), pretrained=config.pretrained)
     seen = train_record([s.path for s in train_scan.samples], init_extra) if dist.is_main else {}
     complexity = count_complexity(model, config.img_size)
-    teachers = load_teachers(config.teachers, classes, device)
+    teachers = load_teachers(config.kd.teachers, classes, device)
     bank = _open_bank(config, train_scan)
     train_ds, val_ds = cached_datasets(train_scan, val_scan, preprocess, config.img_size, config.scale_min, config.randaugment,
                                         config.workers, brightness=config.brightness)
@@ -419,14 +413,14 @@ def _no_nan(obj: Any) -> Any:
 
 def _open_bank(config: TrainConfig, train_scan: FolderScan) -> Any:
     """The soft-label bank and the bank row of each training image (checked against the data), or None."""
-    if config.soft_labels is None:
+    if config.kd.soft_labels is None:
         return None
     from edgeopt.soft_labels import read_bank
 
-    bank = read_bank(config.soft_labels)
+    bank = read_bank(config.kd.soft_labels)
     bank.rows = bank.rows_for(train_scan)
     if config.epochs > bank.num_views:
-        warnings.warn(f"{config.soft_labels} holds {bank.num_views} view(s) per image and the run trains {config.epochs} "
+        warnings.warn(f"{config.kd.soft_labels} holds {bank.num_views} view(s) per image and the run trains {config.epochs} "
                       f"epochs: views repeat from epoch {bank.num_views + 1} (make a bank with --views {config.epochs} "
                       "for a new view every epoch)", EdgeoptWarning, stacklevel=3)
     return bank

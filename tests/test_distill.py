@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -61,3 +63,25 @@ def test_bad_kd_options() -> None:
         KDConfig(mode="sometimes")
     with pytest.raises(ConfigError, match="--kd-temperature"):
         KDConfig(temperature=0)
+
+
+def test_one_kd_config_carries_where_the_targets_come_from(tmp_path: Path) -> None:
+    from edgeopt.compress import FinetuneOptions
+    from edgeopt.qat import QatConfig
+    from edgeopt.search import SearchConfig
+    from edgeopt.train import TrainConfig
+
+    bank, teacher = tmp_path / "b.bank", tmp_path / "t.pt"
+    with pytest.raises(ConfigError, match="not both"):
+        KDConfig(teachers=(teacher,), soft_labels=bank)
+    online, banked = KDConfig(teachers=[str(teacher)]), KDConfig(soft_labels=str(bank))
+    assert online.teachers == (teacher,) and online.enabled and banked.enabled and not KDConfig().enabled
+    # a stage's own teacher (the uncompressed model) goes in only where no bank supplies the targets
+    assert KDConfig().with_teachers(teacher).teachers == (teacher,) and banked.with_teachers(teacher) is banked
+    # the same object in every stage that distils
+    assert TrainConfig(model="m", data=tmp_path, kd=banked).distilled
+    assert FinetuneOptions(kd=banked).kd == QatConfig(checkpoint=teacher, data=tmp_path, out=tmp_path / "q.onnx", kd=banked).kd
+    assert SearchConfig(data=tmp_path, kd=online).kd.teachers == (teacher,)
+    with pytest.raises(ConfigError, match="QAT distils from the unquantized model"):
+        QatConfig(checkpoint=teacher, data=tmp_path, out=tmp_path / "q.onnx", kd=online)
+    assert TrainConfig(model="m", data=tmp_path, kd=online).to_dict()["kd"]["teachers"] == [str(teacher)]

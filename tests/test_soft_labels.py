@@ -42,9 +42,10 @@ def bank(teacher: Path, synth_data: Path, tmp_path_factory: pytest.TempPathFacto
     return out
 
 
-def _student(data: Path, out: Path, **kw) -> TrainConfig:
+def _student(data: Path, out: Path, teachers: tuple = (), soft_labels: Path | None = None, **kw) -> TrainConfig:
+    """The same student and KD loss whatever the source: one KDConfig says whether teachers run or a bank is read."""
     return TrainConfig(model=TINY, data=data, out=out, img_size=32, epochs=2, batch_size=16, device="cpu", workers=0,
-                       kd=KDConfig(4.0, 0.7), **kw)
+                       kd=KDConfig(4.0, 0.7, teachers=tuple(teachers), soft_labels=soft_labels), **kw)
 
 
 def test_views_are_seeded_per_image_and_rendered_as_drawn() -> None:

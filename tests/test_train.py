@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from edgeopt.artifacts import read_manifest
 from edgeopt.checkpoint import load_checkpoint
 from edgeopt.cli import app
+from edgeopt.distill import KDConfig
 from edgeopt.errors import ConfigError
 from edgeopt.train import Callbacks, TrainConfig, train_classifier
 
@@ -63,7 +64,8 @@ def test_resume_continues_and_matches_an_uninterrupted_run(synth_data: Path, tmp
 
 def test_distillation_with_a_larger_input_teacher(synth_data: Path, tmp_path: Path) -> None:
     teacher = train_classifier(_config(synth_data, tmp_path / "t", img_size=48, epochs=1))
-    student = train_classifier(_config(synth_data, tmp_path / "s", epochs=1, teachers=[teacher.best_checkpoint], loss="focal", mixup=0.4))
+    student = train_classifier(_config(synth_data, tmp_path / "s", epochs=1, kd=KDConfig(teachers=(teacher.best_checkpoint,)),
+                                       loss="focal", mixup=0.4))
     manifest = read_manifest(student.best_checkpoint)
     assert manifest.extra["teachers"] == [str(teacher.best_checkpoint)]
     alone = train_classifier(_config(synth_data, tmp_path / "a", epochs=1, loss="focal", mixup=0.4))
