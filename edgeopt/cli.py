@@ -632,6 +632,57 @@ def bench_cmd(
     render_report(report)
 
 
+@app.command("optimize")
+def optimize_cmd(
+    ctx: typer.Context,
+    config_file: Annotated[Optional[Path], typer.Argument(exists=True, dir_okay=False, help="A YAML file of these settings (keys as the flags); flags given too override it.")] = None,
+    data: Annotated[Optional[Path], typer.Option("--data", exists=True, file_okay=False, help="Folder of <class>/<image> crops.")] = None,
+    out: Annotated[Path, typer.Option("--out", help="The run folder: every artifact with its manifest, steps/, report.md.")] = Path("runs/optimize"),
+    test: Annotated[Optional[Path], typer.Option("--test", exists=True, file_okay=False, help="Labelled crops to report on (default: --test-fraction of --data held out).")] = None,
+    test_fraction: Annotated[float, typer.Option("--test-fraction", help="Share of --data held out of everything for the report.")] = 0.2,
+    teacher: Annotated[Optional[Path], typer.Option("--teacher", exists=True, dir_okay=False, help="A teacher checkpoint (default: fine-tune --teacher-model).")] = None,
+    teacher_model: Annotated[str, typer.Option("--teacher-model")] = "tf_efficientnet_lite0",
+    teacher_size: Annotated[int, typer.Option("--teacher-size", help="The teacher's input size (its native resolution is best).")] = 224,
+    teacher_epochs: Annotated[int, typer.Option("--teacher-epochs")] = 4,
+    views: Annotated[int, typer.Option("--views", help="Augmented views per image in the soft-label bank.")] = 20,
+    backbones: Annotated[str, typer.Option(help="Comma-separated student backbones to search.")] = "mobilenet_v2",
+    sizes: Annotated[str, typer.Option(help="Comma-separated student input sizes to search.")] = "32,48,64",
+    max_prune: Annotated[float, typer.Option("--max-prune")] = 0.0,
+    trials: Annotated[int, typer.Option(help="Search trials.")] = 6,
+    epochs: Annotated[int, typer.Option(help="Epochs per search trial.")] = 12,
+    final_epochs: Annotated[int, typer.Option("--final-epochs", help="Epochs of the chosen student's final run.")] = 40,
+    max_macs: Annotated[Optional[str], typer.Option("--max-macs", help="MAC budget of the chosen student, e.g. 20M.")] = None,
+    pretrained: Annotated[bool, typer.Option("--pretrained/--scratch")] = True,
+    max_f1_drop: Annotated[float, typer.Option("--max-f1-drop", help="INT8 budget: macro-F1 drop on a slice held out of the final run.")] = 0.01,
+    adaround: Annotated[bool, typer.Option("--adaround/--no-adaround", help="AdaRound in the INT8 post-training quantization.")] = True,
+    target: Annotated[str, typer.Option(help="auto (TensorRT engine where TensorRT and a GPU are, else cpu), tensorrt or cpu.")] = "auto",
+    baseline: Annotated[str, typer.Option(help="Baseline of the bench and the score.")] = "resnet18d",
+    baseline_f1: Annotated[float, typer.Option("--baseline-f1", help="The baseline's macro-F1 for the score.")] = 0.884,
+    batch_size: BatchSize = 64,
+    device: Device = "auto",
+    seed: Seed = 0,
+) -> None:
+    """Crops and a budget in, a benchmarked INT8 model out: teacher, soft-label bank, search, final run, INT8, bench, report."""
+    from edgeopt.optimize import OptimizeConfig, read_yaml_config, run_optimize
+    from edgeopt.prune import parse_macs
+
+    given = {name: value for name, value in ctx.params.items()
+             if name != "config_file" and ctx.get_parameter_source(name) not in (click.core.ParameterSource.DEFAULT, None)}
+    settings = {**ctx.params, "max_macs": parse_macs(max_macs) if max_macs else None,
+                "backbones": tuple(b.strip() for b in backbones.split(",") if b.strip()),
+                "sizes": tuple(int(v) for v in sizes.split(",") if v.strip())}
+    settings.pop("config_file")
+    if config_file is not None:
+        overrides = {k: settings[k] for k in given}
+        config = read_yaml_config(config_file, overrides)
+    else:
+        if data is None:
+            raise typer.BadParameter("give --data (a folder of <class>/<image> crops) or a YAML file with data:", param_hint="--data")
+        config = OptimizeConfig(**settings)
+    result = run_optimize(config, log=lambda m: console.print(escape(m)))
+    console.print(f"report: {result.report} (and {result.report.with_suffix('.json')})")
+
+
 @app.command("demo")
 def demo_cmd(
     data: Annotated[Optional[Path], typer.Option("--data", exists=True, file_okay=False, help="Crops to use instead of the synthetic set.")] = None,

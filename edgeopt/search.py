@@ -327,6 +327,7 @@ def run_trial(config: SearchConfig, trial: Any, classes: list[str], baseline: di
 
     params = suggest(trial, config.space, config.kd.enabled)
     folder = _trial_dir(config, trial)
+    trial.set_user_attr("point", params)
     trial.set_user_attr("host", socket.gethostname())
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
     trial.set_user_attr("artifacts", str(folder.resolve()))
@@ -472,7 +473,9 @@ def _records(study: Any) -> tuple[list[TrialRecord], int]:
         if t.state != TrialState.COMPLETE:
             continue
         a = t.user_attrs
-        records.append(TrialRecord(t.number, dict(t.params), a["val_macro_f1"], a["macs"], a["params_count"],
+        # the point as trained: what the sampler drew plus what the space fixed (a one-value range,
+        # --max-prune 0), which optuna's own params leave out
+        records.append(TrialRecord(t.number, {**a.get("point", {}), **t.params}, a["val_macro_f1"], a["macs"], a["params_count"],
                                    a.get("latency_ms"), a["score"], a.get("host", ""), a.get("artifacts", ""),
                                    a.get("worker", "")))
     return records, failed

@@ -91,7 +91,10 @@ def test_the_final_run_holds_out_the_images_that_judge_its_int8(synth_data: Path
     from edgeopt.int8_path import Int8PathConfig
 
     int8 = Int8PathConfig(max_drop=0.99, holdout=0.25, adaround=False)
-    result = run_search(_tiny(synth_data, tmp_path / "s", trials=1, final_epochs=1, int8=int8), log=lambda m: None)
+    # a space with fixed values (no pruning, one lr): the final run gets them too, though the sampler never drew them
+    space = SearchSpace(backbones=(TINY_YAML,), sizes=(32,), max_prune=0.0, lr=(2e-3, 2e-3))
+    result = run_search(_tiny(synth_data, tmp_path / "s", trials=1, final_epochs=1, int8=int8, space=space), log=lambda m: None)
+    assert result.chosen.params["prune"] == 0.0 and result.chosen.params["lr"] == 2e-3
     final = result.final
     record = final["int8"]
     judge = sorted(Path(record["judged_on"]).rglob("*.jpg"))
