@@ -262,6 +262,10 @@ def test_demo_runs_the_whole_pipeline(tmp_path: Path) -> None:
     report = json.loads((tmp_path / "demo" / "bench.json").read_text())
     assert [r["precision"] for r in report["rows"]] == ["fp32", "int8", "fp32"]
     assert all(r["f1"] is not None and r["score_time"] is not None for r in report["rows"])
+    # without TensorRT the INT8 row is the model made for ONNX Runtime's CPU kernels, which it is benched on
+    from edgeopt.artifacts import read_manifest
+
+    assert read_manifest(report["rows"][1]["path"]).extra["quantization"]["target"] == "cpu"
 
 
 def test_gpu_only_torch_options_are_refused_on_cpu(tiny_ckpts: dict) -> None:
