@@ -4,7 +4,8 @@ TrashNet is split once (stratified, seed 0) into a pool (80 %) and a test part (
 ``finetune_trashnet.py``. On the pool:
 
 1. a teacher is fine-tuned (pretrained, ``--teacher-size``, whole pool, fixed epochs), unless
-   ``--teacher CKPT`` is given; its test-split macro-F1 is recorded;
+   ``--teacher CKPT`` is given (repeat it for an ensemble: the bank averages their probabilities);
+   each teacher's test-split macro-F1 is recorded;
 2. ``edgeopt soft-labels`` makes a bank of ``--views`` views per image (time, teacher passes/s, size);
 3. one student epoch with the teacher online and one from the bank, side by side, ``--speed-rounds``
    times alternating (median seconds of each);
@@ -44,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "trashnet")
     parser.add_argument("--runs", type=Path, default=Path("runs/bank"))
-    parser.add_argument("--teacher", type=Path, default=None, help="an existing teacher checkpoint (else one is fine-tuned)")
+    parser.add_argument("--teacher", type=Path, action="append", default=[],
+                        help="an existing teacher checkpoint, repeatable: an ensemble (else one is fine-tuned)")
     parser.add_argument("--teacher-model", default="tf_efficientnet_lite0")
     parser.add_argument("--teacher-size", type=int, default=224)
     parser.add_argument("--teacher-epochs", type=int, default=12)
@@ -65,22 +67,27 @@ def main(argv: list[str] | None = None) -> int:
     record["split"] = {"pool": str(pool), "test": str(test), "seed": 0, "test_fraction": 0.2,
                        "note": "students and teacher train on the whole pool (no selection); figures are test-split"}
 
-    teacher = args.teacher
-    if teacher is None:
+    teachers = list(args.teacher)
+    if not teachers:
         t0 = time.perf_counter()
         result = train_classifier(TrainConfig(model=args.teacher_model, data=pool, pretrained=True, img_size=args.teacher_size,
                                               epochs=args.teacher_epochs, val_split=0.0, device=args.device, workers=0,
                                               out=args.runs / f"teacher_{args.teacher_size}"))
-        teacher = result.best_checkpoint
+        teachers = [result.best_checkpoint]
         record["teacher_train_seconds"] = round(time.perf_counter() - t0, 1)
-    t_eval = evaluate_artifact(teacher, test)
-    record["teacher"] = {"checkpoint": str(teacher), "model": args.teacher_model, "img_size": args.teacher_size,
-                         "epochs": args.teacher_epochs, "test_macro_f1": t_eval.metrics.macro_f1}
-    print(f"teacher: test macro-F1 {t_eval.metrics.macro_f1:.4f}")
+    record["teachers"] = []
+    for teacher in teachers:
+        t_eval = evaluate_artifact(teacher, test)
+        manifest = json.loads(Path(str(teacher) + ".json").read_text())
+        record["teachers"].append({"checkpoint": str(teacher), "model": manifest["arch"].get("name"),
+                                   "img_size": manifest["preprocess"]["size"], "test_macro_f1": t_eval.metrics.macro_f1})
+        print(f"teacher {teacher}: test macro-F1 {t_eval.metrics.macro_f1:.4f}")
+    record["teacher"] = record["teachers"][0]
+    teacher = teachers[0]
     _write(record, args.name)
 
-    bank_path = args.runs / f"views{args.views}.bank"
-    bank = make_bank(SoftLabelConfig(teachers=[teacher], data=pool, out=bank_path, views=args.views, scale_min=0.6,
+    bank_path = args.runs / (f"views{args.views}.bank" if len(teachers) == 1 else f"views{args.views}_{len(teachers)}teachers.bank")
+    bank = make_bank(SoftLabelConfig(teachers=teachers, data=pool, out=bank_path, views=args.views, scale_min=0.6,
                                      brightness=0.2, device=args.device))
     record["bank"] = {"path": str(bank_path), "images": bank.images, "views": bank.views, "seconds": round(bank.seconds, 1),
                       "teacher_passes_per_second": round(bank.views_per_second, 1), "bytes": bank.bytes,
@@ -96,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         times: dict[str, list[float]] = {"online": [], "bank": []}
         for r in range(args.speed_rounds):
             for mode in ("online", "bank"):
-                source = {"teachers": (teacher,)} if mode == "online" else {"soft_labels": bank_path}
+                source = {"teachers": tuple(teachers)} if mode == "online" else {"soft_labels": bank_path}
                 result = train_classifier(TrainConfig(epochs=1, out=args.runs / f"speed_{mode}_{r}",
                                                       kd=dataclasses.replace(kd, **source), **common))
                 times[mode].append(result.history[0].seconds)
