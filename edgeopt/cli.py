@@ -522,10 +522,14 @@ def build_engine_cmd(
     mean: ForeignMean = None,
     std: ForeignStd = None,
     classes: ForeignClasses = None,
+    verify: Annotated[Optional[Path], typer.Option("--verify", exists=True, file_okay=False, help="Run the engine against its FP32 ONNX on these images; refuse it past the budget.")] = None,
+    max_f1_drop: Annotated[float, typer.Option("--max-f1-drop", help="--verify budget on labelled images: macro-F1 drop against the FP32 ONNX.")] = 0.01,
+    max_disagreement: Annotated[float, typer.Option("--max-disagreement", help="--verify budget on unlabelled images: share of top-1 changes.")] = 0.02,
 ) -> None:
     """Build a TensorRT engine from any ONNX (TensorRT 8.6-10.x with builder flags, 11.x strongly typed)."""
     from edgeopt.trt.build import build_engine
     from edgeopt.trt.plan import BuildOptions
+    from edgeopt.trt.verify import VerifyConfig
 
     if fp16 == int8:
         raise typer.BadParameter("pass exactly one of --fp16 or --int8", param_hint="--fp16/--int8")
@@ -534,8 +538,10 @@ def build_engine_cmd(
                            timing_cache=timing_cache, opt_level=opt_level, hw_compat=hw_compat, num_images=num_images,
                            calib_batch_size=calib_batch_size, img_size=img_size, mean=_rgb(mean, "--mean"),
                            std=_rgb(std, "--std"), classes_file=classes)
-    result = build_engine(onnx, out, options, log=lambda m: console.print(escape(m)))
-    console.print(f"engine -> {result.path} ({result.engine_bytes / 1e6:.2f} MB, TensorRT {result.trt_version}, {result.build_seconds:.1f}s)")
+    check = VerifyConfig(verify, max_f1_drop=max_f1_drop, max_disagreement=max_disagreement) if verify is not None else None
+    result = build_engine(onnx, out, options, log=lambda m: console.print(escape(m)), verify=check)
+    console.print(f"engine -> {result.path} ({result.engine_bytes / 1e6:.2f} MB, TensorRT {result.trt_version}, {result.build_seconds:.1f}s)"
+                  + (", verified" if result.verification else ""))
 
 
 def _rgb(value: str | None, flag: str) -> tuple[float, float, float] | None:

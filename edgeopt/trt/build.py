@@ -36,6 +36,7 @@ from edgeopt.trt.compat import (
 from edgeopt.trt.device import Device, default_device
 from edgeopt.trt.model_info import OnnxModelInfo, read_onnx_info
 from edgeopt.trt.plan import BuildOptions, BuildPlan, plan_build, profile_shapes
+from edgeopt.trt.verify import VerifyConfig
 
 
 @dataclasses.dataclass
@@ -47,6 +48,7 @@ class BuildResult:
     engine_bytes: int
     parsed_onnx: Path
     calibration: dict[str, Any] | None
+    verification: dict[str, Any] | None = None
 
 
 class _Log:
@@ -75,10 +77,17 @@ class _Log:
 
 
 def build_engine(onnx: str | Path, out: str | Path, options: BuildOptions, log: Callable[[str], None] = print,
-                 device: Device | None = None) -> BuildResult:
-    """Build and serialize an engine; writes ``out`` atomically with its manifest."""
+                 device: Device | None = None, verify: VerifyConfig | None = None) -> BuildResult:
+    """Build and serialize an engine; writes ``out`` atomically with its manifest.
+
+    With ``verify``, the engine is built under a staging name, run against its FP32 source ONNX on
+    ``verify.data`` (``edgeopt.trt.verify``), and moved to ``out`` only when it is within budget; the
+    comparison goes into its manifest."""
     onnx, out = Path(onnx), Path(out)
     require_kind(out, "engine", "--out")
+    final = out
+    if verify is not None:  # built under a staging name; the final name only for an engine within budget
+        out = out.with_name(out.stem + ".unverified" + out.suffix)
     info = read_onnx_info(onnx, options)
     if info.manifest is not None and info.manifest.extra.get("quantization", {}).get("target") in ("cpu", "cpu-vnni"):
         raise ConfigError(f"{onnx.name} was quantized for ONNX Runtime's CPU kernels (--target cpu); TensorRT needs "
@@ -87,7 +96,7 @@ def build_engine(onnx: str | Path, out: str | Path, options: BuildOptions, log: 
     device = device or default_device()
     gpu = device.info()
     plan = plan_build(info.precision, options, trt.__version__)
-    parsed, calibration = _prepare_onnx(info, out, plan, options)
+    parsed, calibration = _prepare_onnx(info, final, plan, options)
     shapes = profile_shapes(parsed.input_shape, options, parsed.input_name)
     log(f"TensorRT {trt.__version__} on {gpu['gpu']} (sm {gpu['compute_capability']}): "
         f"{options.precision.upper()} from {parsed.path.name}, flags {list(plan.builder_flags) or 'strongly typed'}, "
@@ -115,7 +124,37 @@ def build_engine(onnx: str | Path, out: str | Path, options: BuildOptions, log: 
                "build_seconds": round(seconds, 2)},
     )
     write_artifact_manifest(out, engine_manifest, parent=parsed.path)
-    return BuildResult(out, plan, trt.__version__, seconds, len(data), parsed.path, calibration)
+    verification = None
+    if verify is not None:
+        out, verification = _verify_and_hand_over(out, final, onnx, engine_manifest, parsed.path, verify, log)
+    return BuildResult(out, plan, trt.__version__, seconds, len(data), parsed.path, calibration, verification)
+
+
+def _verify_and_hand_over(staged: Path, final: Path, onnx: Path, manifest: Manifest, parsed: Path, config: VerifyConfig,
+                          log: Callable[[str], None]) -> tuple[Path, dict[str, Any]]:
+    """Run the staged engine against its FP32 source; move it to ``final`` when within budget, else remove it."""
+    import os
+
+    from edgeopt.artifacts import manifest_path
+    from edgeopt.trt.verify import describe, reference_onnx, verify_engine
+
+    reference, provenance = reference_onnx(onnx)
+    try:
+        record = verify_engine(staged, reference, config, provenance)
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        manifest_path(staged).unlink(missing_ok=True)
+        raise
+    if not record["passed"]:
+        staged.unlink(missing_ok=True)
+        manifest_path(staged).unlink(missing_ok=True)
+        raise VerificationError(f"engine refused, not written to {final}: {describe(record)}")
+    os.replace(staged, final)
+    manifest.extra["verification"] = record
+    write_artifact_manifest(final, manifest, parent=parsed)
+    manifest_path(staged).unlink(missing_ok=True)
+    log(f"verified against {provenance}: {describe(record)}")
+    return final, record
 
 
 def _prepare_onnx(info: OnnxModelInfo, out: Path, plan: BuildPlan, options: BuildOptions) -> tuple[OnnxModelInfo, dict | None]:

@@ -1,0 +1,127 @@
+"""Engines users can trust: a freshly built engine against its FP32 source ONNX on real images.
+
+``build-engine --verify DIR`` runs the engine and the FP32 ONNX it comes from (ONNX Runtime) on the
+images under ``DIR``. Labelled images (``<class>/<image>`` of the model's classes) give both
+macro-F1s and the drop, judged against ``max_f1_drop``; unlabelled ones (any other folder of
+images) give the share of images whose top-1 class changed, judged against ``max_disagreement``.
+Both report top-1 agreement and the largest |Δlogit|. An engine past its budget is not handed over:
+``build_engine`` builds under a staging name and moves it to the final name only when it passes.
+
+The FP32 reference of an INT8 engine built from a Q/DQ ONNX is that ONNX's FP32 parent (from its
+manifest): a Q/DQ model run in ONNX Runtime is itself quantized, and would hide what quantization
+lost. Without the parent, the given ONNX is the reference, and the record says so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeopt.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class VerifyConfig:
+    data: Path
+    max_f1_drop: float = 0.01  # labelled images
+    max_disagreement: float = 0.02  # unlabelled images: share of top-1 changes allowed
+    batch_size: int = 32
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data", Path(self.data))
+        if not self.data.is_dir():
+            raise ConfigError(f"--verify {self.data}: no such folder of images")
+        if not 0 <= self.max_f1_drop < 1:
+            raise ConfigError(f"--max-f1-drop {self.max_f1_drop} is out of range: use a macro-F1 drop in [0, 1), e.g. 0.01")
+        if not 0 <= self.max_disagreement < 1:
+            raise ConfigError(f"--max-disagreement {self.max_disagreement} is out of range: use a share in [0, 1), e.g. 0.02")
+        if self.batch_size < 1:
+            raise ConfigError(f"--batch-size {self.batch_size} must be at least 1")
+
+
+def reference_onnx(onnx: Path) -> tuple[Path, str]:
+    """The FP32 ONNX to judge an engine built from ``onnx`` against, and where it came from."""
+    from edgeopt.artifacts import read_manifest
+
+    try:
+        manifest = read_manifest(onnx, expect_kind="onnx")
+    except Exception:  # a foreign ONNX: no manifest, no parent
+        return onnx, "the ONNX it was built from (it has no manifest)"
+    if manifest.precision == "fp32":
+        return onnx, "the FP32 ONNX it was built from"
+    parent = Path(manifest.parent["path"]) if manifest.parent else None
+    if parent is not None and parent.is_file():
+        try:
+            if read_manifest(parent, expect_kind="onnx").precision == "fp32":
+                return parent, f"the FP32 parent of its {manifest.precision.upper()} ONNX"
+        except Exception:  # a parent that changed since: fall through to the ONNX itself
+            pass
+    return onnx, f"its {manifest.precision.upper()} ONNX (the FP32 parent is missing or changed)"
+
+
+def _images(data: Path, classes: list[str]) -> tuple[list[Path], np.ndarray | None]:
+    """Labelled when every sub-folder of ``data`` is one of ``classes``; else every image under it, unlabelled."""
+    from edgeopt.data.folder import IMAGE_SUFFIXES, scan_folder
+
+    folders = [p for p in data.iterdir() if p.is_dir()]
+    if folders and all(p.name in classes for p in folders):
+        scan = scan_folder(data, classes=classes, allow_empty_classes=True)
+        if scan.samples:
+            return [s.path for s in scan.samples], scan.labels
+    paths = sorted(p for p in data.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise ConfigError(f"--verify {data} holds no images")
+    return paths, None
+
+
+def verify_engine(engine: Path, reference: Path, config: VerifyConfig, provenance: str = "") -> dict[str, Any]:
+    """Run both on the images; the comparison, the budget and whether the engine passed."""
+    from edgeopt.artifacts import read_manifest
+    from edgeopt.data.presets import Preprocess
+    from edgeopt.metrics import classification_metrics
+    from edgeopt.runtime.ort_runner import make_session
+    from edgeopt.trt.runner import TensorRTRunner
+
+    manifest = read_manifest(engine, expect_kind="engine")
+    classes = list(manifest.classes)
+    preprocess = Preprocess.from_dict(manifest.preprocess)
+    paths, labels = _images(config.data, classes)
+    profile_max = int(manifest.extra.get("profile", {}).get("max", [config.batch_size])[0])
+    batch = max(1, min(config.batch_size, profile_max))
+    session = make_session(reference)
+    name = session.get_inputs()[0].name
+    runner = TensorRTRunner(engine)
+    ref, out = [], []
+    for images in preprocess.iter_batches(paths, batch):
+        ref.append(session.run(None, {name: images})[0].astype(np.float64))
+        out.append(runner.run(images).astype(np.float64))
+    ref_logits, eng_logits = np.concatenate(ref), np.concatenate(out)
+    agreement = float(np.mean(ref_logits.argmax(1) == eng_logits.argmax(1)))
+    record: dict[str, Any] = {"data": str(config.data), "images": len(paths), "labelled": labels is not None,
+                              "reference": str(reference), "reference_is": provenance,
+                              "top1_agreement": round(agreement, 4),
+                              "max_abs_logit_diff": round(float(np.abs(ref_logits - eng_logits).max()), 5)}
+    if labels is not None:
+        f1_ref = classification_metrics(labels, ref_logits.argmax(1), classes).macro_f1
+        f1_eng = classification_metrics(labels, eng_logits.argmax(1), classes).macro_f1
+        record.update({"f1_reference": round(f1_ref, 4), "f1_engine": round(f1_eng, 4), "drop": round(f1_ref - f1_eng, 4),
+                       "max_f1_drop": config.max_f1_drop, "passed": f1_ref - f1_eng <= config.max_f1_drop + 1e-12})
+    else:
+        record.update({"disagreement": round(1 - agreement, 4), "max_disagreement": config.max_disagreement,
+                       "passed": 1 - agreement <= config.max_disagreement + 1e-12})
+    return record
+
+
+def describe(record: dict[str, Any]) -> str:
+    """One line: the figures and the budget."""
+    if record["labelled"]:
+        figures = (f"macro-F1 {record['f1_engine']:.4f} against {record['f1_reference']:.4f} for the FP32 ONNX "
+                   f"(a drop of {record['drop']:.4f}; budget {record['max_f1_drop']})")
+    else:
+        figures = (f"top-1 class changed on {record['disagreement']:.1%} of the images "
+                   f"(budget {record['max_disagreement']:.1%})")
+    return (f"{figures}, top-1 agreement {record['top1_agreement']:.1%}, max |Δlogit| {record['max_abs_logit_diff']:.4g} "
+            f"on {record['images']} images of {record['data']}")
