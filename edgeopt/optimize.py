@@ -295,10 +295,16 @@ def _deploy(c: OptimizeConfig, pool: Path, search: dict[str, Any], steps: _Steps
     if target == "tensorrt":
         from edgeopt.trt.build import build_engine
         from edgeopt.trt.plan import BuildOptions
+        from edgeopt.trt.verify import VerifyConfig
 
-        log(f"[5/6] deploy: TensorRT INT8 engine of {final['int8']['onnx']}")
-        path = build_engine(final["int8"]["onnx"], folder / "model.int8.engine", BuildOptions("int8"), log=log).path
-        how = "TensorRT engine built from the chosen INT8 Q/DQ model"
+        int8 = final["int8"]
+        # the engine may lose at most 0.01 more than its Q/DQ model did on the same held-out slice
+        budget = max(c.max_f1_drop, int8["candidates"][int8["chosen"]]["drop"] + 0.01)
+        log(f"[5/6] deploy: TensorRT INT8 engine of {int8['onnx']}, verified on {int8['judged_on']}")
+        path = build_engine(int8["onnx"], folder / "model.int8.engine", BuildOptions("int8"), log=log,
+                            verify=VerifyConfig(Path(int8["judged_on"]), max_f1_drop=budget)).path
+        how = (f"TensorRT engine built from the chosen INT8 Q/DQ model, verified against the FP32 ONNX on the held-out "
+               f"slice (macro-F1 drop within {budget:.3f})")
     else:
         from edgeopt.calibrate import calibrate_onnx
 
