@@ -488,7 +488,11 @@ class _Builder:
     def create_network(self, ctx, flags=0):
         names = {m.value: k for k, m in ctx.classes["NetworkDefinitionCreationFlag"].__members__.items()}
         set_flags = {names[b] for b in range(32) if flags >> b & 1 and b in names}
-        return ctx.new("INetworkDefinition", _flags=int(flags), _flag_names=set_flags, _inputs=[], _outputs=[],
+        # 11.x: every network is strongly typed; STRONGLY_TYPED is deprecated, accepted and ignored
+        # (NVIDIA's 10.x -> 11.x migration guide, "Strongly Typed Networks Are Now Required"; the 11.x
+        # Python example creates the network with no flags): recorded so tests can see it was passed
+        ignored = {"STRONGLY_TYPED"} & set_flags if ctx.major >= 11 else set()
+        return ctx.new("INetworkDefinition", _flags=int(flags), _flag_names=set_flags, _ignored_flags=ignored, _inputs=[], _outputs=[],
                        _onnx=None, _logger=self._logger, _props={})
 
     def create_builder_config(self, ctx):

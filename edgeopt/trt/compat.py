@@ -47,12 +47,14 @@ def network_flags(trt) -> int:
     """Creation flags for an ONNX network on this TensorRT.
 
     8.x: ``EXPLICIT_BATCH`` (the 8.x ONNX parser refuses implicit-batch networks); 10.x: none
-    (explicit batch is the only mode, the flag is deprecated); 11.x: ``STRONGLY_TYPED``.
+    (explicit batch is the only mode, the flag is deprecated); 11.x: none either: every network is
+    strongly typed and ``STRONGLY_TYPED`` is deprecated and ignored (NVIDIA's 10.x -> 11.x Python
+    migration patterns, docs.nvidia.com/deeplearning/tensorrt/11.4.0/api/migration/
+    tensorrt-10x-to-11x-python-api-patterns.html: "Strong typing is always on in 11.x", and its
+    11.x example calls ``builder.create_network()`` with no flags).
     """
     flags = trt.NetworkDefinitionCreationFlag
     major = parse_version(trt.__version__)[0]
-    if major >= 11:
-        return 1 << int(flags.STRONGLY_TYPED)
     if major < 10:
         return 1 << int(flags.EXPLICIT_BATCH)
     return 0

@@ -79,6 +79,19 @@ def test_the_8x_parser_refuses_implicit_batch_networks(trt_version: str) -> None
         assert "explicit batch" in parser.get_error(0).desc()
 
 
+def test_network_flags_are_what_each_version_wants(trt_version: str) -> None:
+    """8.x needs EXPLICIT_BATCH; 10.x takes none; 11.x none either: STRONGLY_TYPED is deprecated and
+    ignored there (review finding 7), every network being strongly typed."""
+    from edgeopt.trt.compat import network_flags
+
+    trt = trt_double.make_tensorrt(trt_version)
+    flags = network_flags(trt)
+    major = parse_version(trt_version)[0]
+    assert flags == ((1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)) if major < 10 else 0)
+    network = trt.Builder(trt.Logger()).create_network(flags)
+    assert network._ignored_flags == set()
+
+
 def _calibration_build(version: str, calibrator_cls, buffer_batch: int, opt: int):
     """Build an INT8 network with a legacy calibrator whose device buffer holds ``buffer_batch`` samples."""
     from onnx import TensorProto, helper
