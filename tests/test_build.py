@@ -98,16 +98,18 @@ def test_calibration_batches_are_filled_up_not_dropped() -> None:
 
 
 def test_calibration_cache_keying_and_invalidation(tmp_path: Path) -> None:
-    key = calibration_key("a" * 64, "entropy", ["h1", "h2"], 32)
-    assert key != calibration_key("b" * 64, "entropy", ["h1", "h2"], 32)
-    assert key != calibration_key("a" * 64, "entropy", ["h1", "h3"], 32)
-    assert key != calibration_key("a" * 64, "entropy", ["h1", "h2"], 16)
-    assert key != calibration_key("a" * 64, "minmax", ["h1", "h2"], 32)
+    v = "10.13.3.9"
+    key = calibration_key("a" * 64, "entropy", ["h1", "h2"], 32, v)
+    assert key != calibration_key("b" * 64, "entropy", ["h1", "h2"], 32, v)
+    assert key != calibration_key("a" * 64, "entropy", ["h1", "h3"], 32, v)
+    assert key != calibration_key("a" * 64, "entropy", ["h1", "h2"], 16, v)
+    assert key != calibration_key("a" * 64, "minmax", ["h1", "h2"], 32, v)
+    assert key != calibration_key("a" * 64, "entropy", ["h1", "h2"], 32, "10.4.0.26")  # another TensorRT: recalibrate
     cache = CalibrationCache(tmp_path, "a" * 64, "entropy", key)
     assert cache.read() is None
     cache.write(b"TRT-1001-EntropyCalibration2\n")
     assert cache.read() == b"TRT-1001-EntropyCalibration2\n" and cache.path.name == "aaaaaaaaaaaaaaaa.entropy.calib"
-    stale = CalibrationCache(tmp_path, "a" * 64, "entropy", calibration_key("a" * 64, "entropy", ["h9"], 32))
+    stale = CalibrationCache(tmp_path, "a" * 64, "entropy", calibration_key("a" * 64, "entropy", ["h9"], 32, v))
     assert stale.path == cache.path and stale.read() is None  # same file, other images: not used
 
 

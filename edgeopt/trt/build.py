@@ -206,6 +206,8 @@ def _build_serialized(trt, info: OnnxModelInfo, plan: BuildPlan, options: BuildO
     if plan.generation < 11:
         calibrator = _set_precision_trt10(trt, builder, config, plan, options, info, shapes, device, cache_dir)
     serialized = builder.build_serialized_network(network, config)
+    if serialized is None and calibrator is not None and calibrator.error:
+        raise VerificationError(calibrator.error)  # the calibrator's reason, not TensorRT's "no scaling factors"
     if serialized is None:
         raise VerificationError(f"TensorRT could not build the engine: {log.first_error('no error was logged')}")
     record = None
@@ -213,8 +215,9 @@ def _build_serialized(trt, info: OnnxModelInfo, plan: BuildPlan, options: BuildO
         from edgeopt.trt.calibrator import check_calibrator
 
         check_calibrator(calibrator)
+        # a cache TensorRT rejected is followed by calibration: a hit is a cache used with no batch served
         record = {"calibrator": plan.legacy_calibrator, "source": calibrator.source, "batches": calibrator.served,
-                  "cache_hit": calibrator.cache_hit, "cache": str(calibrator.cache_path)}
+                  "cache_hit": calibrator.cache_hit and calibrator.served == 0, "cache": str(calibrator.cache_path)}
     cache = config.get_timing_cache()
     return serialized, memoryview(cache.serialize()).tobytes() if cache is not None else b"", record
 

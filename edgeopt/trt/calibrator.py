@@ -5,8 +5,8 @@ exactly the calibration profile's batch: TensorRT reads ``opt`` samples from eac
 ``get_batch`` returns, so a batch of any other size would be read past or only partly. The last
 batch is filled up with images from the start of the subset, so no image is dropped. It overrides
 every method TensorRT's Python trampoline calls (a missing override is called as a null function),
-reads and writes a calibration cache keyed by the ONNX hash, the images and the batch size, and
-fails loudly when TensorRT got zero batches.
+reads and writes a calibration cache keyed by the TensorRT version, the ONNX hash, the images and
+the batch size, and fails loudly when TensorRT got zero batches or a batch did not fit.
 """
 
 from __future__ import annotations
@@ -24,10 +24,11 @@ from edgeopt.errors import VerificationError
 from edgeopt.trt.device import Device
 
 
-def calibration_key(onnx_sha256: str, calibrator: str, image_hashes: list[str], batch_size: int) -> str:
-    """A cache is valid only for the same ONNX, calibrator, images and batch size."""
+def calibration_key(onnx_sha256: str, calibrator: str, image_hashes: list[str], batch_size: int, trt_version: str) -> str:
+    """A cache is valid only for the same ONNX, calibrator, images, batch size and TensorRT version
+    (a cache from another TensorRT is not offered to this one)."""
     digest = hashlib.sha256()
-    for part in (onnx_sha256, calibrator, str(batch_size), *image_hashes):
+    for part in (trt_version, onnx_sha256, calibrator, str(batch_size), *image_hashes):
         digest.update(part.encode())
         digest.update(b"\0")
     return digest.hexdigest()
@@ -68,7 +69,7 @@ def make_legacy_calibrator_trt10(trt, kind: str, onnx: Path, onnx_sha256: str, c
     batch_size = int(batch_shape[0])
     cset = calibration_set(calib_data, classes, num_images, 1)
     paths = [s.path for s in cset.samples]
-    key = calibration_key(onnx_sha256, kind, [sha256_file(p) for p in paths], batch_size)
+    key = calibration_key(onnx_sha256, kind, [sha256_file(p) for p in paths], batch_size, trt.__version__)
     cache = CalibrationCache(cache_dir, onnx_sha256, kind, key)
     base = trt.IInt8EntropyCalibrator2 if kind == "entropy" else trt.IInt8MinMaxCalibrator
 
@@ -79,8 +80,9 @@ def make_legacy_calibrator_trt10(trt, kind: str, onnx: Path, onnx_sha256: str, c
             self.buffer = device.empty(batch_shape, input_dtype)  # one buffer, refilled per batch
             self.staged: Any = None
             self.served = 0
-            self.cache_hit = False
+            self.cache_hit = False  # a cache was offered; it was used only if no batch was then served
             self.cache_written = False
+            self.error: str | None = None  # why calibration stopped early, said after the build
             self.cache_path = cache.path
             self.source = f"{calib_data} ({len(paths)} images, batch {batch_size})"
 
@@ -92,6 +94,9 @@ def make_legacy_calibrator_trt10(trt, kind: str, onnx: Path, onnx_sha256: str, c
             if batch is None:
                 return None  # TensorRT calls this from C++: errors are raised after the build instead
             if tuple(batch.shape) != tuple(batch_shape):
+                self.error = (f"calibration batch of shape {tuple(batch.shape)} does not match the network's calibration "
+                              f"input {tuple(batch_shape)}: the preprocessing ({preprocess.size} px) and the ONNX input "
+                              "disagree; pass the ONNX's own --img-size")
                 return None
             self.staged = device.upload(batch, input_dtype)
             device.run([(self.buffer, self.staged)], lambda stream: None)
@@ -112,6 +117,9 @@ def make_legacy_calibrator_trt10(trt, kind: str, onnx: Path, onnx_sha256: str, c
 
 
 def check_calibrator(calibrator) -> None:
-    """After the build: fail loudly when TensorRT calibrated on nothing (no batches and no valid cache)."""
+    """After the build: say why calibration stopped early, and fail loudly when TensorRT calibrated on
+    nothing (no batches and no valid cache)."""
+    if calibrator.error:
+        raise VerificationError(calibrator.error)
     if calibrator.served == 0 and not calibrator.cache_hit:
         raise VerificationError(f"the TensorRT calibrator got zero batches from {calibrator.source} and had no valid cache")

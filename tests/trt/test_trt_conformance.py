@@ -302,3 +302,23 @@ def test_qat_onnx_builds_as_an_int8_engine(fake_trt, tiny_ckpts: dict, synth_dat
     assert result.exit_code == 0, result.output
     x = _inputs()
     np.testing.assert_allclose(_engine_run(engine, x), _ort(qat, x), rtol=1e-5, atol=1e-5)
+
+
+def test_a_calibration_batch_that_does_not_fit_says_why(fake_trt, tiny_onnx: Path, synth_data: Path, tmp_path: Path) -> None:
+    """A batch of another shape than the calibration input is not served, and the build says why
+    (review finding 8: it used to return None silently and end in 'zero batches')."""
+    if _major(fake_trt) >= 11:
+        pytest.skip("TensorRT 11 removed implicit INT8 calibration")
+    from edgeopt.artifacts import read_manifest
+    from edgeopt.data.presets import Preprocess
+    from edgeopt.errors import VerificationError
+    from edgeopt.trt.calibrator import check_calibrator, make_legacy_calibrator_trt10
+
+    manifest = read_manifest(tiny_onnx)
+    preprocess = Preprocess.from_dict(manifest.preprocess)  # 32 px
+    with pytest.warns(Warning):
+        calibrator = make_legacy_calibrator_trt10(fake_trt, "entropy", tiny_onnx, manifest.sha256, manifest.classes, preprocess,
+                                                  synth_data, 16, (8, 3, 40, 40), np.dtype(np.float32), tmp_path, fake_trt.device)
+    assert calibrator.get_batch(["input"]) is None and calibrator.served == 0
+    with pytest.raises(VerificationError, match=r"calibration batch of shape \(8, 3, 32, 32\) does not match .*\(8, 3, 40, 40\)"):
+        check_calibrator(calibrator)
