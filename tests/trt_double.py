@@ -710,8 +710,17 @@ def _dims_tuple(value) -> tuple[int, ...]:
 class _IOptimizationProfile:
     def set_shape(self, ctx, input, min, opt, max):
         lo, mid, hi = _dims_tuple(min), _dims_tuple(opt), _dims_tuple(max)
-        # IOptimizationProfile::setDimensions: invalid when ranks differ or not min <= opt <= max
-        self._valid = len(lo) == len(mid) == len(hi) and all(a <= b <= c for a, b, c in zip(lo, mid, hi))
+        # pyCore.cpp, lambdas::opt_profile_set_shape: setDimensions for kMIN, then kOPT, then kMAX, each
+        # under PY_ASSERT_RUNTIME_ERROR("Shape provided for <min|opt|max> is inconsistent with other
+        # shapes."): a RuntimeError, not a quiet invalid profile. setDimensions (NvInfer.h) fails when
+        # the rank differs from a shape already set for the input, or MIN <= OPT <= MAX breaks.
+        if any(d < 0 for d in lo):
+            raise RuntimeError("Shape provided for min is inconsistent with other shapes.")
+        if len(mid) != len(lo) or any(a > b for a, b in zip(lo, mid)):
+            raise RuntimeError("Shape provided for opt is inconsistent with other shapes.")
+        if len(hi) != len(lo) or any(b > c for b, c in zip(mid, hi)):
+            raise RuntimeError("Shape provided for max is inconsistent with other shapes.")
+        self._valid = True
         self._shapes[input] = (lo, mid, hi)
         return None
 

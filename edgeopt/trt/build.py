@@ -191,7 +191,7 @@ def _build_serialized(trt, info: OnnxModelInfo, plan: BuildPlan, options: BuildO
     if options.hw_compat != "none":
         config.hardware_compatibility_level = hardware_compatibility_level(trt, options.hw_compat)
     profile = builder.create_optimization_profile()
-    profile.set_shape(info.input_name, shapes["min"], shapes["opt"], shapes["max"])
+    _set_profile_shape(profile, info.input_name, shapes["min"], shapes["opt"], shapes["max"])
     if config.add_optimization_profile(profile) < 0:
         raise ConfigError(f"TensorRT rejected the optimization profile {shapes} for input {info.input_name!r}: "
                           f"{log.first_error('check --min-batch/--opt-batch/--max-batch')}")
@@ -222,6 +222,16 @@ def _build_serialized(trt, info: OnnxModelInfo, plan: BuildPlan, options: BuildO
     return serialized, memoryview(cache.serialize()).tobytes() if cache is not None else b"", record
 
 
+def _set_profile_shape(profile, name: str, lo, opt, hi) -> None:
+    """``IOptimizationProfile.set_shape``, whose binding raises RuntimeError on shapes TensorRT finds
+    inconsistent (pyCore.cpp): one line naming the shapes instead of a traceback."""
+    try:
+        profile.set_shape(name, lo, opt, hi)
+    except RuntimeError as exc:
+        raise ConfigError(f"TensorRT rejected the optimization profile min {tuple(lo)} / opt {tuple(opt)} / max {tuple(hi)} "
+                          f"for input {name!r}: {exc} Check --min-batch/--opt-batch/--max-batch") from None
+
+
 def _set_precision_trt10(trt, builder, config, plan: BuildPlan, options: BuildOptions, info: OnnxModelInfo, shapes,
                          device: Device, cache_dir: Path):
     """Builder flags, and the legacy calibrator when asked (returned so the build can check it)."""
@@ -240,7 +250,7 @@ def _set_precision_trt10(trt, builder, config, plan: BuildPlan, options: BuildOp
     batch = shapes["opt"][0] if shapes["min"][0] == shapes["max"][0] else options.calib_batch_size
     calib_shape = (batch, *shapes["opt"][1:])
     calib_profile = builder.create_optimization_profile()
-    calib_profile.set_shape(info.input_name, calib_shape, calib_shape, calib_shape)
+    _set_profile_shape(calib_profile, info.input_name, calib_shape, calib_shape, calib_shape)
     if not config.set_calibration_profile(calib_profile):
         raise ConfigError(f"TensorRT rejected the calibration profile {calib_shape}")
     calibrator = make_legacy_calibrator_trt10(

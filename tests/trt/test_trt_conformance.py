@@ -322,3 +322,13 @@ def test_a_calibration_batch_that_does_not_fit_says_why(fake_trt, tiny_onnx: Pat
     assert calibrator.get_batch(["input"]) is None and calibrator.served == 0
     with pytest.raises(VerificationError, match=r"calibration batch of shape \(8, 3, 32, 32\) does not match .*\(8, 3, 40, 40\)"):
         check_calibrator(calibrator)
+
+
+def test_a_profile_tensorrt_rejects_is_one_line(fake_trt, tiny_onnx: Path, tmp_path: Path, monkeypatch) -> None:
+    """set_shape raising RuntimeError (pyCore.cpp) becomes one line naming the shapes, and no engine is written."""
+    monkeypatch.setattr("edgeopt.trt.build.profile_shapes",
+                        lambda shape, options, name: {"min": (1, 3, 32, 32), "opt": (16, 3, 32, 32), "max": (8, 3, 32, 32)})
+    result = _build([str(tiny_onnx), "--fp16", "--out", str(tmp_path / "m.engine")])
+    assert result.exit_code == 1, result.output
+    assert "TensorRT rejected the optimization profile" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "m.engine").exists()

@@ -92,6 +92,18 @@ def test_network_flags_are_what_each_version_wants(trt_version: str) -> None:
     assert network._ignored_flags == set()
 
 
+def test_an_inconsistent_profile_raises_as_the_binding_does(trt_version: str) -> None:
+    """pyCore.cpp's set_shape raises RuntimeError (review finding 4: the double used to mark the
+    profile invalid quietly)."""
+    trt = trt_double.make_tensorrt(trt_version)
+    profile = trt.Builder(trt.Logger()).create_optimization_profile()
+    profile.set_shape("x", (1, 3, 8, 8), (4, 3, 8, 8), (8, 3, 8, 8))
+    with pytest.raises(RuntimeError, match="Shape provided for max is inconsistent"):
+        profile.set_shape("x", (1, 3, 8, 8), (8, 3, 8, 8), (4, 3, 8, 8))
+    with pytest.raises(RuntimeError, match="Shape provided for opt is inconsistent"):
+        profile.set_shape("x", (1, 3, 8, 8), (1, 3, 8), (4, 3, 8, 8))
+
+
 def _calibration_build(version: str, calibrator_cls, buffer_batch: int, opt: int):
     """Build an INT8 network with a legacy calibrator whose device buffer holds ``buffer_batch`` samples."""
     from onnx import TensorProto, helper
