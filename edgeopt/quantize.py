@@ -15,6 +15,7 @@ import numpy as np
 
 from edgeopt.errors import ConfigError, MissingDependencyError
 from edgeopt.ptq import PtqOptions
+from edgeopt.ptq import attr as _attr
 
 
 class _Reader:
@@ -203,6 +204,7 @@ def fused_clip_bounds(model: Any) -> dict[str, float]:
             continue
         bounds[source] = max(abs(lo), abs(hi))
     # cross-layer equalization's ReLU6: Relu then Min with a positive per-channel bound (edgeopt.ptq)
+    producers = {out: node for node in graph.node for out in node.output}
     for node in graph.node:
         if node.op_type != "Min" or len(node.input) != 2 or node.input[1] not in inits:
             continue
@@ -210,7 +212,8 @@ def fused_clip_bounds(model: Any) -> dict[str, float]:
         if bound.size == 0 or np.any(bound <= 0) or source in graph_outputs or len(consumers.get(source, [])) != 1:
             continue
         bounds[source] = float(bound.max())
-        relu = next((n for n in graph.node if source in n.output and n.op_type == "Relu"), None)
+        relu = producers.get(source)
+        relu = relu if relu is not None and relu.op_type == "Relu" else None
         if relu is not None and len(consumers.get(relu.input[0], [])) == 1 and relu.input[0] not in graph_outputs:
             bounds[relu.input[0]] = float(bound.max())
     return bounds
@@ -236,15 +239,6 @@ def quantize_modelopt(model: Path, out: Path, batches: Iterator[np.ndarray], met
 # -- the Q/DQ rules ---------------------------------------------------------------------------
 WEIGHT_AXIS = {"Conv": lambda node: 0, "ConvTranspose": lambda node: 1, "MatMul": lambda node: 1,
                "Gemm": lambda node: 0 if _attr(node, "transB", 0) else 1}
-
-
-def _attr(node: Any, name: str, default: Any) -> Any:
-    import onnx
-
-    for a in node.attribute:
-        if a.name == name:
-            return onnx.helper.get_attribute_value(a)
-    return default
 
 
 def check_qdq(model: Any) -> list[str]:

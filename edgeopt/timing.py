@@ -14,6 +14,7 @@ import numpy as np
 
 from edgeopt.artifacts import atomic_write_text
 from edgeopt.data.folder import IMAGE_SUFFIXES
+from edgeopt.data.folder import list_images as images_under
 from edgeopt.data.presets import Preprocess
 from edgeopt.errors import ConfigError, DataError
 from edgeopt.metrics import classification_metrics
@@ -123,7 +124,7 @@ def list_images(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: no such folder; pass the folder of images to classify")
-    paths = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+    paths = images_under(folder)
     if not paths:
         raise DataError(f"{folder}: holds no images ({', '.join(IMAGE_SUFFIXES)})")
     return paths

@@ -253,3 +253,9 @@ def select_subset(scan: FolderScan, num_images: int, seed: int = 0) -> list[Samp
         order = rng.permutation(len(members))[:q]
         picked.extend(members[i] for i in sorted(order))
     return picked
+
+
+def list_images(root: str | Path) -> list[Path]:
+    """Every image file under ``root`` (any layout, class folders or not), sorted; hidden files left out."""
+    return sorted(p for p in Path(root).rglob("*")
+                  if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))

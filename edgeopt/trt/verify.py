@@ -64,14 +64,14 @@ def reference_onnx(onnx: Path) -> tuple[Path, str]:
 
 def _images(data: Path, classes: list[str]) -> tuple[list[Path], np.ndarray | None]:
     """Labelled when every sub-folder of ``data`` is one of ``classes``; else every image under it, unlabelled."""
-    from edgeopt.data.folder import IMAGE_SUFFIXES, scan_folder
+    from edgeopt.data.folder import list_images, scan_folder
 
     folders = [p for p in data.iterdir() if p.is_dir()]
     if folders and all(p.name in classes for p in folders):
         scan = scan_folder(data, classes=classes, allow_empty_classes=True)
         if scan.samples:
             return [s.path for s in scan.samples], scan.labels
-    paths = sorted(p for p in data.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    paths = list_images(data)
     if not paths:
         raise ConfigError(f"--verify {data} holds no images")
     return paths, None
