@@ -121,6 +121,7 @@ class Memory:
 
     def __init__(self) -> None:
         self.blocks: dict[int, np.ndarray] = {}
+        self.recording: list | None = None  # enqueues recorded by a stream capture in progress
 
     def register(self, array: np.ndarray) -> int:
         assert array.flags.c_contiguous
@@ -846,10 +847,15 @@ class _ICudaEngine:
         return _dims(ctx, t["shape"] if t else ())
 
     def create_execution_context(self, ctx, *args, **kwargs):
-        return ctx.new("IExecutionContext", _engine=self, _shapes={}, _addresses={}, _session=None, _props={})
+        return ctx.new("IExecutionContext", _engine=self, _shapes={}, _addresses={}, _session=None, _props={}, _ctx=ctx)
 
 
 class _IExecutionContext:
+    # A captured CUDA graph replays the kernels, shapes and device addresses of its capture: the
+    # developer guide ("CUDA Graphs") says a graph must be re-captured after the input shapes change,
+    # and trtexec (samples/common/sampleInference.cpp) captures once per context after an enqueue and
+    # never changes that context's shapes afterwards. The double counts every change of a context's
+    # shapes or addresses; a replay after a change is a DoubleViolation.
     def set_input_shape(self, ctx, name, shape):
         dims = _dims_tuple(shape)
         tensor = _ICudaEngine._tensor(self._engine, name)
@@ -862,6 +868,8 @@ class _IExecutionContext:
                 return False  # IExecutionContext::setInputShape: false when outside the profile
         elif dims != tensor["shape"]:
             return False
+        if self._shapes.get(name) != dims:
+            self.__dict__["_changes"] = self.__dict__.get("_changes", 0) + 1
         self._shapes[name] = dims
         return True
 
@@ -879,37 +887,59 @@ class _IExecutionContext:
     def set_tensor_address(self, ctx, name, memory):
         if _ICudaEngine._tensor(self._engine, name) is None:
             return False
+        if self._addresses.get(name) != int(memory):
+            self.__dict__["_changes"] = self.__dict__.get("_changes", 0) + 1
         self._addresses[name] = int(memory)
         return True
 
     def execute_async_v3(self, ctx, stream_handle):
-        import onnxruntime as ort
-
         engine = self._engine
-        feeds = {}
         for t in engine._io:
             if t["name"] not in self._addresses:
                 _log(ctx, engine._logger, "ERROR", f"Address is not set for {t['name']}")
                 return False
         for t in engine._io:
-            if t["mode"] == "INPUT":
-                if t["name"] not in self._shapes and -1 in t["shape"]:
-                    return False  # input shape not specified: enqueueV3 fails
-                shape = self._shapes.get(t["name"], t["shape"])
-                dtype = np.dtype(_TRT_TO_NP[t["dtype"]])
-                raw = ctx.memory.view(self._addresses[t["name"]], int(np.prod(shape)) * dtype.itemsize, f"input {t['name']}")
-                feeds[t["name"]] = raw.view(dtype).reshape(shape).copy()
-        if self._session is None:
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = 1
-            self._session = ort.InferenceSession(engine._engine.onnx_bytes, options, providers=["CPUExecutionProvider"])
-        outputs = self._session.run(None, feeds)
-        for t, value in zip([t for t in engine._io if t["mode"] == "OUTPUT"], outputs):
-            dtype = np.dtype(_TRT_TO_NP[t["dtype"]])
-            value = np.ascontiguousarray(value, dtype=dtype)
-            out = ctx.memory.view(self._addresses[t["name"]], value.nbytes, f"output {t['name']}")
-            out[:] = value.reshape(-1).view(np.uint8)
+            if t["mode"] == "INPUT" and t["name"] not in self._shapes and -1 in t["shape"]:
+                return False  # input shape not specified: enqueueV3 fails
+        if ctx.memory.recording is not None:  # inside a stream capture: the work is recorded, not run
+            ctx.memory.recording.append((self, self.__dict__.get("_changes", 0)))
+            return True
+        _enqueue(ctx, self)
         return True
+
+
+def _enqueue(ctx: _Context, context) -> None:
+    """What an engine does on enqueue: its ONNX on the bytes at the input addresses, into the outputs."""
+    import onnxruntime as ort
+
+    engine = context._engine
+    feeds = {}
+    for t in engine._io:
+        if t["mode"] == "INPUT":
+            shape = context._shapes.get(t["name"], t["shape"])
+            dtype = np.dtype(_TRT_TO_NP[t["dtype"]])
+            raw = ctx.memory.view(context._addresses[t["name"]], int(np.prod(shape)) * dtype.itemsize, f"input {t['name']}")
+            feeds[t["name"]] = raw.view(dtype).reshape(shape).copy()
+    if context._session is None:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        context._session = ort.InferenceSession(engine._engine.onnx_bytes, options, providers=["CPUExecutionProvider"])
+    outputs = context._session.run(None, feeds)
+    for t, value in zip([t for t in engine._io if t["mode"] == "OUTPUT"], outputs):
+        dtype = np.dtype(_TRT_TO_NP[t["dtype"]])
+        value = np.ascontiguousarray(value, dtype=dtype)
+        out = ctx.memory.view(context._addresses[t["name"]], value.nbytes, f"output {t['name']}")
+        out[:] = value.reshape(-1).view(np.uint8)
+
+
+def replay_recorded(recorded: list) -> None:
+    """Replay a captured graph: each recorded enqueue, provided its context has not changed since."""
+    for context, changes in recorded:
+        if context.__dict__.get("_changes", 0) != changes:
+            raise DoubleViolation("a CUDA graph was replayed after its execution context's input shapes or tensor "
+                                  "addresses changed since the capture (it would replay the old shapes and addresses): "
+                                  "capture per shape, on a context whose shapes stay fixed")
+        _enqueue(context.__dict__["_ctx"], context)
 
 
 class _Calibrator:
@@ -985,6 +1015,17 @@ class HostDevice:
         work(0)
 
     def capture(self, work):
+        """As ``CudaDevice.capture``: a warm-up run, then a capture that records each enqueue; an error
+        inside the capture ends it and is a ``CaptureError``; the replay checks each context."""
+        from edgeopt.trt.device import CaptureError
+
         work(0)
+        self.memory.recording = []
+        try:
+            work(0)
+        except Exception as exc:  # noqa: BLE001 - what CudaDevice.capture does with a failure inside capture
+            raise CaptureError(f"CUDA graph capture failed: {exc}") from exc
+        finally:
+            recorded, self.memory.recording = self.memory.recording, None
         self.captured += 1
-        return lambda: work(0)
+        return lambda: replay_recorded(recorded)

@@ -12,8 +12,12 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
-from edgeopt.errors import MissingDependencyError
+from edgeopt.errors import EdgeoptError, MissingDependencyError
 from edgeopt.trt.compat import INSTALL_HINT
+
+
+class CaptureError(EdgeoptError):
+    """Work that runs fine without a graph failed while it was being captured (the capture is ended)."""
 
 
 class Device(Protocol):
@@ -48,7 +52,10 @@ class Device(Protocol):
         ...
 
     def capture(self, work: Callable[[int], None]) -> Callable[[], None]:
-        """Run ``work`` once, record it as a replayable graph, return the replay (call inside ``run``)."""
+        """Run ``work`` once, record it as a replayable graph, return the replay (call inside ``run``).
+
+        An error of the warm-up run propagates as it is; one raised inside the capture ends the
+        capture and comes out as ``CaptureError``, so the caller can run without a graph."""
         ...
 
 
@@ -101,8 +108,19 @@ class CudaDevice:
         torch = self.torch
         work(self.stream.cuda_stream)  # warm-up outside capture (TensorRT allocates lazily on first run)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, stream=self.stream):
-            work(self.stream.cuda_stream)
+        failure: BaseException | None = None
+        try:
+            # thread-local mode, as trtexec's cudaStreamBeginCapture: a CUDA call of another thread
+            # (torch's own allocator, a data loader) is not an illegal call during this capture
+            with torch.cuda.graph(graph, stream=self.stream, capture_error_mode="thread_local"):
+                try:
+                    work(self.stream.cuda_stream)
+                except Exception as exc:  # noqa: BLE001 - leave the capture first; its own error would hide this one
+                    failure = exc
+        except Exception as exc:  # noqa: BLE001 - ending a capture that an error broke fails too
+            failure = failure or exc
+        if failure is not None:
+            raise CaptureError(f"CUDA graph capture failed: {failure}") from failure
         return graph.replay
 
 

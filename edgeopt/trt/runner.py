@@ -2,21 +2,25 @@
 
 I/O buffers take the engine's own tensor dtypes (``get_tensor_dtype``): an engine with FP16 I/O is
 fed FP16. ``cuda_graph=True`` captures ``execute_async_v3`` per batch shape and replays it.
+Each captured shape gets its own execution context, whose shape never changes after the capture
+(as trtexec: a graph replays the kernels and addresses of the shape it was captured at); a capture
+that fails falls back to plain enqueue for that shape with a warning.
 Every TensorRT call whose result says failure (``set_input_shape``, ``set_tensor_address``,
 ``execute_async_v3``, also during warm-up and capture) stops with one line.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 from edgeopt.artifacts import read_manifest
-from edgeopt.errors import ArtifactError, ConfigError
+from edgeopt.errors import ArtifactError, ConfigError, EdgeoptWarning
 from edgeopt.trt.compat import engine_incompatibility, import_tensorrt
-from edgeopt.trt.device import Device, default_device
+from edgeopt.trt.device import CaptureError, Device, default_device
 
 
 class TensorRTRunner:
@@ -52,47 +56,73 @@ class TensorRTRunner:
         self.output_dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(self.output)))
         self.batch_profile = self.manifest.extra.get("profile", {})
         self.cuda_graph = cuda_graph
-        self._graphs: dict[tuple[int, ...], Callable[[], None]] = {}
+        # with graphs: one context per batch shape, its shape and addresses set once (trtexec's rule)
+        self._contexts: dict[tuple[int, ...], Any] = {}
+        self._graphs: dict[tuple[int, ...], Callable[[], None] | None] = {}  # None: capture failed, plain enqueue
         self._buffers: dict[tuple[int, ...], tuple[Any, Any]] = {}
 
-    def _bind(self, shape: tuple[int, ...]) -> tuple[Any, Any]:
-        if shape not in self._buffers:
+    def _context_for(self, shape: tuple[int, ...]) -> Any:
+        if not self.cuda_graph:
+            return self.context
+        if shape not in self._contexts:
+            context = self.context if not self._contexts else self.engine.create_execution_context()
+            if context is None:
+                raise ArtifactError("TensorRT could not create an execution context for another batch shape "
+                                    "(out of GPU memory?); run without --cuda-graph or with fewer batch sizes")
+            self._contexts[shape] = context
+        return self._contexts[shape]
+
+    def _bind(self, shape: tuple[int, ...]) -> tuple[Any, Any, Any]:
+        context = self._context_for(shape)
+        fresh = shape not in self._buffers
+        if fresh:
             lo, hi = self.batch_profile.get("min", [1])[0], self.batch_profile.get("max", [shape[0]])[0]
             if not lo <= shape[0] <= hi:
                 raise ConfigError(f"batch {shape[0]} is outside the engine's profile ({lo}..{hi}); rebuild with --max-batch")
-            self._set_shape(shape)
-            out_shape = tuple(self.context.get_tensor_shape(self.output))
+            self._set_shape(context, shape)
+            out_shape = tuple(context.get_tensor_shape(self.output))
             if any(d < 0 for d in out_shape):
                 raise ArtifactError(f"the engine's output shape {out_shape} is unresolved for input {shape}")
             self._buffers[shape] = (self.gpu.empty(shape, self.input_dtype), self.gpu.empty(out_shape, self.output_dtype))
         x, y = self._buffers[shape]
-        self._set_shape(shape)
-        if not (self.context.set_tensor_address(self.input, self.gpu.address(x))
-                and self.context.set_tensor_address(self.output, self.gpu.address(y))):
-            raise ArtifactError("TensorRT refused a tensor address (set_tensor_address returned False)")
-        return x, y
+        if fresh or not self.cuda_graph:  # a graphed context keeps the shape and addresses it was captured with
+            self._set_shape(context, shape)
+            if not (context.set_tensor_address(self.input, self.gpu.address(x))
+                    and context.set_tensor_address(self.output, self.gpu.address(y))):
+                raise ArtifactError("TensorRT refused a tensor address (set_tensor_address returned False)")
+        return context, x, y
 
-    def _set_shape(self, shape: tuple[int, ...]) -> None:
-        if not self.context.set_input_shape(self.input, shape):
+    def _set_shape(self, context: Any, shape: tuple[int, ...]) -> None:
+        if not context.set_input_shape(self.input, shape):
             raise ConfigError(f"input shape {shape} does not fit the engine's profile {self.batch_profile}; rebuild it "
                               "with edgeopt build-engine --min-batch/--max-batch")
 
-    def _execute(self, stream: int) -> None:
-        if not self.context.execute_async_v3(stream):
+    @staticmethod
+    def _execute(context: Any, stream: int) -> None:
+        if not context.execute_async_v3(stream):
             raise ArtifactError("TensorRT execution failed (execute_async_v3 returned False); its log above says why")
 
     def run_tensor(self, batch: Any) -> Any:
         """A device buffer (from ``device_input``) -> device logits, queued on the device's stream."""
-        x, y = self._bind(tuple(batch.shape))
+        shape = tuple(batch.shape)
+        context, x, y = self._bind(shape)
+
+        def enqueue(stream: int) -> None:
+            self._execute(context, stream)
 
         def work(stream: int) -> None:
             if not self.cuda_graph:
-                self._execute(stream)
+                enqueue(stream)
                 return
-            replay = self._graphs.get(tuple(batch.shape))
-            if replay is None:
-                replay = self._graphs[tuple(batch.shape)] = self.gpu.capture(self._execute)
-            replay()
+            if shape not in self._graphs:
+                try:
+                    self._graphs[shape] = self.gpu.capture(enqueue)
+                except CaptureError as exc:  # as trtexec: warn, and run this shape without a graph
+                    warnings.warn(f"{exc}; batch shape {shape} runs without a CUDA graph (plain enqueue)",
+                                  EdgeoptWarning, stacklevel=2)
+                    self._graphs[shape] = None
+            replay = self._graphs[shape]
+            replay() if replay is not None else enqueue(stream)
 
         self.gpu.run([(x, batch)], work)
         return y

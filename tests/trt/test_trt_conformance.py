@@ -153,6 +153,43 @@ def test_cuda_graph_replay_matches_plain_runs(fake_trt, tiny_onnx: Path, tmp_pat
     np.testing.assert_allclose(second, first[::-1], rtol=1e-6)
 
 
+def test_cuda_graphs_get_a_context_per_shape(fake_trt, tiny_onnx: Path, tmp_path: Path) -> None:
+    """bench runs --batch-sizes and then a shorter last batch: a graph captured at one shape must not be
+    replayed on a context that ran another shape since (the double fails such a replay)."""
+    engine = tmp_path / "m.engine"
+    assert _build([str(tiny_onnx), "--fp16", "--out", str(engine), "--max-batch", "8"]).exit_code == 0
+    from edgeopt.trt.runner import TensorRTRunner
+
+    graphed, plain = TensorRTRunner(engine, cuda_graph=True), TensorRTRunner(engine)
+    for n in (2, 3, 2, 3):
+        x = _inputs(n, seed=n)
+        np.testing.assert_allclose(graphed.run(x), plain.run(x), rtol=1e-6)
+    assert fake_trt.device.captured == 2
+    assert len({id(c) for c in graphed._contexts.values()}) == 2
+
+
+def test_a_failed_capture_runs_that_shape_without_a_graph(fake_trt, tiny_onnx: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """An enqueue that fails inside the capture (and only there) ends the capture, warns, and the
+    shape runs by plain enqueue, as trtexec does; the results stay right."""
+    from edgeopt.errors import EdgeoptWarning
+    from edgeopt.trt.runner import TensorRTRunner
+
+    engine = tmp_path / "m.engine"
+    assert _build([str(tiny_onnx), "--fp16", "--out", str(engine), "--max-batch", "8"]).exit_code == 0
+    cls, memory = fake_trt.IExecutionContext, fake_trt._double.memory
+    real = cls.execute_async_v3
+    monkeypatch.setattr(cls, "execute_async_v3",
+                        lambda self, stream: False if memory.recording is not None else real(self, stream))
+    graphed = TensorRTRunner(engine, cuda_graph=True)
+    x = _inputs(2)
+    with pytest.warns(EdgeoptWarning, match="capture failed.*without a CUDA graph"):
+        first = graphed.run(x)
+    np.testing.assert_allclose(first, TensorRTRunner(engine).run(x), rtol=1e-6)
+    np.testing.assert_allclose(graphed.run(x[::-1].copy()), first[::-1], rtol=1e-6)  # no second capture, no warning
+    assert fake_trt.device.captured == 0
+
+
 def test_engine_with_fp16_io_is_fed_fp16(fake_trt, tmp_path: Path) -> None:
     """An ONNX from elsewhere with FP16 input and output: the runner reads the engine's dtypes."""
     import onnx
