@@ -161,6 +161,51 @@ def _to_fp16(graph):
     return converted
 
 
+FP16_QDQ_OPSET = 19  # QuantizeLinear/DequantizeLinear take float16 scales from opset 19
+
+
+def convert_qdq_float_to_fp16(src: str | Path, out: str | Path) -> Path:
+    """Q/DQ INT8 ONNX (FP32 float part) -> the same Q/DQ with its float part in FP16, FP32 I/O.
+
+    For strongly typed TensorRT (11.x), which runs every layer in the type its tensors have: the
+    scales become float16 (opset 19), so each DequantizeLinear feeds FP16, and the layers left
+    unquantized run in FP16 as the FP16 builder flag makes them run on 8.6-10.x. Parity-checked
+    against the FP32-float Q/DQ on random inputs; the manifest records ``float_precision: fp16``."""
+    import onnx
+    from onnx import version_converter
+
+    from edgeopt.runtime.ort_runner import make_session
+
+    src, out = Path(src), Path(out)
+    manifest = read_manifest(src, expect_kind="onnx")
+    if manifest.precision != "int8" or manifest.extra.get("quantization", {}).get("target", "tensorrt") != "tensorrt":
+        raise ArtifactError(f"{src}: is not a Q/DQ INT8 ONNX for TensorRT; make one with edgeopt calibrate --target tensorrt")
+    if manifest.extra.get("float_precision") == "fp16":
+        raise ArtifactError(f"{src}: its float part is FP16 already")
+    model = onnx.load(str(src))
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < FP16_QDQ_OPSET:
+        others = [o for o in model.opset_import if o.domain not in ("", "ai.onnx")
+                  and any(n.domain == o.domain for n in model.graph.node)]
+        del model.opset_import[:]
+        model.opset_import.extend([onnx.helper.make_opsetid("", opset), *others])
+        model = version_converter.convert_version(model, FP16_QDQ_OPSET)
+    model = _to_fp16(model)
+    preprocess = Preprocess.from_dict(manifest.preprocess)
+    with atomic_path(out) as tmp:
+        onnx.save(model, str(tmp))
+        inputs, source = parity_inputs(preprocess, None, manifest.classes, count=manifest.extra.get("static_batch") or 8)
+        reference = make_session(src, optimize=False).run(None, {INPUT_NAME: inputs})[0]  # emulated Q/DQ, as calibrate
+        candidate = make_session(tmp, optimize=False).run(None, {INPUT_NAME: inputs})[0]
+        # FP16 rounding moves some values across a quantization step: a looser bound than FP16 alone
+        parity = check_parity(reference, candidate, 0.25 * max(1.0, float(np.abs(reference).max())), 0.75, source)
+    extra = {**manifest.extra, "float_precision": "fp16", "opset": max(opset, FP16_QDQ_OPSET)}
+    new = dataclasses.replace(manifest, parent=None, sha256=None, extra=extra,
+                              metrics={**manifest.metrics, "fp16_parity": parity.to_dict()}, created=Manifest(kind="x").created)
+    write_artifact_manifest(out, new, parent=src)
+    return out
+
+
 def _topological_sort(graph) -> None:
     """Reorder ``graph.node`` so every node comes after the producers of its inputs (Kahn)."""
     available = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}

@@ -78,6 +78,26 @@ def test_plans_for_tensorrt10_use_builder_flags_and_legacy_calibrators() -> None
         plan_build("fp16", BuildOptions("int8"), "10.13.3")
 
 
+def test_int8_plans_run_the_unquantized_layers_in_fp16_on_every_version() -> None:
+    """8.6-10.x: the FP16 flag beside INT8; 11.x (strongly typed, no flags): the Q/DQ ONNX's float part
+    is cast to FP16 first unless its scales are float16 already; --int8-float fp32 keeps FP32 on both."""
+    for version in ("8.6.1", "10.13.3"):
+        plan = plan_build("int8", BuildOptions("int8"), version)
+        assert plan.builder_flags == ("INT8", "FP16") and plan.float_precision == "fp16" and not plan.cast_float_fp16
+        fp32 = plan_build("int8", BuildOptions("int8", int8_float="fp32"), version)
+        assert fp32.builder_flags == ("INT8",) and fp32.float_precision == "fp32"
+    st = plan_build("int8", BuildOptions("int8"), "11.4.0", onnx_float="fp32")
+    assert st.builder_flags == () and st.cast_float_fp16 and st.float_precision == "fp16"
+    assert not plan_build("int8", BuildOptions("int8"), "11.4.0", onnx_float="fp16").cast_float_fp16
+    kept = plan_build("int8", BuildOptions("int8", int8_float="fp32"), "11.4.0", onnx_float="fp32")
+    assert not kept.cast_float_fp16 and kept.float_precision == "fp32"
+    assert plan_build("fp32", BuildOptions("fp16"), "11.4.0").float_precision is None
+    with pytest.raises(ConfigError, match="float part is FP16"):
+        plan_build("int8", BuildOptions("int8", int8_float="fp32"), "11.4.0", onnx_float="fp16")
+    with pytest.raises(ConfigError, match="--int8-float 'bf16'"):
+        BuildOptions("int8", int8_float="bf16")
+
+
 def test_profile_shapes() -> None:
     shapes = profile_shapes((None, 3, 96, 96), BuildOptions("fp16", min_batch=1, opt_batch=8, max_batch=256))
     assert shapes == {"min": (1, 3, 96, 96), "opt": (8, 3, 96, 96), "max": (256, 3, 96, 96)}

@@ -278,3 +278,35 @@ def test_cpu_target_runs_on_onnxruntime_kernels(tiny_onnx: Path, synth_data: Pat
     bad = runner.invoke(app, ["calibrate", str(tiny_onnx), "--data", str(synth_data), "--out", str(tmp_path / "b.onnx"),
                               "--target", "cpu", "--method", "entropy"])
     assert bad.exit_code == 1 and "--target cpu calibrates with" in bad.output
+
+
+def test_the_float_part_of_a_qdq_onnx_cast_to_fp16(tiny_ckpts: dict, synth_data: Path, tmp_path: Path) -> None:
+    """For strongly typed TensorRT: float16 Q/DQ scales (opset 19), FP32 I/O, the same predictions as
+    the FP32-float Q/DQ; build-engine sees the float part as fp16. A timm model (ReduceMean, whose
+    axes became an input at opset 18) goes through the opset upgrade too."""
+    import onnx
+
+    from edgeopt.export import convert_qdq_float_to_fp16, export_onnx
+    from edgeopt.runtime.ort_runner import make_session
+    from edgeopt.trt.model_info import read_onnx_info
+
+    onnx_path = export_onnx(tiny_ckpts["timm"], tmp_path / "m.onnx", data=synth_data).path
+    qdq = calibrate_onnx(onnx_path, synth_data, tmp_path / "m.int8.onnx", num_images=32, batch_size=16).path
+    assert read_onnx_info(qdq).float_precision == "fp32"
+    half = convert_qdq_float_to_fp16(qdq, tmp_path / "m.int8-fp16.onnx")
+    model = onnx.load(str(half))
+    assert next(o.version for o in model.opset_import if o.domain == "") == 19
+    scales = {i.name: i.data_type for i in model.graph.initializer}
+    assert {scales[n.input[1]] for n in model.graph.node if n.op_type == "DequantizeLinear"} == {onnx.TensorProto.FLOAT16}
+    assert [v.type.tensor_type.elem_type for v in (*model.graph.input, *model.graph.output)] == [onnx.TensorProto.FLOAT] * 2
+    info = read_onnx_info(half)
+    assert info.precision == "int8" and info.float_precision == "fp16"
+    assert read_manifest(half).extra["float_precision"] == "fp16"
+    x = np.random.default_rng(1).standard_normal((8, 3, 32, 32)).astype(np.float32)
+    ref = make_session(qdq, optimize=False).run(None, {"input": x})[0]
+    out = make_session(half, optimize=False).run(None, {"input": x})[0]
+    assert (ref.argmax(1) == out.argmax(1)).mean() >= 0.75 and not np.array_equal(ref, out)
+    with pytest.raises(ArtifactError, match="FP16 already"):
+        convert_qdq_float_to_fp16(half, tmp_path / "again.onnx")
+    with pytest.raises(ArtifactError, match="not a Q/DQ INT8 ONNX"):
+        convert_qdq_float_to_fp16(onnx_path, tmp_path / "fp32.onnx")

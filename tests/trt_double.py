@@ -544,10 +544,45 @@ class _Builder:
             if not ok:
                 return None
         hw = config._props["hardware_compatibility_level"].name
-        engine = Engine(ctx.version, network._onnx, profiles, sorted(config._flags), strongly_typed, hw, ctx.gpu)
+        runs = network._onnx
+        if not strongly_typed and "FP16" in config._flags:
+            # developer guide, "Reduced Precision" / BuilderFlag.FP16 (weakly typed networks): the builder
+            # may run any layer that is not INT8 in FP16 when it is faster. The double takes the numerically
+            # worst choice, every float layer in FP16 (I/O stays FP32), so tests meet a real engine's error.
+            runs = _float_part_in_fp16(network._onnx)
+        engine = Engine(ctx.version, runs, profiles, sorted(config._flags), strongly_typed, hw, ctx.gpu)
         if config._timing_cache is not None:
             config._timing_cache._entries.add(f"{ctx.gpu[1]}:{hash(network._onnx) & 0xffff:x}")
         return ctx.new("IHostMemory", _data=engine.serialize())
+
+
+def _float_part_in_fp16(data: bytes) -> bytes:
+    """The graph with every float tensor in FP16 and FP32 I/O (Q/DQ scales too: opset 19 takes them)."""
+    import onnx
+    from onnx import version_converter
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = _onnx_model(data)
+    if any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node):
+        opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+        if opset < 19:
+            del model.opset_import[:]
+            model.opset_import.extend([onnx.helper.make_opsetid("", opset)])
+            model = version_converter.convert_version(model, 19)
+    half = convert_float_to_float16(model, keep_io_types=True)
+    graph, ready = half.graph, {i.name for i in half.graph.input} | {i.name for i in half.graph.initializer} | {""}
+    ordered, pending = [], list(graph.node)
+    while pending:  # the converter appends its I/O casts last: put every node after its producers
+        node = next(n for n in pending if all(i in ready for i in n.input))
+        ordered.append(node)
+        ready.update(node.output)
+        pending.remove(node)
+    copies = [onnx.NodeProto() for _ in ordered]
+    for copy, node in zip(copies, ordered):
+        copy.CopyFrom(node)
+    del graph.node[:]
+    graph.node.extend(copies)
+    return half.SerializeToString()
 
 
 def _onnx_model(data: bytes):

@@ -95,11 +95,18 @@ def build_engine(onnx: str | Path, out: str | Path, options: BuildOptions, log: 
     trt = import_tensorrt()
     device = device or default_device()
     gpu = device.info()
-    plan = plan_build(info.precision, options, trt.__version__)
+    plan = plan_build(info.precision, options, trt.__version__, info.float_precision)
     parsed, calibration = _prepare_onnx(info, final, plan, options)
+    if plan.float_precision is not None and parsed.float_precision != plan.float_precision and plan.strongly_typed:
+        # a foreign Q/DQ ONNX edgeopt could not cast: its float layers run in FP32 on a strongly typed build
+        warnings.warn(f"{parsed.path.name}: its unquantized layers run in FP32 on TensorRT {trt.__version__} (strongly typed), "
+                      "slower than the FP16 that 8.6-10.x's FP16 flag gives them: cast its float part to FP16 (float16 "
+                      "Q/DQ scales, opset 19), or pass the ONNX from edgeopt calibrate", EdgeoptWarning, stacklevel=2)
+        plan = dataclasses.replace(plan, float_precision=parsed.float_precision)
     shapes = profile_shapes(parsed.input_shape, options, parsed.input_name)
     log(f"TensorRT {trt.__version__} on {gpu['gpu']} (sm {gpu['compute_capability']}): "
-        f"{options.precision.upper()} from {parsed.path.name}, flags {list(plan.builder_flags) or 'strongly typed'}, "
+        f"{options.precision.upper()}{f' (unquantized layers {plan.float_precision.upper()})' if plan.float_precision else ''} "
+        f"from {parsed.path.name}, flags {list(plan.builder_flags) or 'strongly typed'}, "
         f"profile {shapes}, workspace {options.workspace_gib} GiB, opt level {options.opt_level}, hw-compat {options.hw_compat}")
     t0 = time.perf_counter()
     serialized, timing_cache, legacy = _build_serialized(trt, parsed, plan, options, shapes, device, log, out.parent)
@@ -120,6 +127,7 @@ def build_engine(onnx: str | Path, out: str | Path, options: BuildOptions, log: 
                "input": parsed.input_name, "output": parsed.output_name, "io": parsed.io, "onnx_sha256": parsed.sha256,
                "metadata_source": parsed.source, "calibration": calibration, "build_options": options.to_dict(),
                "strongly_typed": plan.strongly_typed, "builder_flags": list(plan.builder_flags),
+               "float_precision": plan.float_precision,
                "hardware_compatible": options.hw_compat == "ampere+", "hw_compat": options.hw_compat,
                "build_seconds": round(seconds, 2)},
     )
@@ -158,21 +166,27 @@ def _verify_and_hand_over(staged: Path, final: Path, onnx: Path, manifest: Manif
 
 
 def _prepare_onnx(info: OnnxModelInfo, out: Path, plan: BuildPlan, options: BuildOptions) -> tuple[OnnxModelInfo, dict | None]:
-    """Run the export/calibrate stage first when the plan needs a converted ONNX."""
-    if plan.convert is None:
-        return info, None
-    if info.manifest is None:
-        raise ConfigError(f"{info.path.name} must be converted to {plan.convert.upper()} first, which needs an ONNX exported "
-                          f"by edgeopt (a manifest beside it); pass an {plan.convert.upper()} ONNX instead")
-    if plan.convert == "fp16":
-        from edgeopt.export import convert_onnx_to_fp16
+    """Run the export/calibrate stages first when the plan needs a converted ONNX."""
+    calibration = None
+    if plan.convert is not None:
+        if info.manifest is None:
+            raise ConfigError(f"{info.path.name} must be converted to {plan.convert.upper()} first, which needs an ONNX exported "
+                              f"by edgeopt (a manifest beside it); pass an {plan.convert.upper()} ONNX instead")
+        if plan.convert == "fp16":
+            from edgeopt.export import convert_onnx_to_fp16
 
-        return read_onnx_info(convert_onnx_to_fp16(info.path, out.with_suffix(".fp16.onnx"))), None
-    from edgeopt.calibrate import calibrate_onnx
+            return read_onnx_info(convert_onnx_to_fp16(info.path, out.with_suffix(".fp16.onnx"))), None
+        from edgeopt.calibrate import calibrate_onnx
 
-    result = calibrate_onnx(info.path, options.calib_data, out.with_suffix(".int8.onnx"), num_images=options.num_images,
-                            method=options.calib_method, batch_size=options.calib_batch_size)
-    return read_onnx_info(result.path), {"path": str(result.calibration_manifest), "method": options.calib_method}
+        result = calibrate_onnx(info.path, options.calib_data, out.with_suffix(".int8.onnx"), num_images=options.num_images,
+                                method=options.calib_method, batch_size=options.calib_batch_size)
+        info = read_onnx_info(result.path)
+        calibration = {"path": str(result.calibration_manifest), "method": options.calib_method}
+    if plan.cast_float_fp16 and info.manifest is not None and info.float_precision != "fp16":
+        from edgeopt.export import convert_qdq_float_to_fp16
+
+        info = read_onnx_info(convert_qdq_float_to_fp16(info.path, out.with_suffix(".int8-fp16.onnx")))
+    return info, calibration
 
 
 def _build_serialized(trt, info: OnnxModelInfo, plan: BuildPlan, options: BuildOptions, shapes, device: Device, echo,

@@ -35,6 +35,7 @@ class OnnxModelInfo:
     output_name: str
     source: str  # where classes/preprocessing came from: manifest, metadata, flags or unknown
     io: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # {"input"|"output": {name, dtype, shape}}
+    float_precision: str | None = None  # an INT8 (Q/DQ) ONNX's float part: fp16 when its scales are float16
 
 
 class DescribesInput(Protocol):
@@ -93,7 +94,20 @@ def read_onnx_info(path: str | Path, options: DescribesInput | None = None,
                  "shape": [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else -1 for d in v.type.tensor_type.shape.dim]}
           for role, v in (("input", inputs[0]), ("output", graph.output[0]))}
     return OnnxModelInfo(path, manifest.sha256 if manifest and manifest.sha256 else sha256_file(path), manifest, classes,
-                         preprocess, precision, inputs[0].name, shape, graph.output[0].name, source, io)
+                         preprocess, precision, inputs[0].name, shape, graph.output[0].name, source, io,
+                         _float_part(model) if precision == "int8" else None)
+
+
+def _float_part(model) -> str:
+    """fp16 when the DequantizeLinear scales are float16 (the dequantized tensors, and so the float
+    layers of a strongly typed network, are FP16), else fp32."""
+    from onnx import TensorProto
+
+    types = {i.name: i.data_type for i in model.graph.initializer}
+    types.update({n.output[0]: n.attribute[0].t.data_type for n in model.graph.node
+                  if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"})
+    scales = [types.get(n.input[1]) for n in model.graph.node if n.op_type == "DequantizeLinear" and len(n.input) > 1]
+    return "fp16" if scales and all(t == TensorProto.FLOAT16 for t in scales) else "fp32"
 
 
 def _precision(model, manifest: Manifest | None, meta: dict[str, str]) -> str:

@@ -10,6 +10,7 @@ from edgeopt.errors import ConfigError
 from edgeopt.trt.compat import HW_COMPAT_LEVELS, trt_generation
 
 PRECISIONS = ("fp16", "int8")
+INT8_FLOAT = ("fp16", "fp32")  # what the layers an INT8 engine leaves unquantized run in
 CALIBRATORS = ("entropy", "minmax")
 HW_COMPAT = tuple(HW_COMPAT_LEVELS)
 
@@ -39,6 +40,7 @@ class BuildOptions:
     num_images: int = 512
     calib_batch_size: int = 32
     calib_method: str = "entropy"  # for the explicit (Q/DQ) path when calibrating from FP32
+    int8_float: str = "fp16"  # INT8: the unquantized layers in FP16 (as 8.6-10.x's FP16 flag) or FP32
     img_size: int | None = None
     mean: tuple[float, float, float] | None = None
     std: tuple[float, float, float] | None = None
@@ -63,6 +65,8 @@ class BuildOptions:
             raise ConfigError(f"--workspace {self.workspace_gib} GiB is out of range: use (0, 1024]")
         if not 0 <= self.opt_level <= 5:
             raise ConfigError(f"--opt-level {self.opt_level} is out of range: use 0..5 (3 is TensorRT's default)")
+        if self.int8_float not in INT8_FLOAT:
+            raise ConfigError(f"--int8-float {self.int8_float!r} is unknown: use fp16 or fp32")
         if self.hw_compat not in HW_COMPAT:
             raise ConfigError(f"--hw-compat {self.hw_compat!r} is unknown: use one of {', '.join(HW_COMPAT)}")
 
@@ -90,10 +94,17 @@ class BuildPlan:
     builder_flags: tuple[str, ...]  # TensorRT 10: BuilderFlag names to set
     strongly_typed: bool
     legacy_calibrator: str | None
+    float_precision: str | None = None  # INT8: what the unquantized layers run in (fp16 or fp32)
+    cast_float_fp16: bool = False  # 11.x INT8: cast the Q/DQ ONNX's float part to FP16 before parsing
 
 
-def plan_build(onnx_precision: str, options: BuildOptions, trt_version: str) -> BuildPlan:
-    """Decide the path: which ONNX to parse, which conversions first, which flags; never a silent downgrade."""
+def plan_build(onnx_precision: str, options: BuildOptions, trt_version: str, onnx_float: str | None = None) -> BuildPlan:
+    """Decide the path: which ONNX to parse, which conversions first, which flags; never a silent downgrade.
+
+    ``onnx_float`` is an INT8 ONNX's float part (fp16 when its Q/DQ scales are float16). An INT8
+    engine's unquantized layers run in ``options.int8_float`` on every version: 8.6-10.x by the FP16
+    builder flag, 11.x (strongly typed: each layer runs in its tensors' type) by an FP16 float part
+    in the ONNX, which edgeopt casts when needed."""
     gen = trt_generation(trt_version)
     want = options.precision
     if options.calibrator is not None:
@@ -104,7 +115,8 @@ def plan_build(onnx_precision: str, options: BuildOptions, trt_version: str) -> 
             )
         if onnx_precision != "fp32":
             raise ConfigError(f"--calibrator calibrates an FP32 ONNX; this one is {onnx_precision}")
-        return BuildPlan(gen, "fp32", None, ("INT8", "FP16"), False, options.calibrator)
+        flags = ("INT8", "FP16") if options.int8_float == "fp16" else ("INT8",)
+        return BuildPlan(gen, "fp32", None, flags, False, options.calibrator, options.int8_float)
     convert = None
     if want == "fp16":
         if onnx_precision == "int8":
@@ -117,16 +129,21 @@ def plan_build(onnx_precision: str, options: BuildOptions, trt_version: str) -> 
         if onnx_precision == "fp32":
             if options.calib_data is None:
                 raise ConfigError(
-                    "--int8 from an FP32 ONNX needs --calib-data DIR (edgeopt calibrates it to Q/DQ first), "
+                    "--int8 from an FP32 ONNX needs --calib-data DIR (edgeopt calibrate converts it to Q/DQ first), "
                     "or pass a Q/DQ ONNX from edgeopt calibrate"
                 )
             convert = "int8"
+        if onnx_precision == "int8" and onnx_float == "fp16" and options.int8_float == "fp32":
+            raise ConfigError("this Q/DQ ONNX's float part is FP16 (float16 scales); for --int8-float fp32 pass the "
+                              "Q/DQ ONNX with FP32 scales from edgeopt calibrate")
     if gen >= 11:
-        return BuildPlan(gen, want, convert, (), True, None)
-    # TensorRT 10: explicit Q/DQ needs the INT8 flag; FP16 lets non-quantized layers run in half precision
-    flags = ("FP16",) if want == "fp16" else ("INT8", "FP16")
-    onnx_after = want if convert == "int8" else onnx_precision
-    return BuildPlan(gen, onnx_after, convert, flags, False, None)
+        cast = want == "int8" and options.int8_float == "fp16" and onnx_float != "fp16"
+        return BuildPlan(gen, want, convert, (), True, None, options.int8_float if want == "int8" else None, cast)
+    # TensorRT 8.6-10.x: explicit Q/DQ needs the INT8 flag; FP16 lets non-quantized layers run in half precision
+    if want == "fp16":
+        return BuildPlan(gen, onnx_precision, convert, ("FP16",), False, None)
+    flags = ("INT8", "FP16") if options.int8_float == "fp16" else ("INT8",)
+    return BuildPlan(gen, "int8", convert, flags, False, None, options.int8_float)
 
 
 def profile_shapes(input_shape: tuple[int | None, ...], options: BuildOptions, input_name: str = "input") -> dict[str, tuple[int, ...]]:

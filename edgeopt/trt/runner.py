@@ -30,6 +30,9 @@ class TensorRTRunner:
     def __init__(self, path: str | Path, cuda_graph: bool = False, device: Device | None = None) -> None:
         self.manifest = read_manifest(path, expect_kind="engine")
         self.precision = self.manifest.precision or "?"
+        self.float_precision = self.manifest.extra.get("float_precision")  # INT8: what its unquantized layers run in
+        if self.precision == "int8" and self.float_precision:
+            self.precision = f"int8+{self.float_precision}"
         trt = import_tensorrt()
         self.gpu = device or default_device()
         here = self.gpu.info()
