@@ -497,7 +497,7 @@ class _Builder:
                        _onnx=None, _logger=self._logger, _props={})
 
     def create_builder_config(self, ctx):
-        return ctx.new("IBuilderConfig", _flags=set(), _profiles=[], _calib_profile=None, _timing_cache=None,
+        return ctx.new("IBuilderConfig", _flags=set(), _profiles=[], _calib_profile=None, _timing_cache=None, _logger=self._logger,
                        _props={"builder_optimization_level": 3, "int8_calibrator": None,
                                "hardware_compatibility_level": ctx.enum("HardwareCompatibilityLevel", "NONE")},
                        _pools={})
@@ -794,7 +794,13 @@ class _IBuilderConfig:
         entries, device = set(), ctx.gpu[1]
         if data:
             if not data.startswith(b"TIMING-CACHE\n"):
-                return None  # a corrupt cache: createTimingCache returns nullptr
+                # a corrupt cache is logged at ERROR (NVIDIA/TensorRT#3566, TensorRT 8.6.1.6: "Error Code 1:
+                # Serialization (Serialization assertion magicTagRead == kMAGIC_TAG failed.Magic tag does not
+                # match)", then "4: The timing cache will not be used!"); createTimingCache returns nullptr
+                _log(ctx, self._logger, "ERROR", "1: [stdArchiveReader.cpp::StdArchiveReaderInitCommon::36] Error Code 1: "
+                     "Serialization (Serialization assertion magicTagRead == kMAGIC_TAG failed.Magic tag does not match)")
+                _log(ctx, self._logger, "ERROR", "4: The timing cache will not be used!")
+                return None
             lines = data.decode().splitlines()[1:]
             device = lines[0]
             entries = set(lines[1:])

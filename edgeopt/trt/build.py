@@ -12,6 +12,7 @@ this module against a double of every supported version's real bindings.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 import warnings
@@ -65,12 +66,24 @@ class _Log:
 
             def log(self, level, msg) -> None:
                 if level in keep:
-                    (outer.errors if level != severity.WARNING else outer.warnings).append(str(msg))
+                    errors = outer.handled if outer.handling else outer.errors
+                    (errors if level != severity.WARNING else outer.warnings).append(str(msg))
                     echo(f"TensorRT {level.name}: {msg}")
 
         self.errors: list[str] = []
         self.warnings: list[str] = []
+        self.handled: list[str] = []  # errors of calls whose failure edgeopt handles (a rejected timing cache)
+        self.handling = False
         self.logger = Logger()
+
+    @contextlib.contextmanager
+    def handled_errors(self):
+        """Errors TensorRT logs inside this block are shown but never quoted as the build's error."""
+        self.handling = True
+        try:
+            yield
+        finally:
+            self.handling = False
 
     def first_error(self, default: str) -> str:
         return self.errors[0] if self.errors else default
@@ -210,8 +223,10 @@ def _build_serialized(trt, info: OnnxModelInfo, plan: BuildPlan, options: BuildO
         raise ConfigError(f"TensorRT rejected the optimization profile {shapes} for input {info.input_name!r}: "
                           f"{log.first_error('check --min-batch/--opt-batch/--max-batch')}")
     cache_bytes = options.timing_cache.read_bytes() if options.timing_cache and options.timing_cache.exists() else b""
-    timing_cache = config.create_timing_cache(cache_bytes)
-    if timing_cache is None or not config.set_timing_cache(timing_cache, False):
+    with log.handled_errors():  # a rejected cache is logged at ERROR, and replaced below: not the build's error
+        timing_cache = config.create_timing_cache(cache_bytes)
+        accepted = timing_cache is not None and config.set_timing_cache(timing_cache, False)
+    if not accepted:
         warnings.warn(f"timing cache {options.timing_cache} was made on another GPU or TensorRT, or is corrupt: "
                       "starting a new one (it will be replaced)", EdgeoptWarning, stacklevel=2)
         timing_cache = config.create_timing_cache(b"")

@@ -81,6 +81,29 @@ def test_fp16_engine_builds_runs_and_matches_onnxruntime(fake_trt, tiny_onnx: Pa
     assert again.exit_code == 0 and "another GPU" not in again.output
 
 
+def test_a_rejected_timing_cache_is_not_quoted_as_the_build_error(fake_trt, tiny_onnx: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """TensorRT logs a corrupt timing cache at ERROR and builds on without it; when the build then fails
+    for its own reason, the one-line error quotes that reason."""
+    cache = tmp_path / "timing.cache"
+    cache.write_bytes(b"not a timing cache")
+    ok = _build([str(tiny_onnx), "--fp16", "--out", str(tmp_path / "ok.engine"), "--timing-cache", str(cache)])
+    assert ok.exit_code == 0, ok.output
+    assert "another GPU or TensorRT, or is corrupt" in ok.output and cache.read_bytes().startswith(b"TIMING-CACHE")
+    cache.write_bytes(b"not a timing cache")
+    builder = fake_trt.Builder
+
+    def failing(self, network, config):
+        self._logger.log(fake_trt.ILogger.Severity.ERROR, "Error Code 4: Internal Error (the layer has no implementation)")
+        return None
+
+    monkeypatch.setattr(builder, "build_serialized_network", failing)
+    bad = _build([str(tiny_onnx), "--fp16", "--out", str(tmp_path / "bad.engine"), "--timing-cache", str(cache)])
+    assert bad.exit_code == 1
+    error = next(line for line in bad.output.splitlines() if "could not build the engine" in line)
+    assert "no implementation" in error and "timing cache" not in error and "Magic tag" not in error
+
+
 def test_int8_engine_from_a_qdq_onnx(fake_trt, tiny_onnx: Path, synth_data: Path, tmp_path: Path) -> None:
     from edgeopt.calibrate import calibrate_onnx
 
