@@ -550,7 +550,8 @@ class _Builder:
             # may run any layer that is not INT8 in FP16 when it is faster. The double takes the numerically
             # worst choice, every float layer in FP16 (I/O stays FP32), so tests meet a real engine's error.
             runs = _float_part_in_fp16(network._onnx)
-        engine = Engine(ctx.version, runs, profiles, sorted(config._flags), strongly_typed, hw, ctx.gpu)
+        flags = sorted(config._flags | {f"preview:{p}" for p in config.__dict__.get("_preview", ())})
+        engine = Engine(ctx.version, runs, profiles, flags, strongly_typed, hw, ctx.gpu)
         if config._timing_cache is not None:
             config._timing_cache._entries.add(f"{ctx.gpu[1]}:{hash(network._onnx) & 0xffff:x}")
         return ctx.new("IHostMemory", _data=engine.serialize())
@@ -774,6 +775,10 @@ class _IBuilderConfig:
     def set_flag(self, ctx, flag):
         self._flags.add(flag.name)
 
+    def set_preview_feature(self, ctx, feature, enable):
+        self.__dict__.setdefault("_preview", set())
+        (self._preview.add if enable else self._preview.discard)(feature.name)
+
     def get_flag(self, ctx, flag):
         return flag.name in self._flags
 
@@ -888,7 +893,15 @@ class _ICudaEngine:
         return _dims(ctx, t["shape"] if t else ())
 
     def create_execution_context(self, ctx, *args, **kwargs):
-        return ctx.new("IExecutionContext", _engine=self, _shapes={}, _addresses={}, _session=None, _props={}, _ctx=ctx)
+        # 8.6: createExecutionContext "will call setOptimizationProfile(0) implicitly if there are no other
+        # execution contexts assigned to optimization profile 0" (NvInferRuntime.h v8.6.1), and contexts share
+        # a profile only with PreviewFeature kPROFILE_SHARING_0806, which "defaults to false" (NvInfer.h
+        # v8.6.1); from 10.0 the newly created context "will be assigned optimization profile 0" always
+        contexts = self.__dict__.setdefault("_contexts", 0)
+        shared = ctx.major >= 10 or "preview:PROFILE_SHARING_0806" in self._engine.flags
+        self.__dict__["_contexts"] = contexts + 1
+        return ctx.new("IExecutionContext", _engine=self, _shapes={}, _addresses={}, _session=None, _props={}, _ctx=ctx,
+                       _profile=0 if contexts == 0 or shared or not self._engine.profiles else None)
 
 
 class _IExecutionContext:
@@ -903,6 +916,10 @@ class _IExecutionContext:
         if tensor is None or tensor["mode"] != "INPUT":
             return False
         profiles = self._engine._engine.profiles
+        if profiles and self.__dict__.get("_profile", 0) is None:
+            _log(ctx, self._engine._logger, "ERROR", "IExecutionContext::setInputShape: no optimization profile is "
+                 "selected for this context (profile 0 belongs to another context; build with profile sharing)")
+            return False
         if profiles:
             lo, _, hi = profiles[0][name]
             if len(dims) != len(lo) or not all(a <= d <= b for a, d, b in zip(lo, dims, hi)):

@@ -33,6 +33,7 @@ from edgeopt.trt.compat import (
     hardware_compatibility_level,
     import_tensorrt,
     network_flags,
+    parse_version,
 )
 from edgeopt.trt.device import Device, default_device
 from edgeopt.trt.model_info import OnnxModelInfo, read_onnx_info
@@ -140,7 +141,7 @@ def build_engine(onnx: str | Path, out: str | Path, options: BuildOptions, log: 
                "input": parsed.input_name, "output": parsed.output_name, "io": parsed.io, "onnx_sha256": parsed.sha256,
                "metadata_source": parsed.source, "calibration": calibration, "build_options": options.to_dict(),
                "strongly_typed": plan.strongly_typed, "builder_flags": list(plan.builder_flags),
-               "float_precision": plan.float_precision,
+               "float_precision": plan.float_precision, "profile_sharing": True,
                "hardware_compatible": options.hw_compat == "ampere+", "hw_compat": options.hw_compat,
                "build_seconds": round(seconds, 2)},
     )
@@ -217,6 +218,10 @@ def _build_serialized(trt, info: OnnxModelInfo, plan: BuildPlan, options: BuildO
     config.builder_optimization_level = options.opt_level
     if options.hw_compat != "none":
         config.hardware_compatibility_level = hardware_compatibility_level(trt, options.hw_compat)
+    if parse_version(trt.__version__)[0] < 10:
+        # 8.6: contexts share profile 0 only with this preview feature (NvInfer.h v8.6.1: "defaults to false");
+        # the runner gives each CUDA-graphed shape its own context. Always on from 10.0.
+        config.set_preview_feature(trt.PreviewFeature.PROFILE_SHARING_0806, True)
     profile = builder.create_optimization_profile()
     _set_profile_shape(profile, info.input_name, shapes["min"], shapes["opt"], shapes["max"])
     if config.add_optimization_profile(profile) < 0:

@@ -59,6 +59,10 @@ class TensorRTRunner:
         self.output_dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(self.output)))
         self.batch_profile = self.manifest.extra.get("profile", {})
         self.cuda_graph = cuda_graph
+        from edgeopt.trt.compat import parse_version
+
+        # contexts share profile 0 from 10.0; on 8.6 only when built with PROFILE_SHARING_0806 (edgeopt does)
+        self.profile_sharing = parse_version(trt.__version__)[0] >= 10 or bool(self.manifest.extra.get("profile_sharing"))
         # with graphs: one context per batch shape, its shape and addresses set once (trtexec's rule)
         self._contexts: dict[tuple[int, ...], Any] = {}
         self._graphs: dict[tuple[int, ...], Callable[[], None] | None] = {}  # None: capture failed, plain enqueue
@@ -66,6 +70,13 @@ class TensorRTRunner:
 
     def _context_for(self, shape: tuple[int, ...]) -> Any:
         if not self.cuda_graph:
+            return self.context
+        if not self.profile_sharing:  # an 8.6 engine built without profile sharing: one context, re-captured
+            if self._contexts and shape not in self._contexts:
+                self._contexts.clear()
+                self._graphs.clear()  # captured at another shape: invalid once the context changes shape
+                self._buffers.clear()
+            self._contexts[shape] = self.context
             return self.context
         if shape not in self._contexts:
             context = self.context if not self._contexts else self.engine.create_execution_context()

@@ -244,6 +244,33 @@ def test_cuda_graphs_get_a_context_per_shape(fake_trt, tiny_onnx: Path, tmp_path
     assert len({id(c) for c in graphed._contexts.values()}) == 2
 
 
+@pytest.mark.parametrize("trt_version", ["8.6.1"])
+def test_an_8_6_engine_without_profile_sharing_recaptures_on_one_context(fake_trt, tiny_onnx: Path, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """8.6 contexts share profile 0 only with PROFILE_SHARING_0806 (edgeopt's builds set it); an engine
+    built without it gets one context whose graphs are dropped and re-captured when the shape changes."""
+    from edgeopt.trt.runner import TensorRTRunner
+
+    shared = tmp_path / "shared.engine"
+    assert _build([str(tiny_onnx), "--fp16", "--out", str(shared), "--max-batch", "8"]).exit_code == 0
+    assert json.loads(Path(str(shared) + ".json").read_text())["extra"]["profile_sharing"] is True
+    monkeypatch.setattr(fake_trt.IBuilderConfig, "set_preview_feature", lambda self, feature, enable: None)
+    engine = tmp_path / "m.engine"
+    assert _build([str(tiny_onnx), "--fp16", "--out", str(engine), "--max-batch", "8"]).exit_code == 0
+    manifest = Path(str(engine) + ".json")
+    record = json.loads(manifest.read_text())
+    record["extra"]["profile_sharing"] = False  # as an engine built by an edgeopt before this rule
+    manifest.write_text(json.dumps(record))
+    raw = TensorRTRunner(engine)
+    second = raw.engine.create_execution_context()
+    assert not second.set_input_shape(raw.input, (2, 3, 32, 32))  # the double's rule: no profile for it
+    graphed, plain = TensorRTRunner(engine, cuda_graph=True), TensorRTRunner(engine)
+    for n in (2, 3, 2):
+        x = _inputs(n, seed=n)
+        np.testing.assert_allclose(graphed.run(x), plain.run(x), rtol=1e-6)
+    assert fake_trt.device.captured == 3
+
+
 def test_a_failed_capture_runs_that_shape_without_a_graph(fake_trt, tiny_onnx: Path, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """An enqueue that fails inside the capture (and only there) ends the capture, warns, and the
