@@ -599,9 +599,20 @@ def _calibrate(ctx: _Context, logger, calibrator, network, profile) -> bool:
             # utils.h getOverride(): "Method: X was not overriden" and the null py::function is called
             raise DoubleViolation(f"the calibrator does not override {method}(); TensorRT's trampoline calls the missing "
                                   "override (pyInt8.cpp) and the build fails or crashes")
+    algo = "EntropyCalibration2" if isinstance(calibrator, ctx.classes["IInt8EntropyCalibrator2"]) else "MinMaxCalibration"
+    major, minor, patch = (int(x) for x in ctx.version.split(".")[:3])
+    # the cache's first line is "TRT-<version>-<algorithm>": TRT-8203-EntropyCalibration2 (TensorRT 8.2.3,
+    # NVIDIA/TensorRT#2036), TRT-100001-EntropyCalibration2 (10.0.1, NVIDIA's trt-samples cookbook)
+    header = f"TRT-{major * (10000 if major >= 10 else 1000) + minor * 100 + patch}-{algo}"
     cache = calibrator.read_calibration_cache()
     if cache is not None and len(memoryview(_as_buffer(cache)).cast("B")) > 0:
-        return True  # a cache replaces calibration (IInt8Calibrator::readCalibrationCache docs)
+        first = bytes(memoryview(_as_buffer(cache)).cast("B")).split(b"\n", 1)[0].decode(errors="replace")
+        if first == header:
+            return True  # a cache replaces calibration (IInt8Calibrator::readCalibrationCache docs)
+        # a cache of another version or algorithm "will not be used if these do not [match] the settings
+        # of the current calibrator" (NvInfer.h); "trt will skip the file if it is incompatible"
+        # (NVIDIA/TensorRT#1378): TensorRT calibrates again
+        _log(ctx, logger, "WARNING", f"calibration cache header {first!r} does not match {header!r}: not used")
     calibrator.get_batch_size()  # still called by the builder (deprecated for explicit batch)
     if profile is None:
         _log(ctx, logger, "ERROR", "calibration needs an optimization profile")
@@ -630,8 +641,7 @@ def _calibrate(ctx: _Context, logger, calibrator, network, profile) -> bool:
         _log(ctx, logger, "ERROR", "Calibration failure occurred with no scaling factors detected")
         return False
     table = "".join(f"{k}: {np.float32(v / 127).view(np.uint32):08x}\n" for k, v in stats.items())
-    algo = "EntropyCalibration2" if isinstance(calibrator, ctx.classes["IInt8EntropyCalibrator2"]) else "MinMaxCalibration"
-    blob = f"TRT-{ctx.version.replace('.', '')[:4]}-{algo}\n{table}".encode()
+    blob = f"{header}\n{table}".encode()
     calibrator.write_calibration_cache(memoryview(blob))
     calibrator._double_batches = batches
     return True
@@ -815,6 +825,12 @@ class _IBuilderConfig:
         # IBuilderConfig::setTimingCache: false when the cache was made on another device and
         # ignore_mismatch is false
         if cache._device != ctx.gpu[1] and not ignore_mismatch:
+            # logged at ERROR, and the build goes on without it (NVIDIA trt-samples cookbook,
+            # 07-Tool/FP16Tuning/log-main.py.log, TensorRT 10.16: "[E] [timingCache.cpp::validate::952] Error
+            # Code 4: API Usage Error (Timing cache header mismatch: ... The incoming cache will not be used!)")
+            _log(ctx, self._logger, "ERROR", "[timingCache.cpp::validate::952] Error Code 4: API Usage Error (Timing "
+                 f"cache header mismatch: incoming cache device {cache._device}, runtime device {ctx.gpu[1]}. "
+                 "The incoming cache will not be used!)")
             return False
         self._timing_cache = cache
         return True

@@ -190,6 +190,14 @@ def test_legacy_calibrator_serves_the_calibration_profile_batch(fake_trt, tiny_o
     assert again.exit_code == 0, again.output
     record = json.loads((tmp_path / "m.engine.json").read_text())["extra"]["calibration"]
     assert record["cache_hit"] and record["batches"] == 0
+    # a cache TensorRT does not accept (another version's header) is offered, skipped, and recalibrated:
+    # not a hit, and the cache is replaced by this version's
+    cache.write_bytes(b"TRT-7103-EntropyCalibration2\n" + cache.read_bytes().split(b"\n", 1)[1])
+    third = _build(args)
+    assert third.exit_code == 0, third.output
+    record = json.loads((tmp_path / "m.engine.json").read_text())["extra"]["calibration"]
+    assert not record["cache_hit"] and record["batches"] == 3
+    assert not cache.read_bytes().startswith(b"TRT-7103")
 
 
 @pytest.mark.parametrize("level", ["ampere+", "same-cc"])
