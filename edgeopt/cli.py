@@ -257,6 +257,7 @@ def info_cmd(
     target: Annotated[str, typer.Argument(help="An artifact (best.pt, model.onnx, model.engine), a model name or a YAML file.")],
     img_size: Annotated[int, typer.Option("--img-size", help="Input size for a model name or YAML.")] = 96,
     num_classes: Annotated[int, typer.Option("--num-classes", min=2)] = 6,
+    layers: Annotated[bool, typer.Option("--layers", help="A TensorRT engine: every layer (type, precision, tactic, ONNX nodes).")] = False,
 ) -> None:
     """What an artifact is (manifest) or what a model costs (MACs, params) at an input size."""
     from edgeopt.artifacts import suffix_kind
@@ -265,8 +266,15 @@ def info_cmd(
     if suffix_kind(path) is not None:
         from edgeopt.evaluate import artifact_manifest
 
-        render_manifest(path, artifact_manifest(path))
+        manifest = artifact_manifest(path)
+        render_manifest(path, manifest)
+        if layers:
+            from edgeopt.render import render_engine_layers
+
+            render_engine_layers(path, manifest)
         return
+    if layers:
+        raise typer.BadParameter("--layers lists the layers of a built engine: pass a .engine file", param_hint="--layers")
     from edgeopt.models import count_complexity, create_model
 
     model, arch = create_model(target, num_classes)

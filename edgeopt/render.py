@@ -189,6 +189,29 @@ def render_manifest(path, m) -> None:
     console.print(table)
 
 
+def render_engine_layers(path, m) -> None:
+    """``edgeopt info model.engine --layers``: every layer of the engine, as its inspector listed it."""
+    from edgeopt.errors import ArtifactError
+
+    layers = m.extra.get("layers") if m.kind == "engine" else None
+    if m.kind != "engine":
+        raise ArtifactError(f"{path} is a {m.kind}: --layers lists the layers of a TensorRT engine (.engine)")
+    if not layers:
+        raise ArtifactError(f"{path}: its manifest has no layer list (built by an older edgeopt, or the inspector gave "
+                            "none); rebuild it with edgeopt build-engine")
+    s = m.extra.get("layer_summary") or {}
+    title = (f"{path}: {len(layers)} layers, {s.get('reformats', 0)} reformat; "
+             f"{s.get('onnx_nodes_mapped', '?')} of {s.get('onnx_nodes', '?')} ONNX nodes named")
+    table = Table(title=title)
+    for col in ("#", "layer", "type", "precision", "in -> out", "tactic", "ONNX nodes"):
+        table.add_column(col, justify="right" if col == "#" else "left")
+    for i, layer in enumerate(layers):
+        table.add_row(str(i), escape(layer["name"]), layer["type"], layer["precision"],
+                      f"{','.join(layer['inputs'])} -> {','.join(layer['outputs'])}", escape(str(layer.get("tactic") or "")),
+                      escape(", ".join(layer["onnx"])) if layer["onnx"] else ("(reformat)" if layer["reformat"] else "-"))
+    console.print(table)
+
+
 def render_fallback(result) -> None:
     """``calibrate --max-f1-drop`` / ``--max-disagreement``: the layer table and the score it reached."""
     labelled = result.metric == "macro_f1"

@@ -194,14 +194,15 @@ class Engine:
     """What the double serializes: the parsed ONNX and the build's settings."""
 
     def __init__(self, version: str, onnx_bytes: bytes, profiles: list[dict], flags: list[str],
-                 strongly_typed: bool, hw_compat: str, gpu: tuple[str, str]) -> None:
+                 strongly_typed: bool, hw_compat: str, gpu: tuple[str, str], added: list[str] = ()) -> None:
         self.version, self.onnx_bytes, self.profiles, self.flags = version, onnx_bytes, profiles, flags
         self.strongly_typed, self.hw_compat, self.gpu = strongly_typed, hw_compat, gpu
+        self.added = list(added)  # nodes the double added to emulate the FP16 flag: reformats, not ONNX layers
 
     def serialize(self) -> bytes:
         header = json.dumps({"version": self.version, "profiles": self.profiles, "flags": self.flags,
                              "strongly_typed": self.strongly_typed, "hw_compat": self.hw_compat,
-                             "gpu": list(self.gpu)}).encode()
+                             "gpu": list(self.gpu), "added": self.added}).encode()
         return MAGIC + len(header).to_bytes(4, "little") + header + self.onnx_bytes
 
     @classmethod
@@ -214,7 +215,8 @@ class Engine:
             h = json.loads(rest[4:4 + n])
         except ValueError:
             return None
-        return cls(h["version"], rest[4 + n:], h["profiles"], h["flags"], h["strongly_typed"], h["hw_compat"], tuple(h["gpu"]))
+        return cls(h["version"], rest[4 + n:], h["profiles"], h["flags"], h["strongly_typed"], h["hw_compat"], tuple(h["gpu"]),
+                   h.get("added", []))
 
 
 def make_tensorrt(version: str, memory: Memory | None = None, gpu: tuple[str, str] = ("NVIDIA H100 80GB HBM3", "9.0")):
@@ -499,7 +501,9 @@ class _Builder:
     def create_builder_config(self, ctx):
         return ctx.new("IBuilderConfig", _flags=set(), _profiles=[], _calib_profile=None, _timing_cache=None, _logger=self._logger,
                        _props={"builder_optimization_level": 3, "int8_calibrator": None,
-                               "hardware_compatibility_level": ctx.enum("HardwareCompatibilityLevel", "NONE")},
+                               "hardware_compatibility_level": ctx.enum("HardwareCompatibilityLevel", "NONE"),
+                               # NvInfer.h: "the default is kLAYER_NAMES_ONLY"
+                               "profiling_verbosity": ctx.enum("ProfilingVerbosity", "LAYER_NAMES_ONLY")},
                        _pools={})
 
     def create_optimization_profile(self, ctx):
@@ -544,14 +548,16 @@ class _Builder:
             if not ok:
                 return None
         hw = config._props["hardware_compatibility_level"].name
-        runs = network._onnx
+        runs, parsed_nodes = network._onnx, {n.name for n in _onnx_model(network._onnx).graph.node}
         if not strongly_typed and "FP16" in config._flags:
             # developer guide, "Reduced Precision" / BuilderFlag.FP16 (weakly typed networks): the builder
             # may run any layer that is not INT8 in FP16 when it is faster. The double takes the numerically
             # worst choice, every float layer in FP16 (I/O stays FP32), so tests meet a real engine's error.
             runs = _float_part_in_fp16(network._onnx)
-        flags = sorted(config._flags | {f"preview:{p}" for p in config.__dict__.get("_preview", ())})
-        engine = Engine(ctx.version, runs, profiles, flags, strongly_typed, hw, ctx.gpu)
+        flags = sorted(config._flags | {f"preview:{p}" for p in config.__dict__.get("_preview", ())}
+                       | {f"verbosity:{config._props['profiling_verbosity'].name}"})
+        added = [n.name for n in _onnx_model(runs).graph.node if n.name not in parsed_nodes]
+        engine = Engine(ctx.version, runs, profiles, flags, strongly_typed, hw, ctx.gpu, added)
         if config._timing_cache is not None:
             config._timing_cache._entries.add(f"{ctx.gpu[1]}:{hash(network._onnx) & 0xffff:x}")
         return ctx.new("IHostMemory", _data=engine.serialize())
@@ -882,6 +888,9 @@ class _Runtime:
 
 
 class _ICudaEngine:
+    def create_engine_inspector(self, ctx):
+        return ctx.new("EngineInspector", _engine=self, _props={})
+
     def get_num_io_tensors(self, ctx):
         return len(self._io)
 
@@ -1016,6 +1025,69 @@ def replay_recorded(recorded: list) -> None:
         _enqueue(context.__dict__["_ctx"], context)
 
 
+_FORMATS = {"INT8": "Four wide channel vectorized row major Int8 format", "FP16": "Row major linear FP16 format",
+            "FP32": "Row major linear FP32"}  # Format/Datatype strings of trex's example engines
+_LAYER_TYPES = {"Conv": "CaskConvolution", "Gemm": "CaskGemmMatrixMultiply", "MatMul": "CaskGemmMatrixMultiply",
+                "GlobalAveragePool": "CaskPooling", "AveragePool": "CaskPooling", "MaxPool": "TiledPooling",
+                "ReduceMean": "CaskPooling", "Flatten": "NoOp", "Reshape": "Shuffle"}
+
+
+class _EngineInspector:
+    """The inspector's JSON as NVIDIA's trt-engine-explorer reads it (NVIDIA/TensorRT v10.13.3,
+    tools/experimental/trt-engine-explorer: examples/*/resnet.onnx.engine.graph.json and trex/parser.py):
+    ``{"Layers": [...], "Bindings": [...]}``; each layer has Name, LayerType, Inputs/Outputs with
+    Format/Datatype, TacticName/TacticValue and, since 8.6, Metadata ``[ONNX Layer: <node>]`` joined by
+    ``\x1e``. With the default LAYER_NAMES_ONLY verbosity only names are given (developer guide, "Engine
+    Inspector"). The double's layers are the engine's ONNX nodes with each Q/DQ pair fused into the layer it
+    feeds (a QuantizeLinear on the network input becomes a Reformat layer, as in trex's QAT example) and each
+    Cast the double added to emulate the FP16 flag a Reformat; TensorRT's other fusions are not modelled."""
+
+    def get_engine_information(self, ctx, format):
+        import onnx
+
+        engine = self._engine._engine
+        model = onnx.shape_inference.infer_shapes(_onnx_model(engine.onnx_bytes))
+        graph = model.graph
+        types = {v.name: v.type.tensor_type.elem_type for v in (*graph.input, *graph.output, *graph.value_info)}
+        types.update({i.name: i.data_type for i in graph.initializer})
+        producer = {o: n for n in graph.node for o in n.output}
+        inputs = {v.name for v in graph.input}
+        detailed = "verbosity:DETAILED" in engine.flags
+
+        def dtype(tensor: str) -> str:
+            node = producer.get(tensor)
+            if node is not None and node.op_type == "QuantizeLinear":
+                return "INT8"
+            return {onnx.TensorProto.FLOAT16: "FP16"}.get(types.get(tensor), "FP32")
+
+        layers = []
+        for node in graph.node:
+            if node.op_type == "DequantizeLinear" or (node.op_type == "QuantizeLinear" and node.input[0] not in inputs):
+                continue  # fused into the layer the pair feeds
+            fused = [producer[i].name for i in node.input if i in producer and producer[i].op_type == "DequantizeLinear"]
+            fused.append(node.name)
+            reformat = node.name in engine.added or node.op_type == "QuantizeLinear"
+            ins = [i for i in node.input if i and i not in {x.name for x in graph.initializer}]
+            precision = "INT8" if len(fused) > 1 else dtype(ins[0]) if ins else "FP32"
+            name = f"Reformatting CopyNode for Output Tensor 0 to {node.name}" if node.name in engine.added else " + ".join(fused)
+            layer = {"Name": name, "LayerType": "Reformat" if reformat else _LAYER_TYPES.get(node.op_type, "PointWiseV2"),
+                     "Inputs": [{"Name": i, "Location": "Device", "Format/Datatype": _FORMATS[precision]} for i in ins[:1]],
+                     "Outputs": [{"Name": o, "Location": "Device",
+                                  "Format/Datatype": _FORMATS["INT8" if node.op_type == "QuantizeLinear" else dtype(o)]}
+                                 for o in node.output],
+                     "TacticValue": f"0x{abs(hash(name)) & 0xffffffffffff:016x}"}
+            if not reformat:
+                layer["TacticName"] = f"sm{ctx.gpu[1].replace('.', '')}_xmma_{precision.lower()}_{node.op_type.lower()}"
+                layer["Metadata"] = "\x1e".join(f"[ONNX Layer: {n}]" for n in fused)
+            else:
+                layer["Origin"] = "REFORMAT" if node.name in engine.added else "QDQ"
+            layers.append(layer if detailed else layer["Name"])
+        # 11.0 migration guide (IEngineInspector): "The Bindings field ... has been removed. It is replaced by the
+        # new I/O Tensors field"
+        io_key = "I/O Tensors" if ctx.major >= 11 else "Bindings"
+        return json.dumps({"Layers": layers, io_key: [t["name"] for t in self._engine._io]})
+
+
 class _Calibrator:
     def __init__(self, ctx):
         pass
@@ -1046,7 +1118,7 @@ BEHAVIOURS: dict[str, Any] = {
     "IOptimizationProfile": _IOptimizationProfile, "IBuilderConfig": _IBuilderConfig, "ITimingCache": _ITimingCache,
     "IHostMemory": _IHostMemory, "Runtime": _Runtime, "ICudaEngine": _ICudaEngine,
     "IExecutionContext": _IExecutionContext, "IInt8Calibrator": _Calibrator, "IInt8EntropyCalibrator2": _Calibrator,
-    "IInt8MinMaxCalibrator": _Calibrator,
+    "IInt8MinMaxCalibrator": _Calibrator, "EngineInspector": _EngineInspector,
 }
 
 

@@ -133,6 +133,11 @@ def build_engine(onnx: str | Path, out: str | Path, options: BuildOptions, log: 
         atomic_write_bytes(options.timing_cache, timing_cache)
     log(f"built {out} ({len(data) / 1e6:.2f} MB) in {seconds:.1f}s")
     calibration = calibration or legacy
+    layers, layer_summary = _engine_layers(trt, data, parsed.path, log)
+    if layer_summary:
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(layer_summary["precision"].items()))
+        log(f"{layer_summary['layers']} engine layers ({counts}; {layer_summary['reformats']} reformat), "
+            f"{layer_summary['onnx_nodes_mapped']} of {layer_summary['onnx_nodes']} ONNX nodes named: edgeopt info {final.name} --layers")
     engine_manifest = Manifest(
         kind="engine", classes=parsed.classes, preprocess=parsed.preprocess,
         arch=parsed.manifest.arch if parsed.manifest else {}, precision=options.precision,
@@ -142,6 +147,7 @@ def build_engine(onnx: str | Path, out: str | Path, options: BuildOptions, log: 
                "metadata_source": parsed.source, "calibration": calibration, "build_options": options.to_dict(),
                "strongly_typed": plan.strongly_typed, "builder_flags": list(plan.builder_flags),
                "float_precision": plan.float_precision, "profile_sharing": True,
+               "layer_summary": layer_summary, "layers": layers,
                "hardware_compatible": options.hw_compat == "ampere+", "hw_compat": options.hw_compat,
                "build_seconds": round(seconds, 2)},
     )
@@ -150,6 +156,23 @@ def build_engine(onnx: str | Path, out: str | Path, options: BuildOptions, log: 
     if verify is not None:
         out, verification = _verify_and_hand_over(out, final, onnx, engine_manifest, parsed.path, verify, log)
     return BuildResult(out, plan, trt.__version__, seconds, len(data), parsed.path, calibration, verification)
+
+
+def _engine_layers(trt, data: bytes, onnx: Path, echo: Callable[[str], None]) -> tuple[list | None, dict | None]:
+    """The engine inspector's layer list, mapped to the parsed ONNX's node names (None when it cannot say)."""
+    import onnx as onnx_lib
+
+    from edgeopt.trt.layers import inspect_engine, parse_layers, summarize
+
+    nodes = {n.name for n in onnx_lib.load(str(onnx), load_external_data=False).graph.node
+             if n.name and n.op_type not in ("QuantizeLinear", "DequantizeLinear")}
+    text = inspect_engine(trt, _Log(trt, echo).logger, data)
+    layers = parse_layers(text, nodes) if text else []
+    if not layers:
+        warnings.warn("TensorRT's engine inspector gave no layer list; the manifest has none (edgeopt info --layers "
+                      "will say so)", EdgeoptWarning, stacklevel=3)
+        return None, None
+    return layers, summarize(layers, nodes)
 
 
 def _verify_and_hand_over(staged: Path, final: Path, onnx: Path, manifest: Manifest, parsed: Path, config: VerifyConfig,
@@ -222,6 +245,9 @@ def _build_serialized(trt, info: OnnxModelInfo, plan: BuildPlan, options: BuildO
         # 8.6: contexts share profile 0 only with this preview feature (NvInfer.h v8.6.1: "defaults to false");
         # the runner gives each CUDA-graphed shape its own context. Always on from 10.0.
         config.set_preview_feature(trt.PreviewFeature.PROFILE_SHARING_0806, True)
+    # every layer's type, precision, formats and tactic in the engine, for the inspector (trtexec's
+    # --profilingVerbosity=detailed); the default LAYER_NAMES_ONLY gives names alone
+    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
     profile = builder.create_optimization_profile()
     _set_profile_shape(profile, info.input_name, shapes["min"], shapes["opt"], shapes["max"])
     if config.add_optimization_profile(profile) < 0:

@@ -119,6 +119,40 @@ def test_int8_engine_from_a_qdq_onnx(fake_trt, tiny_onnx: Path, synth_data: Path
     assert extra["float_precision"] == "fp16"  # the unquantized layers in FP16 on every version
 
 
+def test_every_engine_layer_is_in_the_manifest_and_named_by_onnx_node(fake_trt, tiny_onnx: Path, synth_data: Path,
+                                                                      tmp_path: Path) -> None:
+    """Built with DETAILED profiling verbosity, the inspector's layers (type, precision, tactic) go into
+    the manifest, mapped back to the ONNX node names; `edgeopt info --layers` prints them."""
+    import onnx
+
+    from edgeopt.calibrate import calibrate_onnx
+
+    qdq = calibrate_onnx(tiny_onnx, synth_data, tmp_path / "tiny.int8.onnx", num_images=32, batch_size=16).path
+    engine = tmp_path / "m.engine"
+    result = _build([str(qdq), "--int8", "--out", str(engine), "--max-batch", "4"])
+    assert result.exit_code == 0, result.output
+    extra = json.loads(Path(str(engine) + ".json").read_text())["extra"]
+    layers, summary = extra["layers"], extra["layer_summary"]
+    convs = [n.name for n in onnx.load(str(qdq)).graph.node if n.op_type == "Conv"]
+    by_node = {n: layer for layer in layers for n in layer["onnx"]}
+    assert convs and all(by_node[c]["precision"] == "INT8" and by_node[c]["tactic"] for c in convs)
+    assert summary["onnx_nodes_mapped"] == summary["onnx_nodes"] and summary["precision"]["INT8"] >= len(convs)
+    assert all(not layer["onnx"] or layer["type"] == "Reformat" for layer in layers if layer["reformat"])
+    if _major(fake_trt) < 11:  # the input's QuantizeLinear is a Reformat layer (11.x: a Cast to FP16 comes first)
+        assert summary["reformats"] >= 1
+    shown = runner.invoke(app, ["info", str(engine), "--layers"])
+    assert shown.exit_code == 0, shown.output
+    assert convs[0] in shown.output and "INT8" in shown.output and f"{len(layers)} layers" in shown.output
+    fp16 = tmp_path / "h.engine"
+    assert _build([str(tiny_onnx), "--fp16", "--out", str(fp16), "--max-batch", "4"]).exit_code == 0
+    half = json.loads(Path(str(fp16) + ".json").read_text())["extra"]
+    conv_layers = [layer for layer in half["layers"] if any(n in convs for n in layer["onnx"])]
+    assert conv_layers and {layer["precision"] for layer in conv_layers} == {"FP16"}
+    assert half["layer_summary"]["onnx_nodes_mapped"] == half["layer_summary"]["onnx_nodes"]
+    bad = runner.invoke(app, ["info", str(tiny_onnx), "--layers"])
+    assert bad.exit_code == 1 and "lists the layers of a TensorRT engine" in bad.output
+
+
 def test_int8_float_part_is_recorded_and_shown(fake_trt, tiny_onnx: Path, synth_data: Path, tmp_path: Path) -> None:
     """--int8-float fp32 keeps the unquantized layers in FP32 (no FP16 flag, no cast); the runner's
     precision (what bench and eval rows show) says which float part an INT8 engine has."""
