@@ -530,6 +530,7 @@ def build_engine_cmd(
     mean: ForeignMean = None,
     std: ForeignStd = None,
     classes: ForeignClasses = None,
+    dla_core: Annotated[Optional[int], typer.Option("--dla-core", help="Jetson: build for this DLA core (GPU fallback for the rest; one batch size).")] = None,
     int8_float: Annotated[str, typer.Option("--int8-float", help="INT8: run the unquantized layers in fp16 (8.6-10.x: FP16 flag; 11.x: FP16 float part cast into the Q/DQ ONNX) or fp32.")] = "fp16",
     verify: Annotated[Optional[Path], typer.Option("--verify", exists=True, file_okay=False, help="Run the engine against its FP32 ONNX on these images; refuse it past the budget.")] = None,
     max_f1_drop: Annotated[float, typer.Option("--max-f1-drop", help="--verify budget on labelled images: macro-F1 drop against the FP32 ONNX.")] = 0.01,
@@ -546,7 +547,7 @@ def build_engine_cmd(
                            min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch, workspace_gib=workspace,
                            timing_cache=timing_cache, opt_level=opt_level, hw_compat=hw_compat, num_images=num_images,
                            calib_batch_size=calib_batch_size, img_size=img_size, mean=_rgb(mean, "--mean"),
-                           std=_rgb(std, "--std"), classes_file=classes, int8_float=int8_float)
+                           std=_rgb(std, "--std"), classes_file=classes, int8_float=int8_float, dla_core=dla_core)
     check = VerifyConfig(verify, max_f1_drop=max_f1_drop, max_disagreement=max_disagreement) if verify is not None else None
     result = build_engine(onnx, out, options, log=lambda m: console.print(escape(m)), verify=check)
     console.print(f"engine -> {result.path} ({result.engine_bytes / 1e6:.2f} MB, TensorRT {result.trt_version}, {result.build_seconds:.1f}s)"

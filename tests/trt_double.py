@@ -498,12 +498,18 @@ class _Builder:
         return ctx.new("INetworkDefinition", _flags=int(flags), _flag_names=set_flags, _ignored_flags=ignored, _inputs=[], _outputs=[],
                        _onnx=None, _logger=self._logger, _props={})
 
+    def get_num_DLA_cores(self, ctx):
+        # Builder.num_DLA_cores: "The number of DLA engines available to this builder": none on a data-centre
+        # GPU; Jetson AGX Orin and Xavier have two (Jetson module data sheets)
+        return 2 if any(k in ctx.gpu[0] for k in ("Orin", "Xavier")) else 0
+
     def create_builder_config(self, ctx):
         return ctx.new("IBuilderConfig", _flags=set(), _profiles=[], _calib_profile=None, _timing_cache=None, _logger=self._logger,
                        _props={"builder_optimization_level": 3, "int8_calibrator": None,
                                "hardware_compatibility_level": ctx.enum("HardwareCompatibilityLevel", "NONE"),
                                # NvInfer.h: "the default is kLAYER_NAMES_ONLY"
-                               "profiling_verbosity": ctx.enum("ProfilingVerbosity", "LAYER_NAMES_ONLY")},
+                               "profiling_verbosity": ctx.enum("ProfilingVerbosity", "LAYER_NAMES_ONLY"),
+                               "default_device_type": ctx.enum("DeviceType", "GPU"), "DLA_core": -1},
                        _pools={})
 
     def create_optimization_profile(self, ctx):
@@ -554,6 +560,15 @@ class _Builder:
             # may run any layer that is not INT8 in FP16 when it is faster. The double takes the numerically
             # worst choice, every float layer in FP16 (I/O stays FP32), so tests meet a real engine's error.
             runs = _float_part_in_fp16(network._onnx)
+        if config._props["default_device_type"].name == "DLA":
+            # developer guide, "Working with DLA": DLA runs FP16/INT8 only, needs equal min/opt/max, and
+            # without GPU_FALLBACK a layer DLA cannot run is an error
+            if not {"FP16", "INT8"} & config._flags and not strongly_typed:
+                return fail("DLA supports only FP16 and INT8 networks")
+            if any(p[name][0] != p[name][2] for p in profiles for name in p):
+                return fail("DLA does not support dynamic dimensions: the profile's min, opt and max must be equal")
+            if not 0 <= config._props["DLA_core"] < _Builder.get_num_DLA_cores(self, ctx):
+                return fail(f"DLA core {config._props['DLA_core']} is not available")
         flags = sorted(config._flags | {f"preview:{p}" for p in config.__dict__.get("_preview", ())}
                        | {f"verbosity:{config._props['profiling_verbosity'].name}"})
         added = [n.name for n in _onnx_model(runs).graph.node if n.name not in parsed_nodes]

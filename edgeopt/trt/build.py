@@ -28,8 +28,10 @@ from edgeopt.artifacts import (
     tool_versions,
     write_artifact_manifest,
 )
-from edgeopt.errors import ArtifactError, ConfigError, EdgeoptWarning, VerificationError
+from edgeopt.errors import ArtifactError, ConfigError, EdgeoptWarning, MissingDependencyError, VerificationError
 from edgeopt.trt.compat import (
+    dla_unsupported,
+    gpu_unsupported,
     hardware_compatibility_level,
     import_tensorrt,
     network_flags,
@@ -37,7 +39,7 @@ from edgeopt.trt.compat import (
 )
 from edgeopt.trt.device import Device, default_device
 from edgeopt.trt.model_info import OnnxModelInfo, read_onnx_info
-from edgeopt.trt.plan import BuildOptions, BuildPlan, plan_build, profile_shapes
+from edgeopt.trt.plan import BuildOptions, BuildPlan, check_dla_profile, plan_build, profile_shapes
 from edgeopt.trt.verify import VerifyConfig
 
 
@@ -109,6 +111,11 @@ def build_engine(onnx: str | Path, out: str | Path, options: BuildOptions, log: 
     trt = import_tensorrt()
     device = device or default_device()
     gpu = device.info()
+    why = gpu_unsupported(trt.__version__, gpu["compute_capability"])
+    if why:
+        raise MissingDependencyError(f"{gpu['gpu']}: {why}")
+    if options.dla_core is not None and dla_unsupported(trt.__version__):
+        raise ConfigError(f"--dla-core: {dla_unsupported(trt.__version__)}")
     plan = plan_build(info.precision, options, trt.__version__, info.float_precision)
     parsed, calibration = _prepare_onnx(info, final, plan, options)
     if plan.float_precision is not None and parsed.float_precision != plan.float_precision and plan.strongly_typed:
@@ -118,6 +125,8 @@ def build_engine(onnx: str | Path, out: str | Path, options: BuildOptions, log: 
                       "Q/DQ scales, opset 19), or pass the ONNX from edgeopt calibrate", EdgeoptWarning, stacklevel=2)
         plan = dataclasses.replace(plan, float_precision=parsed.float_precision)
     shapes = profile_shapes(parsed.input_shape, options, parsed.input_name)
+    if options.dla_core is not None:
+        check_dla_profile(shapes)
     log(f"TensorRT {trt.__version__} on {gpu['gpu']} (sm {gpu['compute_capability']}): "
         f"{options.precision.upper()}{f' (unquantized layers {plan.float_precision.upper()})' if plan.float_precision else ''} "
         f"from {parsed.path.name}, flags {list(plan.builder_flags) or 'strongly typed'}, "
@@ -147,7 +156,7 @@ def build_engine(onnx: str | Path, out: str | Path, options: BuildOptions, log: 
                "metadata_source": parsed.source, "calibration": calibration, "build_options": options.to_dict(),
                "strongly_typed": plan.strongly_typed, "builder_flags": list(plan.builder_flags),
                "float_precision": plan.float_precision, "profile_sharing": True,
-               "layer_summary": layer_summary, "layers": layers,
+               "layer_summary": layer_summary, "layers": layers, "dla_core": options.dla_core,
                "hardware_compatible": options.hw_compat == "ampere+", "hw_compat": options.hw_compat,
                "build_seconds": round(seconds, 2)},
     )
@@ -241,6 +250,8 @@ def _build_serialized(trt, info: OnnxModelInfo, plan: BuildPlan, options: BuildO
     config.builder_optimization_level = options.opt_level
     if options.hw_compat != "none":
         config.hardware_compatibility_level = hardware_compatibility_level(trt, options.hw_compat)
+    if options.dla_core is not None:
+        _set_dla(trt, builder, config, options.dla_core)
     if parse_version(trt.__version__)[0] < 10:
         # 8.6: contexts share profile 0 only with this preview feature (NvInfer.h v8.6.1: "defaults to false");
         # the runner gives each CUDA-graphed shape its own context. Always on from 10.0.
@@ -280,6 +291,18 @@ def _build_serialized(trt, info: OnnxModelInfo, plan: BuildPlan, options: BuildO
                   "cache_hit": calibrator.cache_hit and calibrator.served == 0, "cache": str(calibrator.cache_path)}
     cache = config.get_timing_cache()
     return serialized, memoryview(cache.serialize()).tobytes() if cache is not None else b"", record
+
+
+def _set_dla(trt, builder, config, core: int) -> None:
+    """Layers on DLA core ``core``, the rest on the GPU (GPU_FALLBACK: "layers that cannot run on DLA run
+    on the GPU"); refused where the device has no such core (``num_DLA_cores``: 0 off Jetson)."""
+    cores = builder.num_DLA_cores
+    if core >= cores:
+        raise ConfigError(f"--dla-core {core}: this device has {cores} DLA core(s)"
+                          + (" (DLA is on Jetson AGX/NX Orin and Xavier, not on data-centre GPUs)" if cores == 0 else ""))
+    config.default_device_type = trt.DeviceType.DLA
+    config.DLA_core = core
+    config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
 
 
 def _set_profile_shape(profile, name: str, lo, opt, hi) -> None:

@@ -90,3 +90,35 @@ def engine_incompatibility(built: dict[str, Any], trt_version: str, compute_capa
         else:
             return f"it was built for compute capability {built_cc} ({built.get('gpu', '?')}), this GPU is {compute_capability}"
     return None
+
+
+# NVIDIA's release notes: "NVIDIA Volta support (GPUs with compute capability 7.0) has been removed starting
+# with TensorRT 10.5" (10.5.0 release notes; NVIDIA/TensorRT-LLM#2400: "Target GPU SM 70 is not supported
+# by this TensorRT release"); 10.x needs "SM 7.0 or higher" (10.1 support matrix)
+LAST_FOR_VOLTA = (10, 4)
+
+
+def gpu_unsupported(trt_version: str, compute_capability: str) -> str | None:
+    """Why this TensorRT cannot build for this GPU, checked before the builder runs (None when it can)."""
+    major, minor = parse_version(trt_version)
+    try:
+        cc = tuple(int(x) for x in str(compute_capability).split(".")[:2])
+    except ValueError:
+        return None
+    if cc == (7, 0) and (major, minor) > LAST_FOR_VOLTA:
+        return (f"TensorRT {trt_version} does not support Volta GPUs (sm 7.0, V100): NVIDIA removed them in 10.5; the "
+                "last TensorRT that builds for them is 10.4: pip install 'tensorrt-cu12==10.4.*'")
+    if cc < (7, 0) and major >= 10:
+        return f"TensorRT {trt_version} needs a GPU of compute capability 7.0 or higher; this one is sm {compute_capability}"
+    return None
+
+
+def dla_unsupported(trt_version: str) -> str | None:
+    """Why this TensorRT cannot build for DLA (None when it can): "TensorRT 10.7 was the last 10.x release
+    that supported DLA", "DLA was unavailable in TensorRT 11.0 through 11.3", 11.4 brings it back (11.4.1:
+    Jetson AGX Orin, JetPack 7.2.2+) (NVIDIA's TensorRT 11.x release notes)."""
+    version = parse_version(trt_version)
+    if (10, 7) < version < (11, 4):
+        return (f"TensorRT {trt_version} has no DLA support (10.7 was the last 10.x with it, 11.4 brings it back); "
+                "use the TensorRT of your JetPack (JetPack 6: 10.3)")
+    return None

@@ -41,6 +41,7 @@ class BuildOptions:
     calib_batch_size: int = 32
     calib_method: str = "entropy"  # for the explicit (Q/DQ) path when calibrating from FP32
     int8_float: str = "fp16"  # INT8: the unquantized layers in FP16 (as 8.6-10.x's FP16 flag) or FP32
+    dla_core: int | None = None  # Jetson: build for this DLA core, layers DLA cannot run fall back to the GPU
     img_size: int | None = None
     mean: tuple[float, float, float] | None = None
     std: tuple[float, float, float] | None = None
@@ -65,6 +66,8 @@ class BuildOptions:
             raise ConfigError(f"--workspace {self.workspace_gib} GiB is out of range: use (0, 1024]")
         if not 0 <= self.opt_level <= 5:
             raise ConfigError(f"--opt-level {self.opt_level} is out of range: use 0..5 (3 is TensorRT's default)")
+        if self.dla_core is not None and self.dla_core < 0:
+            raise ConfigError(f"--dla-core {self.dla_core}: DLA cores are numbered from 0")
         if self.int8_float not in INT8_FLOAT:
             raise ConfigError(f"--int8-float {self.int8_float!r} is unknown: use fp16 or fp32")
         if self.hw_compat not in HW_COMPAT:
@@ -168,3 +171,16 @@ def profile_shapes(input_shape: tuple[int | None, ...], options: BuildOptions, i
         return {k: (fixed, *rest) for k in ("min", "opt", "max")}
     lo, opt, hi = options.batch_profile()
     return {"min": (lo, *rest), "opt": (opt, *rest), "max": (hi, *rest)}
+
+
+DLA_MAX_BATCH = 4096  # developer guide, "Working with DLA": "The maximum supported batch size is 4096"
+
+
+def check_dla_profile(shapes: dict[str, tuple[int, ...]]) -> None:
+    """DLA builds need one shape: "DLA does not support dynamic dimensions, so the profile's min, max, and
+    opt values must be equal for wildcard dimensions" (developer guide, "Working with DLA")."""
+    if not shapes["min"] == shapes["opt"] == shapes["max"]:
+        raise ConfigError(f"--dla-core needs one batch size (DLA does not support dynamic shapes), this profile is "
+                          f"{shapes['min'][0]}..{shapes['max'][0]}: pass --min-batch N --max-batch N")
+    if shapes["max"][0] > DLA_MAX_BATCH:
+        raise ConfigError(f"--dla-core: batch {shapes['max'][0]} is over DLA's maximum of {DLA_MAX_BATCH}")

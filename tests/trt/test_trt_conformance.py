@@ -514,3 +514,65 @@ def test_a_profile_tensorrt_rejects_is_one_line(fake_trt, tiny_onnx: Path, tmp_p
     assert result.exit_code == 1, result.output
     assert "TensorRT rejected the optimization profile" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "m.engine").exists()
+
+
+@pytest.mark.parametrize("version", ["10.4.0", "11.4.0.106"])
+def test_dla_builds_on_a_jetson_with_one_batch_size(version: str, tiny_onnx: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """--dla-core on a device with DLA (a Jetson AGX Orin double): DLA device type, the core, GPU
+    fallback; a dynamic batch profile is refused (DLA has no dynamic shapes), so is a missing core."""
+    import sys
+
+    import trt_double
+
+    gpu = ("Orin (nvgpu)", "8.7")
+    memory = trt_double.Memory()
+    module = trt_double.make_tensorrt(version, memory, gpu=gpu)
+    device = trt_double.HostDevice(memory, gpu=gpu)
+    monkeypatch.setitem(sys.modules, "tensorrt", module)
+    monkeypatch.setattr("edgeopt.trt.build.default_device", lambda: device)
+    monkeypatch.setattr("edgeopt.trt.runner.default_device", lambda: device)
+    engine = tmp_path / "dla.engine"
+    dynamic = _build([str(tiny_onnx), "--fp16", "--dla-core", "0", "--out", str(engine)])
+    assert dynamic.exit_code == 1 and "one batch size" in dynamic.output and not engine.exists()
+    ok = _build([str(tiny_onnx), "--fp16", "--dla-core", "1", "--min-batch", "4", "--max-batch", "4", "--out", str(engine)])
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(Path(str(engine) + ".json").read_text())["extra"]["dla_core"] == 1
+    missing = _build([str(tiny_onnx), "--fp16", "--dla-core", "2", "--min-batch", "4", "--max-batch", "4",
+                      "--out", str(tmp_path / "x.engine")])
+    assert missing.exit_code == 1 and "has 2 DLA core(s)" in missing.output
+
+
+@pytest.mark.parametrize("trt_version", ["10.4.0", "10.13.3.9"])
+def test_dla_is_refused_on_a_gpu_without_it_and_on_versions_without_it(fake_trt, tiny_onnx: Path, tmp_path: Path) -> None:
+    """The default double is an H100: no DLA core; 10.8-11.3 have no DLA at all."""
+    result = _build([str(tiny_onnx), "--fp16", "--dla-core", "0", "--min-batch", "4", "--max-batch", "4",
+                     "--out", str(tmp_path / "x.engine")])
+    assert result.exit_code == 1 and not (tmp_path / "x.engine").exists()
+    if parse_version(fake_trt.__version__) <= (10, 7):
+        assert "has 0 DLA core(s)" in result.output and "Jetson" in result.output
+    else:
+        assert "10.7 was the last 10.x with it" in result.output
+
+
+@pytest.mark.parametrize("version,refused", [("10.4.0", False), ("10.13.3.9", True), ("11.4.0.106", True)])
+def test_a_v100_with_a_tensorrt_that_dropped_volta_is_one_line_before_the_build(version: str, refused: bool, tiny_onnx: Path,
+                                                                                tmp_path: Path, monkeypatch) -> None:
+    import sys
+
+    import trt_double
+
+    gpu = ("Tesla V100-SXM2-16GB", "7.0")
+    memory = trt_double.Memory()
+    module = trt_double.make_tensorrt(version, memory, gpu=gpu)
+    monkeypatch.setitem(sys.modules, "tensorrt", module)
+    monkeypatch.setattr("edgeopt.trt.build.default_device", lambda: trt_double.HostDevice(memory, gpu=gpu))
+    built = []
+    real = module.Builder.build_serialized_network
+    monkeypatch.setattr(module.Builder, "build_serialized_network", lambda *a: built.append(1) or real(*a))
+    result = _build([str(tiny_onnx), "--fp16", "--out", str(tmp_path / "v100.engine")])
+    if refused:
+        assert result.exit_code == 1 and "the last TensorRT that builds for them is 10.4" in result.output
+        assert not built  # checked before the builder runs
+    else:
+        assert result.exit_code == 0, result.output
