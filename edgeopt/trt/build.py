@@ -253,9 +253,7 @@ def _build_serialized(trt, info: OnnxModelInfo, plan: BuildPlan, options: BuildO
     if options.dla_core is not None:
         _set_dla(trt, builder, config, options.dla_core)
     if parse_version(trt.__version__)[0] < 10:
-        # 8.6: contexts share profile 0 only with this preview feature (NvInfer.h v8.6.1: "defaults to false");
-        # the runner gives each CUDA-graphed shape its own context. Always on from 10.0.
-        config.set_preview_feature(trt.PreviewFeature.PROFILE_SHARING_0806, True)
+        _share_profiles_trt10(trt, config)
     # every layer's type, precision, formats and tactic in the engine, for the inspector (trtexec's
     # --profilingVerbosity=detailed); the default LAYER_NAMES_ONLY gives names alone
     config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
@@ -291,6 +289,12 @@ def _build_serialized(trt, info: OnnxModelInfo, plan: BuildPlan, options: BuildO
                   "cache_hit": calibrator.cache_hit and calibrator.served == 0, "cache": str(calibrator.cache_path)}
     cache = config.get_timing_cache()
     return serialized, memoryview(cache.serialize()).tobytes() if cache is not None else b"", record
+
+
+def _share_profiles_trt10(trt, config) -> None:
+    """8.6: contexts share profile 0 only with this preview feature (NvInfer.h v8.6.1: "defaults to false");
+    the runner gives each CUDA-graphed shape its own context. Always on from 10.0, gone in 11.x."""
+    config.set_preview_feature(trt.PreviewFeature.PROFILE_SHARING_0806, True)
 
 
 def _set_dla(trt, builder, config, core: int) -> None:
