@@ -39,6 +39,8 @@ needs_trt = pytest.mark.skipif(not (HAS_TRT and _has_cuda()), reason="needs Tens
     (dict(precision="fp16", workspace_gib=0), "--workspace"),
     (dict(precision="fp16", opt_level=7), "--opt-level 7"),
     (dict(precision="fp16", hw_compat="hopper"), "--hw-compat 'hopper'"),
+    (dict(precision="fp16", dla_core=0, hw_compat="ampere+"), "do not go together"),
+    (dict(precision="fp16", dla_core=-1), "numbered from 0"),
 ])
 def test_option_validation(kw: dict, match: str) -> None:
     with pytest.raises(ConfigError, match=match):

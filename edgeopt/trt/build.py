@@ -117,6 +117,8 @@ def build_engine(onnx: str | Path, out: str | Path, options: BuildOptions, log: 
     if options.dla_core is not None and dla_unsupported(trt.__version__):
         raise ConfigError(f"--dla-core: {dla_unsupported(trt.__version__)}")
     plan = plan_build(info.precision, options, trt.__version__, info.float_precision)
+    if options.dla_core is not None:  # before any calibration or conversion work
+        check_dla_profile(profile_shapes(info.input_shape, options, info.input_name))
     parsed, calibration = _prepare_onnx(info, final, plan, options)
     if plan.float_precision is not None and parsed.float_precision != plan.float_precision and plan.strongly_typed:
         # a foreign Q/DQ ONNX edgeopt could not cast: its float layers run in FP32 on a strongly typed build
@@ -142,7 +144,7 @@ def build_engine(onnx: str | Path, out: str | Path, options: BuildOptions, log: 
         atomic_write_bytes(options.timing_cache, timing_cache)
     log(f"built {out} ({len(data) / 1e6:.2f} MB) in {seconds:.1f}s")
     calibration = calibration or legacy
-    layers, layer_summary = _engine_layers(trt, data, parsed.path, log)
+    layers, layer_summary = _engine_layers(trt, data, parsed.path, log, options.dla_core)
     if layer_summary:
         counts = ", ".join(f"{k} {v}" for k, v in sorted(layer_summary["precision"].items()))
         log(f"{layer_summary['layers']} engine layers ({counts}; {layer_summary['reformats']} reformat), "
@@ -167,16 +169,22 @@ def build_engine(onnx: str | Path, out: str | Path, options: BuildOptions, log: 
     return BuildResult(out, plan, trt.__version__, seconds, len(data), parsed.path, calibration, verification)
 
 
-def _engine_layers(trt, data: bytes, onnx: Path, echo: Callable[[str], None]) -> tuple[list | None, dict | None]:
-    """The engine inspector's layer list, mapped to the parsed ONNX's node names (None when it cannot say)."""
+def _engine_layers(trt, data: bytes, onnx: Path, echo: Callable[[str], None],
+                   dla_core: int | None = None) -> tuple[list | None, dict | None]:
+    """The engine inspector's layer list, mapped to the parsed ONNX's node names (None when it cannot say:
+    the list is information, so a failure of it never costs the engine its manifest)."""
     import onnx as onnx_lib
 
     from edgeopt.trt.layers import inspect_engine, parse_layers, summarize
 
-    nodes = {n.name for n in onnx_lib.load(str(onnx), load_external_data=False).graph.node
-             if n.name and n.op_type not in ("QuantizeLinear", "DequantizeLinear")}
-    text = inspect_engine(trt, _Log(trt, echo).logger, data)
-    layers = parse_layers(text, nodes) if text else []
+    try:
+        nodes = {n.name for n in onnx_lib.load(str(onnx), load_external_data=False).graph.node
+                 if n.name and n.op_type not in ("QuantizeLinear", "DequantizeLinear")}
+        text = inspect_engine(trt, _Log(trt, echo).logger, data, dla_core)
+        layers = parse_layers(text, nodes) if text else []
+    except Exception as exc:  # noqa: BLE001 - any inspector failure: no layer list, the engine stands
+        echo(f"the engine inspector failed: {exc}")
+        layers = []
     if not layers:
         warnings.warn("TensorRT's engine inspector gave no layer list; the manifest has none (edgeopt info --layers "
                       "will say so)", EdgeoptWarning, stacklevel=3)
@@ -231,7 +239,11 @@ def _prepare_onnx(info: OnnxModelInfo, out: Path, plan: BuildPlan, options: Buil
     if plan.cast_float_fp16 and info.manifest is not None and info.float_precision != "fp16":
         from edgeopt.export import convert_qdq_float_to_fp16
 
-        info = read_onnx_info(convert_qdq_float_to_fp16(info.path, out.with_suffix(".int8-fp16.onnx")))
+        try:
+            info = read_onnx_info(convert_qdq_float_to_fp16(info.path, out.with_suffix(".int8-fp16.onnx")))
+        except Exception as exc:  # noqa: BLE001 - an opset upgrade or parity failure: build the FP32-float Q/DQ (warned)
+            warnings.warn(f"could not cast {info.path.name}'s float part to FP16 ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})",
+                          EdgeoptWarning, stacklevel=3)
     return info, calibration
 
 

@@ -69,9 +69,12 @@ def summarize(layers: list[dict[str, Any]], onnx_nodes: set[str]) -> dict[str, A
             "onnx_nodes": len(onnx_nodes), "onnx_nodes_mapped": len(mapped & onnx_nodes)}
 
 
-def inspect_engine(trt, logger, data: bytes) -> str | None:
+def inspect_engine(trt, logger, data: bytes, dla_core: int | None = None) -> str | None:
     """The engine's layer list as the inspector's JSON (None when this engine cannot be inspected)."""
-    engine = trt.Runtime(logger).deserialize_cuda_engine(data)
+    runtime = trt.Runtime(logger)
+    if dla_core is not None:
+        runtime.DLA_core = dla_core  # a DLA engine deserializes onto its core (trtexec: setDLACore)
+    engine = runtime.deserialize_cuda_engine(data)
     if engine is None:
         return None
     inspector = engine.create_engine_inspector()

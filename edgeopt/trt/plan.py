@@ -68,6 +68,8 @@ class BuildOptions:
             raise ConfigError(f"--opt-level {self.opt_level} is out of range: use 0..5 (3 is TensorRT's default)")
         if self.dla_core is not None and self.dla_core < 0:
             raise ConfigError(f"--dla-core {self.dla_core}: DLA cores are numbered from 0")
+        if self.dla_core is not None and self.hw_compat != "none":
+            raise ConfigError("--dla-core and --hw-compat do not go together: a hardware-compatible engine runs on GPUs only")
         if self.int8_float not in INT8_FLOAT:
             raise ConfigError(f"--int8-float {self.int8_float!r} is unknown: use fp16 or fp32")
         if self.hw_compat not in HW_COMPAT:

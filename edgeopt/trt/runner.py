@@ -41,6 +41,8 @@ class TensorRTRunner:
             raise ArtifactError(f"{path}: cannot run here: {why}; rebuild it with edgeopt build-engine on this machine")
         self.logger = trt.Logger(trt.Logger.WARNING)
         self.runtime = trt.Runtime(self.logger)
+        if self.manifest.extra.get("dla_core") is not None:
+            self.runtime.DLA_core = int(self.manifest.extra["dla_core"])  # as trtexec's setDLACore before deserializing
         self.engine = self.runtime.deserialize_cuda_engine(Path(path).read_bytes())
         if self.engine is None:
             raise ArtifactError(f"{path}: TensorRT could not deserialize the engine (corrupt, or built by another "
@@ -87,12 +89,12 @@ class TensorRTRunner:
         return self._contexts[shape]
 
     def _bind(self, shape: tuple[int, ...]) -> tuple[Any, Any, Any]:
+        lo, hi = self.batch_profile.get("min", [1])[0], self.batch_profile.get("max", [shape[0]])[0]
+        if not lo <= shape[0] <= hi:  # before a context is made for it
+            raise ConfigError(f"batch {shape[0]} is outside the engine's profile ({lo}..{hi}); rebuild with --max-batch")
         context = self._context_for(shape)
         fresh = shape not in self._buffers
         if fresh:
-            lo, hi = self.batch_profile.get("min", [1])[0], self.batch_profile.get("max", [shape[0]])[0]
-            if not lo <= shape[0] <= hi:
-                raise ConfigError(f"batch {shape[0]} is outside the engine's profile ({lo}..{hi}); rebuild with --max-batch")
             self._set_shape(context, shape)
             out_shape = tuple(context.get_tensor_shape(self.output))
             if any(d < 0 for d in out_shape):

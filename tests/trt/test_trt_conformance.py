@@ -153,6 +153,19 @@ def test_every_engine_layer_is_in_the_manifest_and_named_by_onnx_node(fake_trt, 
     assert bad.exit_code == 1 and "lists the layers of a TensorRT engine" in bad.output
 
 
+def test_an_inspector_failure_leaves_the_engine_and_its_manifest(fake_trt, tiny_onnx: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(self, format):
+        raise RuntimeError("inspector unavailable")
+
+    monkeypatch.setattr(fake_trt.EngineInspector, "get_engine_information", broken)
+    engine = tmp_path / "m.engine"
+    result = _build([str(tiny_onnx), "--fp16", "--out", str(engine), "--max-batch", "4"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(Path(str(engine) + ".json").read_text())["extra"]["layers"] is None
+    assert "gave no layer list" in " ".join(result.output.split())
+
+
 def test_int8_float_part_is_recorded_and_shown(fake_trt, tiny_onnx: Path, synth_data: Path, tmp_path: Path) -> None:
     """--int8-float fp32 keeps the unquantized layers in FP32 (no FP16 flag, no cast); the runner's
     precision (what bench and eval rows show) says which float part an INT8 engine has."""
@@ -284,6 +297,9 @@ def test_cuda_graphs_get_a_context_per_shape(fake_trt, tiny_onnx: Path, tmp_path
         np.testing.assert_allclose(graphed.run(x), plain.run(x), rtol=1e-6)
     assert fake_trt.device.captured == 2
     assert len({id(c) for c in graphed._contexts.values()}) == 2
+    with pytest.raises(ConfigError, match="outside the engine's profile"):
+        graphed.run(_inputs(9))
+    assert len(graphed._contexts) == 2  # a batch outside the profile gets no context
 
 
 @pytest.mark.parametrize("trt_version", ["8.6.1"])
@@ -538,6 +554,9 @@ def test_dla_builds_on_a_jetson_with_one_batch_size(version: str, tiny_onnx: Pat
     ok = _build([str(tiny_onnx), "--fp16", "--dla-core", "1", "--min-batch", "4", "--max-batch", "4", "--out", str(engine)])
     assert ok.exit_code == 0, ok.output
     assert json.loads(Path(str(engine) + ".json").read_text())["extra"]["dla_core"] == 1
+    from edgeopt.trt.runner import TensorRTRunner
+
+    assert TensorRTRunner(engine).runtime.DLA_core == 1  # deserialized onto its core
     missing = _build([str(tiny_onnx), "--fp16", "--dla-core", "2", "--min-batch", "4", "--max-batch", "4",
                       "--out", str(tmp_path / "x.engine")])
     assert missing.exit_code == 1 and "has 2 DLA core(s)" in missing.output
