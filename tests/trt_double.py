@@ -578,6 +578,7 @@ class _Builder:
         return ctx.new("IHostMemory", _data=engine.serialize())
 
 
+@functools.lru_cache(maxsize=64)  # the same few test ONNX are built again and again, by every version
 def _float_part_in_fp16(data: bytes) -> bytes:
     """The graph with every float tensor in FP16 and FP32 I/O (Q/DQ scales too: opset 19 takes them)."""
     import onnx
@@ -1047,6 +1048,13 @@ _LAYER_TYPES = {"Conv": "CaskConvolution", "Gemm": "CaskGemmMatrixMultiply", "Ma
                 "ReduceMean": "CaskPooling", "Flatten": "NoOp", "Reshape": "Shuffle"}
 
 
+@functools.lru_cache(maxsize=64)
+def _inferred(data: bytes):
+    import onnx
+
+    return onnx.shape_inference.infer_shapes(_onnx_model(data))
+
+
 class _EngineInspector:
     """The inspector's JSON as NVIDIA's trt-engine-explorer reads it (NVIDIA/TensorRT v10.13.3,
     tools/experimental/trt-engine-explorer: examples/*/resnet.onnx.engine.graph.json and trex/parser.py):
@@ -1061,8 +1069,7 @@ class _EngineInspector:
         import onnx
 
         engine = self._engine._engine
-        model = onnx.shape_inference.infer_shapes(_onnx_model(engine.onnx_bytes))
-        graph = model.graph
+        graph = _inferred(engine.onnx_bytes).graph
         types = {v.name: v.type.tensor_type.elem_type for v in (*graph.input, *graph.output, *graph.value_info)}
         types.update({i.name: i.data_type for i in graph.initializer})
         producer = {o: n for n in graph.node for o in n.output}

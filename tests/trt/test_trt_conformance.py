@@ -119,7 +119,8 @@ def test_int8_engine_from_a_qdq_onnx(fake_trt, tiny_onnx: Path, synth_data: Path
     assert extra["float_precision"] == "fp16"  # the unquantized layers in FP16 on every version
 
 
-def test_every_engine_layer_is_in_the_manifest_and_named_by_onnx_node(fake_trt, tiny_onnx: Path, synth_data: Path,
+@pytest.mark.parametrize("trt_version", ["8.6.1", "10.13.3.9", "11.4.0.106"])  # the same inspector/flag API in every surface
+def test_every_engine_layer_is_in_the_manifest_and_named_by_onnx_node(fake_trt, tiny_onnx: Path, tiny_qdq: Path, synth_data: Path,
                                                                       tmp_path: Path) -> None:
     """Built with DETAILED profiling verbosity, the inspector's layers (type, precision, tactic) go into
     the manifest, mapped back to the ONNX node names; `edgeopt info --layers` prints them."""
@@ -127,7 +128,7 @@ def test_every_engine_layer_is_in_the_manifest_and_named_by_onnx_node(fake_trt, 
 
     from edgeopt.calibrate import calibrate_onnx
 
-    qdq = calibrate_onnx(tiny_onnx, synth_data, tmp_path / "tiny.int8.onnx", num_images=32, batch_size=16).path
+    qdq = tiny_qdq
     engine = tmp_path / "m.engine"
     result = _build([str(qdq), "--int8", "--out", str(engine), "--max-batch", "4"])
     assert result.exit_code == 0, result.output
@@ -166,13 +167,14 @@ def test_an_inspector_failure_leaves_the_engine_and_its_manifest(fake_trt, tiny_
     assert "gave no layer list" in " ".join(result.output.split())
 
 
-def test_int8_float_part_is_recorded_and_shown(fake_trt, tiny_onnx: Path, synth_data: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("trt_version", ["8.6.1", "10.13.3.9", "11.4.0.106"])  # the same inspector/flag API in every surface
+def test_int8_float_part_is_recorded_and_shown(fake_trt, tiny_onnx: Path, tiny_qdq: Path, synth_data: Path, tmp_path: Path) -> None:
     """--int8-float fp32 keeps the unquantized layers in FP32 (no FP16 flag, no cast); the runner's
     precision (what bench and eval rows show) says which float part an INT8 engine has."""
     from edgeopt.calibrate import calibrate_onnx
     from edgeopt.trt.runner import TensorRTRunner
 
-    qdq = calibrate_onnx(tiny_onnx, synth_data, tmp_path / "tiny.int8.onnx", num_images=32, batch_size=16).path
+    qdq = tiny_qdq
     for choice in ("fp16", "fp32"):
         engine = tmp_path / f"m.{choice}.engine"
         result = _build([str(qdq), "--int8", "--int8-float", choice, "--out", str(engine), "--max-batch", "4"])
@@ -187,13 +189,13 @@ def test_int8_float_part_is_recorded_and_shown(fake_trt, tiny_onnx: Path, synth_
 
 
 @pytest.mark.parametrize("trt_version", ["11.4.0.106"])
-def test_a_foreign_qdq_onnx_on_11_warns_that_its_float_layers_run_fp32(fake_trt, tiny_onnx: Path, synth_data: Path,
+def test_a_foreign_qdq_onnx_on_11_warns_that_its_float_layers_run_fp32(fake_trt, tiny_onnx: Path, tiny_qdq: Path, synth_data: Path,
                                                                        tmp_path: Path) -> None:
     import shutil
 
     from edgeopt.calibrate import calibrate_onnx
 
-    qdq = calibrate_onnx(tiny_onnx, synth_data, tmp_path / "tiny.int8.onnx", num_images=32, batch_size=16).path
+    qdq = tiny_qdq
     foreign = tmp_path / "foreign" / "model.onnx"
     foreign.parent.mkdir()
     shutil.copy(qdq, foreign)  # no manifest beside it
