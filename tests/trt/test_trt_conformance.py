@@ -126,8 +126,6 @@ def test_every_engine_layer_is_in_the_manifest_and_named_by_onnx_node(fake_trt, 
     the manifest, mapped back to the ONNX node names; `edgeopt info --layers` prints them."""
     import onnx
 
-    from edgeopt.calibrate import calibrate_onnx
-
     qdq = tiny_qdq
     engine = tmp_path / "m.engine"
     result = _build([str(qdq), "--int8", "--out", str(engine), "--max-batch", "4"])
@@ -171,7 +169,6 @@ def test_an_inspector_failure_leaves_the_engine_and_its_manifest(fake_trt, tiny_
 def test_int8_float_part_is_recorded_and_shown(fake_trt, tiny_onnx: Path, tiny_qdq: Path, synth_data: Path, tmp_path: Path) -> None:
     """--int8-float fp32 keeps the unquantized layers in FP32 (no FP16 flag, no cast); the runner's
     precision (what bench and eval rows show) says which float part an INT8 engine has."""
-    from edgeopt.calibrate import calibrate_onnx
     from edgeopt.trt.runner import TensorRTRunner
 
     qdq = tiny_qdq
@@ -192,8 +189,6 @@ def test_int8_float_part_is_recorded_and_shown(fake_trt, tiny_onnx: Path, tiny_q
 def test_a_foreign_qdq_onnx_on_11_warns_that_its_float_layers_run_fp32(fake_trt, tiny_onnx: Path, tiny_qdq: Path, synth_data: Path,
                                                                        tmp_path: Path) -> None:
     import shutil
-
-    from edgeopt.calibrate import calibrate_onnx
 
     qdq = tiny_qdq
     foreign = tmp_path / "foreign" / "model.onnx"
