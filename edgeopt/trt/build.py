@@ -114,8 +114,9 @@ def build_engine(onnx: str | Path, out: str | Path, options: BuildOptions, log: 
     why = gpu_unsupported(trt.__version__, gpu["compute_capability"])
     if why:
         raise MissingDependencyError(f"{gpu['gpu']}: {why}")
-    if options.dla_core is not None and dla_unsupported(trt.__version__):
-        raise ConfigError(f"--dla-core: {dla_unsupported(trt.__version__)}")
+    no_dla = dla_unsupported(trt.__version__) if options.dla_core is not None else None
+    if no_dla:
+        raise ConfigError(f"--dla-core: {no_dla}")
     plan = plan_build(info.precision, options, trt.__version__, info.float_precision)
     if options.dla_core is not None:  # before any calibration or conversion work
         check_dla_profile(profile_shapes(info.input_shape, options, info.input_name))

@@ -19,7 +19,7 @@ import numpy as np
 
 from edgeopt.artifacts import read_manifest
 from edgeopt.errors import ArtifactError, ConfigError, EdgeoptWarning
-from edgeopt.trt.compat import engine_incompatibility, import_tensorrt
+from edgeopt.trt.compat import engine_incompatibility, import_tensorrt, parse_version
 from edgeopt.trt.device import CaptureError, Device, default_device
 
 
@@ -61,8 +61,6 @@ class TensorRTRunner:
         self.output_dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(self.output)))
         self.batch_profile = self.manifest.extra.get("profile", {})
         self.cuda_graph = cuda_graph
-        from edgeopt.trt.compat import parse_version
-
         # contexts share profile 0 from 10.0; on 8.6 only when built with PROFILE_SHARING_0806 (edgeopt does)
         self.profile_sharing = parse_version(trt.__version__)[0] >= 10 or bool(self.manifest.extra.get("profile_sharing"))
         # with graphs: one context per batch shape, its shape and addresses set once (trtexec's rule)
