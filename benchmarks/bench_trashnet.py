@@ -15,9 +15,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from edgeopt.bench import BenchConfig, run_bench
-from edgeopt.calibrate import calibrate_onnx
-from edgeopt.export import export_onnx
+from edgeopt.bench.harness import BenchConfig, run_bench
+from edgeopt.quant.calibrate import calibrate_onnx
+from edgeopt.export.onnx import export_onnx
 
 sys.path.insert(0, str(Path(__file__).parent))
 from quantize_trashnet import materialise_split  # noqa: E402

@@ -19,11 +19,12 @@ import sys
 import time
 from pathlib import Path
 
-from edgeopt.compress import FinetuneOptions
-from edgeopt.decompose import DecomposeConfig, decompose_checkpoint
-from edgeopt.evaluate import evaluate_artifact
-from edgeopt.machine import machine_info
-from edgeopt.prune import PruneConfig, parse_macs, prune_checkpoint
+from edgeopt.compress.finetune import FinetuneOptions
+from edgeopt.compress.decompose import DecomposeConfig, decompose_checkpoint
+from edgeopt.runtime.evaluate import evaluate_artifact
+from edgeopt.bench.machine import machine_info
+from edgeopt.compress.prune import PruneConfig, prune_checkpoint
+from edgeopt.models.complexity import parse_macs
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

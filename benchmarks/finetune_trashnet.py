@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 
 from edgeopt.data.folder import materialize_split
-from edgeopt.distill import KDConfig
-from edgeopt.evaluate import evaluate_artifact
-from edgeopt.machine import machine_info
-from edgeopt.train import TrainConfig, train_classifier
+from edgeopt.train.distill import KDConfig
+from edgeopt.runtime.evaluate import evaluate_artifact
+from edgeopt.bench.machine import machine_info
+from edgeopt.train.loop import TrainConfig, train_classifier
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -29,13 +29,13 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeopt.calibrate import calibrate_onnx
+from edgeopt.quant.calibrate import calibrate_onnx
 from edgeopt.data.folder import materialize_split
 from edgeopt.errors import ConfigError
-from edgeopt.export import export_onnx
-from edgeopt.int8_fallback import FallbackConfig, _Scorer, agreement, eval_images, mean_kl
-from edgeopt.machine import machine_info
-from edgeopt.ptq import PtqOptions
+from edgeopt.export.onnx import export_onnx
+from edgeopt.quant.fallback import FallbackConfig, _Scorer, agreement, eval_images, mean_kl
+from edgeopt.bench.machine import machine_info
+from edgeopt.quant.ptq import PtqOptions
 
 RESULTS = Path(__file__).resolve().parent / "results"
 METHODS = {
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
             options = dict(METHODS[name])
             t0 = time.perf_counter()
             if name == "qat":
-                from edgeopt.qat import QatConfig, qat_finetune
+                from edgeopt.quant.qat import QatConfig, qat_finetune
 
                 q = qat_finetune(QatConfig(checkpoint=checkpoint, data=pool, out=work / "qat.onnx", epochs=args.qat_epochs))
             else:
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
                                    **options)
             seconds = time.perf_counter() - t0
             if options.get("target") == "cpu":
-                from edgeopt.evaluate import evaluate_artifact
+                from edgeopt.runtime.evaluate import evaluate_artifact
 
                 result = evaluate_artifact(q.path, test, int8_exec="kernels")
                 f1, agree, kl = result.metrics.macro_f1, float("nan"), float("nan")
@@ -128,8 +128,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def judge(args: argparse.Namespace, pool: Path, test: Path) -> dict:
     """A student with a judge slice held out of its training; the fallback measured on that slice."""
-    from edgeopt.distill import KDConfig
-    from edgeopt.train import TrainConfig, train_classifier
+    from edgeopt.train.distill import KDConfig
+    from edgeopt.train.loop import TrainConfig, train_classifier
 
     train_part, judge_part = materialize_split(pool, args.work / "judge_split", test_fraction=0.2, seed=1)
     first = Path(args.students.split(",")[0])
@@ -147,7 +147,7 @@ def judge(args: argparse.Namespace, pool: Path, test: Path) -> dict:
         out["pool_as_eval_data"] = "accepted (unexpected)"
     except ConfigError as exc:
         out["pool_as_eval_data"] = f"refused: {exc}"
-    from edgeopt.evaluate import evaluate_artifact
+    from edgeopt.runtime.evaluate import evaluate_artifact
 
     f1_fp32 = evaluate_artifact(fp32, test).metrics.macro_f1
     for name, options in (("entropy", {}),):

@@ -22,13 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeopt.calibrate import calibrate_onnx
+from edgeopt.quant.calibrate import calibrate_onnx
 from edgeopt.data.folder import materialize_split
-from edgeopt.evaluate import evaluate_artifact
-from edgeopt.export import export_onnx
-from edgeopt.int8_fallback import FallbackConfig
-from edgeopt.machine import machine_info
-from edgeopt.qat import QatConfig, qat_finetune
+from edgeopt.runtime.evaluate import evaluate_artifact
+from edgeopt.export.onnx import export_onnx
+from edgeopt.quant.fallback import FallbackConfig
+from edgeopt.bench.machine import machine_info
+from edgeopt.quant.qat import QatConfig, qat_finetune
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from edgeopt.artifacts import read_manifest
-from edgeopt.calibrate import calibrate_onnx
+from edgeopt.quant.calibrate import calibrate_onnx
 from edgeopt.data.folder import scan_folder, split_scan
 from edgeopt.data.presets import Preprocess
-from edgeopt.evaluate import evaluate_artifact
-from edgeopt.export import export_onnx
-from edgeopt.machine import machine_info
+from edgeopt.runtime.evaluate import evaluate_artifact
+from edgeopt.export.onnx import export_onnx
+from edgeopt.bench.machine import machine_info
 from edgeopt.runtime import open_runner
 
 

@@ -25,9 +25,9 @@ import time
 from pathlib import Path
 
 from edgeopt.data.folder import materialize_split, scan_folder
-from edgeopt.distill import KDConfig
-from edgeopt.evaluate import evaluate_artifact
-from edgeopt.machine import machine_info
+from edgeopt.train.distill import KDConfig
+from edgeopt.runtime.evaluate import evaluate_artifact
+from edgeopt.bench.machine import machine_info
 from edgeopt.search import (
     SearchConfig,
     SearchSpace,
@@ -39,7 +39,7 @@ from edgeopt.search import (
     run_search,
     study_settings,
 )
-from edgeopt.train import TrainConfig, train_classifier
+from edgeopt.train.loop import TrainConfig, train_classifier
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGETS = ((20e6, 0.90), (10e6, 0.85))

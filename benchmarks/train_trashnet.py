@@ -21,9 +21,9 @@ import sys
 import time
 from pathlib import Path
 
-from edgeopt.distill import KDConfig
-from edgeopt.machine import machine_info
-from edgeopt.train import TrainConfig, train_classifier
+from edgeopt.train.distill import KDConfig
+from edgeopt.bench.machine import machine_info
+from edgeopt.train.loop import TrainConfig, train_classifier
 
 STUDENT = "mobilenetv3_small_075"
 

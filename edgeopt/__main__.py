@@ -1,4 +1,4 @@
-from edgeopt.cli import main
+from edgeopt.cli.app import main
 
 if __name__ == "__main__":
     main()

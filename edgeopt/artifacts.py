@@ -154,6 +154,7 @@ class Manifest:
     preprocess: dict[str, Any] = dataclasses.field(default_factory=dict)
     arch: dict[str, Any] = dataclasses.field(default_factory=dict)
     precision: str | None = None
+    format: str | None = None  # the conversion graph's row (``edgeopt.formats.FORMATS``): what the artifact is and runs on
     parent: dict[str, str] | None = None  # {"path": ..., "sha256": ...}
     sha256: str | None = None
     tools: dict[str, str] = dataclasses.field(default_factory=dict)

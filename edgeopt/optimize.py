@@ -8,7 +8,7 @@ The steps, each a stage edgeopt already has, in ``OUT/``:
 3. ``soft-labels.bank``: the teacher's soft labels of ``views`` augmented views per pool image;
 4. ``search/``: the Optuna search of students from the bank, within ``max_macs``; the chosen point's
    final run on the pool less a held-out slice, and its INT8 by PTQ or QAT, whichever loses less on
-   that slice (``edgeopt.int8_path``), within ``max_f1_drop`` where it can;
+   that slice (``edgeopt.quant.int8_path``), within ``max_f1_drop`` where it can;
 5. ``deploy/``: the INT8 model in the form the target runs: a TensorRT engine where TensorRT and
    an NVIDIA GPU are present, else the INT8 ONNX for ONNX Runtime's CPU kernels (``--target cpu``,
    exact on any x86 CPU; the TensorRT-form Q/DQ model saturates on CPUs without VNNI);
@@ -34,7 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from edgeopt.artifacts import atomic_write_json, sha256_file
+from edgeopt.convert import convert
 from edgeopt.errors import ConfigError
+from edgeopt.search import BANK_FINAL_EPOCHS
 
 TARGETS = ("auto", "tensorrt", "cpu")
 
@@ -55,7 +57,7 @@ class OptimizeConfig:
     max_prune: float = 0.0
     trials: int = 6
     epochs: int = 12
-    final_epochs: int = 100  # from a bank an epoch costs the student alone; 100 beat 20 by 0.06 F1 (benchmarks/README.md)
+    final_epochs: int = BANK_FINAL_EPOCHS  # from a bank an epoch costs the student alone
     max_macs: int | None = None
     pretrained: bool = True
     max_f1_drop: float = 0.01
@@ -112,7 +114,7 @@ def read_yaml_config(path: Path, overrides: dict[str, Any]) -> OptimizeConfig:
         settings[name] = value
     settings.update(overrides)
     if "max_macs" in settings and isinstance(settings["max_macs"], str):
-        from edgeopt.prune import parse_macs
+        from edgeopt.models.complexity import parse_macs
 
         settings["max_macs"] = parse_macs(settings["max_macs"])
     for name in ("backbones", "sizes"):
@@ -204,7 +206,7 @@ def run_optimize(config: OptimizeConfig, log: Callable[[str], None] = print) -> 
     teacher = _teacher(c, pool, steps, log)
     record["teacher"] = teacher
     # 3. the soft-label bank (make_bank reuses a complete bank and resumes a partial one)
-    from edgeopt.soft_labels import SoftLabelConfig, make_bank
+    from edgeopt.train.soft_labels import SoftLabelConfig, make_bank
 
     bank_path = c.out / "soft-labels.bank"
     log(f"[3/6] soft-label bank: {c.views} views per pool image -> {bank_path}")
@@ -219,13 +221,34 @@ def run_optimize(config: OptimizeConfig, log: Callable[[str], None] = print) -> 
     # 6. bench against the baseline on the test split
     record["bench"] = _bench(c, test, record, steps, log)
     record["seconds"] = round(time.perf_counter() - t_start, 1)
-    from edgeopt.machine import machine_info
+    from edgeopt.bench.machine import machine_info
 
     record["machine"] = machine_info()
     atomic_write_json(c.out / "report.json", record)
     report = write_markdown(record, c.out / "report.md")
     log(f"report -> {report}")
     return OptimizeResult(report, record)
+
+
+REPO_MODELS = Path(__file__).resolve().parents[1] / "models"
+
+
+def run_demo(out: Path = Path("demo"), data: Path | None = None, epochs: int = 12,
+             log: Callable[[str], None] = print) -> OptimizeResult:
+    """``edgeopt demo``: ``optimize`` on the embedded synthetic dataset (or ``data``), with budgets a CPU
+    runs in minutes: a small teacher from scratch, a tiny YAML student searched at two sizes, INT8
+    with an accuracy budget, the target's form, the bench against resnet18d, the report."""
+    from edgeopt.data.synthetic import render_synthetic
+
+    out = Path(out)
+    if data is None:
+        data = render_synthetic(out / "data", per_class=40, seed=0)
+        log(f"rendered the SYNTHETIC demo dataset -> {data} (figures from it say nothing about real images)")
+    config = OptimizeConfig(data=Path(data), out=out, teacher_model="mobilenetv3_small_075", teacher_size=64,
+                            teacher_epochs=epochs, pretrained=False, views=4, backbones=(str(REPO_MODELS / "tiny_cnn.yaml"),),
+                            sizes=(32, 48), trials=2, epochs=epochs, final_epochs=2 * epochs, max_f1_drop=0.02, adaround=False,
+                            qat_epochs=2, batch_size=32, test_fraction=0.25)
+    return run_optimize(config, log=log)
 
 
 def _teacher(c: OptimizeConfig, pool: Path, steps: _Steps, log: Callable[[str], None]) -> dict[str, Any]:
@@ -238,7 +261,7 @@ def _teacher(c: OptimizeConfig, pool: Path, steps: _Steps, log: Callable[[str], 
     if done is not None:
         return done
     steps.rerun()
-    from edgeopt.train import TrainConfig, train_classifier
+    from edgeopt.train.loop import TrainConfig, train_classifier
 
     folder = c.out / "teacher"
     log(f"[2/6] teacher: {c.teacher_model} at {c.teacher_size} px, {c.teacher_epochs} epochs on the pool -> {folder}")
@@ -251,8 +274,8 @@ def _teacher(c: OptimizeConfig, pool: Path, steps: _Steps, log: Callable[[str], 
 
 
 def _search(c: OptimizeConfig, pool: Path, bank: Path, steps: _Steps, log: Callable[[str], None]) -> dict[str, Any]:
-    from edgeopt.distill import KDConfig
-    from edgeopt.int8_path import Int8PathConfig
+    from edgeopt.train.distill import KDConfig
+    from edgeopt.quant.int8_path import Int8PathConfig
     from edgeopt.search import SearchConfig, SearchSpace, run_search
 
     inputs = {"bank": sha256_file(bank), "backbones": list(c.backbones), "sizes": list(c.sizes), "max_prune": c.max_prune,
@@ -293,7 +316,6 @@ def _deploy(c: OptimizeConfig, pool: Path, search: dict[str, Any], steps: _Steps
     folder = c.out / "deploy"
     folder.mkdir(parents=True, exist_ok=True)
     if target == "tensorrt":
-        from edgeopt.trt.build import build_engine
         from edgeopt.trt.plan import BuildOptions
         from edgeopt.trt.verify import VerifyConfig
 
@@ -301,23 +323,21 @@ def _deploy(c: OptimizeConfig, pool: Path, search: dict[str, Any], steps: _Steps
         # the engine may lose at most 0.01 more than its Q/DQ model did on the same held-out slice
         budget = max(c.max_f1_drop, int8["candidates"][int8["chosen"]]["drop"] + 0.01)
         log(f"[5/6] deploy: TensorRT INT8 engine of {int8['onnx']}, verified on {int8['judged_on']}")
-        path = build_engine(int8["onnx"], folder / "model.int8.engine", BuildOptions("int8"), log=log,
-                            verify=VerifyConfig(Path(int8["judged_on"]), max_f1_drop=budget)).path
+        path = convert(int8["onnx"], "engine", folder / "model.int8.engine", log=log, build=BuildOptions("int8"),
+                       verify=VerifyConfig(Path(int8["judged_on"]), max_f1_drop=budget)).path
         how = (f"TensorRT engine built from the chosen INT8 Q/DQ model, verified against the FP32 ONNX on the held-out "
                f"slice (macro-F1 drop within {budget:.3f})")
     else:
-        from edgeopt.calibrate import calibrate_onnx
-
-        log("[5/6] deploy: no TensorRT with a GPU here, so INT8 for ONNX Runtime's CPU kernels (--target cpu)")
-        path = calibrate_onnx(final["onnx"], pool, folder / "model.cpu-int8.onnx", target="cpu").path
-        how = ("ONNX Runtime CPU kernels (--target cpu: QOperator, 7-bit weights, exact on any x86 CPU); the TensorRT-form "
+        log("[5/6] deploy: no TensorRT with a GPU here, so INT8 for ONNX Runtime's CPU kernels (`target` cpu)")
+        path = convert(final["onnx"], "int8-cpu", folder / "model.cpu-int8.onnx", log=log, data=pool).path
+        how = ("ONNX Runtime CPU kernels (`target` cpu: QOperator, 7-bit weights, exact on any x86 CPU); the TensorRT-form "
                "INT8 model stays in the search folder for a GPU machine")
     return steps.finish("deploy", inputs, {"target": target, "artifact": str(path), "how": how}, [str(path)])
 
 
 def _bench(c: OptimizeConfig, test: Path, record: dict[str, Any], steps: _Steps, log: Callable[[str], None]) -> dict[str, Any]:
-    from edgeopt.bench import BenchConfig, run_bench
-    from edgeopt.evaluate import evaluate_artifact
+    from edgeopt.bench.harness import BenchConfig, run_bench
+    from edgeopt.runtime.evaluate import evaluate_artifact
 
     fp32, deployed = record["search"]["final"]["onnx"], record["deploy"]["artifact"]
     inputs = {"fp32": sha256_file(fp32), "deployed": sha256_file(deployed), "test": _folder_hash(test), "baseline": c.baseline,

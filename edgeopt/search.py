@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from edgeopt.artifacts import atomic_dir, atomic_path, atomic_write_json
-from edgeopt.distill import KDConfig
+from edgeopt.train.distill import KDConfig
 from edgeopt.errors import ConfigError, EdgeoptError, MissingDependencyError
-from edgeopt.int8_path import Int8PathConfig
+from edgeopt.quant.int8_path import Int8PathConfig
 
 OBJECTIVES = ("pareto", "score")
 SETTINGS_ATTR = "edgeopt_search"
@@ -56,15 +56,20 @@ class SearchSpace:
 
     def __post_init__(self) -> None:
         if not self.backbones:
-            raise ConfigError("--backbones is empty: name at least one model, e.g. tf_efficientnet_lite0")
+            raise ConfigError("`backbones` is empty: name at least one model, e.g. tf_efficientnet_lite0")
         if not self.sizes or any(not 16 <= s <= 1024 for s in self.sizes):
-            raise ConfigError(f"--sizes {list(self.sizes)}: give input sizes in 16..1024, e.g. 48,64,96")
+            raise ConfigError(f"`sizes` {list(self.sizes)}: give input sizes in 16..1024, e.g. 48,64,96")
         if not 0.0 <= self.max_prune < 0.95:
-            raise ConfigError(f"--max-prune {self.max_prune} is out of range: use 0 (no pruning) up to 0.9")
-        for flag, (lo, hi), floor, ceil in (("--lr", self.lr, 1e-6, 1.0), ("--kd-temperature", self.kd_temperature, 0.1, 100.0),
-                                            ("--kd-alpha", self.kd_alpha, 0.0, 1.0)):
+            raise ConfigError(f"`max_prune` {self.max_prune} is out of range: use 0 (no pruning) up to 0.9")
+        for flag, (lo, hi), floor, ceil in (("`lr`", self.lr, 1e-6, 1.0), ("`kd_temperature`", self.kd_temperature, 0.1, 100.0),
+                                            ("`kd_alpha`", self.kd_alpha, 0.0, 1.0)):
             if not floor <= lo <= hi <= ceil:
                 raise ConfigError(f"{flag} {lo}..{hi} is not a range within {floor}..{ceil}: give LOW,HIGH")
+
+
+# a final run from a soft-label bank: where longer schedules stopped paying for their cost on TrashNet
+# (benchmarks/README.md, the soft-label bank sessions)
+BANK_FINAL_EPOCHS = 100
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,7 +89,9 @@ class SearchConfig:
     batch_size: int = 64
     val_split: float = 0.2
     schedule: str = "cosine"
-    final_epochs: int = 0  # >0: train the chosen point again on all of --data for this many epochs
+    # >0: train the chosen point again on all of --data for this many epochs; None: BANK_FINAL_EPOCHS
+    # from a soft-label bank (an epoch costs the student alone), else 0 (no final run)
+    final_epochs: int | None = None
     int8: Int8PathConfig | None = None  # the final run holds out a slice and picks PTQ or QAT by the drop measured on it
     pretrained: bool = True
     baseline: str = "resnet18d"
@@ -97,27 +104,29 @@ class SearchConfig:
     workers: int | None = None
 
     def __post_init__(self) -> None:
+        if self.final_epochs is None:
+            object.__setattr__(self, "final_epochs", BANK_FINAL_EPOCHS if self.kd.soft_labels is not None else 0)
         if self.int8 is not None and not self.final_epochs:
-            raise ConfigError("--int8-max-drop judges the final run's INT8: give --final-epochs too")
+            raise ConfigError("`int8_max_drop` judges the final run's INT8: give `final_epochs` too")
         if self.objective not in OBJECTIVES:
-            raise ConfigError(f"--objective {self.objective!r} is unknown: use pareto or score")
+            raise ConfigError(f"`objective` {self.objective!r} is unknown: use pareto or score")
         if self.trials < 1 or self.epochs < 1 or self.final_epochs < 0:
-            raise ConfigError(f"--trials {self.trials} / --epochs {self.epochs} / --final-epochs {self.final_epochs}: "
+            raise ConfigError(f"`trials` {self.trials} / `epochs` {self.epochs} / `final_epochs` {self.final_epochs}: "
                               "trials and epochs must be >= 1, final epochs >= 0")
         if not 0.0 < self.val_split < 0.9:
-            raise ConfigError(f"--val-split {self.val_split}: a search selects on validation images; use 0.1..0.5")
-        from edgeopt.train import SCHEDULES  # checked here, not once per trial
+            raise ConfigError(f"`val_split` {self.val_split}: a search selects on validation images; use 0.1..0.5")
+        from edgeopt.train.loop import SCHEDULES  # checked here, not once per trial
 
         if self.schedule not in SCHEDULES:
-            raise ConfigError(f"--schedule {self.schedule!r} is unknown: use one of {', '.join(SCHEDULES)}")
+            raise ConfigError(f"`schedule` {self.schedule!r} is unknown: use one of {', '.join(SCHEDULES)}")
         if not 1 <= self.batch_size <= 65_536:
-            raise ConfigError(f"--batch-size {self.batch_size} is out of range: use 1..65536")
+            raise ConfigError(f"`batch_size` {self.batch_size} is out of range: use 1..65536")
         if self.heartbeat < 1 or self.latency_runs < 1:
-            raise ConfigError(f"--heartbeat {self.heartbeat} / --latency-runs {self.latency_runs}: both must be >= 1")
+            raise ConfigError(f"`heartbeat` {self.heartbeat} / `latency_runs` {self.latency_runs}: both must be >= 1")
         if self.timeout is not None and self.timeout <= 0:
-            raise ConfigError(f"--timeout {self.timeout} must be positive (seconds)")
+            raise ConfigError(f"`timeout` {self.timeout} must be positive (seconds)")
         if not self.study or any(c in self.study for c in "/\\") or self.study.startswith("."):
-            raise ConfigError(f"--study {self.study!r}: use a plain name (it is also a folder under --out)")
+            raise ConfigError(f"`study` {self.study!r}: use a plain name (it is also a folder under `out`)")
 
     @property
     def study_dir(self) -> Path:
@@ -246,7 +255,7 @@ def load_or_create_study(config: SearchConfig, storage: Any, settings: dict[str,
             differ = sorted(k for k in set(settings) | set(theirs) if settings.get(k) != theirs.get(k))
             shown = ", ".join(f"{k} {theirs.get(k)!r} (now {settings.get(k)!r})" for k in differ[:3])
             raise ConfigError(f"study {config.study!r} in {mask_url(config.storage_url)} was made with other search "
-                              f"settings: {shown}; rerun with those settings or pick a new --study name")
+                              f"settings: {shown}; rerun with those settings or pick a new `study` name")
     else:
         study = optuna.create_study(study_name=config.study, storage=storage, sampler=sampler,
                                     directions=directions, load_if_exists=True)
@@ -295,11 +304,11 @@ def train_point(config: SearchConfig, params: dict[str, Any], classes: list[str]
     The pruned start is kept as ``init.pt`` and training resumes from ``last.pt`` when the folder
     has them (a retried trial, an interrupted final run).
     """
-    from edgeopt.checkpoint import save_checkpoint
+    from edgeopt.models.checkpoint import save_checkpoint
     from edgeopt.models import count_complexity, create_model
     from edgeopt.models.registry import preset_for_model
-    from edgeopt.prune import prune_to_macs
-    from edgeopt.train import TrainConfig, train_classifier
+    from edgeopt.compress.prune import prune_to_macs
+    from edgeopt.train.loop import TrainConfig, train_classifier
 
     size = params["img_size"]
     init = folder / "init.pt"
@@ -314,7 +323,9 @@ def train_point(config: SearchConfig, params: dict[str, Any], classes: list[str]
     return train_classifier(TrainConfig(
         model=params["backbone"], data=data or config.data, out=folder, init_checkpoint=init, img_size=size,
         epochs=epochs, batch_size=config.batch_size, lr=params["lr"], pretrained=config.pretrained, schedule=config.schedule,
-        kd=dataclasses.replace(config.kd, temperature=params.get("kd_temperature", 4.0), alpha=params.get("kd_alpha", 0.0)),
+        # a point without KD params has no soft targets: alpha 0 (the temperature is then unused)
+        kd=dataclasses.replace(config.kd, temperature=params.get("kd_temperature", config.kd.temperature),
+                               alpha=params.get("kd_alpha", 0.0)),
         val_split=val_split, device=config.device, workers=config.workers, resume=(folder / "last.pt").exists()))
 
 
@@ -323,7 +334,7 @@ def run_trial(config: SearchConfig, trial: Any, classes: list[str], baseline: di
     """One trial: build, prune, train (distilled), export, time; returns the objective values."""
     import optuna
 
-    from edgeopt.score import score_macs
+    from edgeopt.bench.score import score_macs
 
     params = suggest(trial, config.space, config.kd.enabled)
     folder = _trial_dir(config, trial)
@@ -358,8 +369,8 @@ def refit(config: SearchConfig, chosen: TrialRecord, classes: list[str], log: Ca
     """Train the chosen point again on all of ``--data`` for ``final_epochs`` (no selection) and export it.
 
     With ``config.int8``, a slice of ``--data`` is held out of that run first, and INT8 is made by
-    PTQ or QAT, whichever loses less macro-F1 on that slice (``edgeopt.int8_path``)."""
-    from edgeopt.int8_path import choose_int8, split_for_judging
+    PTQ or QAT, whichever loses less macro-F1 on that slice (``edgeopt.quant.int8_path``)."""
+    from edgeopt.quant.int8_path import choose_int8, split_for_judging
 
     folder = config.study_dir / f"final-trial-{chosen.number:04d}"
     data, judge = config.data, None
@@ -370,9 +381,9 @@ def refit(config: SearchConfig, chosen: TrialRecord, classes: list[str], log: Ca
     onnx_path, latency = _export_and_time(train.best_checkpoint, folder, config)
     record = {"trial": chosen.number, "checkpoint": str(train.best_checkpoint), "onnx": str(onnx_path), "macs": train.macs,
               "epochs": config.final_epochs, "latency_ms": latency, "trained_on": str(data),
-              "selection": "none: trained on all of --data for a fixed number of epochs; score it on a test split"}
+              "selection": "none: trained on all of `data` for a fixed number of epochs; score it on a test split"}
     if judge is not None:
-        record["selection"] = (f"none: trained on --data less a {config.int8.holdout:.0%} slice held out to judge INT8, for a "
+        record["selection"] = (f"none: trained on `data` less a {config.int8.holdout:.0%} slice held out to judge INT8, for a "
                                "fixed number of epochs; score it on a test split")
         record["int8"] = choose_int8(train.best_checkpoint, onnx_path, data, judge, folder, config.int8, log)
     return record
@@ -387,10 +398,10 @@ def _describe(params: dict[str, Any]) -> str:
 
 def _export_and_time(checkpoint: Path, folder: Path, config: SearchConfig) -> tuple[Path, float]:
     """ONNX export (parity-checked on the data) and its batch-1 p50 latency on this CPU (ms)."""
-    from edgeopt.export import export_onnx
-    from edgeopt.timing import onnx_cpu_latency_ms
+    from edgeopt.bench.timing import onnx_cpu_latency_ms
+    from edgeopt.convert import convert
 
-    onnx_path = export_onnx(checkpoint, folder / "model.onnx", data=config.data).path
+    onnx_path = convert(checkpoint, "onnx", folder / "model.onnx", data=config.data).path
     return onnx_path, onnx_cpu_latency_ms(onnx_path, runs=config.latency_runs, warmup=min(10, config.latency_runs))
 
 
@@ -413,10 +424,10 @@ def run_search(config: SearchConfig, log: Callable[[str], None] = print, *, repo
     classes = scan.classes
     for teacher in config.kd.teachers:
         if not teacher.is_file():
-            raise ConfigError(f"--teacher {teacher}: no such checkpoint; train one with edgeopt train")
+            raise ConfigError(f"`teacher` {teacher}: no such checkpoint; train one with edgeopt train")
     if config.kd.soft_labels is not None:  # checked once, not once per trial
         from edgeopt.data.folder import split_scan
-        from edgeopt.soft_labels import read_bank
+        from edgeopt.train.soft_labels import read_bank
 
         read_bank(config.kd.soft_labels).rows_for(split_scan(scan, config.val_split, seed=0)[0])  # train_point's split
     _check_backbones(config, len(classes))
@@ -485,7 +496,7 @@ def report(config: SearchConfig, study: Any, baseline: dict[str, Any], storage: 
            final: dict[str, Any] | None = None) -> SearchResult:
     """Pareto table data, ``pareto.json``, ``pareto.png`` and the chosen trial exported to ``chosen/``
     (with the record of its final run, when there was one)."""
-    from edgeopt.machine import machine_info
+    from edgeopt.bench.machine import machine_info
 
     records, failed = _records(study)
     front = pareto_front(records)
@@ -497,7 +508,7 @@ def report(config: SearchConfig, study: Any, baseline: dict[str, Any], storage: 
     path = atomic_write_json(config.study_dir / "pareto.json", {
         "study": config.study, "storage": storage, "objective": config.objective,
         "split": f"validation ({config.val_split:.0%} of {config.data}, stratified, seed 0): it selected each "
-                 "trial's checkpoint and the chosen point; report test figures from images outside --data",
+                 "trial's checkpoint and the chosen point; report test figures from images outside `data`",
         "baseline": baseline, "max_macs": config.max_macs, "failed_trials": failed,
         "trials": [dataclasses.asdict(r) for r in sorted(records, key=lambda r: r.number)],
         "pareto": [r.number for r in front], "chosen": chosen.number if chosen else None,

@@ -39,7 +39,7 @@ def synth_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_ckpts(synth_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """One-epoch checkpoints of a YAML model and a timm model on the synthetic data (CPU, seconds)."""
-    from edgeopt.train import TrainConfig, train_classifier
+    from edgeopt.train.loop import TrainConfig, train_classifier
 
     out = tmp_path_factory.mktemp("ckpts")
     ckpts = {}
@@ -53,6 +53,6 @@ def tiny_ckpts(synth_data: Path, tmp_path_factory: pytest.TempPathFactory) -> di
 @pytest.fixture(scope="session")
 def tiny_onnx(tiny_ckpts: dict[str, Path], synth_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """FP32 ONNX export of the YAML model."""
-    from edgeopt.export import export_onnx
+    from edgeopt.export.onnx import export_onnx
 
     return export_onnx(tiny_ckpts["yaml"], tmp_path_factory.mktemp("onnx") / "tiny.onnx", data=synth_data).path

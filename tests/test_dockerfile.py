@@ -40,7 +40,7 @@ def test_entry_point_and_extras_match_pyproject() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     text = DOCKERFILE.read_text()
     entry = json.loads(re.search(r"^ENTRYPOINT\s+(\[.*\])\s*$", text, re.M).group(1))
-    assert entry == [next(iter(project["scripts"]))] and project["scripts"][entry[0]] == "edgeopt.cli:main"
+    assert entry == [next(iter(project["scripts"]))] and project["scripts"][entry[0]] == "edgeopt.cli.app:main"
     extras = set(re.findall(r'"\.\[([a-z0-9_,-]+)\]"', text))
     assert extras, "the image installs edgeopt with an extra"
     for group in extras:

@@ -79,9 +79,10 @@ def test_the_cycle_check_finds_a_cycle() -> None:
 def test_cli_calls_use_keywords_past_a_handful_of_arguments() -> None:
     """A reordered parameter must not silently mis-wire a stage call from the CLI."""
     long_calls = []
-    for node in ast.walk(ast.parse((PACKAGE / "cli.py").read_text())):
-        if isinstance(node, ast.Call) and len(node.args) > 3:
-            long_calls.append(f"line {node.lineno}: {ast.unparse(node.func)} with {len(node.args)} positional arguments")
+    for path in sorted((PACKAGE / "cli").glob("*_commands.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and len(node.args) > 3:
+                long_calls.append(f"{path.name}:{node.lineno}: {ast.unparse(node.func)} with {len(node.args)} positional arguments")
     assert long_calls == []
 
 
@@ -96,3 +97,66 @@ def test_every_warning_is_an_edgeopt_warning() -> None:
                 if category is None or ast.unparse(category) != "EdgeoptWarning":
                     bare.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert bare == []
+
+
+# the stages that turn one artifact into another; running two of them in sequence is convert's job
+CONVERSION_STAGES = ("edgeopt.export", "edgeopt.quant.calibrate", "edgeopt.trt.build")
+
+
+def _stage(module: str) -> str | None:
+    return next((s for s in CONVERSION_STAGES if module == s or module.startswith(s + ".")), None)
+
+
+def stage_chains(graph: dict[str, set[str]]) -> dict[str, list[str]]:
+    """Modules that import (or are) two conversion stages or more: hand-built chains. The CLI's
+    modules are judged command by command (``cli_command_imports``), since each command runs one stage."""
+    chains = {}
+    for module, imports in graph.items():
+        if module == "edgeopt.convert" or module.startswith("edgeopt.cli."):
+            continue
+        stages = {_stage(m) for m in (*imports, module)} - {None}
+        if len(stages) > 1:
+            chains[module] = sorted(stages)
+    return chains
+
+
+def cli_command_imports() -> dict[str, set[str]]:
+    """``module:function`` of every CLI command -> the edgeopt modules it imports."""
+    found = {}
+    for path in sorted((PACKAGE / "cli").glob("*.py")):
+        for fn in ast.parse(path.read_text()).body:
+            if isinstance(fn, ast.FunctionDef):
+                found[f"{path.stem}:{fn.name}"] = {n.module for n in ast.walk(fn)
+                                                    if isinstance(n, ast.ImportFrom) and n.module and n.module.startswith("edgeopt.")}
+    return found
+
+
+def test_convert_is_the_only_place_that_chains_stages() -> None:
+    assert stage_chains(import_graph()) == {}
+    commands = {name: sorted({_stage(m) for m in imports} - {None}) for name, imports in cli_command_imports().items()}
+    assert {name: stages for name, stages in commands.items() if len(stages) > 1} == {}
+    assert commands["deploy_commands:build_engine_cmd"] == []  # it goes through convert
+
+
+def test_the_chain_check_finds_a_hand_built_chain() -> None:
+    graph = {"edgeopt.demo": {"edgeopt.export.onnx", "edgeopt.quant.calibrate"}, "edgeopt.trt.build": {"edgeopt.export.onnx"},
+             "edgeopt.convert": {"edgeopt.export.onnx", "edgeopt.trt.build"}, "edgeopt.search": {"edgeopt.export.onnx"}}
+    assert stage_chains(graph) == {"edgeopt.demo": ["edgeopt.export", "edgeopt.quant.calibrate"],
+                                   "edgeopt.trt.build": ["edgeopt.export", "edgeopt.trt.build"]}
+
+
+# the pipeline's stage packages; tests/ mirrors them
+STAGE_PACKAGES = ("data", "models", "train", "compress", "export", "quant", "trt", "runtime", "bench", "serve", "cli")
+
+
+def test_the_package_reads_as_the_pipeline() -> None:
+    """Stage packages, a few shared modules at the top, and tests/ mirroring the packages."""
+    top = sorted(p.stem for p in PACKAGE.glob("*.py"))
+    assert top == ["__init__", "__main__", "artifacts", "convert", "device", "errors", "formats", "metrics", "optimize",
+                   "registries", "search"]
+    assert sorted(p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()) == sorted(STAGE_PACKAGES)
+    tests = ROOT / "tests"
+    for package in STAGE_PACKAGES:
+        modules = [p.stem for p in (PACKAGE / package).glob("*.py") if p.stem != "__init__"]
+        mirrored = [p.name for p in (tests / package).glob(f"test_{package}_*.py")] if (tests / package).is_dir() else []
+        assert mirrored, f"tests/{package}/ holds no test_{package}_*.py for edgeopt/{package}/ ({', '.join(sorted(modules))})"

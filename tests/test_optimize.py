@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from edgeopt.cli import app
+from edgeopt.cli.app import app
 from edgeopt.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,3 +92,21 @@ def test_optimize_killed_mid_search_resumes_and_finishes(synth_data: Path, tmp_p
     assert record["search"]["trials"] == 3
     trial_zero = json.loads((out / "search" / "edgeopt" / "trial-0000" / "metrics.json").read_text())
     assert len(trial_zero["history"]) == 1  # the trial finished before the kill was not trained again
+
+
+def test_demo_is_optimize_on_the_synthetic_data(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    result = runner.invoke(app, ["demo", "--out", str(out), "--epochs", "1"])
+    assert result.exit_code == 0, result.output
+    assert "SYNTHETIC" in result.output and "resnet18d" in result.output and "TensorRT" in result.output
+    record = json.loads((out / "report.json").read_text())
+    assert {s.stem for s in (out / "steps").glob("*.json")} == {"split", "teacher", "search", "deploy", "bench"}
+    report = json.loads(Path(record["bench"]["json"]).read_text())
+    assert [r["precision"] for r in report["rows"]] == ["fp32", "int8", "fp32"]
+    assert all(r["f1"] is not None and r["score_time"] is not None for r in report["rows"])
+    # without TensorRT the INT8 row is the model made for ONNX Runtime's CPU kernels, which it is benched on
+    from edgeopt.artifacts import read_manifest
+    from edgeopt.formats import format_of
+
+    assert read_manifest(report["rows"][1]["path"]).extra["quantization"]["target"] == "cpu"
+    assert format_of(read_manifest(report["rows"][1]["path"])).name == "int8-cpu"

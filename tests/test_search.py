@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from edgeopt.cli import app
+from edgeopt.cli.app import app
 from edgeopt.errors import ConfigError
 from edgeopt.search import (
     SearchConfig,
@@ -43,7 +43,7 @@ def _cli_args(data: Path, out: Path, *extra: str) -> list[str]:
 
 
 def test_search_reports_a_true_pareto_front_and_exports_the_chosen_model(synth_data: Path, tmp_path: Path) -> None:
-    from edgeopt.checkpoint import load_model_and_arch
+    from edgeopt.models.checkpoint import load_model_and_arch
     from edgeopt.models import count_complexity, create_model
 
     result = run_search(_tiny(synth_data, tmp_path / "s", trials=4, final_epochs=2), log=lambda m: None)
@@ -88,7 +88,7 @@ def test_search_reports_a_true_pareto_front_and_exports_the_chosen_model(synth_d
 def test_the_final_run_holds_out_the_images_that_judge_its_int8(synth_data: Path, tmp_path: Path) -> None:
     from edgeopt.artifacts import read_manifest
     from edgeopt.data.seen import digest, trained_on
-    from edgeopt.int8_path import Int8PathConfig
+    from edgeopt.quant.int8_path import Int8PathConfig
 
     int8 = Int8PathConfig(max_drop=0.99, holdout=0.25, adaround=False)
     # a space with fixed values (no pruning, one lr): the final run gets them too, though the sampler never drew them
@@ -104,7 +104,7 @@ def test_the_final_run_holds_out_the_images_that_judge_its_int8(synth_data: Path
     assert len(trained) + len(judge) == len(list(synth_data.rglob("*.jpg")))  # and every other image did
     assert record["chosen"] == "ptq" and list(record["candidates"]) == ["ptq"]  # within budget: no QAT
     assert read_manifest(record["onnx"]).precision == "int8"
-    with pytest.raises(ConfigError, match="--final-epochs"):
+    with pytest.raises(ConfigError, match="`final_epochs`"):
         _tiny(synth_data, tmp_path / "t", int8=int8)
 
 
@@ -143,13 +143,13 @@ def test_unreachable_database_is_one_line_with_the_password_masked(synth_data: P
 
 
 def test_bad_search_options_are_one_line(synth_data: Path, tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="--max-prune"):
+    with pytest.raises(ConfigError, match="`max_prune`"):
         SearchSpace(max_prune=0.99)
-    with pytest.raises(ConfigError, match="--objective"):
+    with pytest.raises(ConfigError, match="`objective`"):
         SearchConfig(data=synth_data, objective="speed")
-    with pytest.raises(ConfigError, match="--schedule 'step'"):
+    with pytest.raises(ConfigError, match="`schedule` 'step'"):
         SearchConfig(data=synth_data, schedule="step")
-    with pytest.raises(ConfigError, match="--study"):
+    with pytest.raises(ConfigError, match="`study`"):
         SearchConfig(data=synth_data, study="../x")
     result = CliRunner().invoke(app, [*_cli_args(synth_data, tmp_path / "s"), "--backbones", "resnet_nope"])
     assert result.exit_code == 1 and "unknown model 'resnet_nope'" in result.output
@@ -220,3 +220,12 @@ def test_a_killed_search_resumes_its_trial_where_training_stopped(synth_data: Pa
     history = json.loads((out / "edgeopt" / "trial-0000" / "metrics.json").read_text())["history"]
     assert [h["epoch"] for h in history] == list(range(1, 13))  # continued, not restarted
     assert history[:len(epochs_done)] == epochs_done
+
+
+def test_the_final_run_defaults_to_the_bank_schedule_only_with_a_bank(tmp_path: Path) -> None:
+    from edgeopt.search import BANK_FINAL_EPOCHS, SearchConfig
+    from edgeopt.train.distill import KDConfig
+
+    assert SearchConfig(data=tmp_path).final_epochs == 0  # teachers online or none: each epoch costs them too
+    assert SearchConfig(data=tmp_path, kd=KDConfig(soft_labels=tmp_path / "x.bank")).final_epochs == BANK_FINAL_EPOCHS == 100
+    assert SearchConfig(data=tmp_path, kd=KDConfig(soft_labels=tmp_path / "x.bank"), final_epochs=0).final_epochs == 0

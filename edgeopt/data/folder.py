@@ -230,7 +230,7 @@ def materialize_split(root: str | Path, out: str | Path, test_fraction: float, s
 def select_subset(scan: FolderScan, num_images: int, seed: int = 0) -> list[Sample]:
     """A deterministic, class-stratified subset (largest-remainder quotas, at least one per class)."""
     if num_images < 1:
-        raise ConfigError(f"--num-images {num_images} must be at least 1")
+        raise ConfigError(f"`num_images` {num_images} must be at least 1")
     labels = scan.labels
     present = [c for c in range(len(scan.classes)) if (labels == c).any()]
     n = min(num_images, len(labels))

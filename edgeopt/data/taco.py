@@ -47,7 +47,7 @@ def load_class_map(spec: str | Path) -> ClassMap:
     path = Path(spec_str)
     if not path.is_file():
         raise ConfigError(
-            f"--classes {spec_str!r}: not a built-in map ({', '.join(BUILTIN_MAPS)}) nor an existing YAML file"
+            f"`classes` {spec_str!r}: not a built-in map ({', '.join(BUILTIN_MAPS)}) nor an existing YAML file"
         )
     try:
         data = yaml.safe_load(path.read_text("utf-8"))
@@ -175,9 +175,9 @@ def convert_taco(
     only, at most ``max_download_bytes``, kept only when it is an image; a refusal is a counted skip).
     """
     if not 0.0 <= padding <= 1.0:
-        raise ConfigError(f"--padding {padding} is out of range: use a fraction in 0..1, e.g. 0.1")
+        raise ConfigError(f"`padding` {padding} is out of range: use a fraction in 0..1, e.g. 0.1")
     if min_size < 1:
-        raise ConfigError(f"--min-size {min_size} must be at least 1 pixel")
+        raise ConfigError(f"`min_size` {min_size} must be at least 1 pixel")
     if max_download_bytes < 1:
         raise ConfigError(f"max_download_bytes {max_download_bytes} must be at least 1 byte")
     data = load_annotations(annotations)
@@ -185,11 +185,11 @@ def convert_taco(
     check_map_names(class_map, data["categories"])
     images_dir = Path(images)
     if not images_dir.is_dir() and not download:
-        raise DataError(f"{images_dir}: no such images folder; pass TACO's data folder or add --download")
+        raise DataError(f"{images_dir}: no such images folder; pass TACO's data folder or add `download`")
     images_dir.mkdir(parents=True, exist_ok=True)
     out = Path(out)
     if out.resolve() == images_dir.resolve():
-        raise ConfigError("--out must differ from --images; crops go to their own folder")
+        raise ConfigError("`out` must differ from `images`; crops go to their own folder")
 
     cats = {c["id"]: c for c in data["categories"]}
     image_by_id = {im["id"]: im for im in data["images"]}

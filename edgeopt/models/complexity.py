@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import torch
 import torch.nn as nn
+
+from edgeopt.errors import ConfigError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,3 +36,14 @@ def count_complexity(model: nn.Module, input_size: int, channels: int = 3) -> Co
     model.train(was_training)
     params = sum(p.numel() for p in model.parameters())
     return Complexity(macs=int(counter.get_total_flops() // 2), params=int(params), input_size=input_size)
+
+
+def parse_macs(text: str | float) -> int:
+    """``"20M"`` / ``"1.5G"`` / ``20000000`` -> MACs."""
+    if isinstance(text, (int, float)):
+        return int(text)
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmMgG]?)\s*", str(text))
+    if not match:
+        raise ConfigError(f"`target_macs` {text!r}: use a number with an optional K/M/G suffix, e.g. 20M")
+    scale = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9}[match.group(2).lower()]
+    return int(float(match.group(1)) * scale)

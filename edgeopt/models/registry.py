@@ -56,7 +56,7 @@ def create_model(
         from edgeopt.models.dsl import build_from_yaml_text, read_model_yaml
 
         if pretrained:
-            raise ConfigError(f"{name_str}: YAML models have no pretrained weights; drop --pretrained")
+            raise ConfigError(f"{name_str}: YAML models have no pretrained weights; drop `pretrained`")
         text = read_model_yaml(name_str)
         model = build_from_yaml_text(text, num_classes, source=name_str)
         return model, {"source": "yaml", "name": Path(name_str).stem, "yaml": text, "num_classes": num_classes}
@@ -86,7 +86,7 @@ def _create_library_model(name: str, num_classes: int, pretrained: bool, **kwarg
                 raise MissingDependencyError(
                     f"pretrained weights for {name!r} could not be loaded ({type(exc).__name__}: "
                     f"{str(exc).splitlines()[0][:160]}); edgeopt ships offline weights only for "
-                    f"{', '.join(PRETRAINED_LOADERS.names())}: connect to the model hub or drop --pretrained"
+                    f"{', '.join(PRETRAINED_LOADERS.names())}: connect to the model hub or drop `pretrained`"
                 ) from None
             arch["pretrained"] = "hub"
             return model, arch
@@ -107,7 +107,7 @@ def _create_library_model(name: str, num_classes: int, pretrained: bool, **kwarg
             except Exception as exc:
                 raise MissingDependencyError(
                     f"pretrained weights for {name!r} could not be loaded ({type(exc).__name__}); "
-                    "connect to the internet or drop --pretrained"
+                    "connect to the internet or drop `pretrained`"
                 ) from None
             _replace_torchvision_head(model, num_classes)
             arch["pretrained"] = "hub"

@@ -40,8 +40,8 @@ def open_runner(path: str | Path, backend: str = "auto", device: str = "cpu", **
     if DEFAULT_BACKEND[kind] != backend:
         raise ConfigError(
             f"{path}: a {kind} runs on the {DEFAULT_BACKEND[kind]} backend, not {backend}; "
-            + {"checkpoint": "export it first (edgeopt export)", "onnx": "build an engine first (edgeopt build-engine) or use --backend onnxruntime",
-               "engine": "use --backend tensorrt"}[kind]
+            + {"checkpoint": "export it first (edgeopt export)", "onnx": "build an engine first (edgeopt build-engine) or use `backend` onnxruntime",
+               "engine": "use `backend` tensorrt"}[kind]
         )
     if backend == "torch":
         from edgeopt.runtime.torch_runner import TorchRunner

@@ -8,6 +8,7 @@ import numpy as np
 
 from edgeopt.artifacts import read_manifest
 from edgeopt.errors import ArtifactError, MissingDependencyError
+from edgeopt.formats import CPU_TARGETS, format_of
 
 PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider"], "tensorrt": ["TensorrtExecutionProvider"]}
 
@@ -36,7 +37,7 @@ def make_session(path: str | Path, device: str = "cpu", threads: int | None = No
     if wanted[0] not in available:
         raise MissingDependencyError(
             f"ONNX Runtime has no {wanted[0]} here (available: {', '.join(available)}); "
-            "install onnxruntime-gpu on a machine with an NVIDIA GPU, or use --device cpu"
+            "install onnxruntime-gpu on a machine with an NVIDIA GPU, or use `device` cpu"
         )
     options = ort.SessionOptions()
     if not optimize:
@@ -62,12 +63,12 @@ class OrtRunner:
     def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None, int8_exec: str = "kernels",
                  spin: bool = True) -> None:
         if int8_exec not in INT8_EXEC:
-            raise ArtifactError(f"--int8-exec {int8_exec!r} is unknown: use emulate or kernels")
+            raise ArtifactError(f"`int8_exec` {int8_exec!r} is unknown: use emulate or kernels")
         self.path, self.threads, self.int8_exec, self.spin = Path(path), threads, int8_exec, spin
         self.manifest = read_manifest(path, expect_kind="onnx")
         self.precision = self.manifest.precision or "fp32"
         self.device = device
-        cpu_target = self.manifest.extra.get("quantization", {}).get("target") in ("cpu", "cpu-vnni")
+        cpu_target = format_of(self.manifest).target in CPU_TARGETS
         emulate = self.precision == "int8" and int8_exec == "emulate" and not cpu_target
         if emulate:
             self.backend = "onnxruntime (Q/DQ emulated)"
@@ -98,6 +99,6 @@ class OrtRunner:
         if self.static_batch is not None and batch.shape[0] != self.static_batch:
             raise ArtifactError(
                 f"this ONNX model was exported with a static batch of {self.static_batch}, got {batch.shape[0]}; "
-                "re-export without --static-batch"
+                "re-export without `static_batch`"
             )
         return self.session.run([self.output_name], {self.input_name: batch})[0].astype(np.float32)

@@ -7,29 +7,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgeopt.checkpoint import load_checkpoint
-from edgeopt.errors import ConfigError, MissingDependencyError
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> CUDA when present else CPU; asking for CUDA without one is an error, not a fallback."""
-    if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
-        raise ConfigError(f"unknown device {device!r}: use auto, cpu or cuda")
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise MissingDependencyError(f"--device {device} asked for, but PyTorch sees no CUDA GPU; use --device cpu")
-    return torch.device(device)
+from edgeopt.models.checkpoint import load_checkpoint
+from edgeopt.device import resolve_device
+from edgeopt.errors import ConfigError
 
 
 class TorchRunner:
     """Runs a checkpoint with PyTorch; on CUDA optionally FP16, channels-last and CUDA-graph replay.
 
     ``compile=True`` runs the model through ``torch.compile`` (Inductor) with weight freezing, which
-    folds BatchNorm into the convolutions and fuses the elementwise tails (on the 2-core CPU, batch
-    32: the 8 M-MAC student 23.5 -> 13.4 ms, resnet18d at 224 px 1516 -> 908 ms, after a one-off
-    compile of ~45 s per input shape). With ``cuda_graph`` too, Inductor's own CUDA graphs
-    (``mode="reduce-overhead"``) replay it.
+    folds BatchNorm into the convolutions and fuses the elementwise tails, after a one-off compile
+    per input shape (what it gains: ``benchmarks/results/bench_torch_cpu.json``). With ``cuda_graph``
+    too, Inductor's own CUDA graphs (``mode="reduce-overhead"``) replay it.
     """
 
     backend = "torch"
@@ -39,9 +28,9 @@ class TorchRunner:
         self.torch_device = resolve_device(device)
         self.device = self.torch_device.type
         if fp16 and self.device != "cuda":
-            raise ConfigError("FP16 with the torch backend needs --device cuda (CPU FP16 is not faster and is not offered)")
+            raise ConfigError("FP16 with the torch backend needs `device` cuda (CPU FP16 is not faster and is not offered)")
         if cuda_graph and self.device != "cuda":
-            raise ConfigError("CUDA-graph replay needs --device cuda")
+            raise ConfigError("CUDA-graph replay needs `device` cuda")
         self._graphs: dict[tuple[int, ...], tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
         self._pinned: dict[tuple[int, ...], torch.Tensor] = {}
         self.model, self.manifest = load_checkpoint(path, self.torch_device)

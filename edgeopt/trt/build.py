@@ -29,6 +29,7 @@ from edgeopt.artifacts import (
     write_artifact_manifest,
 )
 from edgeopt.errors import ArtifactError, ConfigError, EdgeoptWarning, MissingDependencyError, VerificationError
+from edgeopt.formats import format_of
 from edgeopt.trt.compat import (
     dla_unsupported,
     gpu_unsupported,
@@ -92,21 +93,30 @@ class _Log:
         return self.errors[0] if self.errors else default
 
 
+# (onnx, engine out, plan, options) -> (the ONNX to parse, calibration record): edgeopt.convert.prepare_for_engine
+PrepareOnnx = Callable[[Path, Path, BuildPlan, BuildOptions], tuple[Path, "dict[str, Any] | None"]]
+
+
 def build_engine(onnx: str | Path, out: str | Path, options: BuildOptions, log: Callable[[str], None] = print,
-                 device: Device | None = None, verify: VerifyConfig | None = None) -> BuildResult:
+                 device: Device | None = None, verify: VerifyConfig | None = None,
+                 prepare: PrepareOnnx | None = None) -> BuildResult:
     """Build and serialize an engine; writes ``out`` atomically with its manifest.
+
+    An ONNX the plan must convert first (FP32 -> Q/DQ INT8, FP16 graph or FP16 float part on 11.x)
+    goes through ``prepare`` after the GPU, version and DLA checks; ``edgeopt.convert.convert(onnx,
+    "engine", build=options)`` passes its own. Without it such an ONNX is a one-line error.
 
     With ``verify``, the engine is built under a staging name, run against its FP32 source ONNX on
     ``verify.data`` (``edgeopt.trt.verify``), and moved to ``out`` only when it is within budget; the
     comparison goes into its manifest."""
     onnx, out = Path(onnx), Path(out)
-    require_kind(out, "engine", "--out")
+    require_kind(out, "engine", "`out`")
     final = out
     if verify is not None:  # built under a staging name; the final name only for an engine within budget
         out = out.with_name(out.stem + ".unverified" + out.suffix)
     info = read_onnx_info(onnx, options)
-    if info.manifest is not None and info.manifest.extra.get("quantization", {}).get("target") in ("cpu", "cpu-vnni"):
-        raise ConfigError(f"{onnx.name} was quantized for ONNX Runtime's CPU kernels (--target cpu); TensorRT needs "
+    if info.manifest is not None and not format_of(info.manifest).for_tensorrt:
+        raise ConfigError(f"{onnx.name} was quantized for ONNX Runtime's CPU kernels (`target` cpu); TensorRT needs "
                           "the Q/DQ form: edgeopt calibrate --target tensorrt")
     trt = import_tensorrt()
     device = device or default_device()
@@ -116,11 +126,11 @@ def build_engine(onnx: str | Path, out: str | Path, options: BuildOptions, log: 
         raise MissingDependencyError(f"{gpu['gpu']}: {why}")
     no_dla = dla_unsupported(trt.__version__) if options.dla_core is not None else None
     if no_dla:
-        raise ConfigError(f"--dla-core: {no_dla}")
+        raise ConfigError(f"`dla_core`: {no_dla}")
     plan = plan_build(info.precision, options, trt.__version__, info.float_precision)
     if options.dla_core is not None:  # before any calibration or conversion work
         check_dla_profile(profile_shapes(info.input_shape, options, info.input_name))
-    parsed, calibration = _prepare_onnx(info, final, plan, options)
+    parsed, calibration = _prepared_onnx(info, final, plan, options, prepare)
     if plan.float_precision is not None and parsed.float_precision != plan.float_precision and plan.strongly_typed:
         # a foreign Q/DQ ONNX edgeopt could not cast: its float layers run in FP32 on a strongly typed build
         warnings.warn(f"{parsed.path.name}: its unquantized layers run in FP32 on TensorRT {trt.__version__} (strongly typed), "
@@ -151,7 +161,7 @@ def build_engine(onnx: str | Path, out: str | Path, options: BuildOptions, log: 
         log(f"{layer_summary['layers']} engine layers ({counts}; {layer_summary['reformats']} reformat), "
             f"{layer_summary['onnx_nodes_mapped']} of {layer_summary['onnx_nodes']} ONNX nodes named: edgeopt info {final.name} --layers")
     engine_manifest = Manifest(
-        kind="engine", classes=parsed.classes, preprocess=parsed.preprocess,
+        kind="engine", format="engine", classes=parsed.classes, preprocess=parsed.preprocess,
         arch=parsed.manifest.arch if parsed.manifest else {}, precision=options.precision,
         tools=tool_versions("tensorrt", "torch", "onnx"),
         extra={"tensorrt_version": trt.__version__, **gpu, "profile": {k: list(v) for k, v in shapes.items()},
@@ -220,32 +230,20 @@ def _verify_and_hand_over(staged: Path, final: Path, onnx: Path, manifest: Manif
     return final, record
 
 
-def _prepare_onnx(info: OnnxModelInfo, out: Path, plan: BuildPlan, options: BuildOptions) -> tuple[OnnxModelInfo, dict | None]:
-    """Run the export/calibrate stages first when the plan needs a converted ONNX."""
-    calibration = None
-    if plan.convert is not None:
-        if info.manifest is None:
-            raise ConfigError(f"{info.path.name} must be converted to {plan.convert.upper()} first, which needs an ONNX exported "
-                              f"by edgeopt (a manifest beside it); pass an {plan.convert.upper()} ONNX instead")
-        if plan.convert == "fp16":
-            from edgeopt.export import convert_onnx_to_fp16
-
-            return read_onnx_info(convert_onnx_to_fp16(info.path, out.with_suffix(".fp16.onnx"))), None
-        from edgeopt.calibrate import calibrate_onnx
-
-        result = calibrate_onnx(info.path, options.calib_data, out.with_suffix(".int8.onnx"), num_images=options.num_images,
-                                method=options.calib_method, batch_size=options.calib_batch_size)
-        info = read_onnx_info(result.path)
-        calibration = {"path": str(result.calibration_manifest), "method": options.calib_method}
-    if plan.cast_float_fp16 and info.manifest is not None and info.float_precision != "fp16":
-        from edgeopt.export import convert_qdq_float_to_fp16
-
-        try:
-            info = read_onnx_info(convert_qdq_float_to_fp16(info.path, out.with_suffix(".int8-fp16.onnx")))
-        except Exception as exc:  # noqa: BLE001 - an opset upgrade or parity failure: build the FP32-float Q/DQ (warned)
-            warnings.warn(f"could not cast {info.path.name}'s float part to FP16 ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})",
-                          EdgeoptWarning, stacklevel=3)
-    return info, calibration
+def _prepared_onnx(info: OnnxModelInfo, out: Path, plan: BuildPlan, options: BuildOptions,
+                   prepare: PrepareOnnx | None) -> tuple[OnnxModelInfo, dict | None]:
+    """The ONNX the plan parses: ``info`` itself, or what ``prepare`` (``edgeopt.convert``) made of it."""
+    cast = plan.cast_float_fp16 and info.manifest is not None and info.float_precision != "fp16"
+    if plan.convert is None and not cast:
+        return info, None
+    if plan.convert is not None and info.manifest is None:
+        raise ConfigError(f"{info.path.name} must be converted to {plan.convert.upper()} first, which needs an ONNX exported "
+                          f"by edgeopt (a manifest beside it); pass an {plan.convert.upper()} ONNX instead")
+    if prepare is None:
+        raise ConfigError(f"{info.path.name} must be converted first for this build ({plan.convert or 'INT8 float part'} "
+                          "-> FP16 on this TensorRT): build it through edgeopt.convert.convert(onnx, 'engine', build=options)")
+    path, calibration = prepare(info.path, out, plan, options)
+    return read_onnx_info(path), calibration
 
 
 def _build_serialized(trt, info: OnnxModelInfo, plan: BuildPlan, options: BuildOptions, shapes, device: Device, echo,
@@ -274,7 +272,7 @@ def _build_serialized(trt, info: OnnxModelInfo, plan: BuildPlan, options: BuildO
     _set_profile_shape(profile, info.input_name, shapes["min"], shapes["opt"], shapes["max"])
     if config.add_optimization_profile(profile) < 0:
         raise ConfigError(f"TensorRT rejected the optimization profile {shapes} for input {info.input_name!r}: "
-                          f"{log.first_error('check --min-batch/--opt-batch/--max-batch')}")
+                          f"{log.first_error('check `min_batch`/`opt_batch`/`max_batch`')}")
     cache_bytes = options.timing_cache.read_bytes() if options.timing_cache and options.timing_cache.exists() else b""
     with log.handled_errors():  # a rejected cache is logged at ERROR, and replaced below: not the build's error
         timing_cache = config.create_timing_cache(cache_bytes)
@@ -315,7 +313,7 @@ def _set_dla(trt, builder, config, core: int) -> None:
     on the GPU"); refused where the device has no such core (``num_DLA_cores``: 0 off Jetson)."""
     cores = builder.num_DLA_cores
     if core >= cores:
-        raise ConfigError(f"--dla-core {core}: this device has {cores} DLA core(s)"
+        raise ConfigError(f"`dla_core` {core}: this device has {cores} DLA core(s)"
                           + (" (DLA is on Jetson AGX/NX Orin and Xavier, not on data-centre GPUs)" if cores == 0 else ""))
     config.default_device_type = trt.DeviceType.DLA
     config.DLA_core = core
@@ -329,7 +327,7 @@ def _set_profile_shape(profile, name: str, lo, opt, hi) -> None:
         profile.set_shape(name, lo, opt, hi)
     except RuntimeError as exc:
         raise ConfigError(f"TensorRT rejected the optimization profile min {tuple(lo)} / opt {tuple(opt)} / max {tuple(hi)} "
-                          f"for input {name!r}: {exc} Check --min-batch/--opt-batch/--max-batch") from None
+                          f"for input {name!r}: {exc} Check `min_batch`/`opt_batch`/`max_batch`") from None
 
 
 def _set_precision_trt10(trt, builder, config, plan: BuildPlan, options: BuildOptions, info: OnnxModelInfo, shapes,
@@ -343,8 +341,8 @@ def _set_precision_trt10(trt, builder, config, plan: BuildPlan, options: BuildOp
     from edgeopt.trt.calibrator import make_legacy_calibrator_trt10
 
     if not info.classes or not info.preprocess:
-        raise ConfigError(f"--calibrator needs {info.path.name}'s classes and preprocessing: pass --classes FILE, "
-                          "--img-size, --mean and --std")
+        raise ConfigError(f"`calibrator` needs {info.path.name}'s classes and preprocessing: pass `classes` FILE, "
+                          "`img_size`, `mean` and `std`")
     # calibration runs at the calibration profile's opt shape: one fixed batch of calib_batch_size
     # (or the model's own fixed batch)
     batch = shapes["opt"][0] if shapes["min"][0] == shapes["max"][0] else options.calib_batch_size

@@ -64,7 +64,7 @@ def make_legacy_calibrator_trt10(trt, kind: str, onnx: Path, onnx_sha256: str, c
                                  preprocess: Preprocess, calib_data: Path, num_images: int, batch_shape: tuple[int, ...],
                                  input_dtype: np.dtype, cache_dir: Path, device: Device):
     """An ``IInt8EntropyCalibrator2`` or ``IInt8MinMaxCalibrator`` serving batches of ``batch_shape``."""
-    from edgeopt.calibrate import calibration_set, padded_paths
+    from edgeopt.data.calibration import calibration_set, padded_paths
 
     batch_size = int(batch_shape[0])
     cset = calibration_set(calib_data, classes, num_images, 1)
@@ -96,7 +96,7 @@ def make_legacy_calibrator_trt10(trt, kind: str, onnx: Path, onnx_sha256: str, c
             if tuple(batch.shape) != tuple(batch_shape):
                 self.error = (f"calibration batch of shape {tuple(batch.shape)} does not match the network's calibration "
                               f"input {tuple(batch_shape)}: the preprocessing ({preprocess.size} px) and the ONNX input "
-                              "disagree; pass the ONNX's own --img-size")
+                              "disagree; pass the ONNX's own `img_size`")
                 return None
             self.staged = device.upload(batch, input_dtype)
             device.run([(self.buffer, self.staged)], lambda stream: None)

@@ -65,8 +65,8 @@ def hardware_compatibility_level(trt, hw_compat: str) -> Any:
     name = HW_COMPAT_LEVELS[hw_compat]
     member = getattr(trt.HardwareCompatibilityLevel, name, None)
     if member is None:
-        raise ConfigError(f"--hw-compat {hw_compat} needs TensorRT {HW_COMPAT_SINCE[name]} or newer; "
-                          f"this is {trt.__version__}: use --hw-compat none or ampere+, or upgrade TensorRT")
+        raise ConfigError(f"`hw_compat` {hw_compat} needs TensorRT {HW_COMPAT_SINCE[name]} or newer; "
+                          f"this is {trt.__version__}: use `hw_compat` none or ampere+, or upgrade TensorRT")
     return member
 
 

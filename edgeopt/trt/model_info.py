@@ -129,19 +129,19 @@ def _from_flags(path: Path, shape: tuple[int | None, ...], o: DescribesInput, ne
         try:
             classes = [line.strip() for line in Path(o.classes_file).read_text().splitlines() if line.strip()]
         except OSError as exc:
-            raise ConfigError(f"--classes {o.classes_file}: cannot read it ({exc.strerror})") from None
+            raise ConfigError(f"`classes` {o.classes_file}: cannot read it ({exc.strerror})") from None
         if not classes:
-            raise ConfigError(f"--classes {o.classes_file} is empty: put one class name per line")
+            raise ConfigError(f"`classes` {o.classes_file} is empty: put one class name per line")
     preprocess: dict[str, Any] = {}
     if o.img_size is not None or o.mean is not None or o.std is not None:
         if o.img_size is None or o.mean is None or o.std is None:
-            raise ConfigError("--img-size, --mean and --std go together: pass all three to describe the model's input")
+            raise ConfigError("`img_size`, `mean` and `std` go together: pass all three to describe the model's input")
         spatial = [d for d in shape[2:4] if d is not None]
         if spatial and any(d != o.img_size for d in spatial):
-            raise ConfigError(f"--img-size {o.img_size} does not match the ONNX input {list(shape)}")
+            raise ConfigError(f"`img_size` {o.img_size} does not match the ONNX input {list(shape)}")
         preprocess = Preprocess(size=o.img_size, mean=o.mean, std=o.std).to_dict()
-    missing = [what for what, have in (("classes (--classes FILE)", classes),
-                                       ("preprocessing (--img-size, --mean, --std)", preprocess)) if not have]
+    missing = [what for what, have in (("classes (`classes` FILE)", classes),
+                                       ("preprocessing (`img_size`, `mean`, `std`)", preprocess)) if not have]
     if missing:
         warnings.warn(f"{path.name} has no edgeopt manifest or metadata: its {' and '.join(missing)} are recorded as "
                       f"unknown; {needed_by} will need them", EdgeoptWarning, stacklevel=3)

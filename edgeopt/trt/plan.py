@@ -49,31 +49,31 @@ class BuildOptions:
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
-            raise ConfigError(f"precision {self.precision!r}: pass --fp16 or --int8")
+            raise ConfigError(f"precision {self.precision!r}: pass `fp16` or `int8`")
         if self.calibrator is not None:
             if self.calibrator not in CALIBRATORS:
-                raise ConfigError(f"--calibrator {self.calibrator!r} is unknown: use {' or '.join(CALIBRATORS)}")
+                raise ConfigError(f"`calibrator` {self.calibrator!r} is unknown: use {' or '.join(CALIBRATORS)}")
             if self.precision != "int8":
-                raise ConfigError("--calibrator is for --int8 builds only")
+                raise ConfigError("`calibrator` is for `int8` builds only")
             if self.calib_data is None:
-                raise ConfigError("--calibrator needs --calib-data DIR (images to calibrate on)")
+                raise ConfigError("`calibrator` needs `calib_data` DIR (images to calibrate on)")
         lo, opt, hi = self.batch_profile()
         if not 1 <= lo <= opt <= hi:
             raise ConfigError(f"batch profile min {lo} / opt {opt} / max {hi} must satisfy 1 <= min <= opt <= max")
         if self.calib_batch_size < 1:
             raise ConfigError(f"calibration batch size {self.calib_batch_size} must be at least 1")
         if not 0 < self.workspace_gib <= 1024:
-            raise ConfigError(f"--workspace {self.workspace_gib} GiB is out of range: use (0, 1024]")
+            raise ConfigError(f"`workspace` {self.workspace_gib} GiB is out of range: use (0, 1024]")
         if not 0 <= self.opt_level <= 5:
-            raise ConfigError(f"--opt-level {self.opt_level} is out of range: use 0..5 (3 is TensorRT's default)")
+            raise ConfigError(f"`opt_level` {self.opt_level} is out of range: use 0..5 (3 is TensorRT's default)")
         if self.dla_core is not None and self.dla_core < 0:
-            raise ConfigError(f"--dla-core {self.dla_core}: DLA cores are numbered from 0")
+            raise ConfigError(f"`dla_core` {self.dla_core}: DLA cores are numbered from 0")
         if self.dla_core is not None and self.hw_compat != "none":
-            raise ConfigError("--dla-core and --hw-compat do not go together: a hardware-compatible engine runs on GPUs only")
+            raise ConfigError("`dla_core` and `hw_compat` do not go together: a hardware-compatible engine runs on GPUs only")
         if self.int8_float not in INT8_FLOAT:
-            raise ConfigError(f"--int8-float {self.int8_float!r} is unknown: use fp16 or fp32")
+            raise ConfigError(f"`int8_float` {self.int8_float!r} is unknown: use fp16 or fp32")
         if self.hw_compat not in HW_COMPAT:
-            raise ConfigError(f"--hw-compat {self.hw_compat!r} is unknown: use one of {', '.join(HW_COMPAT)}")
+            raise ConfigError(f"`hw_compat` {self.hw_compat!r} is unknown: use one of {', '.join(HW_COMPAT)}")
 
     @property
     def batch_given(self) -> bool:
@@ -115,17 +115,17 @@ def plan_build(onnx_precision: str, options: BuildOptions, trt_version: str, onn
     if options.calibrator is not None:
         if gen >= 11:
             raise ConfigError(
-                f"TensorRT {trt_version} removed implicit INT8 calibration; drop --calibrator and edgeopt will "
-                "calibrate explicitly (Q/DQ ONNX) from --calib-data"
+                f"TensorRT {trt_version} removed implicit INT8 calibration; drop `calibrator` and edgeopt will "
+                "calibrate explicitly (Q/DQ ONNX) from `calib_data`"
             )
         if onnx_precision != "fp32":
-            raise ConfigError(f"--calibrator calibrates an FP32 ONNX; this one is {onnx_precision}")
+            raise ConfigError(f"`calibrator` calibrates an FP32 ONNX; this one is {onnx_precision}")
         flags = ("INT8", "FP16") if options.int8_float == "fp16" else ("INT8",)
         return BuildPlan(gen, "fp32", None, flags, False, options.calibrator, options.int8_float)
     convert = None
     if want == "fp16":
         if onnx_precision == "int8":
-            raise ConfigError("this ONNX is INT8 (Q/DQ); build it with --int8, or pass the FP32 export for --fp16")
+            raise ConfigError("this ONNX is INT8 (Q/DQ); build it with `int8`, or pass the FP32 export for `fp16`")
         if onnx_precision == "fp32" and gen >= 11:
             convert = "fp16"  # strongly typed: the FP16 must be in the graph
     else:
@@ -134,12 +134,12 @@ def plan_build(onnx_precision: str, options: BuildOptions, trt_version: str, onn
         if onnx_precision == "fp32":
             if options.calib_data is None:
                 raise ConfigError(
-                    "--int8 from an FP32 ONNX needs --calib-data DIR (edgeopt calibrate converts it to Q/DQ first), "
+                    "`int8` from an FP32 ONNX needs `calib_data` DIR (edgeopt calibrate converts it to Q/DQ first), "
                     "or pass a Q/DQ ONNX from edgeopt calibrate"
                 )
             convert = "int8"
         if onnx_precision == "int8" and onnx_float == "fp16" and options.int8_float == "fp32":
-            raise ConfigError("this Q/DQ ONNX's float part is FP16 (float16 scales); for --int8-float fp32 pass the "
+            raise ConfigError("this Q/DQ ONNX's float part is FP16 (float16 scales); for `int8_float` fp32 pass the "
                               "Q/DQ ONNX with FP32 scales from edgeopt calibrate")
     if gen >= 11:
         cast = want == "int8" and options.int8_float == "fp16" and onnx_float != "fp16"
@@ -169,7 +169,7 @@ def profile_shapes(input_shape: tuple[int | None, ...], options: BuildOptions, i
         if options.batch_given and options.batch_profile() != (fixed, fixed, fixed):
             lo, opt, hi = options.batch_profile()
             raise ConfigError(f"this ONNX has a fixed batch of {fixed}; the profile {lo}/{opt}/{hi} does not fit it: "
-                              "drop --min-batch/--opt-batch/--max-batch, or export with a dynamic batch")
+                              "drop `min_batch`/`opt_batch`/`max_batch`, or export with a dynamic batch")
         return {k: (fixed, *rest) for k in ("min", "opt", "max")}
     lo, opt, hi = options.batch_profile()
     return {"min": (lo, *rest), "opt": (opt, *rest), "max": (hi, *rest)}
@@ -182,7 +182,7 @@ def check_dla_profile(shapes: dict[str, tuple[int, ...]]) -> None:
     """DLA builds need one shape: "DLA does not support dynamic dimensions, so the profile's min, max, and
     opt values must be equal for wildcard dimensions" (developer guide, "Working with DLA")."""
     if not shapes["min"] == shapes["opt"] == shapes["max"]:
-        raise ConfigError(f"--dla-core needs one batch size (DLA does not support dynamic shapes), this profile is "
-                          f"{shapes['min'][0]}..{shapes['max'][0]}: pass --min-batch N --max-batch N")
+        raise ConfigError(f"`dla_core` needs one batch size (DLA does not support dynamic shapes), this profile is "
+                          f"{shapes['min'][0]}..{shapes['max'][0]}: pass `min_batch` N `max_batch` N")
     if shapes["max"][0] > DLA_MAX_BATCH:
-        raise ConfigError(f"--dla-core: batch {shapes['max'][0]} is over DLA's maximum of {DLA_MAX_BATCH}")
+        raise ConfigError(f"`dla_core`: batch {shapes['max'][0]} is over DLA's maximum of {DLA_MAX_BATCH}")

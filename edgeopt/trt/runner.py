@@ -82,14 +82,14 @@ class TensorRTRunner:
             context = self.context if not self._contexts else self.engine.create_execution_context()
             if context is None:
                 raise ArtifactError("TensorRT could not create an execution context for another batch shape "
-                                    "(out of GPU memory?); run without --cuda-graph or with fewer batch sizes")
+                                    "(out of GPU memory?); run without `cuda_graph` or with fewer batch sizes")
             self._contexts[shape] = context
         return self._contexts[shape]
 
     def _bind(self, shape: tuple[int, ...]) -> tuple[Any, Any, Any]:
         lo, hi = self.batch_profile.get("min", [1])[0], self.batch_profile.get("max", [shape[0]])[0]
         if not lo <= shape[0] <= hi:  # before a context is made for it
-            raise ConfigError(f"batch {shape[0]} is outside the engine's profile ({lo}..{hi}); rebuild with --max-batch")
+            raise ConfigError(f"batch {shape[0]} is outside the engine's profile ({lo}..{hi}); rebuild with `max_batch`")
         context = self._context_for(shape)
         fresh = shape not in self._buffers
         if fresh:

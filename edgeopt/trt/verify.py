@@ -33,13 +33,13 @@ class VerifyConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "data", Path(self.data))
         if not self.data.is_dir():
-            raise ConfigError(f"--verify {self.data}: no such folder of images")
+            raise ConfigError(f"`verify` {self.data}: no such folder of images")
         if not 0 <= self.max_f1_drop < 1:
-            raise ConfigError(f"--max-f1-drop {self.max_f1_drop} is out of range: use a macro-F1 drop in [0, 1), e.g. 0.01")
+            raise ConfigError(f"`max_f1_drop` {self.max_f1_drop} is out of range: use a macro-F1 drop in [0, 1), e.g. 0.01")
         if not 0 <= self.max_disagreement < 1:
-            raise ConfigError(f"--max-disagreement {self.max_disagreement} is out of range: use a share in [0, 1), e.g. 0.02")
+            raise ConfigError(f"`max_disagreement` {self.max_disagreement} is out of range: use a share in [0, 1), e.g. 0.02")
         if self.batch_size < 1:
-            raise ConfigError(f"--batch-size {self.batch_size} must be at least 1")
+            raise ConfigError(f"`batch_size` {self.batch_size} must be at least 1")
 
 
 def reference_onnx(onnx: Path) -> tuple[Path, str]:
@@ -73,7 +73,7 @@ def _images(data: Path, classes: list[str]) -> tuple[list[Path], np.ndarray | No
             return [s.path for s in scan.samples], scan.labels
     paths = list_images(data)
     if not paths:
-        raise ConfigError(f"--verify {data} holds no images")
+        raise ConfigError(f"`verify` {data} holds no images")
     return paths, None
 
 
@@ -83,6 +83,7 @@ def verify_engine(engine: Path, reference: Path, config: VerifyConfig, provenanc
     from edgeopt.data.presets import Preprocess
     from edgeopt.metrics import classification_metrics
     from edgeopt.runtime.ort_runner import make_session
+    from edgeopt.runtime.predict import predict_each
     from edgeopt.trt.runner import TensorRTRunner
 
     manifest = read_manifest(engine, expect_kind="engine")
@@ -94,11 +95,8 @@ def verify_engine(engine: Path, reference: Path, config: VerifyConfig, provenanc
     session = make_session(reference)
     name = session.get_inputs()[0].name
     runner = TensorRTRunner(engine)
-    ref, out = [], []
-    for images in preprocess.iter_batches(paths, batch):
-        ref.append(session.run(None, {name: images})[0].astype(np.float64))
-        out.append(runner.run(images).astype(np.float64))
-    ref_logits, eng_logits = np.concatenate(ref), np.concatenate(out)
+    ref_logits, eng_logits = (logits.astype(np.float64) for logits in predict_each(
+        [lambda images: session.run(None, {name: images})[0], runner.run], preprocess.iter_batches(paths, batch)))
     agreement = float(np.mean(ref_logits.argmax(1) == eng_logits.argmax(1)))
     record: dict[str, Any] = {"data": str(config.data), "images": len(paths), "labelled": labels is not None,
                               "reference": str(reference), "reference_is": provenance,

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from edgeopt.cli import app
+from edgeopt.cli.app import app
 from edgeopt.data.download import DownloadRefused, download_file
 from edgeopt.data.taco import convert_taco
 

@@ -17,8 +17,8 @@ from torch.overrides import TorchFunctionMode
 from typer.testing import CliRunner
 
 from edgeopt.artifacts import read_manifest, write_artifact_manifest
-from edgeopt.checkpoint import load_checkpoint
-from edgeopt.cli import app
+from edgeopt.models.checkpoint import load_checkpoint
+from edgeopt.cli.app import app
 from edgeopt.errors import ArtifactError, ConfigError
 from edgeopt.models import create_model
 from edgeopt.models.records import check_constructor_args

@@ -92,7 +92,7 @@ def test_pretrained_without_hub_fails_clearly(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     hub_constants = pytest.importorskip("huggingface_hub.constants")
     monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)  # read at import time: patch it too
-    with pytest.raises(MissingDependencyError, match="drop --pretrained"):
+    with pytest.raises(MissingDependencyError, match="drop `pretrained`"):
         create_model("mobilenetv3_small_050", 6, pretrained=True)
     with pytest.raises(ConfigError, match="YAML models have no pretrained"):
         create_model(MODELS_DIR / "tiny_cnn.yaml", 6, pretrained=True)
@@ -172,7 +172,7 @@ def test_missing_mobilenet_v2_file_names_the_exact_install_command(tmp_path: Pat
 
     from typer.testing import CliRunner
 
-    from edgeopt.cli import app
+    from edgeopt.cli.app import app
     from edgeopt.errors import MissingDependencyError
     from edgeopt.models.pretrained import MOBILENET_V2_INSTALL, mobilenet_v2_weights_path
 
@@ -197,7 +197,7 @@ def test_missing_mobilenet_v2_file_names_the_exact_install_command(tmp_path: Pat
 def test_train_help_names_every_offline_pretrained_model() -> None:
     from typer.testing import CliRunner
 
-    from edgeopt.cli import app
+    from edgeopt.cli.app import app
     from edgeopt.models.registry import PRETRAINED_LOADERS
 
     text = " ".join(CliRunner().invoke(app, ["train", "--help"], terminal_width=400).output.split())

@@ -35,7 +35,7 @@ def fake_trt(trt_version: str, monkeypatch: pytest.MonkeyPatch):
 @pytest.fixture(scope="session")
 def tiny_qdq(tiny_onnx: Path, synth_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny export calibrated once to Q/DQ INT8 (TensorRT form), for tests that only build from it."""
-    from edgeopt.calibrate import calibrate_onnx
+    from edgeopt.quant.calibrate import calibrate_onnx
 
     return calibrate_onnx(tiny_onnx, synth_data, tmp_path_factory.mktemp("qdq") / "tiny.int8.onnx", num_images=32,
                           batch_size=16).path

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from edgeopt.cli import app
+from edgeopt.cli.app import app
 from edgeopt.errors import ArtifactError, ConfigError
 from edgeopt.trt.compat import parse_version
 
@@ -105,7 +105,7 @@ def test_a_rejected_timing_cache_is_not_quoted_as_the_build_error(fake_trt, tiny
 
 
 def test_int8_engine_from_a_qdq_onnx(fake_trt, tiny_onnx: Path, synth_data: Path, tmp_path: Path) -> None:
-    from edgeopt.calibrate import calibrate_onnx
+    from edgeopt.quant.calibrate import calibrate_onnx
 
     qdq = calibrate_onnx(tiny_onnx, synth_data, tmp_path / "tiny.int8.onnx", num_images=48, batch_size=16,
                          calibration_dir=tmp_path / "calibration").path
@@ -255,7 +255,7 @@ def test_hardware_compatibility_levels(fake_trt, tiny_onnx: Path, tmp_path: Path
 
 
 def test_static_batch_onnx_gets_its_own_profile(fake_trt, tiny_ckpts: dict, tmp_path: Path) -> None:
-    from edgeopt.export import export_onnx
+    from edgeopt.export.onnx import export_onnx
 
     onnx = export_onnx(tiny_ckpts["yaml"], tmp_path / "static.onnx", static_batch=True, batch_size=4).path
     engine = tmp_path / "static.engine"
@@ -462,7 +462,7 @@ def test_batch_outside_the_profile_is_one_line(fake_trt, tiny_onnx: Path, tmp_pa
 
 
 def test_cpu_target_onnx_is_refused_for_engines(fake_trt, tiny_onnx: Path, synth_data: Path, tmp_path: Path) -> None:
-    from edgeopt.calibrate import calibrate_onnx
+    from edgeopt.quant.calibrate import calibrate_onnx
 
     cpu = calibrate_onnx(tiny_onnx, synth_data, tmp_path / "cpu.onnx", num_images=32, batch_size=16, target="cpu").path
     result = _build([str(cpu), "--int8", "--out", str(tmp_path / "m.engine")])
@@ -473,7 +473,7 @@ def test_int8_engine_with_layers_left_in_float(fake_trt, tiny_onnx: Path, synth_
     """What --skip-first-last and --max-f1-drop write (Q/DQ with some float layers) builds as an INT8 engine."""
     import onnx
 
-    from edgeopt.calibrate import calibrate_onnx
+    from edgeopt.quant.calibrate import calibrate_onnx
 
     mixed = calibrate_onnx(tiny_onnx, synth_data, tmp_path / "mixed.onnx", num_images=32, batch_size=16,
                            skip_first_last=True).path
@@ -488,7 +488,7 @@ def test_int8_engine_with_layers_left_in_float(fake_trt, tiny_onnx: Path, synth_
 
 @pytest.mark.parametrize("trt_version", ["10.13.3.9", "11.4.0.106"])
 def test_qat_onnx_builds_as_an_int8_engine(fake_trt, tiny_ckpts: dict, synth_data: Path, tmp_path: Path) -> None:
-    from edgeopt.qat import QatConfig, qat_finetune
+    from edgeopt.quant.qat import QatConfig, qat_finetune
 
     qat = qat_finetune(QatConfig(checkpoint=tiny_ckpts["yaml"], data=synth_data, out=tmp_path / "qat.onnx", epochs=1,
                                  batch_size=16, num_calib_images=32), log=lambda m: None).path

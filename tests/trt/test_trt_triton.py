@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from edgeopt.cli import app
+from edgeopt.cli.app import app
 
 pytest.importorskip("tritonclient.grpc.model_config_pb2", reason="Triton's schema ships in tritonclient[grpc]")
 runner = CliRunner()
@@ -15,7 +15,7 @@ runner = CliRunner()
 
 @pytest.mark.parametrize("trt_version", ["8.6.1", "10.13.3.9", "11.4.0.106"])
 def test_engine_entry(fake_trt, tiny_onnx: Path, tmp_path: Path) -> None:
-    from test_triton import check_against_artifact, parse_config
+    from serve.test_serve_triton import check_against_artifact, parse_config  # tests/ is on sys.path (conftest)
 
     engine = tmp_path / "tiny.engine"
     assert runner.invoke(app, ["build-engine", str(tiny_onnx), "--fp16", "--out", str(engine), "--max-batch", "16"]).exit_code == 0

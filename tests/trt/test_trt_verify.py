@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from edgeopt.cli import app
+from edgeopt.cli.app import app
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[2]
@@ -16,14 +16,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def planted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A toy model whose INT8 form loses (a planted channel outlier, see test_int8_fallback), as FP32 and Q/DQ ONNX."""
-    from test_int8_fallback import plant_int8_outlier
+    """A toy model whose INT8 form loses (a planted channel outlier, see tests/quant/test_quant_fallback.py), as FP32 and Q/DQ ONNX."""
+    from quant.test_quant_fallback import plant_int8_outlier  # tests/ is on sys.path (conftest)
 
-    from edgeopt.calibrate import calibrate_onnx
+    from edgeopt.quant.calibrate import calibrate_onnx
     from edgeopt.data.synthetic import render_synthetic
-    from edgeopt.evaluate import evaluate_artifact
-    from edgeopt.export import export_onnx
-    from edgeopt.train import TrainConfig, train_classifier
+    from edgeopt.runtime.evaluate import evaluate_artifact
+    from edgeopt.export.onnx import export_onnx
+    from edgeopt.train.loop import TrainConfig, train_classifier
 
     base = tmp_path_factory.mktemp("verify")
     data = render_synthetic(base / "data", per_class=12, seed=0, max_side=96)

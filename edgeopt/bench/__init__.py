@@ -1,0 +1,1 @@
+"""Latency and submit-time harness, the baseline, score formulas, machine info."""

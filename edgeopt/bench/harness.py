@@ -1,0 +1,252 @@
+"""``edgeopt bench``: artifacts and their baseline measured in one run, scored, reported."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeopt.artifacts import artifact_kind, atomic_path, atomic_write_json
+from edgeopt.bench.baseline import BaselineSpec, build_baseline
+from edgeopt.data.presets import Preprocess
+from edgeopt.errors import ConfigError
+from edgeopt.runtime.evaluate import artifact_manifest
+from edgeopt.bench.machine import machine_info
+from edgeopt.runtime import open_runner
+from edgeopt.bench.score import score_macs, score_time
+from edgeopt.bench.timing import (
+    LatencyStats,
+    SubmitResult,
+    cuda_event_timer,
+    measure_interleaved,
+    submit_time,
+)
+
+
+@dataclasses.dataclass
+class BenchRow:
+    name: str
+    path: str
+    backend: str
+    precision: str
+    macs: int | None
+    params: int | None
+    size_mb: float
+    latency: dict[int, LatencyStats]
+    submit: SubmitResult | None = None
+    f1: float | None = None
+    is_baseline: bool = False
+    input_size: int | None = None
+    time_ratio: float | None = None
+    score_time: float | None = None
+    score_macs: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["latency"] = {str(k): dataclasses.asdict(v) for k, v in self.latency.items()}
+        if self.submit is not None:
+            d["submit"] = {**dataclasses.asdict(self.submit), "predictions_csv": str(self.submit.predictions_csv),
+                           "model_share": self.submit.model_share}
+        return d
+
+
+@dataclasses.dataclass
+class BenchReport:
+    rows: list[BenchRow]
+    time_basis: str  # "submit time" or "batch-1 latency p50"
+    notes: list[str]
+    machine: dict[str, Any]
+    baseline: dict[str, Any] | None = None  # name, input size, precision, how it was made
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"time_basis": self.time_basis, "notes": self.notes, "machine": self.machine, "baseline": self.baseline,
+                "rows": [r.to_dict() for r in self.rows]}
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchConfig:
+    """Everything ``edgeopt bench`` takes: what to bench, against what, how long, and where to write."""
+
+    artifacts: tuple[Path, ...]
+    baseline: str | None = "resnet18d"
+    baseline_checkpoint: Path | None = None
+    baseline_f1: float | None = None
+    baseline_size: int | None = None
+    baseline_precision: str | None = None
+    data: Path | None = None
+    backend: str = "auto"
+    device: str = "cpu"
+    batch_sizes: tuple[int, ...] = (1, 32)
+    runs: int = 50
+    warmup: int = 10
+    workers: int = 4
+    submit_runs: int = 3
+    out: Path = Path("runs/bench")
+    json_path: Path | None = None
+    plot_path: Path | None = None
+    int8_exec: str = "kernels"
+    torch_fp16: bool = False
+    cuda_graph: bool = False
+    torch_compile: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "artifacts", tuple(Path(a) for a in self.artifacts))
+        object.__setattr__(self, "batch_sizes", tuple(self.batch_sizes))
+        if not self.artifacts:
+            raise ConfigError("pass at least one artifact to bench")
+        if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
+            raise ConfigError(f"`batch_sizes` {self.batch_sizes}: every batch size must be at least 1")
+        if (self.torch_fp16 or self.torch_compile) and not any(artifact_kind(a) == "checkpoint" for a in self.artifacts):
+            raise ConfigError("`torch_fp16` / `torch_compile` apply to checkpoints (.pt) on the torch backend; "
+                              "none was passed (ONNX precision comes from export/calibrate)")
+        if self.baseline is None and any(v is not None for v in (self.baseline_checkpoint, self.baseline_size,
+                                                                   self.baseline_precision, self.baseline_f1)):
+            raise ConfigError("`baseline` none: drop `baseline_checkpoint`/`baseline_size`/`baseline_precision`/`baseline_f1`")
+
+
+@dataclasses.dataclass
+class _Entry:
+    """One benched thing with its own identity: two artifacts named best.pt stay two rows."""
+
+    label: str
+    path: Path
+    is_baseline: bool
+    manifest: Any
+    runner: Any = None
+    preprocess: Preprocess | None = None
+
+
+def unique_labels(paths: list[Path]) -> list[str]:
+    """File names, lengthened with parent folders until no two are the same."""
+    depth = 1
+    while True:
+        labels = ["/".join(Path(p).parts[-depth:]) for p in paths]
+        if len(set(labels)) == len(labels) or depth > max(len(Path(p).parts) for p in paths):
+            return labels if len(set(labels)) == len(labels) else [f"{label} #{i + 1}" for i, label in enumerate(labels)]
+        depth += 1
+
+
+def run_bench(config: BenchConfig) -> BenchReport:
+    """Measure every artifact and the baseline interleaved, run submit time on ``data``, score."""
+    c = config
+    c.out.mkdir(parents=True, exist_ok=True)
+    notes: list[str] = []
+    entries = [_Entry(label, p, False, artifact_manifest(p)) for label, p in zip(unique_labels(list(c.artifacts)), c.artifacts)]
+    baseline = None
+    if c.baseline:
+        first = entries[0]
+        spec = BaselineSpec(c.baseline, c.baseline_checkpoint, c.baseline_size, c.baseline_precision)
+        resize = Preprocess.from_dict(first.manifest.preprocess).resize
+        baseline = build_baseline(spec, artifact_kind(first.path), list(first.manifest.classes), resize, c.out / "baseline", c.data)
+        entries.append(_Entry(f"baseline {baseline.name}", baseline.path, True, artifact_manifest(baseline.path)))
+        notes.append(f"baseline {baseline.name}: {baseline.input_size} px, {baseline.precision.upper()}, {baseline.source}")
+        if baseline.random_weights:
+            notes.append(f"baseline {baseline.name} has random weights (timing only); its F1 is "
+                         + (f"`baseline_f1` {c.baseline_f1}" if c.baseline_f1 is not None else "unknown: pass `baseline_f1` for scores"))
+    machine = machine_info()
+    for e in entries:
+        kind = artifact_kind(e.path)
+        options: dict[str, Any] = {
+            "onnx": {"int8_exec": c.int8_exec},
+            "checkpoint": {"fp16": c.torch_fp16, "cuda_graph": c.cuda_graph, "compile": c.torch_compile},
+            "engine": {"cuda_graph": c.cuda_graph},
+        }[kind]
+        e.runner = open_runner(e.path, backend=c.backend, device=c.device, **options)
+        e.preprocess = Preprocess.from_dict(e.manifest.preprocess)
+        if e.runner.precision == "int8" and c.int8_exec == "kernels" and kind == "onnx":
+            if not {"avx512_vnni", "avx_vnni", "amx_int8"} & set(machine["cpu_flags"]):
+                notes.append(f"{e.label}: ONNX Runtime's int8 kernels on this CPU (no VNNI) saturate intermediate sums, "
+                             "so its F1 here can be far below the model's; `edgeopt eval` measures the emulated Q/DQ accuracy")
+    sync = _cuda_sync([e.runner for e in entries])
+    if sync is not None:
+        notes.append("CUDA latency is timed with CUDA events around each call on a device-resident input "
+                     "(compute and launch gaps, no host copies); submit time includes the copies")
+    rows = [BenchRow(e.label, str(e.path), e.runner.backend, e.runner.precision, e.manifest.arch.get("macs"),
+                     e.manifest.arch.get("params"), e.path.stat().st_size / 1e6, {}, is_baseline=e.is_baseline,
+                     input_size=e.preprocess.size) for e in entries]
+    rng = np.random.default_rng(0)
+    for bs in c.batch_sizes:
+        batches = {i: _timed(e.runner, rng.standard_normal((bs, 3, e.preprocess.size, e.preprocess.size)).astype(np.float32))
+                   for i, e in enumerate(entries)}
+        stats = measure_interleaved(batches, c.runs, c.warmup, sync=sync, timer=cuda_event_timer if sync else None)
+        for i, row in enumerate(rows):
+            row.latency[bs] = stats[i]
+    if c.data is not None:
+        for i, (row, e) in enumerate(zip(rows, entries)):
+            csv_path = c.out / f"{i:02d}_{e.label.replace(' ', '_').replace('/', '_')}.predictions.csv"
+            row.submit = submit_time(_submit_runner(e.runner).run, e.manifest.classes, e.preprocess, c.data,
+                                     csv_path, batch_size=max(c.batch_sizes), workers=c.workers, runs=c.submit_runs)
+            row.f1 = row.submit.macro_f1
+    base = next((r for r in rows if r.is_baseline), None)
+    if base is not None:
+        if c.baseline_f1 is not None:
+            base.f1 = c.baseline_f1
+        elif baseline is not None and baseline.random_weights:
+            base.f1 = None  # a random-weight F1 means nothing
+    time_basis = "submit time" if c.data is not None else f"batch-{c.batch_sizes[0]} latency p50"
+    if base is not None:
+        for row in rows:
+            t, tb = _time(row, c.data is not None, c.batch_sizes[0]), _time(base, c.data is not None, c.batch_sizes[0])
+            row.time_ratio = t / tb if tb > 0 else None
+            if row.f1 is not None and base.f1 is not None:
+                row.score_time = score_time(t, tb, row.f1, base.f1)
+                if row.macs and base.macs:
+                    row.score_macs = score_macs(row.macs, base.macs, row.f1, base.f1)
+    report = BenchReport(rows, time_basis, notes, machine, baseline.to_dict() if baseline else None)
+    if c.json_path is not None:
+        atomic_write_json(c.json_path, report.to_dict())
+    if c.plot_path is not None:
+        plot_f1_latency(report, c.plot_path, c.batch_sizes[0])
+    return report
+
+
+def _submit_runner(runner: Any) -> Any:
+    """The runner for submit time, where decode threads share the CPU with the model: the
+    runner's own ``sharing_cores()`` variant where it has one (ONNX Runtime on the CPU)."""
+    sharing = getattr(runner, "sharing_cores", None)
+    return sharing() if sharing is not None else runner
+
+
+def _timed(runner: Any, batch: np.ndarray) -> tuple[Any, Any]:
+    """What the latency loop calls, and on what: CUDA runners from a resident device tensor."""
+    if getattr(runner, "device", "cpu") == "cuda" and hasattr(runner, "device_input"):
+        return runner.run_tensor, runner.device_input(batch)
+    return runner.run, batch
+
+
+def _time(row: BenchRow, use_submit: bool, batch: int) -> float:
+    return row.submit.seconds if use_submit and row.submit is not None else row.latency[batch].p50_ms
+
+
+def _cuda_sync(runners: list) -> Any:
+    if any(getattr(r, "device", "cpu") == "cuda" for r in runners):
+        import torch
+
+        return torch.cuda.synchronize
+    return None
+
+
+def plot_f1_latency(report: BenchReport, path: Path, batch: int) -> Path:
+    """F1 against batch latency for everything benched (rows without an F1 are left out)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for row in report.rows:
+        if row.f1 is None:
+            continue
+        ax.scatter(row.latency[batch].p50_ms, row.f1, marker="s" if row.is_baseline else "o")
+        ax.annotate(f"{row.name} ({row.precision})", (row.latency[batch].p50_ms, row.f1), fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel(f"latency p50 at batch {batch} (ms, log)")
+    ax.set_ylabel("macro-F1")
+    ax.set_title("F1 vs latency")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,1 @@
+"""The Typer CLI: parse, call one library function, render."""

@@ -1,0 +1,127 @@
+"""Measuring and the whole pipeline: bench, optimize, demo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import click
+import typer
+
+from edgeopt.cli.render import (
+    say,
+    render_report,
+)
+
+
+from edgeopt.cli.common import (
+    parse_batch_sizes,
+    app,
+    console,
+    Device,
+    Seed,
+    BatchSize,
+)
+
+
+# -- bench / demo -------------------------------------------------------------------------------
+@app.command("bench")
+def bench_cmd(
+    artifacts: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, help="Checkpoints, ONNX models or engines.")],
+    baseline: Annotated[str, typer.Option(help="A model name (built at its own input size, FP32; FP16 for engines), an artifact path, or 'none'.")] = "resnet18d",
+    baseline_checkpoint: Annotated[Optional[Path], typer.Option("--baseline-checkpoint", exists=True, dir_okay=False, help="Weights for a named baseline.")] = None,
+    baseline_f1: Annotated[Optional[float], typer.Option("--baseline-f1", help="The baseline's F1 when it has random weights.")] = None,
+    baseline_size: Annotated[Optional[int], typer.Option("--baseline-size", help="A named baseline's input size (default: its model config's, 224 for resnet18d).")] = None,
+    baseline_precision: Annotated[Optional[str], typer.Option("--baseline-precision", help="fp32, fp16 or int8 (default: fp32; fp16 for engines).")] = None,
+    data: Annotated[Optional[Path], typer.Option("--data", exists=True, file_okay=False, help="Folder to classify for submit time (and F1 when labelled).")] = None,
+    backend: Annotated[str, typer.Option(help="auto, torch, onnxruntime or tensorrt.")] = "auto",
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    batch_sizes: Annotated[str, typer.Option("--batch-sizes", help="Comma-separated, e.g. 1,32,256.")] = "1,32",
+    runs: Annotated[int, typer.Option(min=1, help="Timed runs per batch size.")] = 50,
+    warmup: Annotated[int, typer.Option(min=0)] = 10,
+    workers: Annotated[int, typer.Option(min=1, help="Decode threads for submit time.")] = 4,
+    submit_runs: Annotated[int, typer.Option("--submit-runs", min=1, help="Rounds of decode-only + full submit passes; medians reported.")] = 3,
+    out: Annotated[Path, typer.Option("--out", help="Folder for the baseline artifacts and predictions CSVs.")] = Path("runs/bench"),
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Report JSON (with the machine).")] = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="PNG of F1 against latency.")] = None,
+    int8_exec: Annotated[str, typer.Option("--int8-exec", help="INT8 ONNX: kernels (ORT's CPU int8 speed) or emulate (exact Q/DQ math).")] = "kernels",
+    torch_fp16: Annotated[bool, typer.Option("--torch-fp16", help="Checkpoints on CUDA in FP16.")] = False,
+    cuda_graph: Annotated[bool, typer.Option("--cuda-graph", help="Replay captured CUDA graphs (torch on CUDA, TensorRT).")] = False,
+    torch_compile: Annotated[bool, typer.Option("--torch-compile", help="Checkpoints through torch.compile with frozen weights (BN folded).")] = False,
+) -> None:
+    """Latency (p50/p90/p99), throughput, submit time and the competition score against a baseline."""
+    from edgeopt.bench.harness import BenchConfig, run_bench
+
+    config = BenchConfig(artifacts=tuple(artifacts), baseline=None if baseline == "none" else baseline,
+                         baseline_checkpoint=baseline_checkpoint, baseline_f1=baseline_f1, baseline_size=baseline_size,
+                         baseline_precision=baseline_precision, data=data, backend=backend, device=device,
+                         batch_sizes=parse_batch_sizes(batch_sizes), runs=runs, warmup=warmup, workers=workers,
+                         submit_runs=submit_runs, out=out, json_path=json_path, plot_path=plot, int8_exec=int8_exec,
+                         torch_fp16=torch_fp16, cuda_graph=cuda_graph, torch_compile=torch_compile)
+    report = run_bench(config)
+    render_report(report)
+
+
+@app.command("optimize")
+def optimize_cmd(
+    ctx: typer.Context,
+    config_file: Annotated[Optional[Path], typer.Argument(exists=True, dir_okay=False, help="A YAML file of these settings (keys as the flags); flags given too override it.")] = None,
+    data: Annotated[Optional[Path], typer.Option("--data", exists=True, file_okay=False, help="Folder of <class>/<image> crops.")] = None,
+    out: Annotated[Path, typer.Option("--out", help="The run folder: every artifact with its manifest, steps/, report.md.")] = Path("runs/optimize"),
+    test: Annotated[Optional[Path], typer.Option("--test", exists=True, file_okay=False, help="Labelled crops to report on (default: --test-fraction of --data held out).")] = None,
+    test_fraction: Annotated[float, typer.Option("--test-fraction", help="Share of --data held out of everything for the report.")] = 0.2,
+    teacher: Annotated[Optional[Path], typer.Option("--teacher", exists=True, dir_okay=False, help="A teacher checkpoint (default: fine-tune --teacher-model).")] = None,
+    teacher_model: Annotated[str, typer.Option("--teacher-model")] = "tf_efficientnet_lite0",
+    teacher_size: Annotated[int, typer.Option("--teacher-size", help="The teacher's input size (its native resolution is best).")] = 224,
+    teacher_epochs: Annotated[int, typer.Option("--teacher-epochs")] = 4,
+    views: Annotated[int, typer.Option("--views", help="Augmented views per image in the soft-label bank.")] = 20,
+    backbones: Annotated[str, typer.Option(help="Comma-separated student backbones to search.")] = "mobilenet_v2",
+    sizes: Annotated[str, typer.Option(help="Comma-separated student input sizes to search.")] = "32,48,64",
+    max_prune: Annotated[float, typer.Option("--max-prune")] = 0.0,
+    trials: Annotated[int, typer.Option(help="Search trials.")] = 6,
+    epochs: Annotated[int, typer.Option(help="Epochs per search trial.")] = 12,
+    final_epochs: Annotated[int, typer.Option("--final-epochs", help="Epochs of the chosen student's final run (from the bank: patient schedules pay).")] = 100,
+    max_macs: Annotated[Optional[str], typer.Option("--max-macs", help="MAC budget of the chosen student, e.g. 20M.")] = None,
+    pretrained: Annotated[bool, typer.Option("--pretrained/--scratch")] = True,
+    max_f1_drop: Annotated[float, typer.Option("--max-f1-drop", help="INT8 budget: macro-F1 drop on a slice held out of the final run.")] = 0.01,
+    adaround: Annotated[bool, typer.Option("--adaround/--no-adaround", help="AdaRound in the INT8 post-training quantization.")] = True,
+    target: Annotated[str, typer.Option(help="auto (TensorRT engine where TensorRT and a GPU are, else cpu), tensorrt or cpu.")] = "auto",
+    baseline: Annotated[str, typer.Option(help="Baseline of the bench and the score.")] = "resnet18d",
+    baseline_f1: Annotated[float, typer.Option("--baseline-f1", help="The baseline's macro-F1 for the score.")] = 0.884,
+    batch_size: BatchSize = 64,
+    device: Device = "auto",
+    seed: Seed = 0,
+) -> None:
+    """Crops and a budget in, a benchmarked INT8 model out: teacher, soft-label bank, search, final run, INT8, bench, report."""
+    from edgeopt.optimize import OptimizeConfig, read_yaml_config, run_optimize
+    from edgeopt.models.complexity import parse_macs
+
+    given = {name: value for name, value in ctx.params.items()
+             if name != "config_file" and ctx.get_parameter_source(name) not in (click.core.ParameterSource.DEFAULT, None)}
+    settings = {**ctx.params, "max_macs": parse_macs(max_macs) if max_macs else None,
+                "backbones": tuple(b.strip() for b in backbones.split(",") if b.strip()),
+                "sizes": tuple(int(v) for v in sizes.split(",") if v.strip())}
+    settings.pop("config_file")
+    if config_file is not None:
+        overrides = {k: settings[k] for k in given}
+        config = read_yaml_config(config_file, overrides)
+    else:
+        if data is None:
+            raise typer.BadParameter("give --data (a folder of <class>/<image> crops) or a YAML file with data:", param_hint="--data")
+        config = OptimizeConfig(**settings)
+    result = run_optimize(config, log=say)
+    console.print(f"report: {result.report} (and {result.report.with_suffix('.json')})")
+
+
+@app.command("demo")
+def demo_cmd(
+    data: Annotated[Optional[Path], typer.Option("--data", exists=True, file_okay=False, help="Crops to use instead of the synthetic set.")] = None,
+    out: Annotated[Path, typer.Option("--out", help="Folder for everything the demo makes (rerun: finished steps are skipped).")] = Path("demo"),
+    epochs: Annotated[int, typer.Option(min=1, help="Teacher and search epochs (the final run gets twice as many).")] = 12,
+) -> None:
+    """edgeopt optimize on the embedded synthetic data: teacher, bank, search, final run, INT8, deploy, bench, report."""
+    from edgeopt.optimize import run_demo
+
+    result = run_demo(out=out, data=data, epochs=epochs, log=say)
+    console.print(result.report.read_text())
+    console.print(f"report: {result.report} (and {result.report.with_suffix('.json')})")

@@ -1,0 +1,1 @@
+"""Structured pruning, Tucker decomposition, and the distillation fine-tuning they share."""

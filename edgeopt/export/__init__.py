@@ -1,0 +1,1 @@
+"""Checkpoint -> ONNX (BN folded, slimmed, checked, parity-tested) and FP16 conversion."""

@@ -1,0 +1,76 @@
+"""INT8 for a final run: post-training quantization, or QAT where PTQ loses too much, chosen by the
+drop measured on images held out of that run.
+
+A final run trains on all of its data with no selection, so no labelled image is left that it did
+not learn. ``split_for_judging`` holds a slice out first (stratified, deterministic, as hard links);
+the run trains on the rest; then ``choose_int8`` calibrates (entropy ranges, AdaRound by default:
+the remedy measured to work on depthwise students, ``benchmarks/README.md``) on the training part,
+judges FP32 against INT8 on the held-out slice, and, when the macro-F1 drop is over budget, runs
+QAT (distilled from the FP32 model) and keeps whichever of the two lost less. The record says which
+images judged and that they trained nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from edgeopt.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class Int8PathConfig:
+    max_drop: float  # macro-F1 drop budget, judged on the held-out slice
+    holdout: float = 0.1  # share of the data held out of the final run to judge INT8 on
+    adaround: bool = True
+    qat_epochs: int = 3
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.max_drop < 1:
+            raise ConfigError(f"`int8_max_drop` {self.max_drop} is out of range: use a macro-F1 drop in [0, 1), e.g. 0.005")
+        if not 0.02 <= self.holdout <= 0.5:
+            raise ConfigError(f"`int8_holdout` {self.holdout} is out of range: hold out 0.02..0.5 of the data")
+        if self.qat_epochs < 1:
+            raise ConfigError(f"`int8_qat_epochs` {self.qat_epochs} must be at least 1")
+
+
+def split_for_judging(data: Path, out: Path, holdout: float, seed: int = 0) -> tuple[Path, Path]:
+    """``out/pool`` (what the final run trains on) and ``out/test`` (the judge slice), from ``data``."""
+    from edgeopt.data.folder import materialize_split
+
+    return materialize_split(data, out, test_fraction=holdout, seed=seed)
+
+
+def choose_int8(checkpoint: Path, fp32_onnx: Path, train_data: Path, judge_data: Path, folder: Path, config: Int8PathConfig,
+                log: Callable[[str], None] = print) -> dict[str, Any]:
+    """PTQ, then QAT if PTQ's drop on ``judge_data`` is over budget; the record of both and the choice."""
+    from edgeopt.artifacts import read_manifest
+    from edgeopt.convert import convert
+    from edgeopt.data.presets import Preprocess
+    from edgeopt.quant.fallback import judge_int8
+    from edgeopt.quant.ptq import PtqOptions
+    from edgeopt.quant.qat import QatConfig, qat_finetune
+
+    manifest = read_manifest(fp32_onnx, expect_kind="onnx")
+    preprocess = Preprocess.from_dict(manifest.preprocess)
+    candidates: dict[str, dict[str, Any]] = {}
+    t0 = time.perf_counter()
+    ptq = convert(fp32_onnx, "int8-qdq", folder / "model.int8.onnx", data=train_data, ptq=PtqOptions(adaround=config.adaround)).path
+    candidates["ptq"] = {"onnx": str(ptq), "method": "entropy" + (" + adaround" if config.adaround else ""),
+                         "seconds": round(time.perf_counter() - t0, 1),
+                         **judge_int8(fp32_onnx, ptq, judge_data, list(manifest.classes), preprocess)}
+    log(f"INT8 by PTQ: macro-F1 drop {candidates['ptq']['drop']:.4f} on {candidates['ptq']['images']} held-out images "
+        f"(budget {config.max_drop})")
+    if candidates["ptq"]["drop"] > config.max_drop:
+        t0 = time.perf_counter()
+        qat = qat_finetune(QatConfig(checkpoint=checkpoint, data=train_data, out=folder / "model.qat.onnx", epochs=config.qat_epochs))
+        candidates["qat"] = {"onnx": str(qat.path), "epochs": config.qat_epochs, "seconds": round(time.perf_counter() - t0, 1),
+                             **judge_int8(fp32_onnx, qat.path, judge_data, list(manifest.classes), preprocess)}
+        log(f"INT8 by QAT ({config.qat_epochs} epochs): macro-F1 drop {candidates['qat']['drop']:.4f}")
+    chosen = min(candidates, key=lambda k: (candidates[k]["drop"], k != "ptq"))  # a tie keeps PTQ
+    return {"chosen": chosen, "onnx": candidates[chosen]["onnx"], "met_budget": candidates[chosen]["drop"] <= config.max_drop,
+            "max_drop": config.max_drop, "candidates": candidates, "judged_on": str(judge_data),
+            "note": f"judged on {candidates['ptq']['images']} images held out of the final run (it did not train on them)"}

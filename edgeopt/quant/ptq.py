@@ -1,0 +1,500 @@
+"""Post-training quantization that suits depthwise-separable nets, on the BN-folded ONNX graph.
+
+Three remedies, each an option of ``edgeopt calibrate`` (TensorRT target), applied in this order:
+
+- **Cross-layer equalization** (Nagel et al., "Data-Free Quantization Through Weight Equalization
+  and Bias Correction", ICCV 2019, section 4.1). For two consecutive convolutions A -> act -> B
+  where A's output feeds only B, output channel i of A is divided by ``s_i`` and input channel i of
+  B multiplied by it, with ``s_i = sqrt(r1_i / r2_i)`` (``r1_i``: range of A's output channel i,
+  ``r2_i``: range of B's weights on input channel i), so both ranges become ``sqrt(r1_i r2_i)``.
+  ReLU is positively homogeneous, so the function is unchanged. A ReLU6 (``Clip(0, 6)``) is not: its
+  bound becomes ``6 / s_i`` per channel, so such a Clip is rewritten as ``Relu`` then ``Min`` with a
+  per-channel bound, which computes exactly what the original did. Chains (A -> B -> C) are swept
+  until the scales settle, as the paper does.
+- **Bias correction** (same paper, section 4.2, in its empirical form): for each quantized layer the
+  mean output error over the calibration images, per output channel, of the quantized layer
+  (int8 weights, input quantized at its calibrated range) against the float one, subtracted from
+  the layer's bias.
+- **AdaRound** (Nagel et al., "Up or Down? Adaptive Rounding for Post-Training Quantization",
+  ICML 2020): each weight's rounding (down or up) is learned per layer to minimise the layer's output
+  error on the calibration images, with the rectified sigmoid ``h(V)`` (zeta 1.1, gamma -0.1), the
+  regulariser ``sum(1 - |2h - 1|^beta)`` with beta annealed from 20 to 2 after a 20 % warm-up,
+  lambda 0.01, Adam at 1e-2 (the paper's section 5 settings, fewer iterations). The learned
+  rounding is kept only where its reconstruction error on the calibration images is below nearest
+  rounding's, so it never does worse than nearest rounding on its own loss.
+
+The scales stay TensorRT's (``edgeopt.quant.writers.check_qdq``): int8 symmetric weights per output
+channel, ``max|w| / 127``; AdaRound picks which of the two neighbouring integers each weight takes
+at that scale and writes those integers into the Q/DQ model ONNX Runtime's writer made.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from edgeopt.errors import ConfigError, VerificationError
+
+QMAX = 127  # symmetric int8 weights: [-127, 127] (ONNX Runtime's and TensorRT's symmetric range)
+ZETA, GAMMA = 1.1, -0.1  # AdaRound's rectified sigmoid stretch
+
+
+@dataclasses.dataclass(frozen=True)
+class PtqOptions:
+    equalize: bool = False
+    bias_correction: bool = False
+    adaround: bool = False
+    adaround_iterations: int = 500
+    adaround_images: int = 256  # of the calibration images
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.adaround_iterations < 1:
+            raise ConfigError(f"`adaround_iterations` {self.adaround_iterations} must be at least 1")
+        if self.adaround_images < 1:
+            raise ConfigError(f"`adaround_images` {self.adaround_images} must be at least 1")
+
+    @property
+    def enabled(self) -> bool:
+        return self.equalize or self.bias_correction or self.adaround
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"equalize": self.equalize, "bias_correction": self.bias_correction, "adaround": self.adaround,
+                **({"adaround_iterations": self.adaround_iterations, "adaround_images": self.adaround_images}
+                   if self.adaround else {})}
+
+
+# -- graph helpers ------------------------------------------------------------------------------
+class _Graph:
+    """Initializers as numpy arrays, producers and consumers of every tensor, of one ONNX graph."""
+
+    def __init__(self, model: Any) -> None:
+        from onnx import numpy_helper
+
+        self.model = model
+        graph = model.graph
+        self.inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+        self.consumers: dict[str, list[Any]] = {}
+        for node in graph.node:
+            for name in node.input:
+                self.consumers.setdefault(name, []).append(node)
+        self.outputs = {o.name for o in graph.output}
+
+    def sole_consumer(self, tensor: str) -> Any | None:
+        users = self.consumers.get(tensor, [])
+        return users[0] if len(users) == 1 and tensor not in self.outputs else None
+
+    def set_init(self, name: str, value: np.ndarray) -> None:
+        from onnx import numpy_helper
+
+        for i, init in enumerate(self.model.graph.initializer):
+            if init.name == name:
+                self.model.graph.initializer[i].CopyFrom(numpy_helper.from_array(value.astype(self.inits[name].dtype), name))
+                self.inits[name] = value.astype(self.inits[name].dtype)
+                return
+        raise KeyError(name)
+
+    def add_init(self, name: str, value: np.ndarray) -> str:
+        from onnx import numpy_helper
+
+        self.model.graph.initializer.append(numpy_helper.from_array(value, name))
+        self.inits[name] = value
+        return name
+
+
+def attr(node: Any, name: str, default: Any) -> Any:
+    import onnx
+
+    for a in node.attribute:
+        if a.name == name:
+            return onnx.helper.get_attribute_value(a)
+    return default
+
+
+def _conv_weight(graph: _Graph, node: Any) -> np.ndarray | None:
+    if node.op_type != "Conv" or len(node.input) < 2 or node.input[1] not in graph.inits:
+        return None
+    weight = graph.inits[node.input[1]]
+    return weight if weight.ndim >= 3 else None
+
+
+def _positive_homogeneous(graph: _Graph, node: Any) -> float | None:
+    """``inf`` for Relu, the upper bound for ``Clip(0, hi)``; None for anything that is not act(x / s) = act(x) / s."""
+    if node.op_type == "Relu":
+        return math.inf
+    if node.op_type == "Clip" and len(node.input) >= 3 and node.input[1] in graph.inits and node.input[2] in graph.inits:
+        lo, hi = float(graph.inits[node.input[1]]), float(graph.inits[node.input[2]])
+        return hi if lo == 0.0 and hi > 0 else None
+    return None
+
+
+@dataclasses.dataclass
+class _Pair:
+    first: Any  # Conv A
+    act: Any | None  # Relu / Clip between them, or None
+    second: Any  # Conv B
+    bound: float  # the activation's upper bound (inf for Relu or no activation)
+    scale: np.ndarray  # cumulative s_i applied to A's output channels
+
+
+def find_pairs(model: Any) -> list[_Pair]:
+    """Conv -> (Relu | Clip(0, hi))? -> Conv chains where A's output reaches only B."""
+    graph = _Graph(model)
+    pairs = []
+    for node in model.graph.node:
+        weight = _conv_weight(graph, node)
+        if weight is None or attr(node, "auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+            continue
+        act, nxt = None, graph.sole_consumer(node.output[0])
+        bound = math.inf
+        if nxt is not None and nxt.op_type in ("Relu", "Clip"):
+            bound = _positive_homogeneous(graph, nxt)
+            if bound is None:
+                continue
+            act, nxt = nxt, graph.sole_consumer(nxt.output[0])
+        if nxt is None or _conv_weight(graph, nxt) is None or nxt.input[0] != (act.output[0] if act else node.output[0]):
+            continue
+        second = graph.inits[nxt.input[1]]
+        if second.shape[1] * attr(nxt, "group", 1) != weight.shape[0]:
+            continue
+        pairs.append(_Pair(node, act, nxt, bound, np.ones(weight.shape[0], np.float64)))
+    return pairs
+
+
+def _input_channel_ranges(weight: np.ndarray, groups: int) -> np.ndarray:
+    """max |w| over everything that reads each input channel of a grouped conv (weights [O, I/g, ...])."""
+    out_per_group, in_per_group = weight.shape[0] // groups, weight.shape[1]
+    flat = np.abs(weight).reshape(groups, out_per_group, in_per_group, -1).max(axis=(1, 3))  # [g, I/g]
+    return flat.reshape(-1)
+
+
+def _scale_input_channels(weight: np.ndarray, groups: int, s: np.ndarray) -> np.ndarray:
+    out_per_group, in_per_group = weight.shape[0] // groups, weight.shape[1]
+    w = weight.reshape(groups, out_per_group, in_per_group, *weight.shape[2:]).astype(np.float64)
+    w = w * s.reshape(groups, 1, in_per_group, *([1] * (weight.ndim - 2)))
+    return w.reshape(weight.shape)
+
+
+@dataclasses.dataclass
+class EqualizeReport:
+    pairs: int
+    sweeps: int
+    clips_rewritten: int
+    layers: list[str]
+
+
+def equalize(model: Any, max_sweeps: int = 20, tolerance: float = 1e-4) -> EqualizeReport:
+    """Cross-layer equalization of every Conv pair (see the module docstring), in place."""
+    import onnx
+
+    pairs = find_pairs(model)
+    graph = _Graph(model)
+    sweeps = 0
+    for sweeps in range(1, max_sweeps + 1):
+        change = 0.0
+        for pair in pairs:
+            w1 = graph.inits[pair.first.input[1]].astype(np.float64)
+            w2 = graph.inits[pair.second.input[1]].astype(np.float64)
+            r1 = np.abs(w1).reshape(w1.shape[0], -1).max(axis=1)
+            r2 = _input_channel_ranges(w2, attr(pair.second, "group", 1))
+            s = np.ones_like(r1)
+            ok = (r1 > 0) & (r2 > 0)
+            s[ok] = np.sqrt(r1[ok] / r2[ok])
+            change = max(change, float(np.max(np.abs(np.log(s)))))
+            graph.set_init(pair.first.input[1], w1 / s.reshape(-1, *([1] * (w1.ndim - 1))))
+            if len(pair.first.input) > 2 and pair.first.input[2] in graph.inits:
+                graph.set_init(pair.first.input[2], graph.inits[pair.first.input[2]].astype(np.float64) / s)
+            graph.set_init(pair.second.input[1], _scale_input_channels(w2, attr(pair.second, "group", 1), s))
+            pair.scale *= s
+        if change < tolerance:
+            break
+    rewritten = 0
+    for pair in pairs:
+        if pair.act is None or pair.act.op_type != "Clip" or np.allclose(pair.scale, 1.0):
+            continue
+        # Clip(x, 0, hi) on channels scaled by 1/S: Min(Relu(x), hi / S) per channel, exactly the same function
+        clip = pair.act
+        relu_out = clip.output[0] + "_eq_relu"
+        bound = graph.add_init(clip.output[0] + "_eq_bound",
+                               (pair.bound / pair.scale).astype(np.float32).reshape(-1, 1, 1))
+        position = list(model.graph.node).index(clip)
+        relu = onnx.helper.make_node("Relu", [clip.input[0]], [relu_out], name=(clip.name or clip.output[0]) + "_eq_relu")
+        minimum = onnx.helper.make_node("Min", [relu_out, bound], [clip.output[0]], name=(clip.name or clip.output[0]) + "_eq_min")
+        model.graph.node.remove(clip)
+        model.graph.node.insert(position, minimum)
+        model.graph.node.insert(position, relu)
+        rewritten += 1
+    return EqualizeReport(len(pairs), sweeps, rewritten, [p.first.name for p in pairs])
+
+
+# -- per-layer reconstruction: bias correction and AdaRound --------------------------------------
+@dataclasses.dataclass
+class Layer:
+    """A Conv or Gemm (transB=1) whose weight gets per-output-channel int8 and whose bias stays float."""
+
+    node: Any
+    weight: np.ndarray
+    bias: np.ndarray | None
+    input_name: str
+
+    @property
+    def name(self) -> str:
+        return self.node.name
+
+    def scale(self) -> np.ndarray:
+        absmax = np.abs(self.weight).reshape(self.weight.shape[0], -1).max(axis=1).astype(np.float64)
+        scale = absmax / QMAX
+        return np.where(scale < np.finfo(np.float32).tiny, 1.0, scale)
+
+    def forward(self, x, weight):  # torch tensors
+        import torch.nn.functional as F
+
+        if self.node.op_type == "Gemm":
+            return F.linear(x.flatten(1) if x.ndim > 2 else x, weight)
+        pads = list(attr(self.node, "pads", [0] * (2 * (weight.ndim - 2))))
+        half = len(pads) // 2
+        torch_pads = [p for i in reversed(range(half)) for p in (pads[i], pads[i + half])]  # F.pad: last dim first
+        if any(torch_pads):
+            x = F.pad(x, torch_pads)
+        conv = {3: F.conv1d, 4: F.conv2d, 5: F.conv3d}[weight.ndim]
+        return conv(x, weight, stride=list(attr(self.node, "strides", [1] * (weight.ndim - 2))),
+                    dilation=list(attr(self.node, "dilations", [1] * (weight.ndim - 2))), groups=attr(self.node, "group", 1))
+
+
+def quantizable_layers(model: Any, names: Sequence[str] | None = None) -> list[Layer]:
+    graph = _Graph(model)
+    layers = []
+    for node in model.graph.node:
+        if names is not None and node.name not in names:
+            continue
+        if node.op_type == "Conv" and _conv_weight(graph, node) is not None:
+            if attr(node, "auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+                continue
+        elif not (node.op_type == "Gemm" and attr(node, "transB", 0) == 1 and attr(node, "alpha", 1.0) == 1.0
+                  and attr(node, "beta", 1.0) == 1.0 and attr(node, "transA", 0) == 0 and node.input[1] in graph.inits):
+            continue
+        bias = graph.inits.get(node.input[2]) if len(node.input) > 2 else None
+        layers.append(Layer(node, graph.inits[node.input[1]], bias, node.input[0]))
+    return layers
+
+
+def fake_quant(x, amax: float):
+    """Symmetric int8 quantize-dequantize of an activation at ``amax`` (scale amax / 127)."""
+    import torch
+
+    scale = max(float(amax), 1e-8) / QMAX
+    return torch.clamp(torch.round(x / scale), -QMAX - 1, QMAX) * scale
+
+
+def _recon(output, target):
+    """AIMET's reconstruction loss: squared error summed over channels, averaged over images and positions."""
+    return (output - target).pow(2).sum(1).mean()
+
+
+def _h(v):
+    import torch
+
+    return torch.clamp(torch.sigmoid(v) * (ZETA - GAMMA) + GAMMA, 0.0, 1.0)
+
+
+@dataclasses.dataclass
+class AdaroundResult:
+    name: str
+    loss_nearest: float
+    loss_adaround: float
+    kept: bool  # the learned rounding beat nearest rounding and was kept
+    flipped: float  # fraction of weights rounded the other way than nearest
+
+
+def adaround_layer(layer: Layer, x_fp32, x_quant, iterations: int, seed: int = 0,
+                   batch: int = 32, reg: float = 0.01, lr: float = 1e-2) -> tuple[np.ndarray, AdaroundResult]:
+    """Learned integer weights of ``layer``: inputs ``x_quant`` (quantized as the engine will see them)
+    should give the float layer's output on ``x_fp32``. Returns (int weights, result)."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    w = torch.from_numpy(layer.weight.astype(np.float32))
+    s = torch.from_numpy(layer.scale().astype(np.float32)).reshape(-1, *([1] * (w.ndim - 1)))
+    with torch.no_grad():
+        target = layer.forward(x_fp32, w)
+    w_floor = torch.floor(w / s)
+    rest = (w / s - w_floor).clamp(1e-4, 1 - 1e-4)
+    v = torch.nn.Parameter(-torch.log((ZETA - GAMMA) / (rest - GAMMA) - 1))  # h(v) == rest: starts at the float weight
+    optimizer = torch.optim.Adam([v], lr=lr)
+    n = x_quant.shape[0]
+    warmup = int(0.2 * iterations)
+    for step in range(iterations):
+        idx = torch.randint(0, n, (min(batch, n),), generator=generator)
+        w_soft = s * torch.clamp(w_floor + _h(v), -QMAX, QMAX)
+        recon = _recon(layer.forward(x_quant[idx], w_soft), target[idx])
+        if step < warmup:
+            loss = recon
+        else:
+            beta = 2 + (20 - 2) * (1 - (step - warmup) / max(1, iterations - warmup))
+            loss = recon + reg * (1 - (2 * _h(v) - 1).abs().pow(beta)).sum()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        nearest = torch.clamp(torch.round(w / s), -QMAX, QMAX)
+        learned = torch.clamp(w_floor + (_h(v) >= 0.5).float(), -QMAX, QMAX)
+
+        def error(q) -> float:
+            parts = [_recon(layer.forward(x_quant[i:i + 64], s * q), target[i:i + 64]) * min(64, n - i) for i in range(0, n, 64)]
+            return float(sum(parts) / n)
+
+        loss_nearest, loss_learned = error(nearest), error(learned)
+    kept = loss_learned < loss_nearest
+    chosen = learned if kept else nearest
+    result = AdaroundResult(layer.name, loss_nearest, loss_learned, kept, float((learned != nearest).float().mean()))
+    return chosen.numpy().astype(np.int8), result
+
+
+def corrected_bias(layer: Layer, x_fp32, x_quant, weight_int: np.ndarray) -> tuple[np.ndarray, float]:
+    """The bias that removes the quantized layer's mean output error per output channel, and the
+    largest |mean error| it removes, over the given inputs."""
+    import torch
+
+    w = torch.from_numpy(layer.weight.astype(np.float32))
+    s = torch.from_numpy(layer.scale().astype(np.float32)).reshape(-1, *([1] * (w.ndim - 1)))
+    wq = s * torch.from_numpy(weight_int.astype(np.float32))
+    with torch.no_grad():
+        total, count = None, 0
+        for i in range(0, x_fp32.shape[0], 64):
+            diff = layer.forward(x_quant[i:i + 64], wq) - layer.forward(x_fp32[i:i + 64], w)
+            dims = [0] + list(range(2, diff.ndim))
+            part = diff.double().sum(dim=dims)
+            total = part if total is None else total + part
+            count += diff.numel() // diff.shape[1]
+        mean_error = (total / count).numpy()
+    bias = layer.bias.astype(np.float64) if layer.bias is not None else np.zeros(layer.weight.shape[0])
+    return (bias - mean_error).astype(np.float32), float(np.abs(mean_error).max())
+
+
+def nearest_int(layer: Layer) -> np.ndarray:
+    s = layer.scale().reshape(-1, *([1] * (layer.weight.ndim - 1)))
+    return np.clip(np.round(layer.weight.astype(np.float64) / s), -QMAX, QMAX).astype(np.int8)
+
+
+class _Taps:
+    """One ONNX Runtime session over a model with extra tensors as outputs (graph optimizations off, so
+    every tensor is as in the graph); ``values(name)`` runs only what that tensor needs."""
+
+    def __init__(self, model: Any, tensors: Sequence[str]) -> None:
+        import onnx
+        import onnxruntime as ort
+
+        model = copy_model(model)
+        existing = {o.name for o in model.graph.output}
+        for name in tensors:
+            if name not in existing:
+                model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        self.session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+
+    def values(self, name: str, batches: Sequence[np.ndarray]) -> np.ndarray:
+        return np.concatenate([self.session.run([name], {self.input_name: b})[0] for b in batches])
+
+
+def copy_model(model: Any) -> Any:
+    import onnx
+
+    clone = onnx.ModelProto()
+    clone.CopyFrom(model)
+    return clone
+
+
+@dataclasses.dataclass
+class LayerReport:
+    name: str
+    op: str
+    adaround: AdaroundResult | None = None
+    bias_error_before: float | None = None  # largest |mean output error| per channel, over the calibration images
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "op": self.op, **({"adaround": dataclasses.asdict(self.adaround)} if self.adaround else {}),
+                **({"bias_mean_error_before": self.bias_error_before} if self.bias_error_before is not None else {})}
+
+
+def reconstruct(model: Any, quantized: Any, batches: Sequence[np.ndarray], options: PtqOptions,
+                expected_scales: dict[str, np.ndarray] | None = None) -> tuple[dict[str, np.ndarray], list[LayerReport]]:
+    """AdaRound and/or bias correction of every quantizable layer, one layer after another in graph order.
+
+    ``model`` is the FP32 graph, ``quantized`` the Q/DQ model written from it with nearest rounding.
+    Each layer's quantized input is read from ``quantized`` with every earlier layer already
+    corrected (so a layer also makes up for the error that reaches it, as AIMET's empirical bias
+    correction and AdaRound do); its target is the FP32 layer on the FP32 input. Corrected biases
+    go into both models in place (the Q/DQ writer keeps biases in float under the same names);
+    returns ``{layer name: int8 weights}`` where AdaRound's rounding was kept, and a report."""
+    import torch
+
+    layers = quantizable_layers(model)
+    fp32_graph, q_graph = _Graph(model), _Graph(quantized)
+    q_nodes = {n.name: n for n in quantized.graph.node}
+    count, picked = 0, []
+    for batch in batches:  # the first adaround_images calibration images
+        if count >= options.adaround_images:
+            break
+        picked.append(batch[:options.adaround_images - count])
+        count += len(picked[-1])
+    fp32_taps = _Taps(model, [layer.input_name for layer in layers])
+    int_weights: dict[str, np.ndarray] = {}
+    reports = []
+    for index, layer in enumerate(layers):
+        q_node = q_nodes.get(layer.name)
+        if q_node is None or q_node.input[1] in q_graph.inits:  # left in float by the writer: nothing to correct
+            continue
+        x = torch.from_numpy(fp32_taps.values(layer.input_name, picked).astype(np.float32))
+        xq = torch.from_numpy(_Taps(quantized, [q_node.input[0]]).values(q_node.input[0], picked).astype(np.float32))
+        report = LayerReport(layer.name, layer.node.op_type)
+        weight_int = nearest_int(layer)
+        if options.adaround:
+            learned, report.adaround = adaround_layer(layer, x, xq, options.adaround_iterations, seed=options.seed + index)
+            if report.adaround.kept:
+                weight_int = int_weights[layer.name] = learned
+                apply_int_weights(quantized, {layer.name: learned}, {layer.name: layer.scale()} if expected_scales is None
+                                  else expected_scales)
+        if options.bias_correction:
+            bias, report.bias_error_before = corrected_bias(layer, x, xq, weight_int)
+            if layer.bias is None:
+                raise VerificationError(f"{layer.name} has no bias to correct; export with edgeopt export (which folds BatchNorm "
+                                        "into biases)")
+            fp32_graph.set_init(layer.node.input[2], bias)
+            q_graph.set_init(q_node.input[2], bias)
+        reports.append(report)
+    return int_weights, reports
+
+
+def apply_int_weights(quantized: Any, int_weights: dict[str, np.ndarray], expected_scales: dict[str, np.ndarray]) -> int:
+    """Replace the int8 weights ONNX Runtime's Q/DQ writer rounded to nearest with AdaRound's.
+
+    The layer's weight must reach it through a DequantizeLinear of an int8 initializer whose scale
+    equals edgeopt's (``Layer.scale``); anything else is an error, not a silent mismatch."""
+    from onnx import numpy_helper
+
+    graph = quantized.graph
+    inits = {i.name: i for i in graph.initializer}
+    producers = {o: n for n in graph.node for o in n.output}
+    by_name = {n.name: n for n in graph.node}
+    replaced = 0
+    for name, values in int_weights.items():
+        node = by_name.get(name)
+        dq = producers.get(node.input[1]) if node is not None else None
+        if dq is None or dq.op_type != "DequantizeLinear" or dq.input[0] not in inits:
+            continue  # the layer was left in float (fallback): nothing to replace
+        scale = numpy_helper.to_array(inits[dq.input[1]]).astype(np.float64)
+        if scale.shape != expected_scales[name].shape or not np.allclose(scale, expected_scales[name], rtol=1e-6, atol=0):
+            raise VerificationError(f"{name}: the Q/DQ writer's weight scales differ from AdaRound's; calibrate without `adaround`")
+        current = numpy_helper.to_array(inits[dq.input[0]])
+        if current.shape != values.shape or current.dtype != np.int8:
+            raise VerificationError(f"{name}: quantized weights are {current.dtype}{list(current.shape)}, "
+                                    f"AdaRound's int8{list(values.shape)}")
+        inits[dq.input[0]].CopyFrom(numpy_helper.from_array(values, dq.input[0]))
+        replaced += 1
+    return replaced

@@ -1,0 +1,1 @@
+"""Serving: Triton model-repository entries."""

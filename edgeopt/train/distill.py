@@ -1,0 +1,156 @@
+"""Knowledge distillation: KL to the teachers' temperature-softened outputs.
+
+Teachers may run at their own (larger) input size and normalisation on the same augmented view;
+several teachers average their soft targets; ``true-label`` mode applies the KD term only where
+the (averaged) teacher predicts the true class.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from edgeopt.data.presets import Preprocess
+from edgeopt.data.views import render_view, sample_view, view_seed
+from edgeopt.errors import ConfigError
+
+KD_MODES = ("all", "true-label")
+
+
+@dataclasses.dataclass(frozen=True)
+class KDConfig:
+    """Distillation: the loss (temperature, weight, mode) and where the soft targets come from, for
+    ``train``, ``prune``/``decompose`` fine-tuning, ``qat`` and ``search`` alike: ``teachers`` run
+    online on every step, or ``soft_labels``, a bank of their stored targets (``edgeopt soft-labels``),
+    so no teacher runs. Neither: no distillation (a stage with a teacher of its own, e.g. the
+    uncompressed model for fine-tuning, puts it in with ``with_teachers``)."""
+
+    temperature: float = 4.0
+    alpha: float = 0.7  # weight of the KD term; (1 - alpha) goes to the hard-label loss
+    mode: str = "all"
+    teachers: tuple[Path, ...] = ()
+    soft_labels: Path | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "teachers", tuple(Path(t) for t in self.teachers))
+        object.__setattr__(self, "soft_labels", Path(self.soft_labels) if self.soft_labels else None)
+        if self.soft_labels is not None and self.teachers:
+            raise ConfigError("soft labels come from teachers online or from a bank, not both: pass `teacher` or `soft_labels`")
+        if not self.temperature > 0:
+            raise ConfigError(f"`kd_temperature` {self.temperature} must be > 0, e.g. 4")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ConfigError(f"`kd_alpha` {self.alpha} is out of range: use 0..1, e.g. 0.7")
+        if self.mode not in KD_MODES:
+            raise ConfigError(f"`kd` {self.mode!r} is unknown: use one of {', '.join(KD_MODES)}")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.teachers) or self.soft_labels is not None
+
+    def with_teachers(self, *teachers: str | Path) -> KDConfig:
+        """This config with ``teachers`` online, unless a bank already supplies the targets."""
+        return self if self.soft_labels is not None else dataclasses.replace(self, teachers=tuple(Path(t) for t in teachers))
+
+    def to_dict(self) -> dict:
+        return {"temperature": self.temperature, "alpha": self.alpha, "mode": self.mode,
+                "teachers": [str(t) for t in self.teachers], "soft_labels": str(self.soft_labels) if self.soft_labels else None}
+
+
+def soft_targets(teacher_logits: Sequence[torch.Tensor], temperature: float) -> torch.Tensor:
+    """Average of the teachers' softmax(logits / T)."""
+    probs = [F.softmax(t.float() / temperature, dim=1) for t in teacher_logits]
+    return torch.stack(probs).mean(0)
+
+
+def kd_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: Sequence[torch.Tensor],
+    targets: torch.Tensor,
+    config: KDConfig,
+    hard_loss: torch.Tensor,
+) -> torch.Tensor:
+    """``alpha * T^2 * KL(teacher || student) + (1 - alpha) * hard_loss``.
+
+    The T^2 factor keeps the soft term's gradient scale independent of T (Hinton et al.). In
+    ``true-label`` mode samples the teacher gets wrong contribute no KD term (averaged over the
+    whole batch, so the term shrinks rather than re-weights).
+    """
+    T = config.temperature
+    target_probs = soft_targets(teacher_logits, T)
+    log_student = F.log_softmax(student_logits.float() / T, dim=1)
+    per_sample = F.kl_div(log_student, target_probs, reduction="none").sum(1) * (T * T)
+    if config.mode == "true-label":
+        per_sample = per_sample * (target_probs.argmax(1) == targets).float()
+    return config.alpha * per_sample.mean() + (1.0 - config.alpha) * hard_loss
+
+
+@dataclasses.dataclass
+class Teacher:
+    model: nn.Module
+    preprocess: Preprocess
+    path: Path
+
+
+def load_teachers(paths: Sequence[str | Path], classes: Sequence[str], device: torch.device) -> list[Teacher]:
+    """Load teacher checkpoints (frozen, eval mode); their classes must match the student's."""
+    from edgeopt.models.checkpoint import load_checkpoint
+
+    teachers = []
+    for path in paths:
+        model, manifest = load_checkpoint(path, device)
+        if list(manifest.classes) != list(classes):
+            raise ConfigError(
+                f"teacher {path} was trained on classes {manifest.classes}, the data has {list(classes)}"
+            )
+        model.eval().requires_grad_(False)
+        teachers.append(Teacher(model, Preprocess.from_dict(manifest.preprocess), Path(path)))
+    return teachers
+
+
+def view_for(view01: torch.Tensor, preprocess: Preprocess) -> torch.Tensor:
+    """A [0, 1] batch -> the model's own size and normalisation."""
+    if view01.shape[-1] != preprocess.size or view01.shape[-2] != preprocess.size:
+        view01 = F.interpolate(view01, size=(preprocess.size, preprocess.size), mode="bilinear",
+                               antialias=True, align_corners=False)
+    mean = torch.tensor(preprocess.mean, device=view01.device).view(1, 3, 1, 1)
+    std = torch.tensor(preprocess.std, device=view01.device).view(1, 3, 1, 1)
+    return (view01 - mean) / std
+
+
+class DistillViews(torch.utils.data.Dataset):
+    """Distillation's training views: the same view (box, flip, brightness) for the student and its soft targets.
+
+    Epoch ``e`` shows every image's view ``e`` (``edgeopt.data.views``): drawn from the run's seed with
+    online teachers, who see it rendered at their own size from their own cache of the image; or view
+    ``e mod V`` of a soft-label bank, whose stored logits are the targets. Items are ``(student view,
+    label, teacher views)`` or ``(student view, label, bank logits T x C)``. Set ``epoch`` before each
+    epoch (a loader's workers copy the dataset at the start of the epoch, so not with persistent workers).
+    """
+
+    def __init__(self, images: torch.Tensor, labels: Sequence[int], keys: Sequence[str], size: int, *, seed: int = 0,
+                 scale_min: float = 0.35, brightness: float = 0.0, teacher_images: Sequence[torch.Tensor] = (),
+                 teacher_sizes: Sequence[int] = (), bank_views=None, bank_logits=None, rows=None) -> None:
+        self.images, self.keys, self.size = images, list(keys), size
+        self.labels = torch.as_tensor(list(labels), dtype=torch.long)
+        self.seed, self.scale_min, self.brightness = seed, scale_min, brightness
+        self.teacher_images, self.teacher_sizes = list(teacher_images), list(teacher_sizes)
+        self.bank_views, self.bank_logits, self.rows = bank_views, bank_logits, rows
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        if self.bank_views is not None:
+            row, v = int(self.rows[i]), self.epoch % self.bank_views.shape[1]
+            view = self.bank_views[row, v]
+            soft = torch.from_numpy(self.bank_logits[row, v].astype("float32"))
+            return render_view(self.images[i], view, self.size), self.labels[i], soft
+        view = sample_view(view_seed(self.seed, self.keys[i], self.epoch), self.scale_min, self.brightness)
+        teacher_views = [render_view(images[i], view, s) for images, s in zip(self.teacher_images, self.teacher_sizes)]
+        return render_view(self.images[i], view, self.size), self.labels[i], teacher_views

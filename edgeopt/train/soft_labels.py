@@ -1,0 +1,277 @@
+"""Soft-label bank: the teachers' logits on N augmented views of every image, computed once.
+
+``make_bank(SoftLabelConfig)`` draws N views per image (``edgeopt.data.views``: crop box in the
+image's own coordinates, flip, brightness, a seed per view), renders each at every teacher's own
+input size and normalisation, and stores the views and the logits (float16) in one safetensors
+file (``BANK.bank``; no pickle, nothing to execute) with a manifest beside it: the teachers and
+their sha256, every image's relative path and sha256, the classes, N and the augmentation
+settings. A student trained with ``--soft-labels BANK`` crops the same regions at its own size
+and learns the stored targets without running a teacher (FKD, Shen & Xing, ECCV 2022).
+
+The bank is made in fixed chunks of images, each written atomically into ``BANK.bank.partial/``;
+an interrupted run continues from the chunks it has (same chunks, same batches, same bytes), and
+the bank appears under its name only when complete.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeopt.artifacts import (
+    Manifest,
+    atomic_path,
+    atomic_write_json,
+    read_manifest,
+    require_kind,
+    sha256_file,
+    tool_versions,
+    write_artifact_manifest,
+)
+from edgeopt.data.folder import FolderScan, scan_folder
+from edgeopt.errors import ArtifactError, ConfigError, DataError
+
+BANK_FORMAT = "edgeopt-soft-labels-1"
+
+
+@dataclasses.dataclass(frozen=True)
+class SoftLabelConfig:
+    teachers: Sequence[Path]
+    data: Path
+    out: Path
+    views: int = 10
+    scale_min: float = 0.35  # random-resized-crop area, as a share of the image
+    brightness: float = 0.0  # ColorJitter brightness
+    seed: int = 0
+    batch_size: int = 64
+    device: str = "auto"
+    chunk_images: int = 64  # images per resumable chunk
+
+    def __post_init__(self) -> None:
+        if not self.teachers:
+            raise ConfigError("a soft-label bank needs at least one teacher checkpoint")
+        for name, value, lo, hi in (("views", self.views, 1, 100_000), ("batch_size", self.batch_size, 1, 65_536),
+                                    ("chunk_images", self.chunk_images, 1, 1_000_000),
+                                    ("scale_min", self.scale_min, 0.05, 1.0), ("brightness", self.brightness, 0.0, 1.0)):
+            if not lo <= value <= hi:
+                raise ConfigError(f"soft-label {name} {value} is out of range: use {lo}..{hi}")
+        require_kind(self.out, "soft-labels", "soft-label bank")
+
+    def augmentation(self) -> dict[str, Any]:
+        return {"scale_min": self.scale_min, "brightness": self.brightness, "flip": True, "seed": self.seed}
+
+
+@dataclasses.dataclass(frozen=True)
+class BankResult:
+    path: Path
+    images: int
+    views: int
+    teachers: int
+    seconds: float  # this run's teacher time (0 when every chunk was there already)
+    views_per_second: float  # teacher forward passes (views x teachers) per second in this run
+    resumed_chunks: int
+    bytes: int
+    reused: bool = False  # the bank was there already, made with these settings from these files
+
+
+def image_keys(scan: FolderScan) -> list[str]:
+    """Each sample's path relative to the data root, POSIX-style: the bank's key for it."""
+    return [s.path.relative_to(scan.root).as_posix() for s in scan.samples]
+
+
+def make_bank(config: SoftLabelConfig, progress: Callable[[int, int], None] | None = None) -> BankResult:
+    """Write the bank for ``config.data`` (resuming a partial one made with the same settings)."""
+    from edgeopt.train.distill import load_teachers
+    from edgeopt.device import resolve_device
+
+    device = resolve_device(config.device)
+    scan = scan_folder(config.data)
+    teachers = load_teachers(config.teachers, scan.classes, device)
+    keys = image_keys(scan)
+    files = [[key, sha256_file(s.path)] for key, s in zip(keys, scan.samples)]
+    settings = {"format": BANK_FORMAT, "classes": scan.classes, "views": config.views, "augmentation": config.augmentation(),
+                "chunk_images": config.chunk_images, "batch_size": config.batch_size,
+                "teachers": [{"path": str(t.path), "sha256": sha256_file(t.path), "preprocess": t.preprocess.to_dict()}
+                             for t in teachers],
+                "files_sha256": hashlib.sha256(json.dumps(files).encode()).hexdigest()}
+    settings = json.loads(json.dumps(settings))  # as it reads back (tuples are lists in JSON)
+    if _complete_bank(config.out, settings, files):
+        if progress is not None:
+            progress(len(keys), len(keys))
+        return BankResult(config.out, len(keys), config.views, len(teachers), 0.0, float("nan"), 0,
+                          config.out.stat().st_size, reused=True)
+    partial = _partial_dir(config.out, settings)
+    chunks = range(0, len(keys), config.chunk_images)
+    resumed, spent, forwards = 0, 0.0, 0
+    for k, start in enumerate(chunks):
+        chunk_path = partial / f"chunk-{k:05d}.safetensors"
+        stop = min(start + config.chunk_images, len(keys))
+        if chunk_path.exists():
+            resumed += 1
+        else:
+            t0 = time.perf_counter()
+            views, logits = _chunk(scan, keys, range(start, stop), teachers, config, device)
+            spent += time.perf_counter() - t0
+            forwards += logits.shape[0] * logits.shape[1] * logits.shape[2]
+            _save_tensors(chunk_path, {"views": views, "logits": logits})
+        if progress is not None:
+            progress(stop, len(keys))
+    arrays = [_load_tensors(partial / f"chunk-{k:05d}.safetensors") for k in range(len(chunks))]
+    views = np.concatenate([a["views"] for a in arrays])
+    logits = np.concatenate([a["logits"] for a in arrays])
+    _save_tensors(config.out, {"views": views, "logits": logits})
+    manifest = Manifest(kind="soft-labels", classes=list(scan.classes), tools=tool_versions("torch", "torchvision", "timm"),
+                        extra={**{k: v for k, v in settings.items() if k != "files_sha256"}, "files": files,
+                               "logits_dtype": "float16", "shape": {"images": len(keys), "views": config.views,
+                                                                    "teachers": len(teachers), "classes": len(scan.classes)}})
+    write_artifact_manifest(config.out, manifest)
+    shutil.rmtree(partial)
+    return BankResult(config.out, len(keys), config.views, len(teachers), spent, forwards / spent if spent else float("nan"),
+                      resumed, config.out.stat().st_size)
+
+
+def _complete_bank(out: Path, settings: dict[str, Any], files: list[list[str]]) -> bool:
+    """Whether ``out`` is a finished bank of exactly these settings and files (then nothing is recomputed)."""
+    from edgeopt.artifacts import manifest_path
+
+    if not out.exists() or not manifest_path(out).exists():
+        return False
+    try:
+        extra = read_manifest(out, expect_kind="soft-labels").extra
+    except ArtifactError:
+        return False
+    recorded = {k: extra.get(k) for k in settings if k != "files_sha256"}
+    return recorded == {k: v for k, v in settings.items() if k != "files_sha256"} and extra.get("files") == files
+
+
+def _partial_dir(out: Path, settings: dict[str, Any]) -> Path:
+    """The folder of finished chunks; one made with other settings is an error naming what differs."""
+    partial = out.with_name(out.name + ".partial")
+    record = partial / "settings.json"
+    if record.exists():
+        try:
+            before = json.loads(record.read_text())
+        except (OSError, ValueError):
+            before = {}
+        if before != settings:
+            differ = sorted(k for k in settings.keys() | before.keys() if settings.get(k) != before.get(k))
+            raise ConfigError(f"{partial} holds a partial bank made with other settings ({', '.join(differ)}): "
+                              "remove it, or run with the settings it was made with")
+    else:
+        partial.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(record, settings)
+    return partial
+
+
+def _chunk(scan: FolderScan, keys: list[str], indices: range, teachers: list[Any], config: SoftLabelConfig,
+           device: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Views (n x V x 6, float32) and every teacher's logits on them (n x V x T x C, float16)."""
+    import torch
+
+    from edgeopt.data.loaders import cache_preprocess, decode_all
+    from edgeopt.data.views import render_view, sample_views
+    from edgeopt.train.distill import view_for
+
+    paths = [scan.samples[i].path for i in indices]
+    views = np.stack([sample_views(config.seed, keys[i], range(config.views), config.scale_min, config.brightness)
+                      for i in indices])
+    out = np.zeros((len(paths), config.views, len(teachers), len(scan.classes)), dtype=np.float16)
+    pairs = [(i, v) for i in range(len(paths)) for v in range(config.views)]
+    for t, teacher in enumerate(teachers):
+        images = decode_all(paths, cache_preprocess(teacher.preprocess))
+        size = teacher.preprocess.size
+        with torch.no_grad():
+            for b in range(0, len(pairs), config.batch_size):
+                part = pairs[b:b + config.batch_size]
+                batch = torch.stack([render_view(images[i], views[i, v], size) for i, v in part]).to(device)
+                logits = teacher.model(view_for(batch, teacher.preprocess)).float().cpu().numpy()
+                for (i, v), row in zip(part, logits):
+                    out[i, v, t] = row
+    return views, out
+
+
+def _save_tensors(path: Path, tensors: dict[str, np.ndarray]) -> None:
+    from safetensors.numpy import save
+
+    data = save({k: np.ascontiguousarray(v) for k, v in tensors.items()}, metadata={"format": BANK_FORMAT})
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def _load_tensors(path: Path) -> dict[str, np.ndarray]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="np") as handle:
+            if (handle.metadata() or {}).get("format") != BANK_FORMAT:
+                raise ArtifactError(f"{path}: not an edgeopt soft-label bank; make one with edgeopt soft-labels")
+            return {k: handle.get_tensor(k) for k in handle.keys()}
+    except ArtifactError:
+        raise
+    except Exception as exc:  # safetensors raises its own error type for a damaged file
+        raise ArtifactError(f"{path}: not a readable soft-label bank ({str(exc).splitlines()[0]}); make it again "
+                            "with edgeopt soft-labels") from None
+
+
+@dataclasses.dataclass
+class SoftLabelBank:
+    """A bank read back: views (I x V x 6), logits (I x V x T x C) and what it was made from."""
+
+    path: Path
+    manifest: Manifest
+    views: np.ndarray
+    logits: np.ndarray
+    rows: np.ndarray | None = None  # set by the trainer: the bank row of each training image
+
+    @property
+    def num_views(self) -> int:
+        return int(self.views.shape[1])
+
+    @property
+    def augmentation(self) -> dict[str, Any]:
+        return dict(self.manifest.extra["augmentation"])
+
+    def record(self) -> dict[str, Any]:
+        """What a student's manifest keeps of the bank it learned from."""
+        extra = self.manifest.extra
+        return {"path": str(self.path), "sha256": self.manifest.sha256, "views": self.num_views,
+                "teachers": [{"path": t["path"], "sha256": t["sha256"]} for t in extra["teachers"]],
+                "augmentation": self.augmentation}
+
+    def rows_for(self, scan: FolderScan) -> np.ndarray:
+        """The bank row of every sample of ``scan``; refuses other classes, images not in the bank, changed images."""
+        if list(scan.classes) != list(self.manifest.classes):
+            raise DataError(f"soft-label bank {self.path} was made for classes {self.manifest.classes}, "
+                            f"the data has {scan.classes}: make a bank from this data")
+        index = {key: (row, sha) for row, (key, sha) in enumerate(self.manifest.extra["files"])}
+        keys = image_keys(scan)
+        missing = [k for k in keys if k not in index]
+        if missing:
+            raise DataError(f"soft-label bank {self.path} has no views of {len(missing)} training image(s) "
+                            f"(first: {missing[0]}): it was made from other data; make a bank from {scan.root}")
+        for key, sample in zip(keys, scan.samples):
+            if sha256_file(sample.path) != index[key][1]:
+                raise DataError(f"soft-label bank {self.path}: image {key} changed since the bank was made; "
+                                "make the bank again")
+        return np.asarray([index[k][0] for k in keys], dtype=np.int64)
+
+
+def read_bank(path: str | Path) -> SoftLabelBank:
+    """Open a bank (its manifest's sha256 checked) and check its arrays have the recorded shape."""
+    path = Path(path)
+    manifest = read_manifest(path, expect_kind="soft-labels")
+    arrays = _load_tensors(path)
+    shape = manifest.extra.get("shape", {})
+    views, logits = arrays.get("views"), arrays.get("logits")
+    expected = (shape.get("images"), shape.get("views"), shape.get("teachers"), shape.get("classes"))
+    if views is None or logits is None or logits.shape != expected or views.shape != expected[:2] + (6,):
+        raise ArtifactError(f"{path}: its arrays do not have the shape its manifest records; make the bank again")
+    return SoftLabelBank(path, manifest, views, logits)

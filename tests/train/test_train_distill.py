@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from edgeopt.train.distill import KDConfig, kd_loss, soft_targets
+from edgeopt.errors import ConfigError
+
+
+def test_kd_term_is_zero_when_student_matches_teacher() -> None:
+    logits = torch.randn(8, 5)
+    y = torch.randint(0, 5, (8,))
+    loss = kd_loss(logits, [logits.clone()], y, KDConfig(4.0, 1.0), hard_loss=torch.tensor(3.0))
+    assert loss.abs() < 1e-6
+
+
+def test_kd_is_positive_otherwise_and_alpha_blends_hard_loss() -> None:
+    g = torch.Generator().manual_seed(0)
+    s, t = torch.randn(8, 5, generator=g), torch.randn(8, 5, generator=g)
+    y = torch.randint(0, 5, (8,), generator=g)
+    hard = F.cross_entropy(s, y)
+    pure_kd = kd_loss(s, [t], y, KDConfig(4.0, 1.0), hard)
+    # T^2 * KL(softmax(t/T) || softmax(s/T)), averaged over the batch, written out with numpy
+    ps, pt = (np.exp(v / 4.0) / np.exp(v / 4.0).sum(1, keepdims=True) for v in (s.numpy().astype(np.float64), t.numpy().astype(np.float64)))
+    expected = 16.0 * (pt * (np.log(pt) - np.log(ps))).sum(1).mean()
+    assert float(pure_kd) == pytest.approx(expected, rel=1e-5) and expected > 0
+    assert kd_loss(s, [t], y, KDConfig(4.0, 0.0), hard) == pytest.approx(float(hard))
+    assert kd_loss(s, [t], y, KDConfig(4.0, 0.5), hard) == pytest.approx(0.5 * float(pure_kd) + 0.5 * float(hard), rel=1e-5)
+
+
+def test_temperature_squared_scaling() -> None:
+    # KL between softened distributions shrinks ~1/T^2 for large T; the T^2 factor compensates
+    s, t = torch.tensor([[1.0, 0.0, -1.0]]), torch.tensor([[0.0, 1.0, 0.0]])
+    y = torch.tensor([1])
+    l8 = kd_loss(s, [t], y, KDConfig(8.0, 1.0), torch.tensor(0.0))
+    l16 = kd_loss(s, [t], y, KDConfig(16.0, 1.0), torch.tensor(0.0))
+    assert float(l16) == pytest.approx(float(l8), rel=0.1)
+
+
+def test_true_label_mode_ignores_samples_the_teacher_gets_wrong() -> None:
+    s = torch.zeros(2, 3)
+    teacher = torch.tensor([[5.0, 0.0, 0.0], [5.0, 0.0, 0.0]])  # predicts class 0 for both
+    y = torch.tensor([0, 2])  # right on the first, wrong on the second
+    both = kd_loss(s, [teacher], y, KDConfig(1.0, 1.0, "all"), torch.tensor(0.0))
+    right_only = kd_loss(s, [teacher], y, KDConfig(1.0, 1.0, "true-label"), torch.tensor(0.0))
+    assert float(right_only) == pytest.approx(float(both) / 2, rel=1e-5)
+
+
+def test_several_teachers_average_their_soft_targets() -> None:
+    a, b = torch.tensor([[4.0, 0.0]]), torch.tensor([[0.0, 4.0]])
+    p = soft_targets([a, b], 1.0)
+    assert torch.allclose(p, torch.tensor([[0.5, 0.5]]))
+
+
+def test_bad_kd_options() -> None:
+    with pytest.raises(ConfigError, match="`kd_alpha`"):
+        KDConfig(alpha=1.5)
+    with pytest.raises(ConfigError, match="`kd` 'sometimes'"):
+        KDConfig(mode="sometimes")
+    with pytest.raises(ConfigError, match="`kd_temperature`"):
+        KDConfig(temperature=0)
+
+
+def test_one_kd_config_carries_where_the_targets_come_from(tmp_path: Path) -> None:
+    from edgeopt.compress.finetune import FinetuneOptions
+    from edgeopt.quant.qat import QatConfig
+    from edgeopt.search import SearchConfig
+    from edgeopt.train.loop import TrainConfig
+
+    bank, teacher = tmp_path / "b.bank", tmp_path / "t.pt"
+    with pytest.raises(ConfigError, match="not both"):
+        KDConfig(teachers=(teacher,), soft_labels=bank)
+    online, banked = KDConfig(teachers=[str(teacher)]), KDConfig(soft_labels=str(bank))
+    assert online.teachers == (teacher,) and online.enabled and banked.enabled and not KDConfig().enabled
+    # a stage's own teacher (the uncompressed model) goes in only where no bank supplies the targets
+    assert KDConfig().with_teachers(teacher).teachers == (teacher,) and banked.with_teachers(teacher) is banked
+    # the same object in every stage that distils
+    assert TrainConfig(model="m", data=tmp_path, kd=banked).distilled
+    assert FinetuneOptions(kd=banked).kd == QatConfig(checkpoint=teacher, data=tmp_path, out=tmp_path / "q.onnx", kd=banked).kd
+    assert SearchConfig(data=tmp_path, kd=online).kd.teachers == (teacher,)
+    with pytest.raises(ConfigError, match="QAT distils from the unquantized model"):
+        QatConfig(checkpoint=teacher, data=tmp_path, out=tmp_path / "q.onnx", kd=online)
+    assert TrainConfig(model="m", data=tmp_path, kd=online).to_dict()["kd"]["teachers"] == [str(teacher)]

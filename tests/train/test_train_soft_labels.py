@@ -1,0 +1,221 @@
+"""The soft-label bank: exact (a student learns the same as from the teacher online), resumable to the
+same bytes, refused when it does not fit the data; and train/search/prune/qat taking it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from edgeopt.artifacts import read_manifest
+from edgeopt.cli.app import app
+from edgeopt.data.views import render_view, sample_view, view_seed
+from edgeopt.train.distill import KDConfig
+from edgeopt.errors import ArtifactError, ConfigError, DataError
+from edgeopt.train.soft_labels import SoftLabelConfig, make_bank, read_bank
+from edgeopt.train.loop import TrainConfig, train_classifier
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = str(ROOT / "models" / "tiny_cnn.yaml")
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def teacher(synth_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small teacher at 48 px (the students below run at 32 px: each model at its own size)."""
+    out = tmp_path_factory.mktemp("teacher")
+    return train_classifier(TrainConfig(model=TINY, data=synth_data, out=out, img_size=48, epochs=2, batch_size=16,
+                                        device="cpu", workers=0)).best_checkpoint
+
+
+@pytest.fixture(scope="module")
+def bank(teacher: Path, synth_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("bank") / "teacher.bank"
+    make_bank(SoftLabelConfig(teachers=[teacher], data=synth_data, out=out, views=3, batch_size=16, device="cpu",
+                              chunk_images=20))
+    return out
+
+
+def _student(data: Path, out: Path, teachers: tuple = (), soft_labels: Path | None = None, **kw) -> TrainConfig:
+    """The same student and KD loss whatever the source: one KDConfig says whether teachers run or a bank is read."""
+    return TrainConfig(model=TINY, data=data, out=out, img_size=32, epochs=2, batch_size=16, device="cpu", workers=0,
+                       kd=KDConfig(4.0, 0.7, teachers=tuple(teachers), soft_labels=soft_labels), **kw)
+
+
+def test_views_are_seeded_per_image_and_rendered_as_drawn() -> None:
+    a = sample_view(view_seed(0, "glass/1.jpg", 3), 0.35, 0.2)
+    assert np.array_equal(a, sample_view(view_seed(0, "glass/1.jpg", 3), 0.35, 0.2))
+    assert not np.array_equal(a, sample_view(view_seed(0, "glass/1.jpg", 4), 0.35, 0.2))
+    assert not np.array_equal(a, sample_view(view_seed(0, "glass/2.jpg", 3), 0.35, 0.2))
+    assert 0.35 - 1e-6 <= a[2] * a[3] <= 1 and 0.8 - 1e-6 <= a[5] <= 1.2
+    image = torch.zeros(3, 40, 40, dtype=torch.uint8)
+    image[:, :, 20:] = 255  # right half white
+    left = render_view(image, np.asarray([0, 0, 0.5, 1, 0, 1], np.float32), 8)
+    flipped = render_view(image, np.asarray([0.5, 0, 0.5, 1, 1, 0.5], np.float32), 8)
+    assert float(left.max()) == 0.0 and torch.allclose(flipped, torch.full_like(flipped, 0.5))
+
+
+def test_a_student_from_the_bank_learns_exactly_what_it_learns_online(teacher: Path, bank: Path, synth_data: Path,
+                                                                      tmp_path: Path) -> None:
+    """Same views (same seed), teacher online vs its stored logits: the same loss, epoch by epoch."""
+    online = train_classifier(_student(synth_data, tmp_path / "online", teachers=[teacher]))
+    banked = train_classifier(_student(synth_data, tmp_path / "bank", soft_labels=bank))
+    losses = [h.train_loss for h in online.history], [h.train_loss for h in banked.history]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-4)  # float16 logits, nothing else differs
+    hard = train_classifier(_student(synth_data, tmp_path / "hard"))  # without distillation: another loss
+    assert abs(hard.history[0].train_loss - losses[1][0]) > 1e-3
+    record = read_manifest(banked.best_checkpoint).extra["soft_labels"]
+    assert record["sha256"] == read_manifest(bank).sha256 and record["views"] == 3
+
+
+def test_bank_manifest_records_teachers_data_and_views(bank: Path, teacher: Path, synth_data: Path) -> None:
+    loaded = read_bank(bank)
+    extra = loaded.manifest.extra
+    n = sum(1 for _ in synth_data.rglob("*.jpg"))
+    assert loaded.logits.shape == (n, 3, 1, 6) and loaded.logits.dtype == np.float16 and loaded.views.shape == (n, 3, 6)
+    assert extra["teachers"][0]["sha256"] == read_manifest(teacher).sha256
+    assert len(extra["files"]) == n and extra["augmentation"]["scale_min"] == 0.35
+    assert not bank.with_name(bank.name + ".partial").exists()
+
+
+def test_an_interrupted_bank_resumes_to_the_same_bytes(bank: Path, teacher: Path, synth_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "again.bank"
+    config = SoftLabelConfig(teachers=[teacher], data=synth_data, out=out, views=3, batch_size=16, device="cpu",
+                             chunk_images=20)
+
+    def interrupt(done: int, total: int) -> None:
+        if done >= 40:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        make_bank(config, progress=interrupt)
+    assert not out.exists() and len(list(out.with_name("again.bank.partial").glob("chunk-*"))) == 2
+    result = make_bank(config)
+    assert result.resumed_chunks == 2 and out.read_bytes() == bank.read_bytes()
+    again = make_bank(config)  # complete with these settings: nothing recomputed
+    assert again.reused and again.seconds == 0 and out.read_bytes() == bank.read_bytes()
+    other = SoftLabelConfig(teachers=[teacher], data=synth_data, out=out, views=4, device="cpu", chunk_images=20)
+    (out.with_name("again.bank.partial")).mkdir()
+    (out.with_name("again.bank.partial") / "settings.json").write_text(json.dumps({"views": 3}))
+    with pytest.raises(ConfigError, match="other settings .*views"):
+        make_bank(other)
+
+
+def test_a_bank_that_does_not_fit_the_data_is_refused(bank: Path, synth_data: Path, tmp_path: Path) -> None:
+    changed = tmp_path / "changed"
+    shutil.copytree(synth_data, changed)
+    victim = sorted(changed.rglob("*.jpg"))[0]
+    Image.open(victim).rotate(90).save(victim)
+    with pytest.raises(DataError, match=f"image {victim.parent.name}/{victim.name} changed"):
+        train_classifier(_student(changed, tmp_path / "s1", soft_labels=bank, val_split=0))
+    extra = tmp_path / "extra"
+    shutil.copytree(synth_data, extra)
+    shutil.copy(victim.with_name(victim.name), extra / victim.parent.name / "new.jpg")
+    with pytest.raises(DataError, match="no views of 1 training image"):
+        train_classifier(_student(extra, tmp_path / "s2", soft_labels=bank, val_split=0))
+    fewer = tmp_path / "fewer"
+    shutil.copytree(synth_data, fewer)
+    shutil.rmtree(sorted(p for p in fewer.iterdir() if p.is_dir())[0])
+    result = runner.invoke(app, ["train", "--model", TINY, "--data", str(fewer), "--soft-labels", str(bank), "--epochs", "1",
+                                 "--img-size", "32", "--out", str(tmp_path / "s3"), "--device", "cpu"])
+    assert result.exit_code == 1 and "was made for classes" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "s3" / "best.pt").exists()
+
+
+def test_bad_banks_and_settings_are_one_line(bank: Path, teacher: Path, synth_data: Path, tmp_path: Path) -> None:
+    base = ["train", "--model", TINY, "--data", str(synth_data), "--img-size", "32", "--device", "cpu", "--epochs", "1"]
+    cases = [
+        (["soft-labels", str(teacher), "--data", str(synth_data), "--out", str(tmp_path / "z.bank"), "--views", "0"], "views 0 is out of range"),
+        (["soft-labels", str(teacher), "--data", str(synth_data), "--out", str(tmp_path / "z.npz")], "must end in .bank"),
+        ([*base, "--out", str(tmp_path / "a"), "--soft-labels", str(bank), "--teacher", str(teacher)], "not both"),
+        ([*base, "--out", str(tmp_path / "b"), "--soft-labels", str(bank), "--mixup", "0.4"], "--mixup 0.4 with --soft-labels"),
+        ([*base, "--out", str(tmp_path / "c"), "--soft-labels", str(bank), "--randaugment", "9"], "--randaugment 9 with distillation"),
+    ]
+    for args, message in cases:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output, (args, result.output)
+    assert not list(tmp_path.rglob("*.bank")) and not list(tmp_path.rglob("best.pt"))
+    # an unreadable bank: damaged bytes (the manifest's hash catches it), or a forged manifest over garbage
+    broken = tmp_path / "broken.bank"
+    shutil.copy(bank, broken)
+    shutil.copy(bank.with_name(bank.name + ".json"), broken.with_name("broken.bank.json"))
+    broken.write_bytes(b"\x00" * 64)
+    with pytest.raises(ArtifactError, match="does not match its manifest"):
+        read_bank(broken)
+    manifest = json.loads(broken.with_name("broken.bank.json").read_text())
+    from edgeopt.artifacts import sha256_file
+
+    manifest["sha256"] = sha256_file(broken)
+    broken.with_name("broken.bank.json").write_text(json.dumps(manifest))
+    result = runner.invoke(app, [*base, "--out", str(tmp_path / "d"), "--soft-labels", str(broken)])
+    assert result.exit_code == 1 and "not a readable soft-label bank" in result.output and "Traceback" not in result.output
+
+
+def test_a_teacher_of_other_classes_is_refused(synth_data: Path, tmp_path: Path) -> None:
+    fewer = tmp_path / "fewer"
+    shutil.copytree(synth_data, fewer)
+    shutil.rmtree(sorted(p for p in fewer.iterdir() if p.is_dir())[0])
+    other = train_classifier(TrainConfig(model=TINY, data=fewer, out=tmp_path / "t", img_size=32, epochs=1, batch_size=16,
+                                         device="cpu", workers=0)).best_checkpoint
+    result = runner.invoke(app, ["soft-labels", str(other), "--data", str(synth_data), "--out", str(tmp_path / "x.bank"),
+                                 "--device", "cpu"])
+    assert result.exit_code == 1 and "was trained on classes" in result.output
+    assert not (tmp_path / "x.bank").exists() and not (tmp_path / "x.bank.partial").exists()
+
+
+def test_cli_bank_then_train_warns_when_views_repeat(teacher: Path, synth_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cli.bank"
+    result = runner.invoke(app, ["soft-labels", str(teacher), "--data", str(synth_data), "--out", str(out), "--views", "2",
+                                 "--device", "cpu", "--batch-size", "32"])
+    assert result.exit_code == 0, result.output
+    assert "x 2 views x 1 teacher(s)" in result.output and out.exists()
+    result = runner.invoke(app, ["info", str(out)])
+    assert result.exit_code == 0 and "soft-labels" in result.output
+    result = runner.invoke(app, ["train", "--model", TINY, "--data", str(synth_data), "--soft-labels", str(out), "--epochs", "3",
+                                 "--img-size", "32", "--out", str(tmp_path / "s"), "--device", "cpu", "--batch-size", "16"])
+    assert result.exit_code == 0, result.output
+    assert "warning:" in result.output and "views repeat from epoch 3" in result.output
+
+
+def test_prune_and_qat_fine_tune_from_a_bank(tiny_ckpts: dict[str, Path], synth_data: Path, tmp_path: Path) -> None:
+    """The bank of the checkpoint itself replaces running it as the teacher of its own compressed copy."""
+    own = tmp_path / "own.bank"
+    make_bank(SoftLabelConfig(teachers=[tiny_ckpts["yaml"]], data=synth_data, out=own, views=2, device="cpu"))
+    result = runner.invoke(app, ["prune", str(tiny_ckpts["yaml"]), "--target-macs", "0.4M", "--data", str(synth_data),
+                                 "--out", str(tmp_path / "p"), "--epochs", "1", "--device", "cpu", "--soft-labels", str(own)])
+    assert result.exit_code == 0, result.output
+    best = read_manifest(tmp_path / "p" / "best.pt")
+    assert best.extra["soft_labels"]["sha256"] == read_manifest(own).sha256 and best.extra["teachers"] == []
+    result = runner.invoke(app, ["qat", str(tiny_ckpts["yaml"]), "--data", str(synth_data), "--out", str(tmp_path / "q.onnx"),
+                                 "--epochs", "1", "--num-images", "16", "--soft-labels", str(own)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "q.onnx").exists()
+
+
+@pytest.mark.slow
+def test_search_trials_learn_from_the_bank(bank: Path, synth_data: Path, tmp_path: Path) -> None:
+    """Each trial distils from the bank (KD T and alpha searched), with no teacher run; a bank that does
+    not fit the data stops the search before any trial."""
+    yaml_only = ["--backbones", TINY, "--sizes", "32", "--max-prune", "0", "--scratch", "--epochs", "1", "--batch-size", "16",
+                 "--device", "cpu"]
+    result = runner.invoke(app, ["search", "--data", str(synth_data), "--out", str(tmp_path / "s"), "--trials", "2",
+                                 "--soft-labels", str(bank), "--seed", "0", "--final-epochs", "0", *yaml_only])
+    assert result.exit_code == 0, result.output
+    for trial in sorted((tmp_path / "s" / "edgeopt").glob("trial-*")):
+        manifest = read_manifest(trial / "best.pt")
+        assert manifest.extra["soft_labels"]["sha256"] == read_manifest(bank).sha256 and manifest.extra["teachers"] == []
+    report = json.loads((tmp_path / "s" / "edgeopt" / "pareto.json").read_text())
+    assert len(report["trials"]) == 2 and all({"kd_temperature", "kd_alpha"} <= set(t["params"]) for t in report["trials"])
+    fewer = tmp_path / "fewer"
+    shutil.copytree(synth_data, fewer)
+    shutil.rmtree(sorted(p for p in fewer.iterdir() if p.is_dir())[0])
+    result = runner.invoke(app, ["search", "--data", str(fewer), "--out", str(tmp_path / "f"), "--trials", "1",
+                                 "--soft-labels", str(bank), *yaml_only])
+    assert result.exit_code == 1 and "was made for classes" in result.output
+    assert not list((tmp_path / "f").rglob("trial-*"))
