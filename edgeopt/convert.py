@@ -73,11 +73,17 @@ def convert(source: str | Path, to: str, out: str | Path | None = None, *, log: 
         own = stem_of(source, src)
         out = own.with_name(own.name + goal.suffix)
     out = Path(out)
+    if not steps and out.resolve() != source.resolve():
+        raise ConfigError(f"{source} is {src.name} already: nothing to convert (copy it to {out} if you need it there)")
     stem = stem_of(out, goal)
+    names = [out if row is goal else stem.with_name(stem.name + row.suffix) for row in steps]
+    clash = [n for n in names[:-1] if n.resolve() in (out.resolve(), source.resolve())]
+    if clash:
+        raise ConfigError(f"{out}: its intermediate {clash[0].name} would replace {'the output' if clash[0].resolve() == out.resolve() else 'the source'}; "
+                          f"name the output with its format's suffix ({goal.suffix})")
     artifacts, results = {src.name: source}, {}
     current = source
-    for row in steps:
-        target = out if row is goal else stem.with_name(stem.name + row.suffix)
+    for row, target in zip(steps, names):
         current, results[row.name] = _STAGES[row.stage](row, current, target, {k: v for k, v in options.items() if k in row.options}, log)
         artifacts[row.name] = current
     return Conversion(current, goal, artifacts, results)
@@ -122,20 +128,21 @@ def prepare_for_engine(onnx: Path, out: Path, plan: BuildPlan, options: BuildOpt
     """The ONNX a build plan parses, made from ``onnx`` beside the engine ``out``: the FP16 graph
     (11.x FP16), the Q/DQ INT8 from an FP32 export, and on 11.x its float part cast to FP16.
     Returns it and the calibration record when it was calibrated here."""
-    stem = stem_of(out, FORMATS["engine"])
+    # beside the engine, its name with the ONNX's suffix (m.int8.engine -> m.int8.int8.onnx), as
+    # build-engine always named them: a Q/DQ ONNX the user calibrated (m.int8.onnx) is never replaced
     calibration = None
     if plan.convert == "fp16":
-        return _export(FORMATS["onnx-fp16"], onnx, stem.with_name(stem.name + FORMATS["onnx-fp16"].suffix), {}, print)[0], None
+        return _export(FORMATS["onnx-fp16"], onnx, out.with_suffix(FORMATS["onnx-fp16"].suffix), {}, None)[0], None
     if plan.convert == "int8":
-        onnx, result = _calibrate(FORMATS["int8-qdq"], onnx, stem.with_name(stem.name + FORMATS["int8-qdq"].suffix),
+        onnx, result = _calibrate(FORMATS["int8-qdq"], onnx, out.with_suffix(FORMATS["int8-qdq"].suffix),
                                   {"data": options.calib_data, "num_images": options.num_images, "method": options.calib_method,
-                                   "batch_size": options.calib_batch_size}, print)
+                                   "batch_size": options.calib_batch_size}, None)
         calibration = {"path": str(result.calibration_manifest), "method": options.calib_method}
     if plan.cast_float_fp16 and format_of(read_manifest(onnx)).name == "int8-qdq":
         row = FORMATS["int8-qdq-fp16"]
         try:
-            onnx = _export(row, onnx, stem.with_name(stem.name + row.suffix), {}, print)[0]
+            onnx = _export(row, onnx, out.with_suffix(row.suffix), {}, None)[0]
         except Exception as exc:  # noqa: BLE001 - an opset upgrade or parity failure: build the FP32-float Q/DQ (warned)
             warnings.warn(f"could not cast {onnx.name}'s float part to FP16 ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})",
-                          EdgeoptWarning, stacklevel=3)
+                          EdgeoptWarning, stacklevel=2)
     return onnx, calibration

@@ -77,7 +77,7 @@ def format_of(manifest: Manifest) -> Format:
     if manifest.kind != "onnx":
         raise ConfigError(f"a {manifest.kind!r} artifact is not a model format: pass a checkpoint, an ONNX or an engine")
     if manifest.precision == "int8":
-        target = manifest.extra.get("quantization", {}).get("target", "tensorrt")
+        target = (manifest.extra.get("quantization") or {}).get("target", "tensorrt")
         name = {v: k for k, v in CALIBRATE_TARGET.items()}.get(target, "int8-qdq")
         if name == "int8-qdq" and manifest.extra.get("float_precision") == "fp16":
             name = "int8-qdq-fp16"

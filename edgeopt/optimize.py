@@ -241,9 +241,11 @@ def run_demo(out: Path = Path("demo"), data: Path | None = None, epochs: int = 1
     from edgeopt.data.synthetic import render_synthetic
 
     out = Path(out)
-    if data is None:
-        data = render_synthetic(out / "data", per_class=40, seed=0)
-        log(f"rendered the SYNTHETIC demo dataset -> {data} (figures from it say nothing about real images)")
+    if data is None:  # rendered once: a rerun finds the same files (same mtimes) and skips the finished steps
+        data = out / "data"
+        if not (data / "dataset.json").is_file():
+            data = render_synthetic(data, per_class=40, seed=0)
+        log(f"the SYNTHETIC demo dataset: {data} (figures from it say nothing about real images)")
     config = OptimizeConfig(data=Path(data), out=out, teacher_model="mobilenetv3_small_075", teacher_size=64,
                             teacher_epochs=epochs, pretrained=False, views=2 * epochs, backbones=(str(REPO_MODELS / "tiny_cnn.yaml"),),
                             sizes=(32, 48), trials=2, epochs=epochs, final_epochs=2 * epochs, max_f1_drop=0.02, adaround=False,

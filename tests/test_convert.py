@@ -78,11 +78,16 @@ def test_convert_chains_export_and_calibration_with_a_manifest_chain(tiny_ckpts:
     assert list(again.artifacts) == ["onnx", "int8-qdq"] and read_manifest(again.path).format == "int8-qdq"
 
 
-def test_convert_refuses_options_no_stage_takes_and_missing_images(tiny_onnx: Path, tmp_path: Path) -> None:
+def test_convert_refuses_options_no_stage_takes_and_missing_images(tiny_ckpts: dict, tiny_onnx: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"option 'num_image' is not taken .*\(onnx -> int8-qdq\).*did you mean 'num_images'"):
         convert(tiny_onnx, "int8-qdq", tmp_path / "m.int8.onnx", num_image=8)
     with pytest.raises(ConfigError, match="is calibrated on images: pass data=DIR"):
         convert(tiny_onnx, "int8-qdq", tmp_path / "m.int8.onnx")
     with pytest.raises(ConfigError, match="needs its build options"):
         convert(tiny_onnx, "engine", tmp_path / "m.engine")
+    # an intermediate never replaces the output or the source
+    with pytest.raises(ConfigError, match=r"its intermediate m\.onnx would replace the output; name the output .*\.int8\.onnx"):
+        convert(tiny_ckpts["yaml"], "int8-qdq", tmp_path / "m.onnx", data=tmp_path)
+    with pytest.raises(ConfigError, match="is onnx already: nothing to convert"):
+        convert(tiny_onnx, "onnx", tmp_path / "copy.onnx")
     assert not list(tmp_path.iterdir())

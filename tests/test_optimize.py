@@ -110,3 +110,8 @@ def test_demo_is_optimize_on_the_synthetic_data(tmp_path: Path) -> None:
 
     assert read_manifest(report["rows"][1]["path"]).extra["quantization"]["target"] == "cpu"
     assert format_of(read_manifest(report["rows"][1]["path"])).name == "int8-cpu"
+    # the synthetic data is rendered once, so a rerun finds every step done
+    again = runner.invoke(app, ["demo", "--out", str(out), "--epochs", "1"])
+    assert again.exit_code == 0, again.output
+    for step in ("split", "teacher", "search", "deploy", "bench"):
+        assert f"{step}: done in an earlier run, inputs unchanged: skipped" in again.output

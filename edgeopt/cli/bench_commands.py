@@ -123,5 +123,5 @@ def demo_cmd(
     from edgeopt.optimize import run_demo
 
     result = run_demo(out=out, data=data, epochs=epochs, log=say)
-    console.print(result.report.read_text())
+    say(result.report.read_text())
     console.print(f"report: {result.report} (and {result.report.with_suffix('.json')})")

@@ -33,7 +33,7 @@ class _Group(TyperGroup):
             try:
                 return super().invoke(ctx)
             except EdgeoptError as exc:
-                err_console.print(f"[red]error:[/] {escape(as_flags(str(exc)))}", soft_wrap=True)
+                err_console.print(f"[red]error:[/] {escape(as_flags(str(exc), ctx.invoked_subcommand))}", soft_wrap=True)
                 raise typer.Exit(code=1) from None
 
 

@@ -13,6 +13,7 @@ from edgeopt.cli.render import (
 )
 
 
+from edgeopt.artifacts import require_kind
 from edgeopt.cli.common import (
     parse_batch_sizes,
     app,
@@ -159,6 +160,7 @@ def build_engine_cmd(
 
     if fp16 == int8:
         raise typer.BadParameter("pass exactly one of --fp16 or --int8", param_hint="--fp16/--int8")
+    require_kind(onnx, "onnx", "build-engine takes an ONNX;")
     options = BuildOptions(precision="fp16" if fp16 else "int8", calib_data=calib_data, calibrator=calibrator,
                            min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch, workspace_gib=workspace,
                            timing_cache=timing_cache, opt_level=opt_level, hw_compat=hw_compat, num_images=num_images,

@@ -40,12 +40,33 @@ def command_flags(group: Any = None) -> dict[str, str]:
     return flags
 
 
-def as_flags(message: str) -> str:
-    """A library message names settings as `name`; the command line says them as its flags."""
+_flags: dict[str, dict[str, str]] = {}  # command name ("" for all) -> its flags, built on first use
+
+
+def as_flags(message: str, command: str | None = None) -> str:
+    """A library message names settings as `name`; the command line says them as its flags: the
+    running command's own first (``command``, else the click context's), then any command's."""
     if "`" not in message:
         return message
-    flags = command_flags()
-    return SETTING.sub(lambda m: flags.get(m.group(1), m.group(1)), message)
+    if not _flags and _commands is not None:
+        group = _commands()
+        _flags[""] = command_flags(group)
+        for name, cmd in group.commands.items():
+            _flags[name] = command_flags(cmd) if hasattr(cmd, "commands") else command_flags(_Single(cmd))
+    if command is None:
+        import click
+
+        ctx = click.get_current_context(silent=True)
+        command = ctx.info_name if ctx is not None and ctx.parent is not None else None
+    own, every = _flags.get(command or "", {}), _flags.get("", {})
+    return SETTING.sub(lambda m: own.get(m.group(1)) or every.get(m.group(1), m.group(1)), message)
+
+
+class _Single:
+    """One command seen as a group of one, for ``command_flags``."""
+
+    def __init__(self, command: Any) -> None:
+        self.commands = {command.name: command}
 
 
 def say(message: str) -> None:

@@ -240,8 +240,9 @@ def _prepared_onnx(info: OnnxModelInfo, out: Path, plan: BuildPlan, options: Bui
         raise ConfigError(f"{info.path.name} must be converted to {plan.convert.upper()} first, which needs an ONNX exported "
                           f"by edgeopt (a manifest beside it); pass an {plan.convert.upper()} ONNX instead")
     if prepare is None:
-        raise ConfigError(f"{info.path.name} must be converted first for this build ({plan.convert or 'INT8 float part'} "
-                          "-> FP16 on this TensorRT): build it through edgeopt.convert.convert(onnx, 'engine', build=options)")
+        need = {"fp16": "its FP16 graph made", "int8": "calibrating to Q/DQ INT8"}.get(plan.convert or "", "its float part cast to FP16")
+        raise ConfigError(f"{info.path.name} must be converted first for this build ({need} on TensorRT {plan.generation}.x): "
+                          "build it through edgeopt.convert.convert(onnx, 'engine', build=options), as build-engine does")
     path, calibration = prepare(info.path, out, plan, options)
     return read_onnx_info(path), calibration
 

@@ -167,6 +167,10 @@ def test_build_engine_cli_bad_inputs(tiny_onnx: Path, tmp_path: Path) -> None:
     assert result.exit_code == 1 and "must end in .engine" in result.output
     result = runner.invoke(app, ["build-engine", str(tiny_onnx), "--fp16", "--opt-level", "9"])
     assert result.exit_code == 1 and "--opt-level 9" in result.output
+    checkpoint = tmp_path / "m.pt"
+    checkpoint.write_bytes(b"not an onnx")
+    result = runner.invoke(app, ["build-engine", str(checkpoint), "--fp16", "--out", str(tmp_path / "m.engine")])
+    assert result.exit_code == 1 and "build-engine takes an ONNX" in result.output and not (tmp_path / "m.engine").exists()
     assert runner.invoke(app, ["build-engine", "--help"]).exit_code == 0
 
 
