@@ -1,7 +1,10 @@
 """The accuracy-per-MAC frontier from every recorded TrashNet model, with CPU latency measured here.
 
 Collects the recorded runs (`results/*.json` of `finetune_trashnet.py`, `compress_trashnet.py`,
-`search_trashnet.py`, the distilled students), all scored on the same 400-image test split. Each
+`search_trashnet.py`, the distilled students, and `soft_labels_trashnet.py`'s students from the
+soft-label bank with their teachers), all scored on the same 400-image test split. A point of
+several seeds is their mean, with the sample standard deviation and the seed count beside it; the
+targets are judged on points of at least 3 seeds only (single seeds move by about 0.02). Each
 model whose checkpoint is still on this machine is exported to ONNX and timed with ONNX Runtime
 on this CPU (batch 1, median, one model at a time); the search's trials ran elsewhere and keep
 their MACs and F1 only. Writes `results/frontier_trashnet.json` and `.png` (test macro-F1 against
@@ -18,13 +21,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-from edgeopt.export import export_onnx
-from edgeopt.machine import machine_info
+from edgeopt.export.onnx import export_onnx
+from edgeopt.bench.machine import machine_info
 from edgeopt.search import TrialRecord, pareto_front, plot_pareto
-from edgeopt.timing import onnx_cpu_latency_ms
+from edgeopt.bench.timing import onnx_cpu_latency_ms
 
 RESULTS = Path(__file__).resolve().parent / "results"
-TARGETS = ((20e6, 0.90), (10e6, 0.85))
+TARGETS = ((20e6, 0.90), (10e6, 0.87))  # issue 19: test macro-F1, mean over >= 3 seeds
+MIN_SEEDS = 3
 
 
 def _records(results: Path) -> list[dict]:
@@ -54,7 +58,35 @@ def _records(results: Path) -> list[dict]:
                 label = f"{path.stem}#{t['number']} {p['backbone']}@{p['img_size']} prune {p['prune']:.2f}"
                 rows.append({"label": label, "macs": t["macs"], "test_macro_f1": t["test_macro_f1"], "checkpoint": None,
                              "source": path.name})
+    seen = {(r["macs"], round(r["test_macro_f1"], 4)) for r in rows}
+    rows += [r for r in _bank_records(results) if (r["macs"], round(r["test_macro_f1"], 4)) not in seen]  # a teacher run twice
+    for row in rows:
+        row.setdefault("seeds", 1)
+        row.setdefault("stdev", None)
     return rows
+
+
+def _bank_records(results: Path) -> list[dict]:
+    """Students trained from a soft-label bank (mean and spread over their seeds), and each bank's teachers."""
+    from edgeopt.models import count_complexity, create_model
+
+    rows, teachers = [], {}
+    for path in sorted(results.glob("soft_labels_*.json")):
+        data = json.loads(path.read_text())
+        names = data.get("teachers") or [data["teacher"]]
+        tag = "+".join(f"{t['model'].replace('tf_efficientnet_', '')}@{t['img_size']}" for t in names)
+        for t in names:
+            key = (t["model"], t["img_size"], round(t["test_macro_f1"], 4))
+            if key not in teachers:
+                model, _ = create_model(t["model"], 6, pretrained=False)
+                teachers[key] = {"label": f"teacher {t['model']}@{t['img_size']}", "macs": count_complexity(model, t["img_size"]).macs,
+                                 "test_macro_f1": t["test_macro_f1"], "checkpoint": t.get("checkpoint"), "source": path.name}
+        for s in data["students"]:
+            scores = s["test_macro_f1"] if isinstance(s["test_macro_f1"], list) else [s["test_macro_f1"]]
+            rows.append({"label": f"bank[{tag}] {s['model']}@{s['img_size']} e{s['epochs']}", "macs": s["macs"],
+                         "test_macro_f1": sum(scores) / len(scores), "seeds": len(scores),
+                         "stdev": s.get("stdev") if len(scores) > 1 else None, "checkpoint": None, "source": path.name})
+    return rows + list(teachers.values())
 
 
 def _latency_ms(checkpoint: Path, runs: int) -> float:
@@ -83,25 +115,28 @@ def main(argv: list[str] | None = None) -> int:
         row["front_macs"], row["front_latency"] = i in front, i in latency_front
     targets = []
     for macs, f1 in TARGETS:
-        within = [r for r in rows if r["macs"] <= macs]
+        within = [r for r in rows if r["macs"] <= macs and r["seeds"] >= MIN_SEEDS]
         best = max(within, key=lambda r: r["test_macro_f1"]) if within else None
-        targets.append({"max_macs": macs, "min_test_macro_f1": f1, "met": bool(best and best["test_macro_f1"] >= f1),
+        targets.append({"max_macs": macs, "min_test_macro_f1": f1, "min_seeds": MIN_SEEDS,
+                        "met": bool(best and best["test_macro_f1"] >= f1),
                         "best": best["label"] if best else None, "best_test_macro_f1": best["test_macro_f1"] if best else None})
-    plot = plot_pareto(records, args.results / "frontier_trashnet.png", f1_label="test macro-F1")
+    plot = plot_pareto(records, args.results / "frontier_trashnet.png", f1_label="test macro-F1", log_x=True, f1_floor=0.65)
     (args.results / "frontier_trashnet.json").write_text(json.dumps({
         "command": "python benchmarks/frontier_trashnet.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "split": "TrashNet test split (400 images, seed 0) of finetune_trashnet.py: no model trained or was selected on it",
         "latency": "ONNX Runtime CPU, batch 1, p50, this machine, one model at a time (null: checkpoint not here)",
         "models": rows, "plot": plot.name, "plot_labels": "point #i is models[i]", "targets": targets,
         "machine": machine_info()}, indent=2) + "\n")
-    print(f"{'#':>3} {'model':<58} {'MACs':>7} {'test F1':>7} {'CPU ms':>7}")
+    print(f"{'#':>3} {'model':<58} {'MACs':>7} {'test F1':>7} {'± sd':>6} {'seeds':>5} {'CPU ms':>7}")
     for i, r in sorted(enumerate(rows), key=lambda ir: ir[1]["macs"]):
         latency = f"{r['latency_ms']:.3f}" if r["latency_ms"] is not None else "-"
+        sd = f"{r['stdev']:.3f}" if r["stdev"] is not None else "-"
         mark = " *" if r["front_macs"] else ""
-        print(f"{i:>3} {r['label'][:58]:<58} {r['macs'] / 1e6:>6.1f}M {r['test_macro_f1']:>7.4f} {latency:>7}{mark}")
+        print(f"{i:>3} {r['label'][:58]:<58} {r['macs'] / 1e6:>6.1f}M {r['test_macro_f1']:>7.4f} {sd:>6} {r['seeds']:>5} "
+              f"{latency:>7}{mark}")
     for t in targets:
         best = f"{t['best_test_macro_f1']:.4f}: {t['best']}" if t["best"] else "no model within the budget"
-        print(f"target <= {t['max_macs'] / 1e6:.0f}M MACs at test F1 >= {t['min_test_macro_f1']}: "
+        print(f"target <= {t['max_macs'] / 1e6:.0f}M MACs at test F1 >= {t['min_test_macro_f1']} (mean of >= {MIN_SEEDS} seeds): "
               f"{'met' if t['met'] else 'NOT met'} ({best})")
     return 0
 

@@ -530,8 +530,10 @@ def _export_chosen(chosen: TrialRecord, dest: Path) -> Path | None:
     return dest
 
 
-def plot_pareto(records: list[TrialRecord], path: Path, f1_label: str = "val macro-F1") -> Path:
-    """Macro-F1 against MACs and against CPU latency, each panel's own Pareto front joined."""
+def plot_pareto(records: list[TrialRecord], path: Path, f1_label: str = "val macro-F1", log_x: bool = False,
+                f1_floor: float | None = None) -> Path:
+    """Macro-F1 against MACs and against CPU latency, each panel's own Pareto front joined; ``log_x``
+    spreads models of very different sizes, ``f1_floor`` leaves points below it out of view."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -548,7 +550,11 @@ def plot_pareto(records: list[TrialRecord], path: Path, f1_label: str = "val mac
         for r in front:
             ax.annotate(f"#{r.number}", (x(r), r.val_macro_f1), fontsize=7, xytext=(3, 3), textcoords="offset points")
         ax.set_xlabel(label)
+        if log_x and rows:
+            ax.set_xscale("log")
         ax.grid(alpha=0.3)
+    if f1_floor is not None:
+        axes[0].set_ylim(bottom=f1_floor)
     axes[0].set_ylabel(f1_label)
     axes[0].legend(fontsize=8, loc="lower right")
     fig.tight_layout()
