@@ -25,18 +25,19 @@ def set_commands(group: Callable[[], Any]) -> None:
     _commands = group
 
 
-def command_flags(group: Any = None) -> dict[str, str]:
-    """Every option of every command, by its setting name: ``dla_core`` -> ``--dla-core``."""
-    group = group if group is not None else (_commands() if _commands else None)
+def command_flags(command: Any = None) -> dict[str, str]:
+    """A command's options by their setting name (``dla_core`` -> ``--dla-core``); a group's are
+    all of its commands' (by default the whole CLI's)."""
+    command = command if command is not None else (_commands() if _commands else None)
     flags: dict[str, str] = {}
-    for command in (group.commands.values() if group is not None else ()):
-        if hasattr(command, "commands"):  # a group of its own (``data``)
-            flags.update(command_flags(command))
-            continue
-        for param in command.params:
-            for opt in (*getattr(param, "opts", ()), *getattr(param, "secondary_opts", ())):
-                if opt.startswith("--"):
-                    flags.setdefault(opt[2:].replace("-", "_"), opt)
+    if command is None:
+        return flags
+    for sub in getattr(command, "commands", {}).values():  # a group (the CLI, ``data``)
+        flags.update(command_flags(sub))
+    for param in getattr(command, "params", ()):
+        for opt in (*getattr(param, "opts", ()), *getattr(param, "secondary_opts", ())):
+            if opt.startswith("--"):
+                flags.setdefault(opt[2:].replace("-", "_"), opt)
     return flags
 
 
@@ -52,7 +53,7 @@ def as_flags(message: str, command: str | None = None) -> str:
         group = _commands()
         _flags[""] = command_flags(group)
         for name, cmd in group.commands.items():
-            _flags[name] = command_flags(cmd) if hasattr(cmd, "commands") else command_flags(_Single(cmd))
+            _flags[name] = command_flags(cmd)
     if command is None:
         import click
 
@@ -62,18 +63,9 @@ def as_flags(message: str, command: str | None = None) -> str:
     return SETTING.sub(lambda m: own.get(m.group(1)) or every.get(m.group(1), m.group(1)), message)
 
 
-class _Single:
-    """One command seen as a group of one, for ``command_flags``."""
-
-    def __init__(self, command: Any) -> None:
-        self.commands = {command.name: command}
-
-
 def say(message: str) -> None:
     """A library's log line or note on the console, its settings said as flags."""
     console.print(escape(as_flags(message)))
-
-
 
 
 class RichTrainCallbacks:
