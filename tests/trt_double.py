@@ -728,11 +728,19 @@ class _OnnxParser:
             return error("Network must have explicit batch dimensions: create it with "
                          "1 << int(NetworkDefinitionCreationFlag.EXPLICIT_BATCH) (the ONNX parser supports only full-dimensions mode)")
         initializers = {i.name for i in graph.initializer}
+        why = _qdq_zero_point_error(graph) or (_strong_type_error(data) if ctx.major >= 11 else None)
+        if why:
+            return error(why)
         net = self._network
         for value, target in [(v, net._inputs) for v in graph.input if v.name not in initializers] + \
                              [(v, net._outputs) for v in graph.output]:
             tt = value.type.tensor_type
-            kind = _ONNX_TO_TRT.get(tt.elem_type)
+            elem = tt.elem_type
+            if elem == 11 and ctx.major >= 11:
+                # DOUBLE I/O is imported as FLOAT: what TensorRT-RTX 1.7.1's parser (11.x's generation) does, tested
+                # in tests/trt/test_trt_rtx.py (its DataType has no DOUBLE)
+                elem = 1
+            kind = _ONNX_TO_TRT.get(elem)
             if kind is None:
                 return error(f"{value.name}: unsupported data type {tt.elem_type}")
             shape = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in tt.shape.dim)
@@ -740,6 +748,45 @@ class _OnnxParser:
                                   _np_dtype=_TRT_TO_NP[kind], _props={}))
         net._onnx = data
         return True
+
+
+def _qdq_zero_point_error(graph) -> str | None:
+    """TensorRT's ONNX parser takes symmetric quantization only: a Q/DQ zero point that is not all zeros is
+    "INVALID_NODE: Assertion failed: shiftIsAllZeros(zeroPoint): Non-zero zero point is not supported"
+    (onnx-tensorrt, buildZeroPointTensor; seen from TensorRT-RTX 1.7.1's parser in tests/trt/test_trt_rtx.py)."""
+    from onnx import numpy_helper
+
+    values = {i.name: i for i in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant":
+            for attr in node.attribute:
+                if attr.name == "value":
+                    values[node.output[0]] = attr.t
+    for node in graph.node:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear") and len(node.input) > 2 and node.input[2] in values:
+            if numpy_helper.to_array(values[node.input[2]]).any():
+                return (f"In node with name: {node.name} and operator: {node.op_type} (buildZeroPointTensor): INVALID_NODE: "
+                        "Assertion failed: shiftIsAllZeros(zeroPoint): Non-zero zero point is not supported")
+    return None
+
+
+_SAME_TYPE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Sum", "Max", "Min", "Concat")
+
+
+def _strong_type_error(data: bytes) -> str | None:
+    """Strongly typed (11.x): a layer's inputs must agree in type, the parser inserts no casts. A Conv whose
+    input is FP16 (a DequantizeLinear with float16 scales) and whose kernel is FP32 is "IConvolutionLayer
+    `input` and `kernel` must be of same type" (TensorRT-RTX 1.7.1's parser, tests/trt/test_trt_rtx.py)."""
+    graph = _inferred(data).graph
+    types = {v.name: v.type.tensor_type.elem_type for v in (*graph.input, *graph.output, *graph.value_info)}
+    types.update({i.name: i.data_type for i in graph.initializer})
+    for node in graph.node:
+        if node.op_type in _SAME_TYPE_OPS:
+            seen = {types[i] for i in node.input if i and types.get(i)}
+            if len(seen) > 1:
+                return (f"In node with name: {node.name} and operator: {node.op_type} (parseNode): INVALID_NODE: the inputs of "
+                        "a layer of a strongly typed network differ in type (no implicit casts)")
+    return None
 
 
 class _ParserError:
@@ -933,6 +980,12 @@ class _ICudaEngine:
         t = _ICudaEngine._tensor(self, name)
         return _dims(ctx, t["shape"] if t else ())
 
+    def get_tensor_profile_shape(self, ctx, name, profile_index):
+        profiles = self._engine.profiles
+        if not 0 <= profile_index < len(profiles) or name not in profiles[profile_index]:
+            return []
+        return [_dims(ctx, d) for d in profiles[profile_index][name]]
+
     def create_execution_context(self, ctx, *args, **kwargs):
         # 8.6: createExecutionContext "will call setOptimizationProfile(0) implicitly if there are no other
         # execution contexts assigned to optimization profile 0" (NvInferRuntime.h v8.6.1), and contexts share
@@ -951,6 +1004,14 @@ class _IExecutionContext:
     # and trtexec (samples/common/sampleInference.cpp) captures once per context after an enqueue and
     # never changes that context's shapes afterwards. The double counts every change of a context's
     # shapes or addresses; a replay after a change is a DoubleViolation.
+    def get_nvtx_verbosity(self, ctx):
+        # NvInferRuntime.h v10.13.3, setNvtxVerbosity: "Building with kDETAILED verbosity will generally increase
+        # latency in enqueueV3()"; "The default is the verbosity with which the engine was built"
+        if "nvtx_verbosity" in self.__dict__.get("_props", {}):
+            return self._props["nvtx_verbosity"]
+        built = next((f.split(":", 1)[1] for f in self._engine._engine.flags if f.startswith("verbosity:")), "LAYER_NAMES_ONLY")
+        return ctx.enum("ProfilingVerbosity", built)
+
     def set_input_shape(self, ctx, name, shape):
         dims = _dims_tuple(shape)
         tensor = _ICudaEngine._tensor(self._engine, name)
@@ -1043,6 +1104,9 @@ def replay_recorded(recorded: list) -> None:
 
 _FORMATS = {"INT8": "Four wide channel vectorized row major Int8 format", "FP16": "Row major linear FP16 format",
             "FP32": "Row major linear FP32"}  # Format/Datatype strings of trex's example engines
+_DATATYPES_11 = {"INT8": "Int8", "FP16": "Half", "FP32": "Float"}
+_FORMATS_11 = {"INT8": "(Vectorized C4) Four wide channel vectorized row major format",
+               "FP16": "(Linear) Row major linear format", "FP32": "(Linear) Row major linear format"}
 _LAYER_TYPES = {"Conv": "CaskConvolution", "Gemm": "CaskGemmMatrixMultiply", "MatMul": "CaskGemmMatrixMultiply",
                 "GlobalAveragePool": "CaskPooling", "AveragePool": "CaskPooling", "MaxPool": "TiledPooling",
                 "ReduceMean": "CaskPooling", "Flatten": "NoOp", "Reshape": "Shuffle"}
@@ -1075,6 +1139,20 @@ class _EngineInspector:
         producer = {o: n for n in graph.node for o in n.output}
         inputs = {v.name for v in graph.input}
         detailed = "verbosity:DETAILED" in engine.flags
+        # a dynamic-shape engine reports every tensor as "N/A due to dynamic shapes" unless the inspector has an
+        # execution context with its shapes set (NvInferRuntime.h v10.13.3, IEngineInspector::setExecutionContext;
+        # trtexec and Polygraphy set one)
+        context = self.__dict__.get("_props", {}).get("execution_context")
+        dynamic = any(lo != hi for p in engine.profiles for lo, _, hi in p.values())
+        unknown = dynamic and (context is None or not context._shapes)
+
+        def tensor_type(precision: str) -> dict:
+            if ctx.major >= 11:  # 11.0 migration guide (IEngineInspector): Format/Datatype split into Datatype and Format;
+                # the words as TensorRT-RTX 1.7.1 logs them ("Datatype: Float, Format: (Linear) Row major linear format")
+                if unknown:
+                    return {"Datatype": "N/A due to dynamic shapes", "Format": "N/A due to dynamic shapes"}
+                return {"Datatype": _DATATYPES_11[precision], "Format": _FORMATS_11[precision]}
+            return {"Format/Datatype": "N/A due to dynamic shapes" if unknown else _FORMATS[precision]}
 
         def dtype(tensor: str) -> str:
             node = producer.get(tensor)
@@ -1093,9 +1171,9 @@ class _EngineInspector:
             precision = "INT8" if len(fused) > 1 else dtype(ins[0]) if ins else "FP32"
             name = f"Reformatting CopyNode for Output Tensor 0 to {node.name}" if node.name in engine.added else " + ".join(fused)
             layer = {"Name": name, "LayerType": "Reformat" if reformat else _LAYER_TYPES.get(node.op_type, "PointWiseV2"),
-                     "Inputs": [{"Name": i, "Location": "Device", "Format/Datatype": _FORMATS[precision]} for i in ins[:1]],
+                     "Inputs": [{"Name": i, "Location": "Device", **tensor_type(precision)} for i in ins[:1]],
                      "Outputs": [{"Name": o, "Location": "Device",
-                                  "Format/Datatype": _FORMATS["INT8" if node.op_type == "QuantizeLinear" else dtype(o)]}
+                                  **tensor_type("INT8" if node.op_type == "QuantizeLinear" else dtype(o))}
                                  for o in node.output],
                      "TacticValue": f"0x{abs(hash(name)) & 0xffffffffffff:016x}"}
             if not reformat:

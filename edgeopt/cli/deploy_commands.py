@@ -152,8 +152,10 @@ def build_engine_cmd(
     verify: Annotated[Optional[Path], typer.Option("--verify", exists=True, file_okay=False, help="Run the engine against its FP32 ONNX on these images; refuse it past the budget.")] = None,
     max_f1_drop: Annotated[float, typer.Option("--max-f1-drop", help="--verify budget on labelled images: macro-F1 drop against the FP32 ONNX.")] = 0.01,
     max_disagreement: Annotated[float, typer.Option("--max-disagreement", help="--verify budget on unlabelled images: share of top-1 changes.")] = 0.02,
+    builder: Annotated[Optional[str], typer.Option("--builder", help="tensorrt or tensorrt-rtx (default: TensorRT where installed, else TensorRT-RTX).")] = None,
+    compute_capability: Annotated[Optional[list[str]], typer.Option("--compute-capability", help="TensorRT-RTX: a GPU to build for (7.5, 8.0, 8.6, 8.9, 12.0, 12.1, current); repeatable. Default: the GPU here, else NVIDIA's default set.")] = None,
 ) -> None:
-    """Build a TensorRT engine from any ONNX (TensorRT 8.6-10.x with builder flags, 11.x strongly typed)."""
+    """Build a TensorRT engine from any ONNX (TensorRT 8.6-10.x with builder flags, 11.x strongly typed, TensorRT-RTX)."""
     from edgeopt.convert import convert
     from edgeopt.trt.plan import BuildOptions
     from edgeopt.trt.verify import VerifyConfig
@@ -165,10 +167,11 @@ def build_engine_cmd(
                            min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch, workspace_gib=workspace,
                            timing_cache=timing_cache, opt_level=opt_level, hw_compat=hw_compat, num_images=num_images,
                            calib_batch_size=calib_batch_size, img_size=img_size, mean=_rgb(mean, "--mean"),
-                           std=_rgb(std, "--std"), classes_file=classes, int8_float=int8_float, dla_core=dla_core)
+                           std=_rgb(std, "--std"), classes_file=classes, int8_float=int8_float, dla_core=dla_core,
+                           builder=builder, compute_capabilities=tuple(compute_capability or ()))
     check = VerifyConfig(verify, max_f1_drop=max_f1_drop, max_disagreement=max_disagreement) if verify is not None else None
     result = convert(onnx, "engine", out, log=say, build=options, verify=check).results["engine"]
-    console.print(f"engine -> {result.path} ({result.engine_bytes / 1e6:.2f} MB, TensorRT {result.trt_version}, {result.build_seconds:.1f}s)"
+    console.print(f"engine -> {result.path} ({result.engine_bytes / 1e6:.2f} MB, {result.builder_label}, {result.build_seconds:.1f}s)"
                   + (", verified" if result.verification else ""))
 
 

@@ -1,4 +1,9 @@
-"""build-engine stage: ONNX -> serialized TensorRT engine (FP16 / INT8), TensorRT 8.6-10.x and 11.x.
+"""build-engine stage: ONNX -> serialized TensorRT engine (FP16 / INT8), TensorRT 8.6-10.x, 11.x and TensorRT-RTX.
+
+TensorRT-RTX (``builder`` tensorrt-rtx, or found when full TensorRT is absent) builds like 11.x
+(strongly typed) ahead of time, with or without a GPU here, for the compute capabilities named in
+``compute_capabilities`` (else the GPU here, else NVIDIA's default set); its engines run on RTX-class
+GPUs only.
 
 TensorRT >= 11 builds strongly typed networks only: precision must live in the ONNX (an FP16 ONNX
 for ``--fp16``, a Q/DQ ONNX for ``--int8``), and edgeopt produces those with its export and
@@ -31,12 +36,18 @@ from edgeopt.artifacts import (
 from edgeopt.errors import ArtifactError, ConfigError, EdgeoptWarning, MissingDependencyError, VerificationError
 from edgeopt.formats import format_of
 from edgeopt.trt.compat import (
+    RTX_DEFAULT_TARGETS,
+    RTX_MIN_CC,
+    RTX_NAME,
+    builder_label,
+    builder_of,
     dla_unsupported,
     gpu_unsupported,
     hardware_compatibility_level,
     import_tensorrt,
     network_flags,
     parse_version,
+    rtx_targets_rtx,
 )
 from edgeopt.trt.device import Device, default_device
 from edgeopt.trt.model_info import OnnxModelInfo, read_onnx_info
@@ -54,12 +65,18 @@ class BuildResult:
     parsed_onnx: Path
     calibration: dict[str, Any] | None
     verification: dict[str, Any] | None = None
+    builder: str = "tensorrt"
+
+    @property
+    def builder_label(self) -> str:
+        """``"TensorRT 10.13.3.9"`` or ``"TensorRT-RTX 1.7.1.116"``."""
+        return builder_label(self.builder, self.trt_version)
 
 
 class _Log:
     """A TensorRT logger that prints warnings and keeps errors, so a failure can quote the first one."""
 
-    def __init__(self, trt, echo: Callable[[str], None]) -> None:
+    def __init__(self, trt, echo: Callable[[str], None], keep_layers: bool = False) -> None:
         severity = trt.ILogger.Severity
         keep = {severity.INTERNAL_ERROR, severity.ERROR, severity.WARNING}
         outer = self
@@ -69,6 +86,8 @@ class _Log:
                 trt.ILogger.__init__(self)
 
             def log(self, level, msg) -> None:
+                if keep_layers and level == severity.VERBOSE and str(msg).startswith("Layers:"):
+                    outer.layers = str(msg)  # TensorRT-RTX's engine layer list, logged once per build
                 if level in keep:
                     errors = outer.handled if outer.handling else outer.errors
                     (errors if level != severity.WARNING else outer.warnings).append(str(msg))
@@ -78,6 +97,7 @@ class _Log:
         self.warnings: list[str] = []
         self.handled: list[str] = []  # errors of calls whose failure edgeopt handles (a rejected timing cache)
         self.handling = False
+        self.layers: str | None = None
         self.logger = Logger()
 
     @contextlib.contextmanager
@@ -118,44 +138,61 @@ def build_engine(onnx: str | Path, out: str | Path, options: BuildOptions, log: 
     if info.manifest is not None and not format_of(info.manifest).for_tensorrt:
         raise ConfigError(f"{onnx.name} was quantized for ONNX Runtime's CPU kernels (`target` cpu); TensorRT needs "
                           "the Q/DQ form: edgeopt calibrate --target tensorrt")
-    trt = import_tensorrt()
-    device = device or default_device()
-    gpu = device.info()
-    why = gpu_unsupported(trt.__version__, gpu["compute_capability"])
-    if why:
-        raise MissingDependencyError(f"{gpu['gpu']}: {why}")
-    no_dla = dla_unsupported(trt.__version__) if options.dla_core is not None else None
+    trt = import_tensorrt(options.builder)
+    builder = builder_of(trt)
+    label = builder_label(builder, trt.__version__)
+    if builder == "tensorrt-rtx":
+        device, gpu, targets = _rtx_device_and_targets(trt, options, device, verify is not None)
+    else:
+        device = device or default_device()
+        gpu, targets = device.info(), None
+        why = gpu_unsupported(trt.__version__, gpu["compute_capability"])
+        if why:
+            raise MissingDependencyError(f"{gpu['gpu']}: {why}")
+    no_dla = dla_unsupported(trt.__version__) if options.dla_core is not None and builder == "tensorrt" else None
     if no_dla:
         raise ConfigError(f"`dla_core`: {no_dla}")
-    plan = plan_build(info.precision, options, trt.__version__, info.float_precision)
+    plan = plan_build(info.precision, options, trt.__version__, info.float_precision, builder)
     if options.dla_core is not None:  # before any calibration or conversion work
         check_dla_profile(profile_shapes(info.input_shape, options, info.input_name))
+    fixed = info.input_shape[0] if info.input_shape else None
+    if plan.convert == "int8" and fixed is not None and options.calib_batch_size != fixed:
+        # a static-batch ONNX runs only its own batch, in calibration too (as the legacy calibrator's profile)
+        log(f"{onnx.name} has a fixed batch of {fixed}: calibrating in batches of {fixed}")
+        options = dataclasses.replace(options, calib_batch_size=int(fixed))
     parsed, calibration = _prepared_onnx(info, final, plan, options, prepare)
     if plan.float_precision is not None and parsed.float_precision != plan.float_precision and plan.strongly_typed:
         # a foreign Q/DQ ONNX edgeopt could not cast: its float layers run in FP32 on a strongly typed build
-        warnings.warn(f"{parsed.path.name}: its unquantized layers run in FP32 on TensorRT {trt.__version__} (strongly typed), "
+        warnings.warn(f"{parsed.path.name}: its unquantized layers run in FP32 on {label} (strongly typed), "
                       "slower than the FP16 that 8.6-10.x's FP16 flag gives them: cast its float part to FP16 (float16 "
                       "Q/DQ scales, opset 19), or pass the ONNX from edgeopt calibrate", EdgeoptWarning, stacklevel=2)
         plan = dataclasses.replace(plan, float_precision=parsed.float_precision)
     shapes = profile_shapes(parsed.input_shape, options, parsed.input_name)
     if options.dla_core is not None:
         check_dla_profile(shapes)
-    log(f"TensorRT {trt.__version__} on {gpu['gpu']} (sm {gpu['compute_capability']}): "
+    where = (f"on {gpu['gpu']} (sm {gpu['compute_capability']})" if targets is None else
+             f"for sm {', '.join(targets['compute_capabilities'])}{' (its default set)' if targets['default_targets'] else ''}"
+             f"{'' if gpu else ' ahead of time, no GPU here'}")
+    log(f"{label} {where}: "
         f"{options.precision.upper()}{f' (unquantized layers {plan.float_precision.upper()})' if plan.float_precision else ''} "
         f"from {parsed.path.name}, flags {list(plan.builder_flags) or 'strongly typed'}, "
         f"profile {shapes}, workspace {options.workspace_gib} GiB, opt level {options.opt_level}, hw-compat {options.hw_compat}")
     t0 = time.perf_counter()
-    serialized, timing_cache, legacy = _build_serialized(trt, parsed, plan, options, shapes, device, log, out.parent)
+    serialized, timing_cache, legacy, verbose_layers = _build_serialized(trt, parsed, plan, options, shapes, device, log,
+                                                                          out.parent, targets)
     seconds = time.perf_counter() - t0
     data = memoryview(serialized).tobytes() if serialized is not None else b""  # IHostMemory: buffer protocol, no len()
     if not data:
-        raise VerificationError("TensorRT returned an empty engine; the builder log above says why")
+        raise VerificationError(f"{label} returned an empty engine; the builder log above says why")
     atomic_write_bytes(out, data)
     if options.timing_cache is not None and timing_cache:
         atomic_write_bytes(options.timing_cache, timing_cache)
     log(f"built {out} ({len(data) / 1e6:.2f} MB) in {seconds:.1f}s")
     calibration = calibration or legacy
-    layers, layer_summary = _engine_layers(trt, data, parsed.path, log, options.dla_core)
+    if builder == "tensorrt-rtx" and not gpu:  # the inspector deserializes the engine, which needs the GPU
+        layers, layer_summary = _logged_layers(verbose_layers, parsed.path)
+    else:
+        layers, layer_summary = _engine_layers(trt, data, parsed.path, log, options.dla_core)
     if layer_summary:
         counts = ", ".join(f"{k} {v}" for k, v in sorted(layer_summary["precision"].items()))
         log(f"{layer_summary['layers']} engine layers ({counts}; {layer_summary['reformats']} reformat), "
@@ -163,8 +200,11 @@ def build_engine(onnx: str | Path, out: str | Path, options: BuildOptions, log: 
     engine_manifest = Manifest(
         kind="engine", format="engine", classes=parsed.classes, preprocess=parsed.preprocess,
         arch=parsed.manifest.arch if parsed.manifest else {}, precision=options.precision,
-        tools=tool_versions("tensorrt", "torch", "onnx"),
-        extra={"tensorrt_version": trt.__version__, **gpu, "profile": {k: list(v) for k, v in shapes.items()},
+        tools=tool_versions("tensorrt" if builder == "tensorrt" else "tensorrt-rtx-cu12-bindings", "torch", "onnx"),
+        extra={"builder": builder, "builder_version": trt.__version__,
+               **({"tensorrt_version": trt.__version__, **gpu} if targets is None else {"gpu": (gpu or {}).get("gpu"),
+                                                                   **{k: v for k, v in targets.items() if not k.startswith("_")}}),
+               "profile": {k: list(v) for k, v in shapes.items()},
                "input": parsed.input_name, "output": parsed.output_name, "io": parsed.io, "onnx_sha256": parsed.sha256,
                "metadata_source": parsed.source, "calibration": calibration, "build_options": options.to_dict(),
                "strongly_typed": plan.strongly_typed, "builder_flags": list(plan.builder_flags),
@@ -177,7 +217,33 @@ def build_engine(onnx: str | Path, out: str | Path, options: BuildOptions, log: 
     verification = None
     if verify is not None:
         out, verification = _verify_and_hand_over(out, final, onnx, engine_manifest, parsed.path, verify, log)
-    return BuildResult(out, plan, trt.__version__, seconds, len(data), parsed.path, calibration, verification)
+    return BuildResult(out, plan, trt.__version__, seconds, len(data), parsed.path, calibration, verification, builder)
+
+
+def _rtx_device_and_targets(trt, options: BuildOptions, device: Device | None, verifying: bool):
+    """TensorRT-RTX: the GPU here (None on a machine without one) and the compute capabilities to build for:
+    those named, else the GPU here, else NVIDIA's default set; checked before anything is converted."""
+    if device is None:
+        try:
+            device = default_device()
+        except MissingDependencyError:  # no GPU here: a TensorRT-RTX build needs none
+            device = None
+    gpu = device.info() if device is not None else None
+    requested = options.compute_capabilities or (("current",) if gpu else ())
+    if "current" in requested and gpu is None:
+        raise MissingDependencyError(f"`compute_capability` current: no CUDA GPU is visible here; name the GPUs the "
+                                     f"{RTX_NAME} engine is for (7.5, 8.0, 8.6, 8.9, 12.0, 12.1)")
+    if gpu is not None and "current" in requested:
+        cc = tuple(int(x) for x in gpu["compute_capability"].split(".")[:2])
+        if cc < RTX_MIN_CC:
+            raise MissingDependencyError(f"{gpu['gpu']} (sm {gpu['compute_capability']}): {RTX_NAME} builds for RTX-class GPUs "
+                                         "of compute capability 7.5 and newer; name other GPUs with `compute_capability`")
+    if verifying and gpu is None:
+        raise MissingDependencyError(f"`verify` runs the engine, and {RTX_NAME} engines need an NVIDIA RTX-class GPU "
+                                     "(sm 7.5+); none is visible here: build without `verify`, verify on the target GPU")
+    chosen = rtx_targets_rtx(trt, requested)
+    ccs = [gpu["compute_capability"] if cc == "current" else cc for cc, _ in chosen] or list(RTX_DEFAULT_TARGETS)
+    return device, gpu, {"compute_capabilities": ccs, "default_targets": not chosen, "_members": [m for _, m in chosen]}
 
 
 def _engine_layers(trt, data: bytes, onnx: Path, echo: Callable[[str], None],
@@ -200,6 +266,21 @@ def _engine_layers(trt, data: bytes, onnx: Path, echo: Callable[[str], None],
         warnings.warn("TensorRT's engine inspector gave no layer list; the manifest has none (edgeopt info --layers "
                       "will say so)", EdgeoptWarning, stacklevel=3)
         return None, None
+    return layers, summarize(layers, nodes)
+
+
+def _logged_layers(text: str | None, onnx: Path) -> tuple[list | None, dict | None]:
+    """The layer list TensorRT-RTX logged while building (what a build without a GPU can say of its layers)."""
+    import onnx as onnx_lib
+
+    from edgeopt.trt.layers import parse_logged_layers, summarize
+
+    layers = parse_logged_layers(text or "")
+    if not layers:
+        warnings.warn(f"{RTX_NAME} logged no layer list for this build; the manifest has none", EdgeoptWarning, stacklevel=3)
+        return None, None
+    nodes = {n.name for n in onnx_lib.load(str(onnx), load_external_data=False).graph.node
+             if n.name and n.op_type not in ("QuantizeLinear", "DequantizeLinear")}
     return layers, summarize(layers, nodes)
 
 
@@ -247,10 +328,11 @@ def _prepared_onnx(info: OnnxModelInfo, out: Path, plan: BuildPlan, options: Bui
     return read_onnx_info(path), calibration
 
 
-def _build_serialized(trt, info: OnnxModelInfo, plan: BuildPlan, options: BuildOptions, shapes, device: Device, echo,
-                      cache_dir: Path):
-    """Parse, configure and build; returns (serialized engine or None, timing cache bytes, calibration record)."""
-    log = _Log(trt, echo)
+def _build_serialized(trt, info: OnnxModelInfo, plan: BuildPlan, options: BuildOptions, shapes, device: Device | None, echo,
+                      cache_dir: Path, targets: dict | None = None):
+    """Parse, configure and build; returns (serialized engine or None, timing cache bytes, calibration record,
+    the layer list TensorRT-RTX logs at VERBOSE while it builds, or None)."""
+    log = _Log(trt, echo, keep_layers=targets is not None)
     builder = trt.Builder(log.logger)
     network = builder.create_network(network_flags(trt))
     parser = trt.OnnxParser(network, log.logger)
@@ -263,8 +345,10 @@ def _build_serialized(trt, info: OnnxModelInfo, plan: BuildPlan, options: BuildO
     if options.hw_compat != "none":
         config.hardware_compatibility_level = hardware_compatibility_level(trt, options.hw_compat)
     if options.dla_core is not None:
-        _set_dla(trt, builder, config, options.dla_core)
-    if parse_version(trt.__version__)[0] < 10:
+        _set_dla(trt, builder, config, options.dla_core, plan.generation)
+    if targets is not None and targets["_members"]:
+        _set_compute_capabilities_rtx(config, targets["_members"])
+    if builder_of(trt) == "tensorrt" and parse_version(trt.__version__)[0] < 10:
         _share_profiles_trt10(trt, config)
     # every layer's type, precision, formats and tactic in the engine, for the inspector (trtexec's
     # --profilingVerbosity=detailed); the default LAYER_NAMES_ONLY gives names alone
@@ -274,6 +358,11 @@ def _build_serialized(trt, info: OnnxModelInfo, plan: BuildPlan, options: BuildO
     if config.add_optimization_profile(profile) < 0:
         raise ConfigError(f"TensorRT rejected the optimization profile {shapes} for input {info.input_name!r}: "
                           f"{log.first_error('check `min_batch`/`opt_batch`/`max_batch`')}")
+    if targets is not None:  # TensorRT-RTX: no timing cache (it would make the build look for a GPU)
+        serialized = builder.build_serialized_network(network, config)
+        if serialized is None:
+            raise VerificationError(f"{RTX_NAME} could not build the engine: {log.first_error('no error was logged')}")
+        return serialized, b"", None, log.layers
     cache_bytes = options.timing_cache.read_bytes() if options.timing_cache and options.timing_cache.exists() else b""
     with log.handled_errors():  # a rejected cache is logged at ERROR, and replaced below: not the build's error
         timing_cache = config.create_timing_cache(cache_bytes)
@@ -300,7 +389,7 @@ def _build_serialized(trt, info: OnnxModelInfo, plan: BuildPlan, options: BuildO
         record = {"calibrator": plan.legacy_calibrator, "source": calibrator.source, "batches": calibrator.served,
                   "cache_hit": calibrator.cache_hit and calibrator.served == 0, "cache": str(calibrator.cache_path)}
     cache = config.get_timing_cache()
-    return serialized, memoryview(cache.serialize()).tobytes() if cache is not None else b"", record
+    return serialized, memoryview(cache.serialize()).tobytes() if cache is not None else b"", record, None
 
 
 def _share_profiles_trt10(trt, config) -> None:
@@ -309,9 +398,20 @@ def _share_profiles_trt10(trt, config) -> None:
     config.set_preview_feature(trt.PreviewFeature.PROFILE_SHARING_0806, True)
 
 
-def _set_dla(trt, builder, config, core: int) -> None:
+def _set_compute_capabilities_rtx(config, members: list) -> None:
+    """The GPUs a TensorRT-RTX engine is built for (``IBuilderConfig.setNbComputeCapabilities`` then
+    ``setComputeCapability`` per index, NVIDIA's "CPU-Only AOT and TensorRT-RTX Engines")."""
+    config.num_compute_capabilities = len(members)
+    for i, member in enumerate(members):
+        config.set_compute_capability(member, i)
+
+
+def _set_dla(trt, builder, config, core: int, generation: int = 10) -> None:
     """Layers on DLA core ``core``, the rest on the GPU (GPU_FALLBACK: "layers that cannot run on DLA run
-    on the GPU"); refused where the device has no such core (``num_DLA_cores``: 0 off Jetson)."""
+    on the GPU"); refused where the device has no such core (``num_DLA_cores``: 0 off Jetson). On 8.6-10.x
+    also PREFER_PRECISION_CONSTRAINTS, as trtexec's ``--useDLACore`` sets (samples/common/sampleEngines.cpp:
+    ``setFlag(BuilderFlag::kPREFER_PRECISION_CONSTRAINTS)`` with GPU fallback); 11.x has no such flag
+    (strongly typed: the tensor types are the constraints)."""
     cores = builder.num_DLA_cores
     if core >= cores:
         raise ConfigError(f"`dla_core` {core}: this device has {cores} DLA core(s)"
@@ -319,6 +419,12 @@ def _set_dla(trt, builder, config, core: int) -> None:
     config.default_device_type = trt.DeviceType.DLA
     config.DLA_core = core
     config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
+    if generation < 11:
+        _prefer_precision_constraints_trt10(trt, config)
+
+
+def _prefer_precision_constraints_trt10(trt, config) -> None:
+    config.set_flag(trt.BuilderFlag.PREFER_PRECISION_CONSTRAINTS)
 
 
 def _set_profile_shape(profile, name: str, lo, opt, hi) -> None:

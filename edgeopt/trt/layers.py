@@ -5,7 +5,14 @@ Engines are built with ``ProfilingVerbosity.DETAILED`` (trtexec's ``--profilingV
 its input/output formats, its tactic and its ``Metadata``. The format is the one NVIDIA's
 trt-engine-explorer reads (NVIDIA/TensorRT ``tools/experimental/trt-engine-explorer/trex``):
 ``{"Layers": [{"Name", "LayerType", "Inputs": [{"Format/Datatype", ...}], "Outputs", "TacticName",
-"TacticValue", "Metadata"}], ...}``. Since TensorRT 8.6 the ONNX parser writes each fused node as
+"TacticValue", "Metadata"}], ...}``; 11.x splits ``Format/Datatype`` into ``Datatype`` and ``Format``
+(NVIDIA's 10.x -> 11.x migration guide, IEngineInspector), as TensorRT-RTX's log does. A dynamic-shape
+engine's inspector reports every tensor as "N/A due to dynamic shapes" unless it is given an execution
+context with the shapes set (``NvInferRuntime.h`` v10.13.3, ``IEngineInspector::setExecutionContext``;
+trtexec and Polygraphy set one), so the inspector here gets one at the profile's opt shape.
+TensorRT-RTX builds without a GPU cannot deserialize the engine: their layers come from the list the
+builder logs at VERBOSE (``Name: ..., LayerType: ..., Inputs: [ { ..., Datatype: Float, Format: ... }],
+..., Metadata: [ONNX Layer: ...]``). Since TensorRT 8.6 the ONNX parser writes each fused node as
 ``[ONNX Layer: <node name>]`` into ``Metadata``, joined by ``\\x1e`` or ``\\x1f``; older engines and
 layers without it are mapped by their name's `` + ``-joined parts.
 """
@@ -29,6 +36,37 @@ def data_type(format_datatype: str) -> str:
     return next((name for word, name in _TYPES if word in words), "?")
 
 
+def _datatype(tensor: dict[str, Any]) -> str:
+    """A tensor's data type text: 8.6-10.x ``Format/Datatype``, 11.x ``Datatype``."""
+    return str(tensor.get("Datatype") or tensor.get("Format/Datatype") or "")
+
+
+_LOGGED_TENSORS = re.compile(r"(Inputs|Outputs): \[(.*?)\](?:, (?:Constants|Outputs|TacticName))")
+_LOGGED_TYPE = re.compile(r"Datatype: ([^,}]+)")
+
+
+def parse_logged_layers(text: str) -> list[dict[str, Any]]:
+    """TensorRT-RTX's VERBOSE ``Layers:`` log of a build -> the records ``parse_layers`` gives."""
+    layers = []
+    for line in text.splitlines():
+        if not line.startswith("Name: "):
+            continue
+        name = line[len("Name: "):].split(", LayerType: ", 1)[0]
+        kind = re.search(r", LayerType: ([^,]*),", line)
+        tensors = {which: [data_type(t.strip()) for t in _LOGGED_TYPE.findall(body)]
+                   for which, body in _LOGGED_TENSORS.findall(line)}
+        tactic = re.search(r"TacticName: ([^,]*),", line)
+        meta = line.split(", Metadata: ", 1)[1] if ", Metadata: " in line else ""
+        inputs, outputs = tensors.get("Inputs", []), tensors.get("Outputs", [])
+        layers.append({
+            "name": name, "type": kind.group(1) if kind else "?",
+            "precision": inputs[0] if inputs else (outputs[0] if outputs else "?"),
+            "inputs": inputs, "outputs": outputs, "tactic": (tactic.group(1) if tactic else "") or None,
+            "reformat": False, "onnx": _ONNX_LAYER.findall(meta),
+        })
+    return layers
+
+
 def parse_layers(engine_json: str, onnx_nodes: set[str]) -> list[dict[str, Any]]:
     """The inspector's JSON -> one record per layer: name, type, precision, formats, tactic, whether
     it is a reformat, and the ONNX nodes it runs."""
@@ -43,8 +81,8 @@ def parse_layers(engine_json: str, onnx_nodes: set[str]) -> list[dict[str, Any]]
         name = str(layer.get("Name", ""))
         meta = str(layer.get("Metadata", ""))
         nodes = _ONNX_LAYER.findall(meta) or [part for part in re.split(r" \+ |[\x1e\x1f]", name) if part in onnx_nodes]
-        inputs = [data_type(t.get("Format/Datatype", "")) for t in layer.get("Inputs", [])]
-        outputs = [data_type(t.get("Format/Datatype", "")) for t in layer.get("Outputs", [])]
+        inputs = [data_type(_datatype(t)) for t in layer.get("Inputs", [])]
+        outputs = [data_type(_datatype(t)) for t in layer.get("Outputs", [])]
         kind = str(layer.get("LayerType", "?"))
         layers.append({
             "name": name, "type": kind,
@@ -70,7 +108,10 @@ def summarize(layers: list[dict[str, Any]], onnx_nodes: set[str]) -> dict[str, A
 
 
 def inspect_engine(trt, logger, data: bytes, dla_core: int | None = None) -> str | None:
-    """The engine's layer list as the inspector's JSON (None when this engine cannot be inspected)."""
+    """The engine's layer list as the inspector's JSON (None when this engine cannot be inspected).
+
+    The inspector gets an execution context with every input at its profile's opt shape: without one,
+    a dynamic-shape engine's formats and types read "N/A due to dynamic shapes"."""
     runtime = trt.Runtime(logger)
     if dla_core is not None:
         runtime.DLA_core = dla_core  # a DLA engine deserializes onto its core (trtexec: setDLACore)
@@ -80,4 +121,11 @@ def inspect_engine(trt, logger, data: bytes, dla_core: int | None = None) -> str
     inspector = engine.create_engine_inspector()
     if inspector is None:
         return None
+    context = engine.create_execution_context()
+    if context is not None:
+        for i in range(engine.num_io_tensors):
+            name = engine.get_tensor_name(i)
+            if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
+                context.set_input_shape(name, engine.get_tensor_profile_shape(name, 0)[1])
+        inspector.execution_context = context
     return inspector.get_engine_information(trt.LayerInformationFormat.JSON)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeopt.errors import ConfigError
-from edgeopt.trt.compat import HW_COMPAT_LEVELS, trt_generation
+from edgeopt.trt.compat import BUILDERS, HW_COMPAT_LEVELS, RTX_NAME, RTX_TARGETS, builder_label, trt_generation
 
 PRECISIONS = ("fp16", "int8")
 INT8_FLOAT = ("fp16", "fp32")  # what the layers an INT8 engine leaves unquantized run in
@@ -46,10 +46,21 @@ class BuildOptions:
     mean: tuple[float, float, float] | None = None
     std: tuple[float, float, float] | None = None
     classes_file: Path | None = None
+    builder: str | None = None  # "tensorrt", "tensorrt-rtx", or None: full TensorRT where installed, else TensorRT-RTX
+    compute_capabilities: tuple[str, ...] = ()  # TensorRT-RTX: "8.6", "current", ...; () = the GPU here, or RTX's default
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision {self.precision!r}: pass `fp16` or `int8`")
+        if self.builder is not None and self.builder not in BUILDERS:
+            raise ConfigError(f"`builder` {self.builder!r} is unknown: use {' or '.join(BUILDERS)}")
+        object.__setattr__(self, "compute_capabilities", tuple(str(c).lower() for c in self.compute_capabilities))
+        for cc in self.compute_capabilities:
+            if cc not in RTX_TARGETS:
+                raise ConfigError(f"`compute_capability` {cc!r} is not one {RTX_NAME} builds for: use {', '.join(RTX_TARGETS)}")
+        if self.compute_capabilities and self.builder == "tensorrt":
+            raise ConfigError(f"`compute_capability` is for {RTX_NAME} builds (full TensorRT builds for the GPU it runs "
+                              "on, or `hw_compat`): drop it, or use `builder` tensorrt-rtx")
         if self.calibrator is not None:
             if self.calibrator not in CALIBRATORS:
                 raise ConfigError(f"`calibrator` {self.calibrator!r} is unknown: use {' or '.join(CALIBRATORS)}")
@@ -103,19 +114,27 @@ class BuildPlan:
     cast_float_fp16: bool = False  # 11.x INT8: cast the Q/DQ ONNX's float part to FP16 before parsing
 
 
-def plan_build(onnx_precision: str, options: BuildOptions, trt_version: str, onnx_float: str | None = None) -> BuildPlan:
+def plan_build(onnx_precision: str, options: BuildOptions, trt_version: str, onnx_float: str | None = None,
+               builder: str = "tensorrt") -> BuildPlan:
     """Decide the path: which ONNX to parse, which conversions first, which flags; never a silent downgrade.
 
     ``onnx_float`` is an INT8 ONNX's float part (fp16 when its Q/DQ scales are float16). An INT8
     engine's unquantized layers run in ``options.int8_float`` on every version: 8.6-10.x by the FP16
-    builder flag, 11.x (strongly typed: each layer runs in its tensors' type) by an FP16 float part
-    in the ONNX, which edgeopt casts when needed."""
-    gen = trt_generation(trt_version)
+    builder flag, 11.x and TensorRT-RTX (strongly typed: each layer runs in its tensors' type) by an
+    FP16 float part in the ONNX, which edgeopt casts when needed."""
+    gen = trt_generation(trt_version, builder)
+    label = builder_label(builder, trt_version)
     want = options.precision
+    if builder == "tensorrt-rtx":
+        _check_rtx_options(options, label)
+    elif options.compute_capabilities:
+        raise ConfigError(f"`compute_capability` is for {RTX_NAME} builds; {label} builds for the GPU it runs on")
+    if options.dla_core is not None:
+        _check_dla_precision(options, onnx_precision, onnx_float, gen, label)
     if options.calibrator is not None:
         if gen >= 11:
             raise ConfigError(
-                f"TensorRT {trt_version} removed implicit INT8 calibration; drop `calibrator` and edgeopt will "
+                f"{label} {'has no' if builder == 'tensorrt-rtx' else 'removed'} implicit INT8 calibration; drop `calibrator` and edgeopt will "
                 "calibrate explicitly (Q/DQ ONNX) from `calib_data`"
             )
         if onnx_precision != "fp32":
@@ -151,6 +170,42 @@ def plan_build(onnx_precision: str, options: BuildOptions, trt_version: str, onn
     return BuildPlan(gen, "int8", convert, flags, False, None, options.int8_float)
 
 
+def _check_rtx_options(options: BuildOptions, label: str) -> None:
+    """What TensorRT-RTX has no place for, refused before anything is converted (never ignored quietly)."""
+    if options.dla_core is not None:
+        raise ConfigError(f"`dla_core`: {label} builds for RTX GPUs, which have no DLA; use full TensorRT on Jetson")
+    if options.hw_compat != "none":
+        # the builder logs "setHardwareCompatibilityLevel() is unsupported in TensorRT-RTX" and ignores it
+        raise ConfigError(f"`hw_compat` {options.hw_compat}: {label} does not support it; name the GPUs with "
+                          "`compute_capability` instead")
+    if options.timing_cache is not None:
+        # TensorRT-RTX 1.1 release notes: a timing cache "forces the ahead-of-time compilation step to query your
+        # system for a GPU" and "has no effect on the built engine"; its API is deprecated (a runtime cache instead)
+        raise ConfigError(f"`timing_cache`: {label} has no timing cache (it has no effect there and needs a GPU to "
+                          "build); drop it")
+
+
+def _check_dla_precision(options: BuildOptions, onnx_precision: str, onnx_float: str | None, gen: int, label: str) -> None:
+    """DLA's INT8 paths, per generation. 8.6-10.7: DLA runs INT8 only through implicit calibration with the
+    entropy calibrator: explicit Q/DQ INT8 "is not supported on DLA" (NVIDIA/TensorRT#2222, NVIDIA/Model-Optimizer
+    #1661: the quantized layers go to the GPU or the build fails), and "IInt8EntropyCalibrator2 ... is required for
+    DLA" (NvInfer.h v10.13.3). 11.4.1 (strongly typed): INT8 through Q/DQ whose scales are FP32, the only DLA Q/DQ
+    form NVIDIA documents ("Strongly Typed Networks for DLA"), so no FP16 float part."""
+    if options.precision != "int8":
+        return
+    if gen < 11:
+        if options.calibrator is None:
+            raise ConfigError(f"`dla_core` with `int8` on {label}: DLA does not run explicit (Q/DQ) INT8 before TensorRT 11 "
+                              "(NVIDIA/TensorRT#2222); pass the FP32 ONNX with `calibrator` entropy and `calib_data`")
+        if options.calibrator != "entropy":
+            raise ConfigError(f"`dla_core` with `calibrator` {options.calibrator}: DLA requires the entropy calibrator "
+                              "(IInt8EntropyCalibrator2); use `calibrator` entropy")
+        return
+    if options.int8_float == "fp16" or onnx_float == "fp16":
+        raise ConfigError(f"`dla_core` with `int8` on {label}: DLA takes Q/DQ with FP32 scales only, so the unquantized "
+                          "layers cannot be cast to FP16: pass `int8_float` fp32 and the Q/DQ ONNX with FP32 scales")
+
+
 def profile_shapes(input_shape: tuple[int | None, ...], options: BuildOptions, input_name: str = "input") -> dict[str, tuple[int, ...]]:
     """min/opt/max shapes of the optimization profile for an input of ``input_shape`` (None/-1 = dynamic).
 
@@ -176,6 +231,7 @@ def profile_shapes(input_shape: tuple[int | None, ...], options: BuildOptions, i
 
 
 DLA_MAX_BATCH = 4096  # developer guide, "Working with DLA": "The maximum supported batch size is 4096"
+DLA_MAX_DIM = 8192  # developer guide, "DLA Supported Layers and Restrictions": non-batch dimensions are at most 8192
 
 
 def check_dla_profile(shapes: dict[str, tuple[int, ...]]) -> None:
@@ -186,3 +242,7 @@ def check_dla_profile(shapes: dict[str, tuple[int, ...]]) -> None:
                           f"{shapes['min'][0]}..{shapes['max'][0]}: pass `min_batch` N `max_batch` N")
     if shapes["max"][0] > DLA_MAX_BATCH:
         raise ConfigError(f"`dla_core`: batch {shapes['max'][0]} is over DLA's maximum of {DLA_MAX_BATCH}")
+    big = [d for d in shapes["max"][1:] if d > DLA_MAX_DIM]
+    if big:
+        raise ConfigError(f"`dla_core`: input shape {list(shapes['max'])} has a dimension over DLA's maximum of {DLA_MAX_DIM} "
+                          "(non-batch dimensions); export at a smaller size")

@@ -7,6 +7,14 @@ Each captured shape gets its own execution context, whose shape never changes af
 that fails falls back to plain enqueue for that shape with a warning.
 Every TensorRT call whose result says failure (``set_input_shape``, ``set_tensor_address``,
 ``execute_async_v3``, also during warm-up and capture) stops with one line.
+
+Every context runs with ``nvtx_verbosity`` LAYER_NAMES_ONLY: engines are built with DETAILED
+profiling verbosity (for the inspector), which a context inherits for its NVTX markers ("The default is
+the verbosity with which the engine was built"), and "Building with kDETAILED verbosity will generally
+increase latency in enqueueV3()" (``NvInferRuntime.h`` v10.13.3, ``setNvtxVerbosity``).
+``run`` pads a batch short of the profile's min (a fixed-batch engine's last batch) with zeros and
+drops the padding's outputs.
+An engine records its builder: a TensorRT-RTX engine runs on TensorRT-RTX's runtime, on an RTX-class GPU.
 """
 
 from __future__ import annotations
@@ -18,8 +26,8 @@ from typing import Any, Callable
 import numpy as np
 
 from edgeopt.artifacts import read_manifest
-from edgeopt.errors import ArtifactError, ConfigError, EdgeoptWarning
-from edgeopt.trt.compat import engine_incompatibility, import_tensorrt, parse_version
+from edgeopt.errors import ArtifactError, ConfigError, EdgeoptWarning, MissingDependencyError
+from edgeopt.trt.compat import RTX_NAME, builder_label, engine_incompatibility, import_tensorrt, parse_version
 from edgeopt.trt.device import CaptureError, Device, default_device
 
 
@@ -33,8 +41,17 @@ class TensorRTRunner:
         self.float_precision = self.manifest.extra.get("float_precision")  # INT8: what its unquantized layers run in
         if self.precision == "int8" and self.float_precision:
             self.precision = f"int8+{self.float_precision}"
-        trt = import_tensorrt()
-        self.gpu = device or default_device()
+        builder = self.manifest.extra.get("builder", "tensorrt")
+        trt = import_tensorrt(builder)
+        self.trt = trt
+        self.label = builder_label(builder, trt.__version__)
+        try:
+            self.gpu = device or default_device()
+        except MissingDependencyError:
+            if builder != "tensorrt-rtx":
+                raise
+            raise MissingDependencyError(f"{path}: {RTX_NAME} engines run on an NVIDIA RTX-class GPU (sm 7.5+) and no CUDA "
+                                         "GPU is visible here: run it where it was built for") from None
         here = self.gpu.info()
         why = engine_incompatibility(self.manifest.extra, trt.__version__, here["compute_capability"])
         if why:
@@ -47,7 +64,7 @@ class TensorRTRunner:
         if self.engine is None:
             raise ArtifactError(f"{path}: TensorRT could not deserialize the engine (corrupt, or built by another "
                                 "TensorRT or for another GPU); rebuild it with edgeopt build-engine")
-        self.context = self.engine.create_execution_context()
+        self.context = self._new_context()
         if self.context is None:
             raise ArtifactError(f"{path}: TensorRT could not create an execution context (out of GPU memory?)")
         inputs, outputs = [], []
@@ -62,11 +79,19 @@ class TensorRTRunner:
         self.batch_profile = self.manifest.extra.get("profile", {})
         self.cuda_graph = cuda_graph
         # contexts share profile 0 from 10.0; on 8.6 only when built with PROFILE_SHARING_0806 (edgeopt does)
-        self.profile_sharing = parse_version(trt.__version__)[0] >= 10 or bool(self.manifest.extra.get("profile_sharing"))
+        self.profile_sharing = (builder != "tensorrt" or parse_version(trt.__version__)[0] >= 10
+                                or bool(self.manifest.extra.get("profile_sharing")))
         # with graphs: one context per batch shape, its shape and addresses set once (trtexec's rule)
         self._contexts: dict[tuple[int, ...], Any] = {}
         self._graphs: dict[tuple[int, ...], Callable[[], None] | None] = {}  # None: capture failed, plain enqueue
         self._buffers: dict[tuple[int, ...], tuple[Any, Any]] = {}
+
+    def _new_context(self) -> Any:
+        """A context whose NVTX ranges name layers only (not the DETAILED verbosity the engine was built with)."""
+        context = self.engine.create_execution_context()
+        if context is not None:
+            context.nvtx_verbosity = self.trt.ProfilingVerbosity.LAYER_NAMES_ONLY
+        return context
 
     def _context_for(self, shape: tuple[int, ...]) -> Any:
         if not self.cuda_graph:
@@ -79,7 +104,7 @@ class TensorRTRunner:
             self._contexts[shape] = self.context
             return self.context
         if shape not in self._contexts:
-            context = self.context if not self._contexts else self.engine.create_execution_context()
+            context = self.context if not self._contexts else self._new_context()
             if context is None:
                 raise ArtifactError("TensorRT could not create an execution context for another batch shape "
                                     "(out of GPU memory?); run without `cuda_graph` or with fewer batch sizes")
@@ -146,5 +171,12 @@ class TensorRTRunner:
         return self.gpu.upload(batch, self.input_dtype)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
+        """Logits of a batch; one short of the profile's min (a fixed-batch engine's last, short batch) is
+        padded with zeros whose outputs are dropped. A batch past the profile's max is refused."""
+        if not len(batch):
+            raise ConfigError("no images to run: the batch is empty")
+        n, lo = len(batch), int(self.batch_profile.get("min", [1])[0])
+        if n < lo:
+            batch = np.concatenate([batch, np.zeros((lo - n, *batch.shape[1:]), dtype=batch.dtype)])
         y = self.run_tensor(self.device_input(batch))
-        return self.gpu.download(y).astype(np.float32)
+        return self.gpu.download(y).astype(np.float32)[:n]

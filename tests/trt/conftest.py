@@ -11,6 +11,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ holds trt
 
 import trt_double  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # rtx_engines.py
+
 VERSIONS = trt_double.versions()
 
 
@@ -39,3 +41,19 @@ def tiny_qdq(tiny_onnx: Path, synth_data: Path, tmp_path_factory: pytest.TempPat
 
     return calibrate_onnx(tiny_onnx, synth_data, tmp_path_factory.mktemp("qdq") / "tiny.int8.onnx", num_images=32,
                           batch_size=16).path
+
+
+# -- TensorRT for RTX: the real NVIDIA parser and builder, on this CPU -----------------------------
+@pytest.fixture(scope="session")
+def rtx():
+    """The real ``tensorrt_rtx_bindings`` (``make install`` installs it: the dev install takes the tensorrt-rtx extra)."""
+    return pytest.importorskip("tensorrt_rtx_bindings", reason="TensorRT-RTX is not installed: pip install 'edgeopt[tensorrt-rtx]'")
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """How many real engines TensorRT-RTX built in this session (tests/trt/test_trt_rtx.py)."""
+    import rtx_engines
+
+    line = rtx_engines.summary()
+    if line:
+        terminalreporter.write_line(line)

@@ -441,16 +441,21 @@ def test_engine_from_another_version_or_gpu_is_refused(fake_trt, tiny_onnx: Path
 
 
 def test_onnx_the_parser_rejects_quotes_its_first_error(fake_trt, tmp_path: Path) -> None:
+    """An asymmetric Q/DQ (non-zero zero point), which TensorRT's parser refuses (as TensorRT-RTX's does, in
+    test_trt_rtx.py): the one-line error quotes the parser."""
     import onnx
     from onnx import TensorProto, helper
 
-    graph = helper.make_graph([helper.make_node("Cast", ["x"], ["y"], to=TensorProto.DOUBLE)], "f64",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT16, ["n", 3, 8, 8])],
-                              [helper.make_tensor_value_info("y", TensorProto.DOUBLE, ["n", 3, 8, 8])])
-    path = tmp_path / "f64.onnx"
+    scale, zero = helper.make_tensor("s", TensorProto.FLOAT, [], [0.05]), helper.make_tensor("z", TensorProto.INT8, [], [3])
+    graph = helper.make_graph([helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
+                               helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"])], "asymmetric",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 3, 8, 8])], [scale, zero])
+    path = tmp_path / "asymmetric.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
-    result = _build([str(path), "--fp16", "--out", str(tmp_path / "m.engine")])
-    assert result.exit_code == 1 and "TensorRT cannot parse it" in result.output and "unsupported data type" in result.output
+    result = _build([str(path), "--int8", "--out", str(tmp_path / "m.engine")])
+    assert result.exit_code == 1 and "TensorRT cannot parse it" in result.output, result.output
+    assert "Non-zero zero point is not supported" in result.output
     assert len(result.output.strip().splitlines()[-1]) > 0 and "Traceback" not in result.output
 
 
@@ -529,11 +534,8 @@ def test_a_profile_tensorrt_rejects_is_one_line(fake_trt, tiny_onnx: Path, tmp_p
     assert not (tmp_path / "m.engine").exists()
 
 
-@pytest.mark.parametrize("version", ["10.4.0", "11.4.0.106"])
-def test_dla_builds_on_a_jetson_with_one_batch_size(version: str, tiny_onnx: Path, tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    """--dla-core on a device with DLA (a Jetson AGX Orin double): DLA device type, the core, GPU
-    fallback; a dynamic batch profile is refused (DLA has no dynamic shapes), so is a missing core."""
+def _jetson(version: str, monkeypatch: pytest.MonkeyPatch, as_version: str | None = None):
+    """A Jetson AGX Orin double of ``version`` (reporting ``as_version`` where given) as ``tensorrt``."""
     import sys
 
     import trt_double
@@ -541,10 +543,22 @@ def test_dla_builds_on_a_jetson_with_one_batch_size(version: str, tiny_onnx: Pat
     gpu = ("Orin (nvgpu)", "8.7")
     memory = trt_double.Memory()
     module = trt_double.make_tensorrt(version, memory, gpu=gpu)
+    if as_version:
+        module.__version__ = as_version
     device = trt_double.HostDevice(memory, gpu=gpu)
     monkeypatch.setitem(sys.modules, "tensorrt", module)
     monkeypatch.setattr("edgeopt.trt.build.default_device", lambda: device)
     monkeypatch.setattr("edgeopt.trt.runner.default_device", lambda: device)
+    return module
+
+
+# 11.4.1 (DLA on Jetson AGX Orin) has no committed surface: the 11.4.0 surface stands in for it, reporting 11.4.1
+@pytest.mark.parametrize("version,as_version", [("10.4.0", None), ("11.4.0.106", "11.4.1.3")])
+def test_dla_builds_on_a_jetson_with_one_batch_size(version: str, as_version: str | None, tiny_onnx: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """--dla-core on a device with DLA (a Jetson AGX Orin double): DLA device type, the core, GPU
+    fallback; a dynamic batch profile is refused (DLA has no dynamic shapes), so is a missing core."""
+    _jetson(version, monkeypatch, as_version)
     engine = tmp_path / "dla.engine"
     dynamic = _build([str(tiny_onnx), "--fp16", "--dla-core", "0", "--out", str(engine)])
     assert dynamic.exit_code == 1 and "one batch size" in dynamic.output and not engine.exists()

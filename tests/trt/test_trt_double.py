@@ -173,23 +173,26 @@ def test_a_subclass_must_call_the_base_init(trt_version: str) -> None:
 
 
 # -- a static check of module-level TensorRT names, class by class ---------------------------
-def _trt_chains(source: str) -> list[tuple[str, int, bool]]:
-    """``trt.A.B`` chains in edgeopt/trt (name, line, only-before-11) from the AST."""
+def _trt_chains(source: str, rtx: bool = False) -> list[tuple[str, int, bool]]:
+    """``trt.A.B`` chains in edgeopt/trt (name, line, only-before-11) from the AST; chains inside functions
+    ending in ``_rtx`` (TensorRT-RTX only) are listed with ``rtx=True`` and left out otherwise."""
     found = []
 
-    def visit(node, before11: bool) -> None:
+    def visit(node, before11: bool, in_rtx: bool = False) -> None:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.endswith("_trt10"):
             before11 = True
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.endswith("_rtx"):
+            in_rtx = True
         if isinstance(node, ast.Attribute) and not isinstance(getattr(node, "_parent", None), ast.Attribute):
             parts, cur = [], node
             while isinstance(cur, ast.Attribute):
                 parts.append(cur.attr)
                 cur = cur.value
-            if isinstance(cur, ast.Name) and cur.id == "trt":
+            if isinstance(cur, ast.Name) and cur.id == "trt" and in_rtx == rtx:
                 found.append((".".join(reversed(parts)), node.lineno, before11))
         for child in ast.iter_child_nodes(node):
             child._parent = node  # type: ignore[attr-defined]
-            visit(child, before11)
+            visit(child, before11, in_rtx)
 
     visit(ast.parse(source), False)
     return found
@@ -215,6 +218,19 @@ def test_module_level_names_exist_in_every_version_they_run_on() -> None:
                     continue
                 if not _resolves(chain, trt_double.make_tensorrt(version)):
                     problems.append(f"{path.name}:{line}: trt.{chain} is not in TensorRT {version}")
+    assert problems == []
+
+
+def test_tensorrt_rtx_names_exist_in_tensorrt_rtx() -> None:
+    """Names used in ``_rtx`` functions and every name the shared code uses, on the real TensorRT-RTX module."""
+    rtx = pytest.importorskip("tensorrt_rtx_bindings", reason="pip install 'edgeopt[tensorrt-rtx]'")
+    problems = []
+    for path in sorted((ROOT / "edgeopt" / "trt").glob("*.py")):
+        source = path.read_text()
+        for chain, line, before11 in _trt_chains(source, rtx=True) + _trt_chains(source):
+            if not before11 and not _resolves(chain, rtx):
+                problems.append(f"{path.name}:{line}: trt.{chain} is not in TensorRT-RTX {rtx.__version__}")
+    assert _trt_chains("def pick_rtx(trt):\n    return trt.ComputeCapability.SM86\n", rtx=True) == [("ComputeCapability.SM86", 2, False)]
     assert problems == []
 
 

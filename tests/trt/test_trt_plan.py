@@ -150,10 +150,16 @@ def test_engine_compatibility_decisions(built: dict, version: str, cc: str, expe
 
 
 @pytest.mark.skipif(HAS_TRT, reason="checks the message shown where TensorRT is absent")
-def test_build_without_tensorrt_names_the_extra(tiny_onnx: Path, tmp_path: Path) -> None:
+def test_build_without_tensorrt_names_the_extra(tiny_onnx: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Full TensorRT asked for and absent: its extra; neither builder installed: both extras, one line."""
+    import sys
+
     from edgeopt.trt.build import build_engine
 
     with pytest.raises(MissingDependencyError, match=r"edgeopt\[tensorrt\]"):
+        build_engine(tiny_onnx, tmp_path / "m.engine", BuildOptions("fp16", builder="tensorrt"))
+    monkeypatch.setitem(sys.modules, "tensorrt_rtx_bindings", None)  # import fails as where it is not installed
+    with pytest.raises(MissingDependencyError, match=r"neither TensorRT nor TensorRT-RTX .*edgeopt\[tensorrt-rtx\]"):
         build_engine(tiny_onnx, tmp_path / "m.engine", BuildOptions("fp16"))
     result = runner.invoke(app, ["build-engine", str(tiny_onnx), "--fp16", "--out", str(tmp_path / "m.engine")])
     assert result.exit_code == 1 and "edgeopt[tensorrt]" in result.output and "Traceback" not in result.output
