@@ -179,6 +179,16 @@ class Manifest:
             )
         if "kind" not in data:
             raise ArtifactError(f"{source}: manifest has no 'kind'; re-run the stage that made it")
+        # the shapes every reader relies on, checked once here instead of failing inside a reader
+        shapes = {"kind": str, "classes": list, "preprocess": dict, "arch": dict, "precision": (str, type(None)),
+                  "format": (str, type(None)), "parent": (dict, type(None)), "sha256": (str, type(None)), "tools": dict,
+                  "metrics": dict, "extra": dict}
+        for key, kind in shapes.items():
+            if key in data and not isinstance(data[key], kind):
+                raise ArtifactError(f"{source}: manifest key {key!r} is a {type(data[key]).__name__}, not what edgeopt "
+                                    "writes; the manifest was edited or damaged: re-run the stage that made it")
+        if not all(isinstance(c, str) for c in data.get("classes", [])):
+            raise ArtifactError(f"{source}: manifest 'classes' holds a non-text name; re-run the stage that made it")
         return cls(**data)
 
 

@@ -14,7 +14,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from edgeopt.artifacts import artifact_kind, read_manifest
+from edgeopt.artifacts import artifact_kind, read_manifest, suffix_kind
 from edgeopt.errors import ConfigError
 from edgeopt.formats import get_format
 
@@ -53,7 +53,7 @@ def build_baseline(spec: BaselineSpec, kind: str, classes: list[str], resize: st
                    calib_data: Path | None = None) -> Baseline:
     """The baseline artifact, of ``kind`` (the benched artifacts' kind: checkpoint, onnx or engine)."""
     as_path = Path(spec.name)
-    if as_path.suffix and as_path.exists():
+    if as_path.exists() and suffix_kind(as_path) is not None:  # an artifact; a YAML file is a model definition
         if spec.size is not None or spec.precision is not None or spec.checkpoint is not None:
             raise ConfigError(f"`baseline` {spec.name} is an artifact used as is: drop `baseline_size`, "
                               "`baseline_precision` and `baseline_checkpoint`, or name a model instead")

@@ -14,7 +14,7 @@ import numpy as np
 
 from edgeopt.artifacts import atomic_write_text
 from edgeopt.data.folder import IMAGE_SUFFIXES
-from edgeopt.data.folder import list_images as images_under
+from edgeopt.data.folder import usable_images
 from edgeopt.data.presets import Preprocess
 from edgeopt.errors import ConfigError, DataError
 from edgeopt.metrics import classification_metrics
@@ -120,13 +120,14 @@ def cuda_event_timer(call: Callable[[], object]) -> float:
 
 # -- submit time --------------------------------------------------------------------------------
 def list_images(folder: str | Path) -> list[Path]:
-    """Every image under ``folder`` (recursively), sorted; an empty folder is an error."""
+    """Every usable image under ``folder`` (recursively), sorted, as ``eval`` reads a folder: files that do
+    not decode are skipped with a warning; a folder with no usable image is an error."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: no such folder; pass the folder of images to classify")
-    paths = images_under(folder)
+    paths = usable_images(folder)
     if not paths:
-        raise DataError(f"{folder}: holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        raise DataError(f"{folder}: holds no usable images ({', '.join(IMAGE_SUFFIXES)})")
     return paths
 
 

@@ -253,7 +253,8 @@ def render_engine_layers(path, m) -> None:
     if not layers:
         raise ArtifactError(f"{path}: its manifest has no layer list (built by an older edgeopt, or the inspector gave "
                             "none); rebuild it with edgeopt build-engine")
-    s = m.extra.get("layer_summary") or {}
+    _check_layers(path, layers)
+    s = m.extra.get("layer_summary") if isinstance(m.extra.get("layer_summary"), dict) else {}
     title = (f"{path}: {len(layers)} layers, {s.get('reformats', 0)} reformat; "
              f"{s.get('onnx_nodes_mapped', '?')} of {s.get('onnx_nodes', '?')} ONNX nodes named")
     table = Table(title=title)
@@ -264,6 +265,29 @@ def render_engine_layers(path, m) -> None:
                       f"{','.join(layer['inputs'])} -> {','.join(layer['outputs'])}", escape(str(layer.get("tactic") or "")),
                       escape(", ".join(layer["onnx"])) if layer["onnx"] else ("(reformat)" if layer["reformat"] else "-"))
     console.print(table)
+
+
+_LAYER_FIELDS = {"name": str, "type": str, "precision": str, "inputs": list, "outputs": list, "onnx": list, "reformat": bool}
+
+
+def _check_layers(path, layers) -> None:
+    """A manifest's layer list has the shape ``trt.layers`` writes, checked before any of it is shown."""
+    from edgeopt.errors import ArtifactError
+
+    def bad(what: str) -> ArtifactError:
+        return ArtifactError(f"{path}: its manifest's {what}; the manifest was edited or damaged: rebuild the engine "
+                             "with edgeopt build-engine")
+
+    if not isinstance(layers, list):
+        raise bad(f"layer list is a {type(layers).__name__}, not a list")
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, dict):
+            raise bad(f"layer {i} is a {type(layer).__name__}, not a mapping")
+        for key, kind in _LAYER_FIELDS.items():
+            if not isinstance(layer.get(key), kind):
+                raise bad(f"layer {i} has no {key!r} {kind.__name__}")
+        if not all(isinstance(v, str) for key in ("inputs", "outputs", "onnx") for v in layer[key]):
+            raise bad(f"layer {i} lists a non-text tensor or node name")
 
 
 def render_fallback(result) -> None:
@@ -319,4 +343,8 @@ def render_search(result) -> None:
                 table.add_row(way, f"{c['f1_fp32']:.4f}", f"{c['f1_int8']:.4f}", f"{c['drop']:.4f}", f"{c['top1_agreement']:.1%}",
                               "yes" if way == int8["chosen"] else "")
             console.print(table)
-            console.print(f"INT8: {int8['onnx']} ({'within' if int8['met_budget'] else 'over'} the budget of {int8['max_drop']})")
+            if int8["chosen"] is None:
+                console.print(f"INT8: none chosen: every candidate lost more than the budget of {int8['max_drop']} (keep the "
+                              "model in float, or raise the budget)")
+            else:
+                console.print(f"INT8: {int8['onnx']} (within the budget of {int8['max_drop']})")

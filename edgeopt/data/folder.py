@@ -136,11 +136,15 @@ def scan_folder(
         )
     if not samples:
         raise DataError(f"{root}: no usable images found")
+    _warn_skipped(root, skipped)
+    return FolderScan(root, list(classes), samples, skipped, dict(converted), sizes)
+
+
+def _warn_skipped(root: Path, skipped: dict[str, list[str]]) -> None:
     if skipped:
         total = sum(len(v) for v in skipped.values())
         detail = "; ".join(f"{len(v)} {k} (e.g. {v[0]})" for k, v in skipped.items())
-        warnings.warn(f"{root}: skipped {total} file(s): {detail}", EdgeoptWarning, stacklevel=2)
-    return FolderScan(root, list(classes), samples, skipped, dict(converted), sizes)
+        warnings.warn(f"{root}: skipped {total} file(s): {detail}", EdgeoptWarning, stacklevel=3)
 
 
 def _probe_image(path: Path, verify: bool) -> tuple[tuple[int, int], str] | str:
@@ -259,3 +263,20 @@ def list_images(root: str | Path) -> list[Path]:
     """Every image file under ``root`` (any layout, class folders or not), sorted; hidden files left out."""
     return sorted(p for p in Path(root).rglob("*")
                   if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+
+
+def usable_images(root: str | Path) -> list[Path]:
+    """Every image under ``root`` that decodes (any layout), sorted: the rule ``scan_folder`` applies to a
+    labelled folder, for unlabelled ones. Corrupt, truncated and empty files are skipped and counted in
+    one warning."""
+    root = Path(root)
+    kept: list[Path] = []
+    skipped: dict[str, list[str]] = {}
+    for path in list_images(root):
+        info = _probe_image(path, verify=True)
+        if isinstance(info, str):
+            skipped.setdefault(info, []).append(str(path.relative_to(root)))
+        else:
+            kept.append(path)
+    _warn_skipped(root, skipped)
+    return kept

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from importlib import resources
@@ -106,6 +107,20 @@ def load_annotations(path: str | Path) -> dict[str, Any]:
     for key in ("images", "annotations", "categories"):
         if not isinstance(data.get(key), list):
             raise DataError(f"{path}: missing the COCO list {key!r}; is this a COCO annotations file?")
+    # what the converter indexes by: checked here, so a malformed entry is one line, not a KeyError mid-way
+    for key, fields in (("categories", ("id", "name")), ("images", ("id", "file_name")), ("annotations", ("id",))):
+        for i, entry in enumerate(data[key]):
+            missing = [f for f in fields if not isinstance(entry, dict) or entry.get(f) is None]
+            if missing:
+                raise DataError(f"{path}: {key}[{i}] has no {' or '.join(repr(f) for f in missing)}; "
+                                "every COCO entry needs them: fix or re-download the annotations")
+    for i, image in enumerate(data["images"]):
+        for f in ("width", "height"):
+            value = image.get(f)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not math.isfinite(value) or value <= 0):
+                raise DataError(f"{path}: images[{i}] has {f} {value!r}; a size is a positive number of pixels: "
+                                "fix or re-download the annotations")
     return data
 
 
@@ -244,7 +259,7 @@ def convert_taco(
         for ann in anns:
             box = _crop_box(ann.get("bbox"), sx, sy, padding, im.width, im.height)
             if box is None:
-                skipped["zero-area box"] += 1
+                skipped["empty or malformed box"] += 1
                 continue
             if min(box[2] - box[0], box[3] - box[1]) < min_size:
                 skipped[f"smaller than {min_size} px"] += 1
@@ -283,7 +298,7 @@ def _crop_box(
         x, y, w, h = (float(v) for v in bbox)
     except (TypeError, ValueError):
         return None
-    if w <= 0 or h <= 0:
+    if not all(math.isfinite(v) for v in (x, y, w, h)) or w <= 0 or h <= 0:
         return None
     x, y, w, h = x * sx, y * sy, w * sx, h * sy
     px, py = w * padding, h * padding

@@ -38,12 +38,16 @@ def count_complexity(model: nn.Module, input_size: int, channels: int = 3) -> Co
     return Complexity(macs=int(counter.get_total_flops() // 2), params=int(params), input_size=input_size)
 
 
-def parse_macs(text: str | float) -> int:
-    """``"20M"`` / ``"1.5G"`` / ``20000000`` -> MACs."""
+def parse_macs(text: str | float, setting: str = "target_macs") -> int:
+    """``"20M"`` / ``"1.5G"`` / ``20000000`` -> MACs; an error names ``setting`` (the value's own)."""
+    if isinstance(text, bool):
+        raise ConfigError(f"`{setting}` {text!r}: use a number with an optional K/M/G suffix, e.g. 20M")
     if isinstance(text, (int, float)):
+        if not text == text or text in (float("inf"), float("-inf")) or text <= 0:
+            raise ConfigError(f"`{setting}` {text!r}: use a positive number of MACs, e.g. 20M")
         return int(text)
     match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmMgG]?)\s*", str(text))
-    if not match:
-        raise ConfigError(f"`target_macs` {text!r}: use a number with an optional K/M/G suffix, e.g. 20M")
+    if not match or float(match.group(1)) <= 0:
+        raise ConfigError(f"`{setting}` {text!r}: use a positive number with an optional K/M/G suffix, e.g. 20M")
     scale = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9}[match.group(2).lower()]
     return int(float(match.group(1)) * scale)

@@ -107,7 +107,7 @@ class FallbackResult:
 def eval_images(config: FallbackConfig, classes: list[str]) -> tuple[list[Path], np.ndarray | None]:
     """The eval images (a deterministic subset of ``config.eval_images``) and their labels (None when
     the budget is label-free: then any image under the folder counts, class folders or not)."""
-    from edgeopt.data.folder import IMAGE_SUFFIXES, list_images, scan_folder
+    from edgeopt.data.folder import IMAGE_SUFFIXES, scan_folder, usable_images
 
     data = Path(config.eval_data)
     if config.labelled:
@@ -120,7 +120,7 @@ def eval_images(config: FallbackConfig, classes: list[str]) -> tuple[list[Path],
 
             samples = select_subset(scan, config.eval_images, seed=1)
         return [s.path for s in samples], np.asarray([s.label for s in samples])
-    paths = list_images(data)
+    paths = usable_images(data)
     if not paths:
         raise ConfigError(f"`eval_data` {data} holds no images ({', '.join(IMAGE_SUFFIXES)})")
     if config.eval_images is not None and config.eval_images < len(paths):

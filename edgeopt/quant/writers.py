@@ -155,6 +155,10 @@ def quantize_cpu(model: Path, out: Path, batches: Iterator[np.ndarray], input_na
     data = list(batches)
     if not data:
         return 0
+    if method == "percentile" and len({b.shape for b in data}) > 1:
+        # ORT's histogram collector stacks every batch of a tensor into one array: a short last batch
+        # breaks it, so the images are served one at a time (the histogram is the same)
+        data = [b[i:i + 1] for b in data for i in range(len(b))]
     reader = _Reader(iter(data), input_name)
     root = logging.getLogger()
     level = root.level

@@ -274,4 +274,11 @@ def read_bank(path: str | Path) -> SoftLabelBank:
     expected = (shape.get("images"), shape.get("views"), shape.get("teachers"), shape.get("classes"))
     if views is None or logits is None or logits.shape != expected or views.shape != expected[:2] + (6,):
         raise ArtifactError(f"{path}: its arrays do not have the shape its manifest records; make the bank again")
+    if shape.get("classes") != len(manifest.classes):
+        raise ArtifactError(f"{path}: holds {shape.get('classes')} logits per view for the {len(manifest.classes)} classes its "
+                            "manifest names; make the bank again")
+    if not np.isfinite(logits).all():
+        bad = int(np.count_nonzero(~np.isfinite(logits).all(axis=(1, 2, 3))))
+        raise ArtifactError(f"{path}: {bad} image(s) have NaN or infinite teacher logits; check the teacher "
+                            "(edgeopt eval) and make the bank again")
     return SoftLabelBank(path, manifest, views, logits)

@@ -130,7 +130,7 @@ def test_submit_time_on_unlabelled_and_empty_folders(synth_data: Path, tmp_path:
     result = submit_time(lambda b: np.ones((len(b), 2), np.float32), ["x", "y"], Preprocess(size=16), flat, None)
     assert result.images == 3 and result.macro_f1 is None
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DataError, match="holds no images"):
+    with pytest.raises(DataError, match="holds no usable images"):
         list_images(tmp_path / "empty")
 
 
@@ -247,8 +247,29 @@ def test_bench_cli_success_and_bad_inputs(tiny_onnx: Path, synth_data: Path, tmp
     assert result.exit_code == 1 and "runs on the onnxruntime backend, not torch" in result.output
     (tmp_path / "empty").mkdir()
     result = runner.invoke(app, ["bench", str(tiny_onnx), "--baseline", "none", "--data", str(tmp_path / "empty"), "--runs", "1"])
-    assert result.exit_code == 1 and "holds no images" in result.output
+    assert result.exit_code == 1 and "holds no usable images" in result.output
     result = runner.invoke(app, ["bench", str(tiny_onnx), "--batch-sizes", "1,x"])
     assert result.exit_code == 2
     result = runner.invoke(app, ["bench", str(tiny_onnx), "--baseline", "resnet18dd", "--runs", "1"])
     assert result.exit_code == 1 and "did you mean" in result.output
+
+
+def test_bench_and_eval_read_a_folder_by_one_rule(synth_data: Path, tmp_path: Path) -> None:
+    """A 0-byte or truncated .jpg is skipped with one warning by both: bench's submit time and eval's scan."""
+    import shutil
+    import warnings
+
+    from edgeopt.data.folder import scan_folder
+    from edgeopt.errors import EdgeoptWarning
+
+    folder = tmp_path / "crops"
+    shutil.copytree(synth_data, folder)
+    (folder / "synthetic_metal" / "empty.jpg").write_bytes(b"")
+    good = next((folder / "synthetic_paper").glob("*.jpg"))
+    (folder / "synthetic_paper" / "cut.jpg").write_bytes(good.read_bytes()[:100])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        benched, scanned = list_images(folder), [s.path for s in scan_folder(folder).samples]
+    assert sorted(benched) == sorted(scanned) and len(benched) == len(list(synth_data.rglob("*.jpg")))
+    skips = [str(w.message) for w in caught if issubclass(w.category, EdgeoptWarning)]
+    assert len(skips) == 2 and all("skipped 2 file(s)" in m for m in skips), skips

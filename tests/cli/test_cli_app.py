@@ -122,3 +122,29 @@ def test_library_messages_name_settings_and_the_cli_says_them_as_flags() -> None
     assert stray == []
     assert as_flags("`dla_core` 3: this device has 1; pass `min_batch` N") == "--dla-core 3: this device has 1; pass --min-batch N"
     assert as_flags("`no_dynamic_batching` or `not_a_setting`") == "--no-dynamic-batching or not_a_setting"
+
+
+def test_info_layers_refuses_a_forged_engine_manifest_in_one_line(tmp_path: Path) -> None:
+    """An engine manifest edited by hand (a layer without keys, the layers as text, the architecture as a
+    list) is one error line, never a traceback from the renderer."""
+    from edgeopt.artifacts import Manifest, write_artifact_manifest
+
+    layer = {"name": "conv1", "type": "Convolution", "precision": "Int8", "inputs": ["Int8"], "outputs": ["Int8"],
+             "tactic": "x", "reformat": False, "onnx": ["/conv1/Conv"]}
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"not really an engine")
+    write_artifact_manifest(engine, Manifest(kind="engine", classes=["a", "b"], extra={"layers": [layer]}))
+    good = runner.invoke(app, ["info", str(engine), "--layers"])
+    assert good.exit_code == 0 and "conv1" in good.output, good.output
+    path = tmp_path / "m.engine.json"
+    forgeries = [("layers", [{"name": "conv1"}], "layer 0 has no 'type'"), ("layers", "conv1", "layer list is a str"),
+                 ("layers", [layer, 7], "layer 1 is a int"), ("arch", ["resnet"], "'arch' is a list")]
+    for key, value, message in forgeries:
+        record = json.loads(path.read_text())
+        (record["extra"] if key == "layers" else record)[key] = value
+        forged = tmp_path / f"forged-{len(message)}.engine"
+        forged.write_bytes(engine.read_bytes())
+        (tmp_path / f"{forged.name}.json").write_text(json.dumps(record))
+        result = runner.invoke(app, ["info", str(forged), "--layers"])
+        assert result.exit_code == 1 and result.output.count("error:") == 1 and message in result.output, (key, result.output)
+        assert "Traceback" not in result.output

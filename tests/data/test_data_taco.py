@@ -55,7 +55,7 @@ def test_crops_padding_clipping_and_skips(tmp_path: Path) -> None:
     )
     summary = convert_taco(ann, imgs, tmp_path / "out", "taco6", padding=0.1, min_size=5)
     assert summary.counts["Metal"] == 2 and summary.counts["Paperpack"] == 1
-    assert summary.skipped == {"zero-area box": 1, "smaller than 5 px": 1}
+    assert summary.skipped == {"empty or malformed box": 1, "smaller than 5 px": 1}
     assert summary.dropped_categories == {"Cigarette": 1}
     assert Image.open(tmp_path / "out" / "Metal" / "5_1.jpg").size == (24, 36)  # padded 10% each side
     assert Image.open(tmp_path / "out" / "Metal" / "5_2.jpg").size == (14, 14)  # padded, then clipped
@@ -232,3 +232,20 @@ def test_download_retries_resumes_and_writes_atomically(tmp_path: Path) -> None:
         assert summary.downloaded == 1 and summary.counts["Metal"] == 1
     finally:
         server.shutdown()
+
+
+def test_malformed_entries_are_one_line_and_odd_boxes_are_skipped(tmp_path: Path) -> None:
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    Image.new("RGB", (100, 80), (1, 2, 3)).save(imgs / "x.jpg")
+    image = {"id": 5, "file_name": "x.jpg", "width": 100, "height": 80}
+    no_id = _coco(tmp_path, [image], [_ann(1, 5, 0, [10, 10, 20, 30])], cats=[{"name": "Drink can", "supercategory": "Can"}])
+    with pytest.raises(DataError, match=r"categories\[0\] has no 'id'"):
+        convert_taco(no_id, imgs, tmp_path / "out", "taco6")
+    inf_size = _coco(tmp_path, [{**image, "width": float("inf")}], [_ann(1, 5, 0, [10, 10, 20, 30])])
+    with pytest.raises(DataError, match=r"images\[0\] has width inf"):
+        convert_taco(inf_size, imgs, tmp_path / "out", "taco6")
+    boxes = _coco(tmp_path, [image], [_ann(1, 5, 0, [10, 10, float("nan"), 30]), _ann(2, 5, 0, [10, 10, float("inf"), 30]),
+                                      _ann(3, 5, 0, [float("-inf"), 10, 20, 30]), _ann(4, 5, 0, [10, 10, 20, 30])])
+    summary = convert_taco(boxes, imgs, tmp_path / "out", "taco6")
+    assert summary.counts["Metal"] == 1 and summary.skipped == {"empty or malformed box": 3}

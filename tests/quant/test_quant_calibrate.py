@@ -311,3 +311,15 @@ def test_the_float_part_of_a_qdq_onnx_cast_to_fp16(tiny_ckpts: dict, synth_data:
         convert_qdq_float_to_fp16(half, tmp_path / "again.onnx")
     with pytest.raises(ArtifactError, match="not a Q/DQ INT8 ONNX"):
         convert_qdq_float_to_fp16(onnx_path, tmp_path / "fp32.onnx")
+
+
+def test_cpu_percentile_calibration_takes_a_short_last_batch(tiny_onnx: Path, synth_data: Path, tmp_path: Path) -> None:
+    """ORT's histogram calibrators stack a tensor's batches into one array: 20 images in batches of 16
+    end in a batch of 4, which must not break the percentile method (optimize's CPU deploy tries it)."""
+    out = tmp_path / "pct.onnx"
+    result = runner.invoke(app, ["calibrate", str(tiny_onnx), "--data", str(synth_data), "--out", str(out), "--target", "cpu",
+                                 "--method", "percentile", "--num-images", "20", "--batch-size", "16"])
+    assert result.exit_code == 0, result.output
+    quant = read_manifest(out).extra["quantization"]
+    assert quant["method"] == "percentile" and quant["num_images"] == 20
+    assert "QLinearConv" in {n.op_type for n in onnx.load(str(out)).graph.node}

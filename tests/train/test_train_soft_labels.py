@@ -219,3 +219,36 @@ def test_search_trials_learn_from_the_bank(bank: Path, synth_data: Path, tmp_pat
                                  "--soft-labels", str(bank), *yaml_only])
     assert result.exit_code == 1 and "was made for classes" in result.output
     assert not list((tmp_path / "f").rglob("trial-*"))
+
+
+def _forge(bank: Path, dest: Path, logits: np.ndarray, classes_recorded: int) -> Path:
+    """A copy of ``bank`` holding ``logits``, its manifest's shape record and hash edited to match."""
+    from edgeopt.artifacts import sha256_file
+    from edgeopt.train.soft_labels import _load_tensors, _save_tensors
+
+    arrays = _load_tensors(bank)
+    _save_tensors(dest, {"views": arrays["views"], "logits": logits})
+    manifest = json.loads(bank.with_name(bank.name + ".json").read_text())
+    manifest["extra"]["shape"]["classes"] = classes_recorded
+    manifest["sha256"] = sha256_file(dest)
+    dest.with_name(dest.name + ".json").write_text(json.dumps(manifest))
+    return dest
+
+
+def test_a_forged_class_count_or_nan_logits_are_refused_on_load(bank: Path, synth_data: Path, tmp_path: Path) -> None:
+    from edgeopt.train.soft_labels import _load_tensors
+
+    logits = _load_tensors(bank)["logits"]
+    three = _forge(bank, tmp_path / "three.bank", np.ascontiguousarray(logits[..., :3]), 3)  # 3 logits for 6 named classes
+    with pytest.raises(ArtifactError, match="holds 3 logits per view for the 6 classes"):
+        read_bank(three)
+    poisoned = logits.copy()
+    poisoned[1, 0, 0, 2] = np.nan
+    nan = _forge(bank, tmp_path / "nan.bank", poisoned, logits.shape[-1])
+    with pytest.raises(ArtifactError, match="1 image\\(s\\) have NaN or infinite teacher logits"):
+        read_bank(nan)
+    for forged in (three, nan):  # through the CLI: one line, no traceback, nothing trained
+        result = runner.invoke(app, ["train", "--model", TINY, "--data", str(synth_data), "--img-size", "32", "--device", "cpu",
+                                     "--epochs", "1", "--out", str(tmp_path / forged.stem), "--soft-labels", str(forged)])
+        assert result.exit_code == 1 and result.output.count("error:") == 1 and "Traceback" not in result.output, result.output
+        assert not (tmp_path / forged.stem / "best.pt").exists()
