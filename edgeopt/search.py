@@ -19,6 +19,7 @@ resumes from ``last.pt``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import shutil
@@ -274,6 +275,32 @@ def baseline_macs(name: str, num_classes: int) -> tuple[int, int]:
     return count_complexity(model, size).macs, size
 
 
+@functools.lru_cache(maxsize=None)
+def point_macs(backbone: str, size: int, num_classes: int) -> int:
+    """MACs of ``backbone`` at ``size`` px, unpruned (built without weights: only its shape counts)."""
+    from edgeopt.models import count_complexity, create_model
+
+    model, _ = create_model(backbone, num_classes)
+    return count_complexity(model, size).macs
+
+
+def fitting_space(space: SearchSpace, max_macs: int | None, num_classes: int) -> SearchSpace:
+    """``space`` less the backbones and sizes that cannot fit ``max_macs`` even pruned by ``max_prune``:
+    a trial that cannot be chosen is not worth training. Nothing fitting is a one-line error."""
+    if max_macs is None:
+        return space
+    least = {(b, s): point_macs(b, s, num_classes) * (1 - space.max_prune) for b in space.backbones for s in space.sizes}
+    fits = [point for point, macs in least.items() if macs <= max_macs]
+    if not fits:
+        (b, s), macs = min(least.items(), key=lambda kv: kv[1])
+        pruned = f" pruned by {space.max_prune:.0%}" if space.max_prune else ""
+        raise ConfigError(f"`max_macs` {max_macs / 1e6:g}M: no backbone fits at any size; the smallest point, {b} at {s} px"
+                          f"{pruned}, costs {macs / 1e6:.1f}M MACs: raise `max_macs`, add smaller `sizes` or allow pruning "
+                          "(`max_prune`)")
+    return dataclasses.replace(space, backbones=tuple(b for b in space.backbones if any(p[0] == b for p in fits)),
+                               sizes=tuple(s for s in space.sizes if any(p[1] == s for p in fits)))
+
+
 def suggest(trial: Any, space: SearchSpace, has_teacher: bool) -> dict[str, Any]:
     params: dict[str, Any] = {
         "backbone": trial.suggest_categorical("backbone", list(space.backbones)),
@@ -346,6 +373,13 @@ def run_trial(config: SearchConfig, trial: Any, classes: list[str], baseline: di
     if resume:
         trial.set_user_attr("resumed", True)
     log(f"trial {trial.number}: {_describe(params)}{' (resuming)' if resume else ''}")
+    if config.max_macs is not None:  # a point of a backbone that fits at other sizes only: never trained
+        macs = point_macs(params["backbone"], params["img_size"], len(classes)) * (1 - params["prune"])
+        if macs > config.max_macs:
+            reason = f"{macs / 1e6:.1f}M MACs is over `max_macs` {config.max_macs / 1e6:g}M: not trained"
+            trial.set_user_attr("error", reason)
+            log(f"trial {trial.number}: skipped: {reason}")
+            raise optuna.TrialPruned(reason)
     try:
         train = train_point(config, params, classes, folder, epochs=config.epochs, val_split=config.val_split)
         onnx_path, latency = _export_and_time(train.best_checkpoint, folder, config)
@@ -431,6 +465,11 @@ def run_search(config: SearchConfig, log: Callable[[str], None] = print, *, repo
 
         read_bank(config.kd.soft_labels).rows_for(split_scan(scan, config.val_split, seed=0)[0])  # train_point's split
     _check_backbones(config, len(classes))
+    space = fitting_space(config.space, config.max_macs, len(classes))
+    if space != config.space:
+        left_out = sorted(set(config.space.backbones) - set(space.backbones)) + sorted(set(config.space.sizes) - set(space.sizes))
+        log(f"left out of the search, over `max_macs` {config.max_macs / 1e6:g}M at any setting: {', '.join(map(str, left_out))}")
+        config = dataclasses.replace(config, space=space)
     storage = open_storage(config)
     study = load_or_create_study(config, storage, study_settings(config, classes))
     b_macs, b_size = baseline_macs(config.baseline, len(classes))

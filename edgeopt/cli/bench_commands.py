@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Optional
 
-import click
 import typer
 
 from edgeopt.cli.render import (
@@ -94,23 +93,24 @@ def optimize_cmd(
 ) -> None:
     """Crops and a budget in, a benchmarked INT8 model out: teacher, soft-label bank, search, final run, INT8, bench, report."""
     from edgeopt.optimize import OptimizeConfig, read_yaml_config, run_optimize
-    from edgeopt.models.complexity import parse_macs
 
-    given = {name: value for name, value in ctx.params.items()
-             if name != "config_file" and ctx.get_parameter_source(name) not in (click.core.ParameterSource.DEFAULT, None)}
-    settings = {**ctx.params, "max_macs": parse_macs(max_macs) if max_macs else None,
-                "backbones": tuple(b.strip() for b in backbones.split(",") if b.strip()),
-                "sizes": tuple(int(v) for v in sizes.split(",") if v.strip())}
-    settings.pop("config_file")
-    if config_file is not None:
-        overrides = {k: settings[k] for k in given}
-        config = read_yaml_config(config_file, overrides)
+    settings = {name: value for name, value in ctx.params.items() if name != "config_file"}
+    if config_file is not None:  # the flags given on the command line override the file, the defaults do not
+        given = {name for name in settings if _given(ctx, name)}
+        config = read_yaml_config(config_file, {name: settings[name] for name in given})
     else:
         if data is None:
             raise typer.BadParameter("give --data (a folder of <class>/<image> crops) or a YAML file with data:", param_hint="--data")
         config = OptimizeConfig(**settings)
     result = run_optimize(config, log=say)
     console.print(f"report: {result.report} (and {result.report.with_suffix('.json')})")
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether the user set ``name`` (flag or environment), not its default. Typer runs its own copy of
+    click, so the source is compared by its name, not with ``click.core.ParameterSource``."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
 
 
 @app.command("demo")

@@ -295,6 +295,6 @@ def search_cmd(
                           int8=Int8PathConfig(max_drop=int8_max_drop, holdout=int8_holdout, qat_epochs=int8_qat_epochs)
                           if int8_max_drop is not None else None,
                           pretrained=pretrained, baseline=baseline, baseline_f1=baseline_f1, heartbeat=heartbeat, seed=seed,
-                          max_macs=parse_macs(max_macs) if max_macs else None, device=device, workers=workers)
+                          max_macs=parse_macs(max_macs, "max_macs") if max_macs else None, device=device, workers=workers)
     result = run_search(config, log=say, report_only=report_only)
     render_search(result)

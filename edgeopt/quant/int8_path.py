@@ -6,7 +6,8 @@ not learn. ``split_for_judging`` holds a slice out first (stratified, determinis
 the run trains on the rest; then ``choose_int8`` calibrates (entropy ranges, AdaRound by default:
 the remedy measured to work on depthwise students, ``benchmarks/README.md``) on the training part,
 judges FP32 against INT8 on the held-out slice, and, when the macro-F1 drop is over budget, runs
-QAT (distilled from the FP32 model) and keeps whichever of the two lost less. The record says which
+QAT (distilled from the FP32 model) and keeps whichever of the two lost less, provided it is within
+the budget: a candidate over it is never chosen (``chosen`` is then None). The record says which
 images judged and that they trained nothing.
 """
 
@@ -70,7 +71,10 @@ def choose_int8(checkpoint: Path, fp32_onnx: Path, train_data: Path, judge_data:
         candidates["qat"] = {"onnx": str(qat.path), "epochs": config.qat_epochs, "seconds": round(time.perf_counter() - t0, 1),
                              **judge_int8(fp32_onnx, qat.path, judge_data, list(manifest.classes), preprocess)}
         log(f"INT8 by QAT ({config.qat_epochs} epochs): macro-F1 drop {candidates['qat']['drop']:.4f}")
-    chosen = min(candidates, key=lambda k: (candidates[k]["drop"], k != "ptq"))  # a tie keeps PTQ
-    return {"chosen": chosen, "onnx": candidates[chosen]["onnx"], "met_budget": candidates[chosen]["drop"] <= config.max_drop,
+    within = [k for k in candidates if candidates[k]["drop"] <= config.max_drop + 1e-12]
+    chosen = min(within, key=lambda k: (candidates[k]["drop"], k != "ptq")) if within else None  # a tie keeps PTQ
+    if chosen is None:
+        log(f"no INT8 candidate is within the budget of {config.max_drop}: none is chosen (keep the model in float)")
+    return {"chosen": chosen, "onnx": candidates[chosen]["onnx"] if chosen else None, "met_budget": chosen is not None,
             "max_drop": config.max_drop, "candidates": candidates, "judged_on": str(judge_data),
             "note": f"judged on {candidates['ptq']['images']} images held out of the final run (it did not train on them)"}

@@ -15,17 +15,16 @@ from typer.testing import CliRunner
 
 from edgeopt.cli.app import app
 from edgeopt.errors import ConfigError
+from optimize_args import tiny_args  # tests/optimize/optimize_args.py
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY = str(ROOT / "models" / "tiny_cnn.yaml")
 pytestmark = pytest.mark.slow
 runner = CliRunner()
 
 
 def _args(data: Path, out: Path, trials: int = 1) -> list[str]:
-    return ["--data", str(data), "--out", str(out), "--teacher-model", TINY, "--scratch", "--teacher-size", "40",
-            "--teacher-epochs", "2", "--views", "2", "--backbones", TINY, "--sizes", "32", "--trials", str(trials), "--epochs", "1",
-            "--final-epochs", "2", "--no-adaround", "--max-f1-drop", "0.3", "--target", "cpu", "--batch-size", "16", "--device", "cpu"]
+    return tiny_args(data, out, trials)
 
 
 def test_optimize_runs_end_to_end_and_a_rerun_skips_every_finished_step(synth_data: Path, tmp_path: Path) -> None:
@@ -47,10 +46,10 @@ def test_optimize_runs_end_to_end_and_a_rerun_skips_every_finished_step(synth_da
     assert record["deploy"]["target"] == "cpu" and read_manifest(record["deploy"]["artifact"]).extra["quantization"]["target"] == "cpu"
     rows = record["bench"]["rows"]
     assert len(rows) == 3 and rows[-1]["baseline"] and all(r["test_macro_f1"] is not None for r in rows[:2])
-    assert {s.stem for s in (out / "steps").glob("*.json")} == {"split", "teacher", "search", "deploy", "bench"}
+    assert {s.stem for s in (out / "steps").glob("*.json")} == {"split", "teacher", "bank", "search", "deploy", "bench"}
     again = runner.invoke(app, ["optimize", *_args(synth_data, out)])
     assert again.exit_code == 0, again.output
-    for step in ("split", "teacher", "search", "deploy", "bench"):
+    for step in ("split", "teacher", "bank", "search", "deploy", "bench"):
         assert f"{step}: done in an earlier run, inputs unchanged: skipped" in again.output
     rerun = json.loads((out / "report.json").read_text())
     assert rerun["bench"] == record["bench"] and rerun["search"] == record["search"]
@@ -100,7 +99,7 @@ def test_demo_is_optimize_on_the_synthetic_data(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "SYNTHETIC" in result.output and "resnet18d" in result.output and "TensorRT" in result.output
     record = json.loads((out / "report.json").read_text())
-    assert {s.stem for s in (out / "steps").glob("*.json")} == {"split", "teacher", "search", "deploy", "bench"}
+    assert {s.stem for s in (out / "steps").glob("*.json")} == {"split", "teacher", "bank", "search", "deploy", "bench"}
     report = json.loads(Path(record["bench"]["json"]).read_text())
     assert [r["precision"] for r in report["rows"]] == ["fp32", "int8", "fp32"]
     assert all(r["f1"] is not None and r["score_time"] is not None for r in report["rows"])
@@ -113,5 +112,5 @@ def test_demo_is_optimize_on_the_synthetic_data(tmp_path: Path) -> None:
     # the synthetic data is rendered once, so a rerun finds every step done
     again = runner.invoke(app, ["demo", "--out", str(out), "--epochs", "1"])
     assert again.exit_code == 0, again.output
-    for step in ("split", "teacher", "search", "deploy", "bench"):
+    for step in ("split", "teacher", "bank", "search", "deploy", "bench"):
         assert f"{step}: done in an earlier run, inputs unchanged: skipped" in again.output
