@@ -67,13 +67,61 @@ def convert_qdq_float_to_fp16(src: str | Path, out: str | Path) -> Path:
         del model.opset_import[:]
         model.opset_import.extend([onnx.helper.make_opsetid("", opset), *others])
         model = version_converter.convert_version(model, FP16_QDQ_OPSET)
+    requantized = requantize_for_fp16_scales(model)
     # FP16 rounding moves some values across a quantization step: a looser bound than FP16 alone
     parity = _save_checked(to_fp16(model), src, out, manifest, emulate_qdq=True, tolerance=0.25)
-    extra = {**manifest.extra, "float_precision": "fp16", "opset": max(opset, FP16_QDQ_OPSET)}
+    extra = {**manifest.extra, "float_precision": "fp16", "opset": max(opset, FP16_QDQ_OPSET),
+             "fp16_requantized_weights": requantized}
     new = dataclasses.replace(manifest, parent=None, sha256=None, extra=extra, format="int8-qdq-fp16",
                               metrics={**manifest.metrics, "fp16_parity": parity}, created=Manifest(kind="x").created)
     write_artifact_manifest(out, new, parent=src)
     return out
+
+
+def fp16_scale(scale: np.ndarray) -> np.ndarray:
+    """What a Q/DQ scale becomes in float16: ONNX Runtime's converter raises magnitudes below 5.96e-8 (the
+    smallest float16) to it and rounds the rest; below 6.1e-5 (the smallest normal) few bits are left."""
+    from onnxruntime.transformers.float16 import convert_np_to_float16
+
+    scale = np.asarray(scale, dtype=np.float32)
+    return convert_np_to_float16(np.atleast_1d(scale)).astype(np.float32).reshape(scale.shape)
+
+
+def requantize_for_fp16_scales(model: Any) -> list[str]:
+    """Before the float part goes to FP16: each DequantizeLinear of constant INT8 weights gets the scale float16 can
+    hold, and its weights are requantized against it (``round(q * s / s16)``, clipped to [-127, 127]), so the
+    dequantized weights stay what calibration chose: a scale raised or rounded under FP16 (tiny per-channel scales
+    of nearly-dead channels) would otherwise scale the stored INT8 values by the error. Activation scales are set to
+    their float16 value too (a Q/DQ pair shares one, so the pair stays consistent). In place; returns the weights
+    requantized."""
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in model.graph.initializer}
+    changed = []
+    for node in model.graph.node:
+        if node.op_type != "DequantizeLinear" or len(node.input) < 2 or node.input[1] not in inits:
+            continue
+        scale_init = inits[node.input[1]]
+        scale = numpy_helper.to_array(scale_init)
+        if scale.dtype != np.float32:
+            continue
+        held = fp16_scale(scale)
+        if np.array_equal(held, scale):
+            continue
+        weights = inits.get(node.input[0])
+        if weights is not None and numpy_helper.to_array(weights).dtype == np.int8:
+            q = numpy_helper.to_array(weights).astype(np.float64)
+            axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+            shape = [1] * q.ndim
+            if held.ndim == 1 and q.ndim > 0:
+                shape[axis % q.ndim] = held.size
+            ratio = (scale.astype(np.float64) / held.astype(np.float64)).reshape(shape if held.ndim == 1 else ())
+            requantized = np.clip(np.round(q * ratio), -127, 127).astype(np.int8)
+            if not np.array_equal(requantized, q.astype(np.int8)):
+                weights.CopyFrom(numpy_helper.from_array(requantized, weights.name))
+                changed.append(weights.name)
+        scale_init.CopyFrom(numpy_helper.from_array(held.reshape(scale.shape).astype(np.float32), scale_init.name))
+    return changed
 
 
 def _save_checked(model: Any, src: Path, out: Path, manifest: Manifest, emulate_qdq: bool, tolerance: float) -> dict[str, Any]:
@@ -95,11 +143,18 @@ def _save_checked(model: Any, src: Path, out: Path, manifest: Manifest, emulate_
     return parity.to_dict()
 
 
+# ops ONNX Runtime's converter keeps in FP32 by default that TensorRT runs in FP16, and that edgeopt's graphs
+# hold: equalization rewrites ReLU6 as Relu + Min, and a blocked Min put a Cast on each side of it, between a
+# convolution and its QuantizeLinear: FP32 islands in a graph recorded as FP16
+FP16_ALLOWED = ("Min", "Max")
+
+
 def to_fp16(graph):
     """FP32 weights and compute -> FP16, I/O kept FP32, nodes in topological order."""
-    from onnxruntime.transformers.float16 import convert_float_to_float16
+    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
-    converted = convert_float_to_float16(graph, keep_io_types=True, disable_shape_infer=False)
+    blocked = [op for op in DEFAULT_OP_BLOCK_LIST if op not in FP16_ALLOWED]
+    converted = convert_float_to_float16(graph, keep_io_types=True, disable_shape_infer=False, op_block_list=blocked)
     _topological_sort(converted.graph)  # the converter appends its input Casts at the end
     return converted
 

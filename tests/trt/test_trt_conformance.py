@@ -51,11 +51,18 @@ def _assert_like_a_real_engine(out: np.ndarray, ref: np.ndarray, precision: str)
     """Engine logits against ONNX Runtime's FP32 (or emulated Q/DQ) ones, at what a real engine meets:
     FP16 layers move logits by ~1e-3 of their range; in an INT8 engine, FP16 rounding moves some values
     across a quantization step. The double runs FP16 wherever TensorRT may, so these bounds are tested."""
+    _assert_within_real_engine_bounds(out, ref, precision)
+    assert not np.array_equal(out, ref)  # the double ran reduced precision, not the FP32 graph
+
+
+def _assert_within_real_engine_bounds(out: np.ndarray, ref: np.ndarray, precision: str) -> None:
+    """The bounds alone, for comparisons where the double happens to be exact and a real engine is not: an INT8 engine
+    with an FP32 float part (its INT8 kernels round and accumulate in their own order, so values near a quantization
+    step land on the other side) and an engine with FP16 I/O (its FP16 kernels are not ONNX Runtime's)."""
     scale = max(1.0, float(np.abs(ref).max()))
     bound = 0.05 * scale if precision == "fp16" else 0.25 * scale
     assert np.abs(out - ref).max() < bound
     assert (out.argmax(1) == ref.argmax(1)).mean() >= (0.99 if precision == "fp16" else 0.75)
-    assert not np.array_equal(out, ref)  # the double ran reduced precision, not the FP32 graph
 
 
 def test_fp16_engine_builds_runs_and_matches_onnxruntime(fake_trt, tiny_onnx: Path, tmp_path: Path) -> None:
@@ -181,8 +188,8 @@ def test_int8_float_part_is_recorded_and_shown(fake_trt, tiny_onnx: Path, tiny_q
         if _major(fake_trt) < 11:
             assert extra["builder_flags"] == (["INT8", "FP16"] if choice == "fp16" else ["INT8"])
     x = _inputs()
-    if _major(fake_trt) < 11:  # FP32 float layers: the double runs the Q/DQ graph exactly
-        np.testing.assert_allclose(_engine_run(tmp_path / "m.fp32.engine", x), _ort(qdq, x), rtol=1e-5, atol=1e-5)
+    # FP32 float layers: the double runs the Q/DQ graph exactly, a real engine only within INT8's bounds (review 3, 13)
+    _assert_within_real_engine_bounds(_engine_run(tmp_path / "m.fp32.engine", x), _ort(qdq, x), "int8")
 
 
 @pytest.mark.parametrize("trt_version", ["11.4.0.106"])
@@ -371,7 +378,7 @@ def test_engine_with_fp16_io_is_fed_fp16(fake_trt, tmp_path: Path) -> None:
     import onnxruntime as ort
 
     ref = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x.astype(np.float16)})[0]
-    np.testing.assert_allclose(_engine_run(engine, x), ref.astype(np.float32), rtol=1e-3)
+    _assert_within_real_engine_bounds(_engine_run(engine, x), ref.astype(np.float32), "fp16")  # review 3, finding 13
 
 
 def test_engine_from_an_onnx_without_manifest(fake_trt, tiny_onnx: Path, synth_data: Path, tmp_path: Path) -> None:
