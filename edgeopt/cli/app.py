@@ -10,6 +10,7 @@ from __future__ import annotations
 # importing a commands module registers its commands, in this order in --help: the pipeline's
 from edgeopt.cli import data_commands  # noqa: F401  isort: skip
 from edgeopt.cli import train_commands  # noqa: F401  isort: skip
+from edgeopt.cli import predict_commands  # noqa: F401  isort: skip
 from edgeopt.cli import deploy_commands  # noqa: F401  isort: skip
 from edgeopt.cli import bench_commands  # noqa: F401  isort: skip
 from edgeopt.cli.common import app

@@ -16,6 +16,7 @@ from typer.core import TyperGroup
 from edgeopt import __version__
 from edgeopt.errors import EdgeoptError, EdgeoptWarning
 from edgeopt.cli.render import (
+    RENAMED,
     as_flags,
     set_commands,
     console,
@@ -45,7 +46,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-data_app = typer.Typer(help="Datasets: TACO -> crops, statistics, the synthetic demo set.", no_args_is_help=True)
+data_app = typer.Typer(help="Datasets: TACO -> crops, statistics, pool/judge/test splits, the synthetic demo set.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 set_commands(lambda: typer.main.get_group(app))  # what as_flags reads the flags from
 
@@ -101,3 +102,72 @@ def parse_batch_sizes(value: str) -> tuple[int, ...]:
     if not sizes or min(sizes) < 1:
         raise typer.BadParameter(f"{value!r}: batch sizes must be positive integers")
     return sizes
+
+
+# -- run folders that never overwrite -------------------------------------------------------------
+def given(ctx: click.Context, name: str) -> bool:
+    """Whether the user set ``name`` (flag or environment), not its default. Typer runs its own copy of
+    click, so the source is compared by its name, not with ``click.core.ParameterSource``."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+
+
+def next_free(path: Path) -> Path:
+    """``path`` when nothing is there, else the first of ``runs/train2``, ``runs/train3``... (a file keeps
+    its suffix: ``predictions2.csv``) that is free, as Ultralytics numbers its runs."""
+    if not path.exists():
+        return path
+    n = 2
+    while True:
+        candidate = path.with_name(f"{path.stem}{n}{path.suffix}" if path.suffix else f"{path.name}{n}")
+        if not candidate.exists():
+            return candidate
+        n += 1
+
+
+def run_out(ctx: click.Context, out: Path, keep: bool = False, name: str = "out") -> Path:
+    """Where a command writes: the ``--out`` the user gave, as given; the default, numbered past the
+    runs already there unless ``keep`` (``--exist-ok``, ``--resume``)."""
+    if keep or given(ctx, name):
+        return out
+    fresh = next_free(out)
+    if fresh != out:
+        console.print(f"{out} holds an earlier run: writing to {fresh} (--exist-ok writes into {out})")
+    return fresh
+
+
+ExistOk = Annotated[bool, typer.Option("--exist-ok", help="Write into the default output folder even if an earlier run is there (else the next free number: runs/train2).")]
+
+
+def beside(source: Path, suffix: str) -> Path:
+    """A stage's default output, beside its source: ``runs/a/best.pt`` -> ``runs/a/best<suffix>``; a
+    precision marker of the source goes (``model.int8.onnx`` -> ``model<suffix>``)."""
+    name = source.name[: -len(source.suffix)] if source.suffix else source.name
+    for marker in (".fp32", ".fp16", ".int8", ".cpu-int8", ".cpu-vnni-int8", ".qat"):
+        if name.endswith(marker) and len(name) > len(marker):
+            name = name[: -len(marker)]
+            break
+    return source.with_name(name + suffix)
+
+
+# -- one flag per concept: old spellings stay one release as hidden aliases that warn ---------------
+def renamed(old: str, new: str) -> typer.models.OptionInfo:
+    """A hidden option for ``old``, the earlier spelling of ``new``; using it warns once. Library
+    messages that name its setting say ``new``."""
+    RENAMED[old] = new
+
+    def warn(value: object) -> object:
+        if value is not None:
+            warnings.warn(f"{old} is now {new}; the old spelling goes in the next release", EdgeoptWarning, stacklevel=2)
+        return value
+
+    return typer.Option(old, hidden=True, callback=warn)
+
+
+def either(ctx: click.Context, new_name: str, *, value, old_value, old: str, new: str):
+    """The value of a renamed option: the old spelling's when only it was given; both given is an error."""
+    if old_value is None:
+        return value
+    if given(ctx, new_name):
+        raise typer.BadParameter(f"{old} is the old spelling of {new}: give {new} only", param_hint=new)
+    return old_value

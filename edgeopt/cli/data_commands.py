@@ -1,4 +1,4 @@
-"""``edgeopt data``: synthetic data, folder statistics, TACO boxes -> crops."""
+"""``edgeopt data``: synthetic data, folder statistics, TACO boxes -> crops, pool/judge/test splits."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from edgeopt.cli.render import (
+    render_split,
     render_stats,
     render_taco,
 )
@@ -59,3 +60,18 @@ def data_taco(
     summary = convert_taco(annotations, images, out, classes=classes, padding=padding, min_size=min_size, download=download,
                            max_download_bytes=int(max_image_mb * 1024 * 1024))
     render_taco(summary)
+
+
+@data_app.command("split")
+def data_split(
+    root: ExistingDir,
+    out: Annotated[Path, typer.Option("--out", help="A new folder for pool/, judge/, test/ and split.json.")],
+    test: Annotated[float, typer.Option("--test", help="Share of each class held out for test/ (only reported on).")] = 0.2,
+    judge: Annotated[float, typer.Option("--judge", help="Share of each class for judge/ (checks INT8 and engines; 0: none).")] = 0.1,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same split).")] = 0,
+) -> None:
+    """Split a crops folder into pool/ (trains), judge/ (checks INT8, engines) and test/ (reported on): stratified, seeded, as links."""
+    from edgeopt.data.split import split_folder
+
+    result = split_folder(root, out, test=test, judge=judge, seed=seed)
+    render_split(result)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
@@ -18,6 +17,7 @@ console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isat
 
 SETTING = re.compile(r"`([a-z][a-z0-9_]*)`")
 _commands: Callable[[], Any] | None = None  # the CLI's click group, set by edgeopt.cli.common
+RENAMED: dict[str, str] = {}  # an old flag spelling (a hidden alias) -> the flag it is now
 
 
 def set_commands(group: Callable[[], Any]) -> None:
@@ -37,7 +37,7 @@ def command_flags(command: Any = None) -> dict[str, str]:
     for param in getattr(command, "params", ()):
         for opt in (*getattr(param, "opts", ()), *getattr(param, "secondary_opts", ())):
             if opt.startswith("--"):
-                flags.setdefault(opt[2:].replace("-", "_"), opt)
+                flags.setdefault(opt[2:].replace("-", "_"), RENAMED.get(opt, opt))
     return flags
 
 
@@ -66,63 +66,6 @@ def as_flags(message: str, command: str | None = None) -> str:
 def say(message: str) -> None:
     """A library's log line or note on the console, its settings said as flags."""
     console.print(escape(as_flags(message)))
-
-
-class RichTrainCallbacks:
-    """Renders training progress: a bar per epoch and one line per finished epoch."""
-
-    def __init__(self) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-        )
-
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("loss {task.fields[loss]:.4f}"), TimeElapsedColumn(), console=console,
-                                 transient=True)
-        self.task = None
-        self.steps = 0
-
-    def on_start(self, config, steps_per_epoch: int, device: str, start_epoch: int) -> None:
-        self.steps = steps_per_epoch
-        resumed = f", resuming at epoch {start_epoch + 1}" if start_epoch else ""
-        console.print(f"training {config.model} at {config.img_size} px on [bold]{device}[/]{resumed}")
-        self.progress.start()
-
-    def on_batch(self, epoch: int, step: int, loss: float) -> None:
-        if self.task is None or step == 0:
-            if self.task is not None:
-                self.progress.remove_task(self.task)
-            self.task = self.progress.add_task(f"epoch {epoch + 1}", total=self.steps, loss=loss)
-        self.progress.update(self.task, advance=1, loss=loss)
-
-    def on_epoch(self, stats) -> None:
-        star = " *" if stats.best else ""
-        self.progress.console.print(
-            f"epoch {stats.epoch:>3}  train loss {stats.train_loss:.4f}  val loss {stats.val_loss:.4f}  "
-            f"val macro-F1 {stats.val_macro_f1:.4f}  acc {stats.val_accuracy:.4f}  {stats.seconds:.1f}s{star}"
-        )
-
-    def close(self) -> None:
-        self.progress.stop()
-
-
-@contextlib.contextmanager
-def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
-    """A transient bar; yields ``update(done, total)`` for a stage's ``progress`` callback."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(TextColumn(description), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console,
-                  transient=True) as progress:
-        task = progress.add_task(description, total=None)
-
-        def update(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total)
-
-        yield update
 
 
 def metrics_table(title: str, results) -> Table:
@@ -188,6 +131,36 @@ def render_stats(stats) -> None:
         console.print("converted to RGB: " + ", ".join(f"{n} {m}" for m, n in stats.converted.items()))
     if stats.skipped:
         console.print("skipped: " + ", ".join(f"{n} {r}" for r, n in stats.skipped.items()))
+
+
+def render_split(result) -> None:
+    """``edgeopt data split``: images per class in each part."""
+    parts = [p for p in ("pool", "judge", "test") if p in result.counts]
+    table = Table(title=f"split -> {result.out}")
+    table.add_column("class")
+    for part in parts:
+        table.add_column(f"{part}/", justify="right")
+    for name in result.classes:
+        table.add_row(name, *(str(result.counts[p][name]) for p in parts))
+    table.add_row("[bold]total[/]", *(f"[bold]{result.total(p)}[/]" for p in parts))
+    console.print(table)
+    console.print(f"{', '.join(f'{result.parts[p]}' for p in parts)} (hard links); record {result.record}")
+
+
+def render_predictions(result) -> None:
+    """``edgeopt predict``: images per predicted class, and the figures when the folder was labelled."""
+    table = Table(title=f"{result.images} images -> {result.csv}")
+    table.add_column("predicted class")
+    table.add_column("images", justify="right")
+    table.add_column("share", justify="right")
+    for name, count in result.counts.items():
+        table.add_row(name, str(count), f"{count / max(result.images, 1):.1%}")
+    console.print(table)
+    rate = result.images / result.seconds if result.seconds > 0 else float("inf")
+    console.print(f"{result.backend}, {result.precision}: {result.seconds:.1f}s ({rate:.0f} images/s)")
+    if result.macro_f1 is not None:
+        console.print(f"the folder is <class>/<image> with the model's classes: macro-F1 {result.macro_f1:.4f}, "
+                      f"accuracy {result.accuracy:.4f}")
 
 
 def render_taco(summary) -> None:

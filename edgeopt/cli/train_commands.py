@@ -10,7 +10,6 @@ import typer
 from edgeopt.errors import EdgeoptError
 from edgeopt.cli.render import (
     say,
-    RichTrainCallbacks,
     metrics_table,
     render_eval,
     render_manifest,
@@ -18,9 +17,14 @@ from edgeopt.cli.render import (
 )
 
 
+from edgeopt.cli.progress import TrainProgress, step_progress
 from edgeopt.cli.common import (
+    ExistOk,
     app,
     console,
+    either,
+    renamed,
+    run_out,
     Device,
     Seed,
     BatchSize,
@@ -33,9 +37,10 @@ from edgeopt.cli.common import (
 # -- train / eval / info ------------------------------------------------------------------------
 @app.command("train")
 def train_cmd(
+    ctx: typer.Context,
     model: Annotated[str, typer.Option("--model", help="timm/torchvision name or models/NAME.yaml.")],
     data: Annotated[Path, typer.Option("--data", help="Folder of <class>/<image> crops.")],
-    out: Annotated[Path, typer.Option("--out", help="Run folder for best.pt, last.pt, metrics.json, curve.png.")] = Path("runs/train"),
+    out: Annotated[Path, typer.Option("--out", help="Run folder for best.pt, last.pt, metrics.json, curve.png (default: runs/train, or the next free runs/trainN).")] = Path("runs/train"),
     val: Annotated[Optional[Path], typer.Option("--val", help="Separate validation folder (else --val-split).")] = None,
     val_split: Annotated[float, typer.Option("--val-split", help="Stratified validation fraction of --data; 0 trains on all of it for --epochs (the final epoch is the result).")] = 0.2,
     img_size: Annotated[int, typer.Option("--img-size", help="Input size in pixels.")] = 96,
@@ -51,7 +56,7 @@ def train_cmd(
     label_smoothing: Annotated[float, typer.Option("--label-smoothing")] = 0.1,
     randaugment: Annotated[int, typer.Option(help="RandAugment magnitude (0 = off).")] = 0,
     mixup: Annotated[float, typer.Option(help="Mixup Beta alpha (0 = off).")] = 0.0,
-    pretrained: Annotated[bool, typer.Option("--pretrained", help="Start from ImageNet weights: offline for tf_efficientnet_lite0/1/2 and mobilenet_v2, from the model hub for other names.")] = False,
+    pretrained: Annotated[Optional[bool], typer.Option("--pretrained/--scratch", help="Start from ImageNet weights (offline for tf_efficientnet_lite0/1/2 and mobilenet_v2, from the model hub for other names) or from random ones. Default: pretrained where edgeopt ships the weights, as search and optimize; else scratch.", show_default=False)] = None,
     teacher: Annotated[Optional[list[Path]], typer.Option("--teacher", help="Teacher checkpoint(s) for distillation; repeat to average several.")] = None,
     soft_labels: SoftLabels = None,
     kd: Annotated[str, typer.Option("--kd", help="all or true-label (KD only where the teacher is right).")] = "all",
@@ -61,17 +66,24 @@ def train_cmd(
     seed: Seed = 0,
     workers: Annotated[Optional[int], typer.Option(help="DataLoader workers (default: 0 on CPU).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/last.pt.")] = False,
+    exist_ok: ExistOk = False,
 ) -> None:
     """Train a classifier; keeps the best checkpoint by validation macro-F1."""
     from edgeopt.train.distill import KDConfig
     from edgeopt.train.loop import TrainConfig, train_classifier
+
+    if pretrained is None:
+        pretrained = _ships_weights(model)
+        if pretrained:
+            console.print(f"{model}: starting from edgeopt's offline ImageNet weights (--scratch for random ones)")
+    out = run_out(ctx, out, exist_ok or resume)
 
     config = TrainConfig(model=model, data=data, out=out, val=val, val_split=val_split, img_size=img_size, epochs=epochs,
                          batch_size=batch_size, lr=lr, scale_min=scale_min, brightness=brightness, weight_decay=weight_decay, optimizer=optimizer, schedule=schedule,
                          loss=loss, label_smoothing=label_smoothing, randaugment=randaugment, mixup=mixup,
                          pretrained=pretrained,
                          kd=KDConfig(kd_temperature, kd_alpha, kd, teachers=tuple(teacher or ()), soft_labels=soft_labels), device=device, seed=seed, workers=workers, resume=resume)
-    callbacks = RichTrainCallbacks()
+    callbacks = TrainProgress(console)
     try:
         result = train_classifier(config, callbacks)
     finally:
@@ -86,26 +98,32 @@ def train_cmd(
     console.print(f"{result.macs / 1e6:.2f} M MACs, {result.params / 1e6:.3f} M params, {result.seconds:.1f}s on {result.device}{where}")
 
 
+def _ships_weights(model: str) -> bool:
+    """Whether edgeopt has offline ImageNet weights for ``model`` (a YAML model or another name has none here)."""
+    from edgeopt.models.registry import PRETRAINED_LOADERS
+
+    return model in PRETRAINED_LOADERS.names()
+
+
 @app.command("soft-labels")
 def soft_labels_cmd(
     teachers: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, help="Teacher checkpoint(s); their logits are averaged in training.")],
     data: Annotated[Path, typer.Option("--data", exists=True, file_okay=False, help="Folder of <class>/<image> crops.")],
     out: Annotated[Path, typer.Option("--out", help="The bank file (NAME.bank) and its manifest NAME.bank.json.")] = Path("runs/soft_labels.bank"),
-    views: Annotated[int, typer.Option("--views", help="Augmented views per image: one per student epoch.")] = 10,
-    scale_min: Annotated[float, typer.Option("--scale-min", help="Smallest random crop, as a share of the image.")] = 0.35,
-    brightness: Annotated[float, typer.Option("--brightness", help="Brightness jitter.")] = 0.0,
+    views: Annotated[int, typer.Option("--views", help="Augmented views per image: one per student epoch (the bank optimize makes has 20).")] = 20,
+    scale_min: Annotated[float, typer.Option("--scale-min", help="Smallest random crop, as a share of the image (train's default for pretrained students, and optimize's bank).")] = 0.6,
+    brightness: Annotated[float, typer.Option("--brightness", help="Brightness jitter (train's default for pretrained students, and optimize's bank).")] = 0.2,
     batch_size: BatchSize = 64,
     device: Device = "auto",
     seed: Seed = 0,
 ) -> None:
     """Run the teachers once over N augmented views of every image and store their logits (a soft-label bank)."""
-    from edgeopt.cli.render import progress_bar
     from edgeopt.train.soft_labels import SoftLabelConfig, make_bank
 
     config = SoftLabelConfig(teachers=teachers, data=data, out=out, views=views, scale_min=scale_min, brightness=brightness,
                              seed=seed, batch_size=batch_size, device=device)
-    with progress_bar("teachers over the views") as advance:
-        result = make_bank(config, progress=advance)
+    with step_progress(console, "teachers over the views") as progress:
+        result = make_bank(config, progress=progress)
     rate = "" if result.views_per_second != result.views_per_second else f", {result.views_per_second:.0f} teacher passes/s"
     if result.reused:
         console.print(f"soft-label bank {result.path} is complete for these teachers, images and settings: nothing to do")
@@ -171,6 +189,7 @@ def info_cmd(
 
 @app.command("prune")
 def prune_cmd(
+    ctx: typer.Context,
     checkpoint: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="best.pt from edgeopt train.")],
     target_macs: Annotated[str, typer.Option("--target-macs", help="MACs to prune down to, e.g. 20M.")],
     data: Annotated[Path, typer.Option("--data", exists=True, file_okay=False, help="Crops to fine-tune on.")],
@@ -184,6 +203,7 @@ def prune_cmd(
     device: Device = "auto",
     seed: Seed = 0,
     soft_labels: SoftLabels = None,
+    exist_ok: ExistOk = False,
 ) -> None:
     """Structured channel pruning (Torch-Pruning) to a MAC target, then distillation from the unpruned model."""
     from edgeopt.compress.finetune import FinetuneOptions
@@ -193,7 +213,7 @@ def prune_cmd(
 
     finetune = FinetuneOptions(epochs=epochs, lr=lr, batch_size=batch_size, val_split=val_split, device=device, seed=seed,
                                kd=KDConfig(soft_labels=soft_labels))
-    result = prune_checkpoint(PruneConfig(checkpoint=checkpoint, data=data, out=out, target_macs=parse_macs(target_macs),
+    result = prune_checkpoint(PruneConfig(checkpoint=checkpoint, data=data, out=run_out(ctx, out, exist_ok), target_macs=parse_macs(target_macs),
                                           importance=importance, global_pruning=global_pruning, finetune=finetune),
                               log=say)
     if result.best_checkpoint is not None:
@@ -203,6 +223,7 @@ def prune_cmd(
 
 @app.command("decompose")
 def decompose_cmd(
+    ctx: typer.Context,
     checkpoint: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="best.pt from edgeopt train (or prune).")],
     data: Annotated[Path, typer.Option("--data", exists=True, file_okay=False, help="Crops to fine-tune on.")],
     out: Annotated[Path, typer.Option("--out", help="Run folder: decomposed.pt, then best.pt after fine-tuning.")] = Path("runs/decompose"),
@@ -216,6 +237,7 @@ def decompose_cmd(
     device: Device = "auto",
     seed: Seed = 0,
     soft_labels: SoftLabels = None,
+    exist_ok: ExistOk = False,
 ) -> None:
     """Tucker-2 decomposition of the convolutions (TensorLy), then distillation from the original."""
     from edgeopt.compress.finetune import FinetuneOptions
@@ -224,7 +246,7 @@ def decompose_cmd(
 
     finetune = FinetuneOptions(epochs=epochs, lr=lr, batch_size=batch_size, val_split=val_split, device=device, seed=seed,
                                kd=KDConfig(soft_labels=soft_labels))
-    result = decompose_checkpoint(DecomposeConfig(checkpoint=checkpoint, data=data, out=out, energy=energy, ranks=ranks,
+    result = decompose_checkpoint(DecomposeConfig(checkpoint=checkpoint, data=data, out=run_out(ctx, out, exist_ok), energy=energy, ranks=ranks,
                                                   pointwise=pointwise, finetune=finetune), log=say)
     if result.best_checkpoint is not None:
         console.print(f"fine-tuned {result.macs_after / 1e6:.2f}M-MAC model -> {result.best_checkpoint}")
@@ -243,6 +265,7 @@ def _floats(value: str, flag: str) -> tuple[float, float]:
 
 @app.command("search")
 def search_cmd(
+    ctx: typer.Context,
     data: Annotated[Path, typer.Option("--data", exists=True, file_okay=False, help="Crops to train and validate on.")],
     out: Annotated[Path, typer.Option("--out", help="Trial folders, search.db, pareto.json/png, chosen/.")] = Path("runs/search"),
     study: Annotated[str, typer.Option(help="Study name; workers on one --storage with the same name share it.")] = "edgeopt",
@@ -263,9 +286,10 @@ def search_cmd(
     val_split: Annotated[float, typer.Option("--val-split", help="Share of --data that validates (selects) every trial.")] = 0.2,
     schedule: Annotated[str, typer.Option(help="Learning-rate schedule of every trial: cosine or onecycle.")] = "cosine",
     final_epochs: Annotated[Optional[int], typer.Option("--final-epochs", help="Train the chosen point again on all of --data for N epochs (0: no); default 100 with --soft-labels, else 0.")] = None,
-    int8_max_drop: Annotated[Optional[float], typer.Option("--int8-max-drop", help="Make the final run's INT8 too: hold --int8-holdout of --data out of it, and keep PTQ or QAT, whichever loses less macro-F1 on that slice (QAT only when PTQ's drop is over this).")] = None,
+    max_f1_drop: Annotated[Optional[float], typer.Option("--max-f1-drop", help="INT8 budget (as in calibrate, build-engine, optimize): make the final run's INT8 too, holding --int8-holdout of --data out of it, and keep PTQ or QAT, whichever loses less macro-F1 on that slice (QAT only when PTQ's drop is over this).")] = None,
+    int8_max_drop: Annotated[Optional[float], renamed("--int8-max-drop", "--max-f1-drop")] = None,
     int8_holdout: Annotated[float, typer.Option("--int8-holdout", help="Share of --data held out of the final run to judge INT8.")] = 0.1,
-    int8_qat_epochs: Annotated[int, typer.Option("--int8-qat-epochs", min=1, help="QAT epochs when PTQ misses --int8-max-drop.")] = 3,
+    int8_qat_epochs: Annotated[int, typer.Option("--int8-qat-epochs", min=1, help="QAT epochs when PTQ misses --max-f1-drop.")] = 3,
     pretrained: Annotated[bool, typer.Option("--pretrained/--scratch", help="Start from ImageNet weights (offline where edgeopt ships them).")] = True,
     max_macs: Annotated[Optional[str], typer.Option("--max-macs", help="Choose the best val F1 within this budget, e.g. 20M (default: best score).")] = None,
     baseline: Annotated[str, typer.Option(help="Baseline model of the score (MACs at its own input size).")] = "resnet18d",
@@ -282,6 +306,7 @@ def search_cmd(
     from edgeopt.models.complexity import parse_macs
     from edgeopt.search import SearchConfig, SearchSpace, run_search
 
+    max_f1_drop = either(ctx, "max_f1_drop", value=max_f1_drop, old_value=int8_max_drop, old="--int8-max-drop", new="--max-f1-drop")
     try:
         size_list = tuple(int(v) for v in sizes.split(","))
     except ValueError:
@@ -292,8 +317,8 @@ def search_cmd(
     config = SearchConfig(data=data, out=out, study=study, storage=storage, trials=trials, timeout=timeout, space=space,
                           objective=objective, kd=KDConfig(teachers=(teacher,) if teacher else (), soft_labels=soft_labels), epochs=epochs, batch_size=batch_size, val_split=val_split,
                           schedule=schedule, final_epochs=final_epochs,
-                          int8=Int8PathConfig(max_drop=int8_max_drop, holdout=int8_holdout, qat_epochs=int8_qat_epochs)
-                          if int8_max_drop is not None else None,
+                          int8=Int8PathConfig(max_drop=max_f1_drop, holdout=int8_holdout, qat_epochs=int8_qat_epochs)
+                          if max_f1_drop is not None else None,
                           pretrained=pretrained, baseline=baseline, baseline_f1=baseline_f1, heartbeat=heartbeat, seed=seed,
                           max_macs=parse_macs(max_macs, "max_macs") if max_macs else None, device=device, workers=workers)
     result = run_search(config, log=say, report_only=report_only)

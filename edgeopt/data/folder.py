@@ -209,26 +209,35 @@ def materialize_split(root: str | Path, out: str | Path, test_fraction: float, s
 
     The test part is for headline figures: nothing trained or selected on the pool sees it.
     """
-    import os
-    import shutil
-
     scan = scan_folder(root)
     pool_idx, test_idx = stratified_split(scan.labels, test_fraction, seed)
     if len(test_idx) == 0:
         raise DataError(f"{root}: too few images for a test split of {test_fraction}")
     out = Path(out)
-    for part, indices in (("pool", pool_idx), ("test", test_idx)):
-        for i in indices:
-            sample = scan.samples[int(i)]
-            dest = out / part / scan.classes[sample.label] / sample.path.name
-            if dest.exists():
-                continue
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.link(sample.path, dest)
-            except OSError:  # another file system: copy
-                shutil.copy2(sample.path, dest)
+    link_samples(scan, pool_idx, out / "pool")
+    link_samples(scan, test_idx, out / "test")
     return out / "pool", out / "test"
+
+
+def link_samples(scan: FolderScan, indices: Sequence[int] | np.ndarray, dest: str | Path) -> Path:
+    """``dest/<class>/<image>`` for the ``indices`` of ``scan``, as hard links (copies across file systems);
+    an image keeps its path inside its class folder, and a file already there is left as it is."""
+    import os
+    import shutil
+
+    dest = Path(dest)
+    for i in indices:
+        sample = scan.samples[int(i)]
+        name = scan.classes[sample.label]
+        target = dest / name / sample.path.relative_to(scan.root / name)
+        if target.exists():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(sample.path, target)
+        except OSError:  # another file system: copy
+            shutil.copy2(sample.path, target)
+    return dest
 
 
 def select_subset(scan: FolderScan, num_images: int, seed: int = 0) -> list[Sample]:

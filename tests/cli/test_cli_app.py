@@ -16,7 +16,7 @@ def test_help_lists_real_commands() -> None:
     result = runner.invoke(app, ["--help"], terminal_width=200)
     assert result.exit_code == 0
     commands = {c.name for c in app.registered_commands} | {g.name for g in app.registered_groups}
-    assert commands == {"data", "train", "eval", "info", "export", "calibrate", "build-engine", "triton", "qat", "prune", "decompose", "search", "bench", "demo", "soft-labels", "optimize"}
+    assert commands == {"data", "train", "eval", "info", "export", "calibrate", "build-engine", "triton", "qat", "prune", "decompose", "search", "bench", "demo", "soft-labels", "optimize", "predict"}
     listed = {line.split()[1] for line in result.output.splitlines() if line.startswith("│ ") and len(line.split()) > 2}
     assert commands <= listed
 
