@@ -20,6 +20,7 @@ from edgeopt.data.views import render_view, sample_view, view_seed
 from edgeopt.errors import ConfigError
 
 KD_MODES = ("all", "true-label")
+KD_LOSSES = ("kl", "dist")  # KL to the softened targets (Hinton); DIST's Pearson relations (Huang et al., NeurIPS 2022)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,10 +32,12 @@ class KDConfig:
     uncompressed model for fine-tuning, puts it in with ``with_teachers``)."""
 
     temperature: float = 4.0
-    alpha: float = 0.7  # weight of the KD term; (1 - alpha) goes to the hard-label loss
+    alpha: float = 0.7  # weight of the KD term; (1 - alpha) goes to the hard-label loss; 1: pure KD (function matching)
     mode: str = "all"
     teachers: tuple[Path, ...] = ()
     soft_labels: Path | None = None
+    loss: str = "kl"  # ``KD_LOSSES``
+    class_weighted: bool = False  # weigh each image's KD term by its class's weight (rare classes count more)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "teachers", tuple(Path(t) for t in self.teachers))
@@ -47,6 +50,17 @@ class KDConfig:
             raise ConfigError(f"`kd_alpha` {self.alpha} is out of range: use 0..1, e.g. 0.7")
         if self.mode not in KD_MODES:
             raise ConfigError(f"`kd` {self.mode!r} is unknown: use one of {', '.join(KD_MODES)}")
+        if self.loss not in KD_LOSSES:
+            raise ConfigError(f"`kd_loss` {self.loss!r} is unknown: use one of {', '.join(KD_LOSSES)}")
+        if self.loss == "dist" and self.mode != "all":
+            raise ConfigError(f"`kd_loss` dist with `kd` {self.mode}: DIST matches relations across the whole batch "
+                              "(each class's column too), so it cannot leave out the images the teacher gets wrong; use `kd` all")
+        if self.loss == "dist" and self.class_weighted:
+            raise ConfigError("`kd_loss` dist with `kd_class_weighted`: DIST's relations have no per-image term to weigh; "
+                              "use `kd_loss` kl for class-weighted KD")
+        if self.loss == "dist" and self.alpha == 0:
+            raise ConfigError("`kd_loss` dist with `kd_alpha` 0: the distillation term would have no weight; "
+                              "give `kd_alpha` > 0 (1: DIST alone)")
 
     @property
     def enabled(self) -> bool:
@@ -57,8 +71,9 @@ class KDConfig:
         return self if self.soft_labels is not None else dataclasses.replace(self, teachers=tuple(Path(t) for t in teachers))
 
     def to_dict(self) -> dict:
-        return {"temperature": self.temperature, "alpha": self.alpha, "mode": self.mode,
-                "teachers": [str(t) for t in self.teachers], "soft_labels": str(self.soft_labels) if self.soft_labels else None}
+        return {"temperature": self.temperature, "alpha": self.alpha, "mode": self.mode, "loss": self.loss,
+                "class_weighted": self.class_weighted, "teachers": [str(t) for t in self.teachers],
+                "soft_labels": str(self.soft_labels) if self.soft_labels else None}
 
 
 def soft_targets(teacher_logits: Sequence[torch.Tensor], temperature: float) -> torch.Tensor:
@@ -73,20 +88,49 @@ def kd_loss(
     targets: torch.Tensor,
     config: KDConfig,
     hard_loss: torch.Tensor,
+    class_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """``alpha * T^2 * KL(teacher || student) + (1 - alpha) * hard_loss``.
+    """``alpha * KD + (1 - alpha) * hard_loss``, KD being ``config.loss``:
 
-    The T^2 factor keeps the soft term's gradient scale independent of T (Hinton et al.). In
-    ``true-label`` mode samples the teacher gets wrong contribute no KD term (averaged over the
-    whole batch, so the term shrinks rather than re-weights).
+    - ``kl``: ``T^2 * KL(teacher || student)`` on the softened outputs. The T^2 factor keeps the soft
+      term's gradient scale independent of T (Hinton et al.). In ``true-label`` mode samples the teacher
+      gets wrong contribute no KD term (averaged over the whole batch, so the term shrinks rather than
+      re-weights). With ``class_weighted``, each image's term is weighed by its class's weight
+      (``class_weights``, normalised to a batch mean of 1).
+    - ``dist``: DIST (Huang et al., "Knowledge Distillation from A Stronger Teacher", NeurIPS 2022):
+      ``T^2 * ((1 - mean Pearson over images) + (1 - mean Pearson over classes))`` of the softened
+      probabilities: the teacher's ranking within an image and across the batch, not its exact values.
     """
     T = config.temperature
     target_probs = soft_targets(teacher_logits, T)
+    if config.loss == "dist":
+        student_probs = F.softmax(student_logits.float() / T, dim=1)
+        kd = (T * T) * (inter_class_relation(student_probs, target_probs) + intra_class_relation(student_probs, target_probs))
+        return config.alpha * kd + (1.0 - config.alpha) * hard_loss
     log_student = F.log_softmax(student_logits.float() / T, dim=1)
     per_sample = F.kl_div(log_student, target_probs, reduction="none").sum(1) * (T * T)
     if config.mode == "true-label":
         per_sample = per_sample * (target_probs.argmax(1) == targets).float()
+    if config.class_weighted and class_weights is not None:
+        w = class_weights.to(per_sample.device)[targets]
+        per_sample = per_sample * (w / w.mean())
     return config.alpha * per_sample.mean() + (1.0 - config.alpha) * hard_loss
+
+
+def _pearson(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Row-wise Pearson correlation of two ``N x C`` tensors (DIST's ``pearson_correlation``)."""
+    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+    return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1) + eps)
+
+
+def inter_class_relation(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """1 - the mean over images of the correlation of the two class distributions."""
+    return 1 - _pearson(student, teacher).mean()
+
+
+def intra_class_relation(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """1 - the mean over classes of the correlation of the two across the batch."""
+    return inter_class_relation(student.transpose(0, 1), teacher.transpose(0, 1))
 
 
 @dataclasses.dataclass

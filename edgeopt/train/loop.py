@@ -84,6 +84,8 @@ class TrainConfig:
     resume: bool = False
     amp: bool = True
     init_checkpoint: Path | None = None  # start from this checkpoint's architecture and weights (e.g. a pruned model)
+    bn_recalibrate: bool = False  # FixRes: best.pt's BatchNorm statistics recomputed on the training images as deployed
+    cache_scale: float | None = None  # training images cached at this multiple of img_size; None: ``data.loaders.cache_size``
 
     def __post_init__(self) -> None:
         # fine-tuning keeps what pretraining gives: a lower lr and milder crops (figures in benchmarks/README.md)
@@ -100,6 +102,7 @@ class TrainConfig:
             ("`randaugment`", self.randaugment, 0, 30), ("`scale_min`", self.scale_min, 0.05, 1.0),
             ("`mixup`", self.mixup, 0.0, 10.0), ("`warmup_epochs`", self.warmup_epochs, 0.0, 1000.0),
             ("`val_split`", self.val_split, 0.0, 0.9), ("`brightness`", self.brightness, 0.0, 1.0),
+            ("`cache_scale`", self.cache_scale if self.cache_scale is not None else 1.0, 1.0, 4.0),
         ]
         for name, value, lo, hi in checks:
             if not lo <= value <= hi:
@@ -250,7 +253,7 @@ BatchLoss = Callable[[nn.Module, Any, int], tuple[torch.Tensor, int]]  # (net, b
 
 
 def make_batch_loss(config: TrainConfig, preprocess: Preprocess, device: torch.device, hard_loss, teachers: list[Any],
-                    bank: Any) -> BatchLoss:
+                    bank: Any, class_weights: torch.Tensor | None = None) -> BatchLoss:
     """The loss of one training batch: cross-entropy on the labels, plus distillation from the
     teachers run on the same views or from the bank's stored logits (``config.kd``), mixup on both."""
     use_amp = config.amp and device.type == "cuda"
@@ -270,11 +273,11 @@ def make_batch_loss(config: TrainConfig, preprocess: Preprocess, device: torch.d
             logits = net(view_for(x, preprocess).contiguous(memory_format=torch.channels_last))
             hard = lam * hard_loss(logits, y) + (1 - lam) * hard_loss(logits, y2) if mixup else hard_loss(logits, y)
             if bank is not None:
-                loss = kd_loss(logits, list(soft.to(device).unbind(1)), y, config.kd, hard)
+                loss = kd_loss(logits, list(soft.to(device).unbind(1)), y, config.kd, hard, class_weights)
             elif teachers:
                 with torch.no_grad():
                     t_logits = [t.model(view_for(v.to(device, non_blocking=True), t.preprocess)) for t, v in zip(teachers, soft)]
-                loss = kd_loss(logits, t_logits, y, config.kd, hard)
+                loss = kd_loss(logits, t_logits, y, config.kd, hard, class_weights)
             else:
                 loss = hard
         if not torch.isfinite(loss):
@@ -330,7 +333,7 @@ def train_classifier(config: TrainConfig, callbacks: Callbacks | None = None) ->
     teachers = load_teachers(config.kd.teachers, classes, device)
     bank = _open_bank(config, train_scan)
     train_ds, val_ds = cached_datasets(train_scan, val_scan, preprocess, config.img_size, config.scale_min, config.randaugment,
-                                        config.workers, brightness=config.brightness)
+                                        config.workers, brightness=config.brightness, cache_scale=config.cache_scale)
     if config.distilled:
         train_ds = _distill_views(config, train_scan, train_ds, teachers, bank)
     if len(train_ds) < 2:
@@ -384,7 +387,7 @@ def train_classifier(config: TrainConfig, callbacks: Callbacks | None = None) ->
         history = [EpochStats(**h) for h in state["history"]]
         best_f1, best_epoch, start_epoch = state["best_f1"], state["best_epoch"], state["epoch"] + 1
     callbacks.on_start(config, steps, str(device), start_epoch)
-    batch_loss = make_batch_loss(config, preprocess, device, hard_loss, teachers, bank)
+    batch_loss = make_batch_loss(config, preprocess, device, hard_loss, teachers, bank, class_weights)
 
     for epoch in range(start_epoch, config.epochs):
         t_epoch = time.perf_counter()
@@ -421,6 +424,10 @@ def train_classifier(config: TrainConfig, callbacks: Callbacks | None = None) ->
         callbacks.on_epoch(stats)
     if history and dist.is_main:
         plot_curve(history, out / "curve.png")
+        if config.bn_recalibrate:
+            from edgeopt.train.fixres import recalibrate_checkpoint
+
+            recalibrate_checkpoint(best_path, [s.path for s in train_scan.samples], batch_size=max(32, config.batch_size))
     shutdown(dist)
     return TrainResult(best_path, last_path, best_f1, best_epoch, history, complexity.macs, complexity.params,
                        time.perf_counter() - t_start, str(device), dist.record(), dist.is_main)

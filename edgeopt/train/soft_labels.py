@@ -20,6 +20,7 @@ import hashlib
 import json
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ from edgeopt.artifacts import (
     write_artifact_manifest,
 )
 from edgeopt.data.folder import FolderScan, scan_folder
-from edgeopt.errors import ArtifactError, ConfigError, DataError
+from edgeopt.errors import ArtifactError, ConfigError, DataError, EdgeoptWarning
 
 BANK_FORMAT = "edgeopt-soft-labels-1"
 
@@ -54,6 +55,8 @@ class SoftLabelConfig:
     batch_size: int = 64
     device: str = "auto"
     chunk_images: int = 64  # images per resumable chunk
+    tta_flip: bool = False  # store the mean of the teachers' logits on the view and its mirror (costs the student nothing)
+    precision: str = "fp32"  # the teachers' arithmetic: fp32, bf16 (autocast), or auto (bf16 where the CPU has bf16 units)
 
     def __post_init__(self) -> None:
         if not self.teachers:
@@ -64,9 +67,43 @@ class SoftLabelConfig:
             if not lo <= value <= hi:
                 raise ConfigError(f"soft-label {name} {value} is out of range: use {lo}..{hi}")
         require_kind(self.out, "soft-labels", "soft-label bank")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"`precision` {self.precision!r} is unknown: use one of {', '.join(PRECISIONS)}")
 
     def augmentation(self) -> dict[str, Any]:
         return {"scale_min": self.scale_min, "brightness": self.brightness, "flip": True, "seed": self.seed}
+
+
+PRECISIONS = ("fp32", "bf16", "auto")
+
+
+def teacher_precision(requested: str, device: Any) -> str:
+    """What the teachers compute in: bf16 only where this device has bf16 arithmetic (a CPU's AVX-512
+    BF16 or AMX, a GPU that supports it); asked for where it has none, a warning and FP32."""
+    import torch
+
+    if requested == "fp32":
+        return "fp32"
+    if device.type == "cuda":
+        supported = torch.cuda.is_bf16_supported()
+    else:
+        supported = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()) and bool(_cpu_bf16_units())
+    if supported:
+        return "bf16"
+    if requested == "bf16":
+        warnings.warn(f"`precision` bf16: this {device.type.upper()} has no bf16 arithmetic (AVX-512 BF16 or AMX); the "
+                      "teachers run in FP32", EdgeoptWarning, stacklevel=3)
+    return "fp32"
+
+
+def _cpu_bf16_units() -> list[str]:
+    """The CPU's bf16 feature flags (Linux), e.g. ``avx512_bf16``, ``amx_bf16``."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return [f for f in flags if f in ("avx512_bf16", "amx_bf16")]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,7 +134,9 @@ def make_bank(config: SoftLabelConfig, progress: Callable[[int, int], None] | No
     teachers = load_teachers(config.teachers, scan.classes, device)
     keys = image_keys(scan)
     files = [[key, sha256_file(s.path)] for key, s in zip(keys, scan.samples)]
+    precision = teacher_precision(config.precision, device)
     settings = {"format": BANK_FORMAT, "classes": scan.classes, "views": config.views, "augmentation": config.augmentation(),
+                "teacher_tta": "flip" if config.tta_flip else None, "teacher_precision": precision,
                 "chunk_images": config.chunk_images, "batch_size": config.batch_size,
                 "teachers": [{"path": str(t.path), "sha256": sha256_file(t.path), "preprocess": t.preprocess.to_dict()}
                              for t in teachers],
@@ -118,7 +157,7 @@ def make_bank(config: SoftLabelConfig, progress: Callable[[int, int], None] | No
             resumed += 1
         else:
             t0 = time.perf_counter()
-            views, logits = _chunk(scan, keys, range(start, stop), teachers, config, device)
+            views, logits = _chunk(scan, keys, range(start, stop), teachers, config, device, precision)
             spent += time.perf_counter() - t0
             forwards += logits.shape[0] * logits.shape[1] * logits.shape[2]
             _save_tensors(chunk_path, {"views": views, "logits": logits})
@@ -172,8 +211,9 @@ def _partial_dir(out: Path, settings: dict[str, Any]) -> Path:
 
 
 def _chunk(scan: FolderScan, keys: list[str], indices: range, teachers: list[Any], config: SoftLabelConfig,
-           device: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Views (n x V x 6, float32) and every teacher's logits on them (n x V x T x C, float16)."""
+           device: Any, precision: str = "fp32") -> tuple[np.ndarray, np.ndarray]:
+    """Views (n x V x 6, float32) and every teacher's logits on them (n x V x T x C, float16); with
+    ``tta_flip`` the mean of the logits on the view and on its mirror image."""
     import torch
 
     from edgeopt.data.loaders import cache_preprocess, decode_all
@@ -191,8 +231,13 @@ def _chunk(scan: FolderScan, keys: list[str], indices: range, teachers: list[Any
         with torch.no_grad():
             for b in range(0, len(pairs), config.batch_size):
                 part = pairs[b:b + config.batch_size]
-                batch = torch.stack([render_view(images[i], views[i, v], size) for i, v in part]).to(device)
-                logits = teacher.model(view_for(batch, teacher.preprocess)).float().cpu().numpy()
+                batch = view_for(torch.stack([render_view(images[i], views[i, v], size) for i, v in part]).to(device),
+                                 teacher.preprocess)
+                with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+                    logits = teacher.model(batch).float()
+                    if config.tta_flip:
+                        logits = (logits + teacher.model(batch.flip(-1)).float()) / 2
+                logits = logits.cpu().numpy()
                 for (i, v), row in zip(part, logits):
                     out[i, v, t] = row
     return views, out

@@ -85,3 +85,55 @@ def test_one_kd_config_carries_where_the_targets_come_from(tmp_path: Path) -> No
     with pytest.raises(ConfigError, match="QAT distils from the unquantized model"):
         QatConfig(checkpoint=teacher, data=tmp_path, out=tmp_path / "q.onnx", kd=online)
     assert TrainConfig(model="m", data=tmp_path, kd=online).to_dict()["kd"]["teachers"] == [str(teacher)]
+
+
+def test_pure_kl_at_t1_on_fixed_logits_is_the_hand_computed_value() -> None:
+    """Function matching's loss: alpha 1 (no label term), T 1, on logits worked out by hand."""
+    s, t = torch.tensor([[2.0, 0.0, 0.0]]), torch.tensor([[0.0, 0.0, 0.0]])
+    # p_t = (1/3, 1/3, 1/3); p_s = (e^2, 1, 1) / (e^2 + 2)
+    z = np.exp(2.0) + 2
+    p_s = np.array([np.exp(2.0) / z, 1 / z, 1 / z])
+    expected = float(np.sum((1 / 3) * (np.log(1 / 3) - np.log(p_s))))
+    loss = kd_loss(s, [t], torch.tensor([0]), KDConfig(1.0, 1.0), hard_loss=torch.tensor(5.0))
+    assert float(loss) == pytest.approx(expected, rel=1e-6) and expected == pytest.approx(0.4743, abs=1e-4)
+
+
+def test_dist_on_fixed_logits_is_the_hand_computed_value() -> None:
+    """DIST: 1 - mean Pearson over images + 1 - mean Pearson over classes, of the softened outputs."""
+    s = torch.tensor([[1.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+    t = torch.tensor([[2.0, 0.0, 0.0], [0.0, 0.0, 3.0]])
+
+    def softmax(v: np.ndarray) -> np.ndarray:
+        e = np.exp(v)
+        return e / e.sum(1, keepdims=True)
+
+    def pearson_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.array([np.corrcoef(x, y)[0, 1] for x, y in zip(a, b)])
+
+    ps, pt = softmax(s.numpy().astype(np.float64)), softmax(t.numpy().astype(np.float64))
+    inter = 1 - pearson_rows(ps, pt).mean()
+    intra = 1 - pearson_rows(ps.T, pt.T).mean()
+    loss = kd_loss(s, [t], torch.tensor([0, 2]), KDConfig(1.0, 1.0, loss="dist"), hard_loss=torch.tensor(9.0))
+    assert float(loss) == pytest.approx(inter + intra, rel=1e-5) and inter + intra > 0
+    assert float(kd_loss(t, [t], torch.tensor([0, 2]), KDConfig(1.0, 1.0, loss="dist"), torch.tensor(0.0))) == pytest.approx(0, abs=1e-5)
+    # alpha blends the DIST term (0 here: the same outputs) with the hard loss
+    assert float(kd_loss(s, [s * 1.0], torch.tensor([0, 2]), KDConfig(1.0, 0.5, loss="dist"), torch.tensor(2.0))) == \
+        pytest.approx(1.0, abs=1e-5)
+
+
+def test_class_weighted_kd_weighs_each_image_by_its_class() -> None:
+    s, t = torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([[0.0, 0.0], [0.0, 0.0]])
+    y = torch.tensor([0, 1])
+    per_image = [float(kd_loss(s[i:i + 1], [t[i:i + 1]], y[i:i + 1], KDConfig(1.0, 1.0), torch.tensor(0.0))) for i in range(2)]
+    weights = torch.tensor([1.0, 3.0])
+    loss = kd_loss(s, [t], y, KDConfig(1.0, 1.0, class_weighted=True), torch.tensor(0.0), class_weights=weights)
+    assert float(loss) == pytest.approx((0.5 * per_image[0] + 1.5 * per_image[1]) / 2, rel=1e-6)
+
+
+def test_kd_loss_combinations_that_make_no_sense_are_one_line() -> None:
+    for kw, message in (({"loss": "dist", "mode": "true-label"}, "cannot leave out the images"),
+                        ({"loss": "dist", "alpha": 0.0}, "`kd_alpha` 0"),
+                        ({"loss": "dist", "class_weighted": True}, "`kd_class_weighted`"),
+                        ({"loss": "mse"}, "`kd_loss` 'mse' is unknown")):
+        with pytest.raises(ConfigError, match=message):
+            KDConfig(**kw)

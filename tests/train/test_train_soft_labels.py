@@ -252,3 +252,57 @@ def test_a_forged_class_count_or_nan_logits_are_refused_on_load(bank: Path, synt
                                      "--epochs", "1", "--out", str(tmp_path / forged.stem), "--soft-labels", str(forged)])
         assert result.exit_code == 1 and result.output.count("error:") == 1 and "Traceback" not in result.output, result.output
         assert not (tmp_path / forged.stem / "best.pt").exists()
+
+
+def test_a_bank_follows_its_seed_and_tta_flip_stores_the_mean_over_the_mirror(teacher: Path, synth_data: Path,
+                                                                              tmp_path: Path) -> None:
+    from edgeopt.data.loaders import cache_preprocess, decode_all
+    from edgeopt.data.presets import Preprocess
+    from edgeopt.models.checkpoint import load_checkpoint
+    from edgeopt.train.distill import view_for
+
+    banks = {}
+    for name, seed, tta in (("s0", 0, False), ("s1", 1, False), ("s0-tta", 0, True)):
+        make_bank(SoftLabelConfig(teachers=[teacher], data=synth_data, out=tmp_path / f"{name}.bank", views=2, seed=seed,
+                                  batch_size=16, device="cpu", tta_flip=tta))
+        banks[name] = read_bank(tmp_path / f"{name}.bank")
+    assert not np.array_equal(banks["s0"].views, banks["s1"].views)  # a student's seed gives its bank its own views
+    assert np.array_equal(banks["s0"].views, banks["s0-tta"].views)
+    assert banks["s0-tta"].manifest.extra["teacher_tta"] == "flip" and banks["s0"].manifest.extra["teacher_tta"] is None
+    model, manifest = load_checkpoint(teacher)
+    pre = Preprocess.from_dict(manifest.preprocess)
+    files = banks["s0"].manifest.extra["files"]
+    images = decode_all([synth_data / key for key, _ in files], cache_preprocess(pre))
+    x = view_for(torch.stack([render_view(images[r], banks["s0"].views[r, 1], pre.size) for r in range(len(files))]), pre)
+    with torch.no_grad():
+        plain, mirrored = model(x).numpy().astype(np.float64), model(x.flip(-1)).numpy().astype(np.float64)
+    stored, tta = banks["s0"].logits[:, 1, 0].astype(np.float64), banks["s0-tta"].logits[:, 1, 0].astype(np.float64)
+    resolution = np.spacing(np.abs(plain).astype(np.float16)).astype(np.float64)  # what float16 storage rounds to
+    np.testing.assert_array_less(np.abs(stored - plain), 2 * resolution + 1e-6)
+    np.testing.assert_array_less(np.abs(tta - (plain + mirrored) / 2), 2 * resolution + 1e-6)
+    r = int(np.argmax(np.abs(plain - mirrored).max(1) / resolution.max(1)))
+    assert np.abs(plain[r] - mirrored[r]).max() > 8 * resolution[r].max(), \
+        "premise: on some image the teacher's answer changes with the mirror image by more than float16 rounds"
+    assert np.abs(tta[r] - plain[r]).max() > 2 * resolution[r].max()  # so the stored mean is not the plain view's
+
+
+def test_bf16_asked_for_where_the_cpu_has_none_warns_and_runs_fp32(teacher: Path, synth_data: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import edgeopt.train.soft_labels as soft_labels
+    from edgeopt.errors import EdgeoptWarning
+
+    monkeypatch.setattr(soft_labels, "_cpu_bf16_units", lambda: [])  # a CPU without AVX-512 BF16 or AMX
+    with pytest.warns(EdgeoptWarning, match="no bf16 arithmetic"):
+        make_bank(SoftLabelConfig(teachers=[teacher], data=synth_data, out=tmp_path / "b.bank", views=1, batch_size=16,
+                                  device="cpu", precision="bf16"))
+    assert read_bank(tmp_path / "b.bank").manifest.extra["teacher_precision"] == "fp32"
+    with pytest.raises(ConfigError, match="`precision` 'fp8' is unknown"):
+        SoftLabelConfig(teachers=[teacher], data=synth_data, out=tmp_path / "c.bank", precision="fp8")
+
+
+def test_student_views_come_from_a_cache_of_at_least_twice_their_size() -> None:
+    from edgeopt.data.loaders import cache_size
+
+    for size in (32, 48, 64, 96, 128):
+        assert cache_size(size) >= 2 * size  # every random-resized crop is a downsample, as deployed inputs are
+    assert size < cache_size(224) < 2 * 224  # a 224 px teacher's photos are rarely twice its size
