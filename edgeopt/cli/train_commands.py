@@ -61,7 +61,10 @@ def train_cmd(
     soft_labels: SoftLabels = None,
     kd: Annotated[str, typer.Option("--kd", help="all or true-label (KD only where the teacher is right).")] = "all",
     kd_temperature: Annotated[float, typer.Option("--kd-temperature")] = 4.0,
-    kd_alpha: Annotated[float, typer.Option("--kd-alpha", help="Weight of the KD term.")] = 0.7,
+    kd_alpha: Annotated[float, typer.Option("--kd-alpha", help="Weight of the KD term (1: KD alone, function matching).")] = 0.7,
+    kd_loss: Annotated[str, typer.Option("--kd-loss", help="kl (KL to the softened targets) or dist (DIST's Pearson relations).")] = "kl",
+    kd_class_weighted: Annotated[bool, typer.Option("--kd-class-weighted", help="Weigh each image's KD term by its class's weight (rare classes count more).")] = False,
+    bn_recalibrate: Annotated[bool, typer.Option("--bn-recalibrate", help="After training, recompute best.pt's BatchNorm statistics on the training images as deployed (FixRes).")] = False,
     device: Device = "auto",
     seed: Seed = 0,
     workers: Annotated[Optional[int], typer.Option(help="DataLoader workers (default: 0 on CPU).")] = None,
@@ -81,8 +84,10 @@ def train_cmd(
     config = TrainConfig(model=model, data=data, out=out, val=val, val_split=val_split, img_size=img_size, epochs=epochs,
                          batch_size=batch_size, lr=lr, scale_min=scale_min, brightness=brightness, weight_decay=weight_decay, optimizer=optimizer, schedule=schedule,
                          loss=loss, label_smoothing=label_smoothing, randaugment=randaugment, mixup=mixup,
-                         pretrained=pretrained,
-                         kd=KDConfig(kd_temperature, kd_alpha, kd, teachers=tuple(teacher or ()), soft_labels=soft_labels), device=device, seed=seed, workers=workers, resume=resume)
+                         pretrained=pretrained, bn_recalibrate=bn_recalibrate,
+                         kd=KDConfig(kd_temperature, kd_alpha, kd, teachers=tuple(teacher or ()), soft_labels=soft_labels,
+                                     loss=kd_loss, class_weighted=kd_class_weighted),
+                         device=device, seed=seed, workers=workers, resume=resume)
     callbacks = TrainProgress(console)
     try:
         result = train_classifier(config, callbacks)
@@ -113,6 +118,8 @@ def soft_labels_cmd(
     views: Annotated[int, typer.Option("--views", help="Augmented views per image: one per student epoch (the bank optimize makes has 20).")] = 20,
     scale_min: Annotated[float, typer.Option("--scale-min", help="Smallest random crop, as a share of the image (train's default for pretrained students, and optimize's bank).")] = 0.6,
     brightness: Annotated[float, typer.Option("--brightness", help="Brightness jitter (train's default for pretrained students, and optimize's bank).")] = 0.2,
+    tta_flip: Annotated[bool, typer.Option("--tta-flip", help="Store the mean of the teachers' logits on each view and its mirror image (the student pays nothing).")] = False,
+    precision: Annotated[str, typer.Option("--precision", help="The teachers' arithmetic: fp32, bf16, or auto (bf16 where the CPU or GPU has bf16 units).")] = "fp32",
     batch_size: BatchSize = 64,
     device: Device = "auto",
     seed: Seed = 0,
@@ -121,7 +128,7 @@ def soft_labels_cmd(
     from edgeopt.train.soft_labels import SoftLabelConfig, make_bank
 
     config = SoftLabelConfig(teachers=teachers, data=data, out=out, views=views, scale_min=scale_min, brightness=brightness,
-                             seed=seed, batch_size=batch_size, device=device)
+                             seed=seed, batch_size=batch_size, device=device, tta_flip=tta_flip, precision=precision)
     with step_progress(console, "teachers over the views") as progress:
         result = make_bank(config, progress=progress)
     rate = "" if result.views_per_second != result.views_per_second else f", {result.views_per_second:.0f} teacher passes/s"
@@ -321,5 +328,9 @@ def search_cmd(
                           if max_f1_drop is not None else None,
                           pretrained=pretrained, baseline=baseline, baseline_f1=baseline_f1, heartbeat=heartbeat, seed=seed,
                           max_macs=parse_macs(max_macs, "max_macs") if max_macs else None, device=device, workers=workers)
-    result = run_search(config, log=say, report_only=report_only)
+    callbacks = TrainProgress(console)
+    try:
+        result = run_search(config, log=say, report_only=report_only, callbacks=callbacks)
+    finally:
+        callbacks.close()
     render_search(result)

@@ -137,3 +137,28 @@ def test_kd_loss_combinations_that_make_no_sense_are_one_line() -> None:
                         ({"loss": "mse"}, "`kd_loss` 'mse' is unknown")):
         with pytest.raises(ConfigError, match=message):
             KDConfig(**kw)
+
+
+def test_cli_kd_loss_flags_and_their_bad_combinations(synth_data: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from edgeopt.cli.app import app
+
+    tiny = str(Path(__file__).resolve().parents[2] / "edgeopt" / "models" / "tiny_cnn.yaml")
+    if not Path(tiny).is_file():
+        tiny = str(Path(__file__).resolve().parents[2] / "models" / "tiny_cnn.yaml")
+    teacher = tmp_path / "t"
+    base = ["train", "--model", tiny, "--data", str(synth_data), "--img-size", "32", "--epochs", "1", "--device", "cpu",
+            "--scratch", "--val-split", "0"]
+    assert CliRunner().invoke(app, [*base, "--out", str(teacher)]).exit_code == 0
+    for flags, message in ((["--kd-loss", "dist", "--kd", "true-label"], "--kd-loss dist with --kd true-label"),
+                           (["--kd-loss", "dist", "--kd-alpha", "0"], "--kd-loss dist with --kd-alpha 0")):
+        result = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "s"), "--teacher", str(teacher / "best.pt"), *flags])
+        assert result.exit_code == 1 and result.output.count("error:") == 1 and message in result.output, result.output
+    result = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "d"), "--teacher", str(teacher / "best.pt"),
+                                      "--kd-loss", "dist", "--kd-alpha", "1", "--kd-temperature", "1", "--bn-recalibrate"])
+    assert result.exit_code == 0, result.output
+    from edgeopt.artifacts import read_manifest
+
+    manifest = read_manifest(tmp_path / "d" / "best.pt")
+    assert manifest.extra["train_config"]["kd"]["loss"] == "dist" and "bn_recalibrated" in manifest.extra
