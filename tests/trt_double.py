@@ -994,8 +994,34 @@ class _ICudaEngine:
         contexts = self.__dict__.setdefault("_contexts", 0)
         shared = ctx.major >= 10 or "preview:PROFILE_SHARING_0806" in self._engine.flags
         self.__dict__["_contexts"] = contexts + 1
+        strategy = args[0] if args else kwargs.get("strategy")
+        # ExecutionContextAllocationStrategy.USER_MANAGED: "The user supplies custom allocation to the execution
+        # context" (NvInferRuntime.h v10.13.3): no activation memory until set_device_memory
+        user_managed = strategy is not None and getattr(strategy, "name", "") == "USER_MANAGED"
         return ctx.new("IExecutionContext", _engine=self, _shapes={}, _addresses={}, _session=None, _props={}, _ctx=ctx,
-                       _profile=0 if contexts == 0 or shared or not self._engine.profiles else None)
+                       _profile=0 if contexts == 0 or shared or not self._engine.profiles else None,
+                       _needs_memory=user_managed)
+
+    def create_execution_context_without_device_memory(self, ctx):
+        # 8.6-10.x: "the user must set the device memory with IExecutionContext::setDeviceMemory()" before enqueue
+        context = _ICudaEngine.create_execution_context(self, ctx)
+        context.__dict__["_needs_memory"] = True
+        return context
+
+    def get_device_memory_size(self, ctx):
+        return _activation_bytes(self)
+
+    def get_device_memory_size_v2(self, ctx):
+        return _activation_bytes(self)
+
+
+def _activation_bytes(engine) -> int:
+    """The double's activation memory: every float tensor of the ONNX at the profile's max batch, 4 bytes each
+    (a stand-in for TensorRT's figure, large enough that a short block is caught)."""
+    batch = max((p[name][2][0] for p in engine._engine.profiles for name in p), default=1)
+    graph = _inferred(engine._engine.onnx_bytes).graph
+    return 4 * sum(batch * int(np.prod([d.dim_value for d in v.type.tensor_type.shape.dim[1:]] or [1]))
+                   for v in graph.value_info) or 256
 
 
 class _IExecutionContext:
@@ -1052,8 +1078,24 @@ class _IExecutionContext:
         self._addresses[name] = int(memory)
         return True
 
+    def set_device_memory(self, ctx, memory, size):
+        # setDeviceMemoryV2 (10.1+): "memory ... must be at least the size reported by getDeviceMemorySizeV2"
+        need = _activation_bytes(self._engine)
+        if size < need:
+            raise DoubleViolation(f"set_device_memory: {size} bytes given, the engine needs {need}")
+        ctx.memory.view(int(memory), int(size), "execution context device memory")  # a real, large enough allocation
+        self.__dict__["_device_memory"] = int(memory)
+
     def execute_async_v3(self, ctx, stream_handle):
         engine = self._engine
+        if self.__dict__.get("_needs_memory"):
+            memory = self.__dict__.get("_device_memory") or self.__dict__.get("_props", {}).get("device_memory")
+            if not memory:
+                _log(ctx, engine._logger, "ERROR", "IExecutionContext::enqueueV3: the context was created without device "
+                     "memory and none was set (setDeviceMemory)")
+                return False
+            if "_device_memory" not in self.__dict__:  # 8.6-10.0's device_memory property: the pointer alone
+                ctx.memory.view(int(memory), _activation_bytes(engine), "execution context device memory")
         for t in engine._io:
             if t["name"] not in self._addresses:
                 _log(ctx, engine._logger, "ERROR", f"Address is not set for {t['name']}")

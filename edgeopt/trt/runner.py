@@ -12,6 +12,7 @@ Every context runs with ``nvtx_verbosity`` LAYER_NAMES_ONLY: engines are built w
 profiling verbosity (for the inspector), which a context inherits for its NVTX markers ("The default is
 the verbosity with which the engine was built"), and "Building with kDETAILED verbosity will generally
 increase latency in enqueueV3()" (``NvInferRuntime.h`` v10.13.3, ``setNvtxVerbosity``).
+With CUDA graphs, the contexts share one activation block (they run one after another on one stream).
 ``run`` pads a batch short of the profile's min (a fixed-batch engine's last batch) with zeros and
 drops the padding's outputs.
 An engine records its builder: a TensorRT-RTX engine runs on TensorRT-RTX's runtime, on an RTX-class GPU.
@@ -27,7 +28,7 @@ import numpy as np
 
 from edgeopt.artifacts import read_manifest
 from edgeopt.errors import ArtifactError, ConfigError, EdgeoptWarning, MissingDependencyError
-from edgeopt.trt.compat import RTX_NAME, builder_label, engine_incompatibility, import_tensorrt, parse_version
+from edgeopt.trt.compat import RTX_NAME, builder_label, engine_incompatibility, import_tensorrt, parse_version, trt_generation
 from edgeopt.trt.device import CaptureError, Device, default_device
 
 
@@ -64,9 +65,6 @@ class TensorRTRunner:
         if self.engine is None:
             raise ArtifactError(f"{path}: TensorRT could not deserialize the engine (corrupt, or built by another "
                                 "TensorRT or for another GPU); rebuild it with edgeopt build-engine")
-        self.context = self._new_context()
-        if self.context is None:
-            raise ArtifactError(f"{path}: TensorRT could not create an execution context (out of GPU memory?)")
         inputs, outputs = [], []
         for i in range(self.engine.num_io_tensors):
             name = self.engine.get_tensor_name(i)
@@ -85,10 +83,31 @@ class TensorRTRunner:
         self._contexts: dict[tuple[int, ...], Any] = {}
         self._graphs: dict[tuple[int, ...], Callable[[], None] | None] = {}  # None: capture failed, plain enqueue
         self._buffers: dict[tuple[int, ...], tuple[Any, Any]] = {}
+        self.generation = 11 if builder == "tensorrt-rtx" else trt_generation(trt.__version__)
+        self._activations: Any = None  # with CUDA graphs: the one activation block every context shares
+        self.context = self._new_context()
+        if self.context is None:
+            raise ArtifactError(f"{path}: TensorRT could not create an execution context (out of GPU memory?)")
 
     def _new_context(self) -> Any:
-        """A context whose NVTX ranges name layers only (not the DETAILED verbosity the engine was built with)."""
-        context = self.engine.create_execution_context()
+        """A context whose NVTX ranges name layers only (not the DETAILED verbosity the engine was built with).
+        With CUDA graphs, every context is made without its own activation memory and given the one block they
+        share: they run one after another on one stream, so one block serves them all (instead of one per
+        captured shape)."""
+        if self.cuda_graph and self.profile_sharing:
+            if self.generation < 11:
+                context, size = _context_without_memory_trt10(self.engine)
+            else:
+                context, size = _user_managed_context_trt11(self.trt, self.engine)
+            if context is not None:
+                if self._activations is None:
+                    self._activations = self.gpu.empty((max(size, 1),), np.dtype(np.uint8))
+                if self.generation < 11:
+                    _set_device_memory_trt10(context, self.gpu.address(self._activations))
+                else:
+                    context.set_device_memory(self.gpu.address(self._activations), size)
+        else:
+            context = self.engine.create_execution_context()
         if context is not None:
             context.nvtx_verbosity = self.trt.ProfilingVerbosity.LAYER_NAMES_ONLY
         return context
@@ -180,3 +199,17 @@ class TensorRTRunner:
             batch = np.concatenate([batch, np.zeros((lo - n, *batch.shape[1:]), dtype=batch.dtype)])
         y = self.run_tensor(self.device_input(batch))
         return self.gpu.download(y).astype(np.float32)[:n]
+
+
+def _context_without_memory_trt10(engine) -> tuple[Any, int]:
+    """8.6-10.x: a context whose activation memory the caller sets, and that memory's size."""
+    return engine.create_execution_context_without_device_memory(), int(engine.device_memory_size)
+
+
+def _set_device_memory_trt10(context, address: int) -> None:
+    context.device_memory = address
+
+
+def _user_managed_context_trt11(trt, engine) -> tuple[Any, int]:
+    """11.x and TensorRT-RTX: ``ExecutionContextAllocationStrategy.USER_MANAGED`` and ``device_memory_size_v2``."""
+    return engine.create_execution_context(trt.ExecutionContextAllocationStrategy.USER_MANAGED), int(engine.device_memory_size_v2)

@@ -173,26 +173,29 @@ def test_a_subclass_must_call_the_base_init(trt_version: str) -> None:
 
 
 # -- a static check of module-level TensorRT names, class by class ---------------------------
-def _trt_chains(source: str, rtx: bool = False) -> list[tuple[str, int, bool]]:
+def _trt_chains(source: str, rtx: bool = False, trt11: bool = False) -> list[tuple[str, int, bool]]:
     """``trt.A.B`` chains in edgeopt/trt (name, line, only-before-11) from the AST; chains inside functions
-    ending in ``_rtx`` (TensorRT-RTX only) are listed with ``rtx=True`` and left out otherwise."""
+    ending in ``_rtx`` (TensorRT-RTX only) are listed with ``rtx=True``, those in functions ending in ``_trt11``
+    (11.x and TensorRT-RTX) with ``trt11=True``, and each left out otherwise."""
     found = []
 
-    def visit(node, before11: bool, in_rtx: bool = False) -> None:
+    def visit(node, before11: bool, in_rtx: bool = False, in_11: bool = False) -> None:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.endswith("_trt10"):
             before11 = True
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.endswith("_rtx"):
             in_rtx = True
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.endswith("_trt11"):
+            in_11 = True
         if isinstance(node, ast.Attribute) and not isinstance(getattr(node, "_parent", None), ast.Attribute):
             parts, cur = [], node
             while isinstance(cur, ast.Attribute):
                 parts.append(cur.attr)
                 cur = cur.value
-            if isinstance(cur, ast.Name) and cur.id == "trt" and in_rtx == rtx:
+            if isinstance(cur, ast.Name) and cur.id == "trt" and in_rtx == rtx and in_11 == trt11:
                 found.append((".".join(reversed(parts)), node.lineno, before11))
         for child in ast.iter_child_nodes(node):
             child._parent = node  # type: ignore[attr-defined]
-            visit(child, before11, in_rtx)
+            visit(child, before11, in_rtx, in_11)
 
     visit(ast.parse(source), False)
     return found
@@ -218,6 +221,11 @@ def test_module_level_names_exist_in_every_version_they_run_on() -> None:
                     continue
                 if not _resolves(chain, trt_double.make_tensorrt(version)):
                     problems.append(f"{path.name}:{line}: trt.{chain} is not in TensorRT {version}")
+    for path in sorted((ROOT / "edgeopt" / "trt").glob("*.py")):  # _trt11 functions: 11.x only
+        for chain, line, _ in _trt_chains(path.read_text(), trt11=True):
+            for version in (v for v in trt_double.versions() if v.startswith("11.")):
+                if not _resolves(chain, trt_double.make_tensorrt(version)):
+                    problems.append(f"{path.name}:{line}: trt.{chain} is not in TensorRT {version}")
     assert problems == []
 
 
@@ -227,7 +235,7 @@ def test_tensorrt_rtx_names_exist_in_tensorrt_rtx() -> None:
     problems = []
     for path in sorted((ROOT / "edgeopt" / "trt").glob("*.py")):
         source = path.read_text()
-        for chain, line, before11 in _trt_chains(source, rtx=True) + _trt_chains(source):
+        for chain, line, before11 in _trt_chains(source, rtx=True) + _trt_chains(source) + _trt_chains(source, trt11=True):
             if not before11 and not _resolves(chain, rtx):
                 problems.append(f"{path.name}:{line}: trt.{chain} is not in TensorRT-RTX {rtx.__version__}")
     assert _trt_chains("def pick_rtx(trt):\n    return trt.ComputeCapability.SM86\n", rtx=True) == [("ComputeCapability.SM86", 2, False)]

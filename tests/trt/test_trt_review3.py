@@ -233,3 +233,23 @@ def test_8_tiny_weight_scales_are_requantized_for_fp16(tiny_qdq: Path) -> None:
     step = held.reshape(shape).astype(np.float64)
     assert (np.abs(after - before) <= step * (1 + 1e-6)).all()
     assert np.abs(naive - before)[0].max() > 10 * step[0].max()  # without requantizing: tens of steps off
+
+
+# 12 --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("trt_version", ["8.6.1", "10.4.0", "11.4.0.106"])
+def test_12_cuda_graph_contexts_share_one_activation_block(fake_trt, tiny_onnx: Path, tmp_path: Path) -> None:
+    """Each captured shape has its own context; they run one after another on one stream, so they share one activation
+    block (made without memory of their own: 8.6-10.x without_device_memory, 11.x USER_MANAGED) instead of one each."""
+    from edgeopt.trt.runner import TensorRTRunner
+
+    engine = tmp_path / "m.engine"
+    assert _build(tiny_onnx, "--fp16", "--max-batch", "4", "--out", engine).exit_code == 0
+    graphed, plain = TensorRTRunner(engine, cuda_graph=True), TensorRTRunner(engine)
+    for n in (1, 2, 3, 2):
+        x = np.random.default_rng(n).standard_normal((n, 3, 32, 32)).astype(np.float32)
+        np.testing.assert_allclose(graphed.run(x), plain.run(x), rtol=1e-6)
+    contexts = list({id(c): c for c in graphed._contexts.values()}.values())
+    assert len(contexts) == 3 and all(c.__dict__.get("_needs_memory") for c in contexts)
+    blocks = {c.__dict__.get("_device_memory") or c.__dict__["_props"].get("device_memory") for c in contexts}
+    assert blocks == {fake_trt.device.address(graphed._activations)}
+    assert not plain.context.__dict__.get("_needs_memory")  # without graphs: one context, its own memory
