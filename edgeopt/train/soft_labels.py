@@ -225,14 +225,17 @@ def _chunk(scan: FolderScan, keys: list[str], indices: range, teachers: list[Any
                       for i in indices])
     out = np.zeros((len(paths), config.views, len(teachers), len(scan.classes)), dtype=np.float16)
     pairs = [(i, v) for i in range(len(paths)) for v in range(config.views)]
+    # bf16 pays on CPUs with bf16 units in channels-last layout (oneDNN's fast path; benchmarks/README.md)
+    layout = torch.channels_last if precision == "bf16" else torch.contiguous_format
     for t, teacher in enumerate(teachers):
         images = decode_all(paths, cache_preprocess(teacher.preprocess))
         size = teacher.preprocess.size
+        teacher.model.to(memory_format=layout)
         with torch.no_grad():
             for b in range(0, len(pairs), config.batch_size):
                 part = pairs[b:b + config.batch_size]
                 batch = view_for(torch.stack([render_view(images[i], views[i, v], size) for i, v in part]).to(device),
-                                 teacher.preprocess)
+                                 teacher.preprocess).contiguous(memory_format=layout)
                 with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
                     logits = teacher.model(batch).float()
                     if config.tta_flip:

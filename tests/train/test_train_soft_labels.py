@@ -306,3 +306,17 @@ def test_student_views_come_from_a_cache_of_at_least_twice_their_size() -> None:
     for size in (32, 48, 64, 96, 128):
         assert cache_size(size) >= 2 * size  # every random-resized crop is a downsample, as deployed inputs are
     assert size < cache_size(224) < 2 * 224  # a 224 px teacher's photos are rarely twice its size
+
+
+def test_a_bf16_bank_where_the_cpu_has_bf16_units_is_close_to_fp32(teacher: Path, synth_data: Path, tmp_path: Path) -> None:
+    from edgeopt.train.soft_labels import teacher_precision
+
+    if teacher_precision("auto", torch.device("cpu")) != "bf16":
+        pytest.skip("this CPU has no bf16 units (AVX-512 BF16 or AMX): auto runs the teachers in FP32")
+    for precision in ("fp32", "bf16"):
+        make_bank(SoftLabelConfig(teachers=[teacher], data=synth_data, out=tmp_path / f"{precision}.bank", views=1,
+                                  batch_size=16, device="cpu", precision=precision))
+    a, b = (read_bank(tmp_path / f"{p}.bank") for p in ("fp32", "bf16"))
+    assert b.manifest.extra["teacher_precision"] == "bf16"
+    spread = float(np.abs(a.logits.astype(np.float32)).max())
+    assert np.abs(a.logits.astype(np.float32) - b.logits.astype(np.float32)).max() < 0.05 * spread + 1e-2
