@@ -3,7 +3,8 @@
 TrashNet is split once (stratified, seed 0) into a pool (80 %) and a test part (20 %), the split
 ``edgeopt optimize`` and the other benchmarks make. A given teacher (``--teacher``, trained on that
 pool) labels a soft-label bank per student seed (the bank's view seed follows the student's, so the
-seeds do not share one set of views); each arm trains a student from its bank on the whole pool (no
+seeds do not share one set of views; ``--bank-precision auto``: bf16 where the CPU has bf16 units, the
+same for every arm); each arm trains a student from its bank on the whole pool (no
 selection) for ``--epochs`` and is scored once on the test part. Arms (``--arms``):
 
 - ``control``: the recipe before these changes: views from a cache 1.15x the input, KL at T 4 with
@@ -59,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--views", type=int, default=10)
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--scratch", action="store_true", help="students from random weights (a YAML student)")
+    parser.add_argument("--bank-precision", default="auto", help="the teacher's arithmetic in every arm's bank (fp32, bf16, auto)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--name", default="distill_recipes_trashnet")
     args = parser.parse_args(argv)
@@ -85,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
             bank_path = args.runs / f"bank_{tag}_v{args.views}_s{seed}.bank"
             t0 = time.perf_counter()
             make_bank(SoftLabelConfig(teachers=[args.teacher], data=pool, out=bank_path, views=args.views, scale_min=0.6,
-                                      brightness=0.2, seed=seed, device=args.device, **bank_settings))
+                                      brightness=0.2, seed=seed, device=args.device, precision=args.bank_precision,
+                                      **bank_settings))
             bank_seconds = time.perf_counter() - t0
             out = args.runs / f"{arm}_{args.student}{args.student_size}_e{args.epochs}_s{seed}"
             derived = args.runs / f"cache2x_{args.student}{args.student_size}_e{args.epochs}_s{seed}"
