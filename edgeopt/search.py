@@ -325,8 +325,9 @@ def _trial_dir(config: SearchConfig, trial: Any) -> Path:
 
 
 def train_point(config: SearchConfig, params: dict[str, Any], classes: list[str], folder: Path, *, epochs: int,
-                val_split: float, data: Path | None = None) -> Any:
-    """Build the point's backbone, prune it to its fraction of MACs, train it (distilled) in ``folder``.
+                val_split: float, data: Path | None = None, callbacks: Any = None) -> Any:
+    """Build the point's backbone, prune it to its fraction of MACs, train it (distilled) in ``folder``
+    (``callbacks``: ``train_classifier``'s progress hooks).
 
     The pruned start is kept as ``init.pt`` and training resumes from ``last.pt`` when the folder
     has them (a retried trial, an interrupted final run).
@@ -353,11 +354,11 @@ def train_point(config: SearchConfig, params: dict[str, Any], classes: list[str]
         # a point without KD params has no soft targets: alpha 0 (the temperature is then unused)
         kd=dataclasses.replace(config.kd, temperature=params.get("kd_temperature", config.kd.temperature),
                                alpha=params.get("kd_alpha", 0.0)),
-        val_split=val_split, device=config.device, workers=config.workers, resume=(folder / "last.pt").exists()))
+        val_split=val_split, device=config.device, workers=config.workers, resume=(folder / "last.pt").exists()), callbacks)
 
 
 def run_trial(config: SearchConfig, trial: Any, classes: list[str], baseline: dict[str, Any],
-              log: Callable[[str], None]) -> tuple[float, ...]:
+              log: Callable[[str], None], callbacks: Any = None) -> tuple[float, ...]:
     """One trial: build, prune, train (distilled), export, time; returns the objective values."""
     import optuna
 
@@ -381,7 +382,8 @@ def run_trial(config: SearchConfig, trial: Any, classes: list[str], baseline: di
             log(f"trial {trial.number}: skipped: {reason}")
             raise optuna.TrialPruned(reason)
     try:
-        train = train_point(config, params, classes, folder, epochs=config.epochs, val_split=config.val_split)
+        train = train_point(config, params, classes, folder, epochs=config.epochs, val_split=config.val_split,
+                            callbacks=callbacks)
         onnx_path, latency = _export_and_time(train.best_checkpoint, folder, config)
     except EdgeoptError as exc:  # a point of the space this backbone cannot take (e.g. below its pruning floor)
         trial.set_user_attr("error", str(exc))
@@ -399,7 +401,8 @@ def run_trial(config: SearchConfig, trial: Any, classes: list[str], baseline: di
     return (f1, float(train.macs)) if config.objective == "pareto" else (score,)
 
 
-def refit(config: SearchConfig, chosen: TrialRecord, classes: list[str], log: Callable[[str], None]) -> dict[str, Any]:
+def refit(config: SearchConfig, chosen: TrialRecord, classes: list[str], log: Callable[[str], None],
+          callbacks: Any = None) -> dict[str, Any]:
     """Train the chosen point again on all of ``--data`` for ``final_epochs`` (no selection) and export it.
 
     With ``config.int8``, a slice of ``--data`` is held out of that run first, and INT8 is made by
@@ -411,7 +414,8 @@ def refit(config: SearchConfig, chosen: TrialRecord, classes: list[str], log: Ca
     if config.int8 is not None:
         data, judge = split_for_judging(config.data, config.study_dir / "final-split", config.int8.holdout)
     log(f"final run of trial {chosen.number} on {'all of ' if judge is None else ''}{data}, {config.final_epochs} epochs -> {folder}")
-    train = train_point(config, chosen.params, classes, folder, epochs=config.final_epochs, val_split=0.0, data=data)
+    train = train_point(config, chosen.params, classes, folder, epochs=config.final_epochs, val_split=0.0, data=data,
+                        callbacks=callbacks)
     onnx_path, latency = _export_and_time(train.best_checkpoint, folder, config)
     record = {"trial": chosen.number, "checkpoint": str(train.best_checkpoint), "onnx": str(onnx_path), "macs": train.macs,
               "epochs": config.final_epochs, "latency_ms": latency, "trained_on": str(data),
@@ -439,8 +443,10 @@ def _export_and_time(checkpoint: Path, folder: Path, config: SearchConfig) -> tu
     return onnx_path, onnx_cpu_latency_ms(onnx_path, runs=config.latency_runs, warmup=min(10, config.latency_runs))
 
 
-def run_search(config: SearchConfig, log: Callable[[str], None] = print, *, report_only: bool = False) -> SearchResult:
+def run_search(config: SearchConfig, log: Callable[[str], None] = print, *, report_only: bool = False,
+               callbacks: Any = None) -> SearchResult:
     """Run (or join, or resume) the study until it holds ``trials`` finished trials; report and export.
+    ``callbacks``: ``train_classifier``'s progress hooks, for every trial and the final run.
 
     ``report_only``: run no trial (nor the final run); report the study as it stands, e.g. on the
     machine that gathers a study other workers are running.
@@ -479,12 +485,12 @@ def run_search(config: SearchConfig, log: Callable[[str], None] = print, *, repo
     if done < config.trials and not report_only:
         log(f"study {config.study!r} in {mask_url(config.storage_url)}: {done} of {config.trials} trials finished")
         stop = optuna.study.MaxTrialsCallback(config.trials, states=(TrialState.COMPLETE, TrialState.PRUNED))
-        study.optimize(lambda trial: run_trial(config, trial, classes, baseline, log), n_trials=config.trials - done,
+        study.optimize(lambda trial: run_trial(config, trial, classes, baseline, log, callbacks), n_trials=config.trials - done,
                        timeout=config.timeout, callbacks=[stop], gc_after_trial=True)
     final = None
     if config.final_epochs and not report_only:
         chosen = choose(_records(study)[0], config.max_macs)
-        final = refit(config, chosen, classes, log) if chosen is not None else None
+        final = refit(config, chosen, classes, log, callbacks) if chosen is not None else None
     return report(config, study, baseline, mask_url(config.storage_url), final=final)
 
 

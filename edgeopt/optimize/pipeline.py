@@ -41,8 +41,12 @@ class OptimizeResult:
     record: dict[str, Any]
 
 
-def run_optimize(config: OptimizeConfig, log: Callable[[str], None] = print) -> OptimizeResult:
-    """Run (or resume, or finish) the whole pipeline for ``config``; every input checked first."""
+def run_optimize(config: OptimizeConfig, log: Callable[[str], None] = print, callbacks: Any = None,
+                 bank_progress: Callable[[int, int], None] | None = None) -> OptimizeResult:
+    """Run (or resume, or finish) the whole pipeline for ``config``; every input checked first.
+
+    ``callbacks``: ``train_classifier``'s progress hooks, for the teacher, every trial and the final run;
+    ``bank_progress(done, total)``: the soft-label bank's."""
     from edgeopt.bench.machine import machine_info
     from edgeopt.optimize.report import write_report
 
@@ -59,10 +63,11 @@ def run_optimize(config: OptimizeConfig, log: Callable[[str], None] = print) -> 
 
     pool, test, pool_id, test_id = _split(c, checked, steps, log, timed)
     record["split"] = {"pool": str(pool), "test": str(test), "note": "the test split trains, selects and judges nothing"}
-    record["teacher"] = timed("teacher", _teacher(c, pool, pool_id, steps, log))
+    record["teacher"] = timed("teacher", _teacher(c, pool, pool_id, steps, log, callbacks))
     teacher_sha = sha256_file(record["teacher"]["checkpoint"])
-    record["bank"] = timed("bank", _bank(c, pool, pool_id, record["teacher"]["checkpoint"], teacher_sha, steps, log))
-    record["search"] = timed("search", _search(c, checked, pool, pool_id, record["bank"]["path"], steps, log))
+    record["bank"] = timed("bank", _bank(c, pool, pool_id, record["teacher"]["checkpoint"], teacher_sha, steps, log,
+                                         bank_progress))
+    record["search"] = timed("search", _search(c, checked, pool, pool_id, record["bank"]["path"], steps, log, callbacks))
     record["deploy"] = timed("deploy", _deploy(c, checked, record["search"]["final"], steps, log))
     record["bench"] = timed("bench", _bench(c, test, test_id, record, teacher_sha, steps, log))
     record["seconds"] = round(time.perf_counter() - t_start, 1)
@@ -99,7 +104,8 @@ def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _teacher(c: OptimizeConfig, pool: Path, pool_id: str, steps: Steps, log: Callable[[str], None]) -> dict[str, Any]:
+def _teacher(c: OptimizeConfig, pool: Path, pool_id: str, steps: Steps, log: Callable[[str], None],
+             callbacks: Any = None) -> dict[str, Any]:
     if c.teacher is not None:
         log(f"[2/6] teacher: {c.teacher} (given)")
         return {"checkpoint": str(c.teacher), "given": True}
@@ -111,7 +117,8 @@ def _teacher(c: OptimizeConfig, pool: Path, pool_id: str, steps: Steps, log: Cal
         log(f"[2/6] teacher: {s.teacher_model} at {s.teacher_size} px, {s.teacher_epochs} epochs on the pool -> {folder}")
         result = train_classifier(TrainConfig(model=s.teacher_model, data=pool, out=folder, pretrained=s.pretrained,
                                               img_size=s.teacher_size, epochs=s.teacher_epochs, val_split=0.0, device=s.device,
-                                              seed=s.seed, batch_size=s.batch_size, resume=resume and (folder / "last.pt").exists()))
+                                              seed=s.seed, batch_size=s.batch_size, resume=resume and (folder / "last.pt").exists()),
+                                  callbacks)
         outputs = {"checkpoint": str(result.best_checkpoint), "model": s.teacher_model, "img_size": s.teacher_size,
                    "macs": result.macs, "seconds": round(result.seconds, 1), "given": False}
         return outputs, [str(result.best_checkpoint)]
@@ -120,7 +127,7 @@ def _teacher(c: OptimizeConfig, pool: Path, pool_id: str, steps: Steps, log: Cal
 
 
 def _bank(c: OptimizeConfig, pool: Path, pool_id: str, teacher: str, teacher_sha: str, steps: Steps,
-          log: Callable[[str], None]) -> dict[str, Any]:
+          log: Callable[[str], None], progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     path = c.out / "soft-labels.bank"
 
     def body(s: Any, resume: bool) -> tuple[dict[str, Any], list[str]]:
@@ -129,7 +136,8 @@ def _bank(c: OptimizeConfig, pool: Path, pool_id: str, teacher: str, teacher_sha
         log(f"[3/6] soft-label bank: {s.views} views per pool image -> {path}")
         # the bank's views follow the run's seed, so runs of several seeds do not share one set of views
         bank = make_bank(SoftLabelConfig(teachers=[Path(teacher)], data=pool, out=path, views=s.views, scale_min=0.6,
-                                         brightness=0.2, seed=s.seed, batch_size=s.batch_size, device=s.device))
+                                         brightness=0.2, seed=s.seed, batch_size=s.batch_size, device=s.device),
+                         progress=progress)
         return ({"path": str(path), "images": bank.images, "views": bank.views, "bytes": bank.bytes,
                  "seconds": round(bank.seconds, 1)}, [str(path)])
 
@@ -138,7 +146,7 @@ def _bank(c: OptimizeConfig, pool: Path, pool_id: str, teacher: str, teacher_sha
 
 
 def _search(c: OptimizeConfig, checked: CheckedInputs, pool: Path, pool_id: str, bank: str, steps: Steps,
-            log: Callable[[str], None]) -> dict[str, Any]:
+            log: Callable[[str], None], callbacks: Any = None) -> dict[str, Any]:
     folder = c.out / "search"
 
     def body(s: Any, resume: bool) -> tuple[dict[str, Any], list[str]]:
@@ -156,7 +164,7 @@ def _search(c: OptimizeConfig, checked: CheckedInputs, pool: Path, pool_id: str,
                               int8=Int8PathConfig(max_drop=s.max_f1_drop, holdout=s.int8_holdout, adaround=s.adaround,
                                                   qat_epochs=s.qat_epochs),
                               batch_size=s.batch_size, seed=s.seed, device=s.device, workers=0)
-        result = run_search(config, log=log)
+        result = run_search(config, log=log, callbacks=callbacks)
         if result.final is None:
             raise VerificationError("the search finished no trial, so there is nothing to deploy: see the trial errors above")
         outputs = {"chosen_trial": result.chosen.number, "params": result.chosen.params,
@@ -218,11 +226,13 @@ def _bench(c: OptimizeConfig, test: Path, test_id: str, record: dict[str, Any], 
     return steps.run("bench", inputs, [folder], body)
 
 
-REPO_MODELS = Path(__file__).resolve().parents[2] / "models"
+# the YAML models ship inside the package (package data), so the demo runs from any install
+SHIPPED_MODELS = Path(__file__).resolve().parents[1] / "models"
 
 
 def run_demo(out: Path = Path("demo"), data: Path | None = None, epochs: int = 12,
-             log: Callable[[str], None] = print) -> OptimizeResult:
+             log: Callable[[str], None] = print, callbacks: Any = None,
+             bank_progress: Callable[[int, int], None] | None = None) -> OptimizeResult:
     """``edgeopt demo``: ``optimize`` on the embedded synthetic dataset (or ``data``), with budgets a CPU
     runs in minutes: a small teacher from scratch, a tiny YAML student searched at two sizes, INT8
     with an accuracy budget, the target's form, the bench against resnet18d, the report."""
@@ -235,7 +245,7 @@ def run_demo(out: Path = Path("demo"), data: Path | None = None, epochs: int = 1
             data = render_synthetic(data, per_class=40, seed=0)
         log(f"the SYNTHETIC demo dataset: {data} (figures from it say nothing about real images)")
     config = OptimizeConfig(data=Path(data), out=out, teacher_model="mobilenetv3_small_075", teacher_size=64,
-                            teacher_epochs=epochs, pretrained=False, views=2 * epochs, backbones=(str(REPO_MODELS / "tiny_cnn.yaml"),),
+                            teacher_epochs=epochs, pretrained=False, views=2 * epochs, backbones=(str(SHIPPED_MODELS / "tiny_cnn.yaml"),),
                             sizes=(32, 48), trials=2, epochs=epochs, final_epochs=2 * epochs, max_f1_drop=0.02, adaround=False,
                             qat_epochs=2, batch_size=32, test_fraction=0.25)
-    return run_optimize(config, log=log)
+    return run_optimize(config, log=log, callbacks=callbacks, bank_progress=bank_progress)
