@@ -13,7 +13,9 @@ from edgeopt.cli.render import (
 )
 
 
+from edgeopt.cli.progress import StepProgress, TrainProgress
 from edgeopt.cli.common import (
+    given,
     parse_batch_sizes,
     app,
     console,
@@ -96,21 +98,24 @@ def optimize_cmd(
 
     settings = {name: value for name, value in ctx.params.items() if name != "config_file"}
     if config_file is not None:  # the flags given on the command line override the file, the defaults do not
-        given = {name for name in settings if _given(ctx, name)}
-        config = read_yaml_config(config_file, {name: settings[name] for name in given})
+        chosen = {name for name in settings if given(ctx, name)}
+        config = read_yaml_config(config_file, {name: settings[name] for name in chosen})
     else:
         if data is None:
             raise typer.BadParameter("give --data (a folder of <class>/<image> crops) or a YAML file with data:", param_hint="--data")
         config = OptimizeConfig(**settings)
-    result = run_optimize(config, log=say)
+    callbacks, bank = _pipeline_progress()
+    try:
+        result = run_optimize(config, log=say, callbacks=callbacks, bank_progress=bank)
+    finally:
+        callbacks.close()
+        bank.close()
     console.print(f"report: {result.report} (and {result.report.with_suffix('.json')})")
 
 
-def _given(ctx: typer.Context, name: str) -> bool:
-    """Whether the user set ``name`` (flag or environment), not its default. Typer runs its own copy of
-    click, so the source is compared by its name, not with ``click.core.ParameterSource``."""
-    source = ctx.get_parameter_source(name)
-    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+def _pipeline_progress() -> tuple[TrainProgress, StepProgress]:
+    """Progress of the pipeline's long steps: every training (teacher, trials, final run) and the bank."""
+    return TrainProgress(console), StepProgress(console, "soft-label bank: the teacher over the views")
 
 
 @app.command("demo")
@@ -122,6 +127,11 @@ def demo_cmd(
     """edgeopt optimize on the embedded synthetic data: teacher, bank, search, final run, INT8, deploy, bench, report."""
     from edgeopt.optimize import run_demo
 
-    result = run_demo(out=out, data=data, epochs=epochs, log=say)
+    callbacks, bank = _pipeline_progress()
+    try:
+        result = run_demo(out=out, data=data, epochs=epochs, log=say, callbacks=callbacks, bank_progress=bank)
+    finally:
+        callbacks.close()
+        bank.close()
     say(result.report.read_text())
     console.print(f"report: {result.report} (and {result.report.with_suffix('.json')})")

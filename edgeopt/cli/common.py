@@ -169,5 +169,5 @@ def either(ctx: click.Context, new_name: str, *, value, old_value, old: str, new
     if old_value is None:
         return value
     if given(ctx, new_name):
-        raise typer.BadParameter(f"{old} is the old spelling of {new}: give {new} only", param_hint=new)
+        raise EdgeoptError(f"{old} is the old spelling of {new}: give {new} only")
     return old_value

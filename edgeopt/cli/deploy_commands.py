@@ -15,6 +15,9 @@ from edgeopt.cli.render import (
 
 from edgeopt.artifacts import require_kind
 from edgeopt.cli.common import (
+    beside,
+    either,
+    renamed,
     parse_batch_sizes,
     app,
     console,
@@ -33,7 +36,7 @@ from edgeopt.cli.common import (
 @app.command("export")
 def export_cmd(
     checkpoint: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="best.pt from edgeopt train.")],
-    out: Annotated[Path, typer.Option("--out", help="Output .onnx path.")] = Path("model.onnx"),
+    out: Annotated[Optional[Path], typer.Option("--out", help="Output .onnx path (default: beside the checkpoint, best.pt -> best.onnx).", show_default=False)] = None,
     opset: Annotated[int, typer.Option(help="ONNX opset (13-21).")] = 17,
     static_batch: Annotated[bool, typer.Option("--static-batch", help="Fixed batch axis (default: dynamic).")] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="The batch of a --static-batch export.")] = 1,
@@ -43,6 +46,7 @@ def export_cmd(
     """Export a checkpoint to ONNX: BN folded, onnxslim, onnx.checker, parity against PyTorch."""
     from edgeopt.export.onnx import export_onnx
 
+    out = out or beside(checkpoint, ".fp16.onnx" if fp16 else ".onnx")
     result = export_onnx(checkpoint, out, opset=opset, static_batch=static_batch, fp16=fp16, data=data, batch_size=batch_size)
     p = result.parity
     console.print(f"exported {result.precision.upper()} ONNX (opset {result.opset}) -> {result.path}")
@@ -54,7 +58,7 @@ def export_cmd(
 def calibrate_cmd(
     model: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="FP32 ONNX from edgeopt export.")],
     data: Annotated[Path, typer.Option("--data", exists=True, file_okay=False, help="Folder of <class>/<image> crops.")],
-    out: Annotated[Path, typer.Option("--out", help="Output Q/DQ INT8 .onnx path.")] = Path("model.int8.onnx"),
+    out: Annotated[Optional[Path], typer.Option("--out", help="Output INT8 .onnx path (default: beside the model, model.onnx -> model.int8.onnx, or model.cpu-int8.onnx for --target cpu).", show_default=False)] = None,
     num_images: Annotated[int, typer.Option("--num-images", min=1, help="Calibration subset size (stratified).")] = 512,
     method: Annotated[Optional[str], typer.Option(help="minmax, entropy or percentile (default: entropy for tensorrt, minmax for cpu).")] = None,
     target: Annotated[str, typer.Option("--target", help="tensorrt (Q/DQ for engines), cpu (ONNX Runtime's int8 kernels on any x86 CPU) or cpu-vnni (8-bit weights, VNNI/AMX CPUs only).")] = "tensorrt",
@@ -90,6 +94,7 @@ def calibrate_cmd(
                               allow_train_eval=allow_train_eval) if budget else None
     ptq = PtqOptions(equalize=equalize, bias_correction=bias_correction, adaround=adaround,
                      adaround_iterations=adaround_iterations, adaround_images=adaround_images, seed=seed)
+    out = out or beside(model, {"cpu": ".cpu-int8.onnx", "cpu-vnni": ".cpu-vnni-int8.onnx"}.get(target, ".int8.onnx"))
     result = calibrate_onnx(model, data, out, num_images=num_images, method=method, quantizer=quantizer,
                             batch_size=batch_size, seed=seed, calibration_dir=calibration_dir,
                             skip_first_last=skip_first_last, target=target, fallback=fallback, ptq=ptq)
@@ -105,12 +110,12 @@ def calibrate_cmd(
 def qat_cmd(
     checkpoint: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="best.pt from edgeopt train.")],
     data: Annotated[Path, typer.Option("--data", exists=True, file_okay=False, help="Training crops (<class>/<image>).")],
-    out: Annotated[Path, typer.Option("--out", help="Output Q/DQ INT8 .onnx path.")] = Path("model.qat.onnx"),
+    out: Annotated[Optional[Path], typer.Option("--out", help="Output Q/DQ INT8 .onnx path (default: beside the checkpoint, best.pt -> best.qat.onnx).", show_default=False)] = None,
     epochs: Annotated[int, typer.Option(help="Fine-tuning epochs with fake quantization.")] = 3,
     lr: Annotated[float, typer.Option(help="Learning rate (low: the weights only adapt).")] = 1e-4,
     batch_size: BatchSize = 32,
     num_images: Annotated[int, typer.Option("--num-images", help="Images for the activation ranges.")] = 256,
-    device: Device = "cpu",
+    device: Device = "auto",
     seed: Seed = 0,
     soft_labels: SoftLabels = None,
 ) -> None:
@@ -118,7 +123,7 @@ def qat_cmd(
     from edgeopt.train.distill import KDConfig
     from edgeopt.quant.qat import QatConfig, qat_finetune
 
-    result = qat_finetune(QatConfig(checkpoint=checkpoint, data=data, out=out, epochs=epochs, lr=lr,
+    result = qat_finetune(QatConfig(checkpoint=checkpoint, data=data, out=out or beside(checkpoint, ".qat.onnx"), epochs=epochs, lr=lr,
                                     batch_size=batch_size, num_calib_images=num_images, device=device, seed=seed,
                                     kd=KDConfig(soft_labels=soft_labels)),
                           log=say)
@@ -128,12 +133,13 @@ def qat_cmd(
 # -- build-engine -----------------------------------------------------------------------------
 @app.command("build-engine")
 def build_engine_cmd(
+    ctx: typer.Context,
     onnx: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="ONNX from edgeopt export or calibrate, or any classifier ONNX.")],
     fp16: Annotated[bool, typer.Option("--fp16", help="Build an FP16 engine.")] = False,
-    int8: Annotated[bool, typer.Option("--int8", help="Build an INT8 engine (Q/DQ ONNX, or FP32 + --calib-data).")] = False,
-    out: Annotated[Path, typer.Option("--out", help="Output .engine path.")] = Path("model.engine"),
-    calib_data: Annotated[Optional[Path], typer.Option("--calib-data", exists=True, file_okay=False, help="Crops to calibrate on.")] = None,
-    calibrator: Annotated[Optional[str], typer.Option("--calibrator", help="Legacy implicit INT8 (TensorRT < 11): entropy or minmax.")] = None,
+    int8: Annotated[bool, typer.Option("--int8", help="Build an INT8 engine (Q/DQ ONNX, or FP32 + --data).")] = False,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Output .engine path (default: beside the ONNX, model.int8.onnx -> model.int8.engine).", show_default=False)] = None,
+    data: Annotated[Optional[Path], typer.Option("--data", exists=True, file_okay=False, help="Crops to calibrate on (as calibrate's --data).")] = None,
+    method: Annotated[Optional[str], typer.Option("--method", help="Legacy implicit INT8 (TensorRT < 11): entropy or minmax (as calibrate's --method).")] = None,
     min_batch: Annotated[Optional[int], typer.Option("--min-batch", help="Default: 1, or the ONNX's fixed batch.")] = None,
     opt_batch: Annotated[Optional[int], typer.Option("--opt-batch", help="Default: --max-batch.")] = None,
     max_batch: Annotated[Optional[int], typer.Option("--max-batch", help="Default: 32, or the ONNX's fixed batch.")] = None,
@@ -142,7 +148,10 @@ def build_engine_cmd(
     opt_level: Annotated[int, typer.Option("--opt-level", help="Builder optimization level 0-5.")] = 3,
     hw_compat: Annotated[str, typer.Option("--hw-compat", help="none, ampere+ or same-cc (TensorRT 10.9+).")] = "none",
     num_images: Annotated[int, typer.Option("--num-images", min=1)] = 512,
-    calib_batch_size: Annotated[int, typer.Option("--calib-batch-size", min=1, help="Images per calibration batch.")] = 32,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per calibration batch (as calibrate's --batch-size).")] = 32,
+    calib_data: Annotated[Optional[Path], renamed("--calib-data", "--data")] = None,
+    calibrator: Annotated[Optional[str], renamed("--calibrator", "--method")] = None,
+    calib_batch_size: Annotated[Optional[int], renamed("--calib-batch-size", "--batch-size")] = None,
     img_size: ForeignImgSize = None,
     mean: ForeignMean = None,
     std: ForeignStd = None,
@@ -163,6 +172,11 @@ def build_engine_cmd(
     if fp16 == int8:
         raise typer.BadParameter("pass exactly one of --fp16 or --int8", param_hint="--fp16/--int8")
     require_kind(onnx, "onnx", "build-engine takes an ONNX;")
+    calib_data = either(ctx, "data", value=data, old_value=calib_data, old="--calib-data", new="--data")
+    calibrator = either(ctx, "method", value=method, old_value=calibrator, old="--calibrator", new="--method")
+    calib_batch_size = either(ctx, "batch_size", value=batch_size, old_value=calib_batch_size, old="--calib-batch-size",
+                              new="--batch-size")
+    out = out or beside(onnx, ".fp16.engine" if fp16 else ".int8.engine")
     options = BuildOptions(precision="fp16" if fp16 else "int8", calib_data=calib_data, calibrator=calibrator,
                            min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch, workspace_gib=workspace,
                            timing_cache=timing_cache, opt_level=opt_level, hw_compat=hw_compat, num_images=num_images,
