@@ -64,6 +64,8 @@ def train_cmd(
     kd_alpha: Annotated[float, typer.Option("--kd-alpha", help="Weight of the KD term (1: KD alone, function matching).")] = 0.7,
     kd_loss: Annotated[str, typer.Option("--kd-loss", help="kl (KL to the softened targets) or dist (DIST's Pearson relations).")] = "kl",
     kd_class_weighted: Annotated[bool, typer.Option("--kd-class-weighted", help="Weigh each image's KD term by its class's weight (rare classes count more).")] = False,
+    kd_mix: Annotated[str, typer.Option("--kd-mix", help="Function matching: none, mixup or cutmix (each view blended with another image's; teacher and student see the same blend; needs --kd-alpha 1).")] = "none",
+    kd_mix_alpha: Annotated[float, typer.Option("--kd-mix-alpha", help="The blend ratio's Beta(alpha, alpha).")] = 1.0,
     bn_recalibrate: Annotated[bool, typer.Option("--bn-recalibrate", help="After training, recompute best.pt's BatchNorm statistics on the training images as deployed (FixRes).")] = False,
     device: Device = "auto",
     seed: Seed = 0,
@@ -86,7 +88,7 @@ def train_cmd(
                          loss=loss, label_smoothing=label_smoothing, randaugment=randaugment, mixup=mixup,
                          pretrained=pretrained, bn_recalibrate=bn_recalibrate,
                          kd=KDConfig(kd_temperature, kd_alpha, kd, teachers=tuple(teacher or ()), soft_labels=soft_labels,
-                                     loss=kd_loss, class_weighted=kd_class_weighted),
+                                     loss=kd_loss, class_weighted=kd_class_weighted, mix=kd_mix, mix_alpha=kd_mix_alpha),
                          device=device, seed=seed, workers=workers, resume=resume)
     callbacks = TrainProgress(console)
     try:
@@ -120,6 +122,8 @@ def soft_labels_cmd(
     brightness: Annotated[float, typer.Option("--brightness", help="Brightness jitter (train's default for pretrained students, and optimize's bank).")] = 0.2,
     tta_flip: Annotated[bool, typer.Option("--tta-flip", help="Store the mean of the teachers' logits on each view and its mirror image (the student pays nothing).")] = False,
     precision: Annotated[str, typer.Option("--precision", help="The teachers' arithmetic: fp32, bf16, or auto (bf16 where the CPU or GPU has bf16 units).")] = "fp32",
+    mix: Annotated[str, typer.Option("--mix", help="Also store each view blended with another image's (mixup or cutmix) and the teachers' logits on it: a bank for --kd-mix.")] = "none",
+    mix_alpha: Annotated[float, typer.Option("--mix-alpha", help="The blend ratio's Beta(alpha, alpha).")] = 1.0,
     batch_size: BatchSize = 64,
     device: Device = "auto",
     seed: Seed = 0,
@@ -128,7 +132,8 @@ def soft_labels_cmd(
     from edgeopt.train.soft_labels import SoftLabelConfig, make_bank
 
     config = SoftLabelConfig(teachers=teachers, data=data, out=out, views=views, scale_min=scale_min, brightness=brightness,
-                             seed=seed, batch_size=batch_size, device=device, tta_flip=tta_flip, precision=precision)
+                             seed=seed, batch_size=batch_size, device=device, tta_flip=tta_flip, precision=precision,
+                             mix=mix, mix_alpha=mix_alpha)
     with step_progress(console, "teachers over the views") as progress:
         result = make_bank(config, progress=progress)
     rate = "" if result.views_per_second != result.views_per_second else f", {result.views_per_second:.0f} teacher passes/s"

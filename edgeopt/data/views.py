@@ -71,3 +71,46 @@ def render_view(image: torch.Tensor, view: np.ndarray, size: int) -> torch.Tenso
     if view[5] != 1.0:
         out = out.mul_(float(view[5])).clamp_(0.0, 1.0)  # ColorJitter's brightness on a float image
     return out
+
+
+# -- blends: function matching's mixed views (Beyer et al.), stored as FKD/SRe2L store a crop ---------------------
+MIX_MODES = ("none", "mixup", "cutmix")
+BLEND_FIELDS = ("partner", "lam", "bx0", "by0", "bwidth", "bheight")  # partner: an index into the set's images
+
+
+def blend_seed(seed: int, key: str, index: int) -> np.random.SeedSequence:
+    """The seed of the blend of view ``index`` of ``key``: apart from the view's own draws."""
+    return np.random.SeedSequence([int(seed) & 0xFFFFFFFF, zlib.crc32(key.encode("utf-8")), int(index), 1])
+
+
+def sample_blend(seed: np.random.SeedSequence, images: int, mode: str, alpha: float) -> np.ndarray:
+    """One view's blend (``BLEND_FIELDS``), float32: a partner among ``images``, a ratio ``lam`` ~ Beta(alpha,
+    alpha), and for CutMix the partner's box (normalised; its area is 1 - lam, as timm's ``rand_bbox``
+    draws it, clipped to the image, with ``lam`` set to what the clipped box leaves)."""
+    rng = np.random.default_rng(seed)
+    partner = int(rng.integers(images))
+    lam = float(rng.beta(alpha, alpha))
+    box = (0.0, 0.0, 0.0, 0.0)
+    if mode == "cutmix":
+        cut = math.sqrt(1.0 - lam)
+        cx, cy = rng.uniform(0, 1), rng.uniform(0, 1)
+        x0, x1 = max(0.0, cx - cut / 2), min(1.0, cx + cut / 2)
+        y0, y1 = max(0.0, cy - cut / 2), min(1.0, cy + cut / 2)
+        box = (x0, y0, x1 - x0, y1 - y0)
+        lam = 1.0 - box[2] * box[3]
+    return np.asarray([partner, lam, *box], dtype=np.float32)
+
+
+def render_blend(view: torch.Tensor, partner_view: torch.Tensor, blend: np.ndarray) -> torch.Tensor:
+    """Two rendered views (``3 x S x S`` in [0, 1]) blended as ``blend`` says: the partner's box pasted
+    in (CutMix, a box of non-zero size), else ``lam * view + (1 - lam) * partner`` (mixup)."""
+    size_h, size_w = view.shape[-2], view.shape[-1]
+    if blend[4] > 0 and blend[5] > 0:
+        left, top = int(round(float(blend[2]) * size_w)), int(round(float(blend[3]) * size_h))
+        right = min(size_w, left + max(1, int(round(float(blend[4]) * size_w))))
+        bottom = min(size_h, top + max(1, int(round(float(blend[5]) * size_h))))
+        out = view.clone()
+        out[..., top:bottom, left:right] = partner_view[..., top:bottom, left:right]
+        return out
+    lam = float(blend[1])
+    return view * lam + partner_view * (1.0 - lam)

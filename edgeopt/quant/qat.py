@@ -209,8 +209,8 @@ def qat_finetune(config: QatConfig, log: Callable[[str], None] = print) -> QatRe
         from edgeopt.train.soft_labels import image_keys, read_bank
 
         bank = read_bank(config.kd.soft_labels)
-        bank_ds = DistillViews(train_ds.images, scan.labels, image_keys(scan), preprocess.size, bank_views=bank.views,
-                                  bank_logits=bank.logits, rows=bank.rows_for(scan))
+        bank_ds = DistillViews(train_ds.images, scan.labels, image_keys(scan), preprocess.size, bank=bank,
+                               rows=bank.rows_for(scan))
     loader = torch.utils.data.DataLoader(bank_ds if bank_ds is not None else train_ds, batch_size=config.batch_size, shuffle=True,
                                          drop_last=len(train_ds) > config.batch_size,
                                          generator=torch.Generator().manual_seed(config.seed + 1))

@@ -38,6 +38,8 @@ class KDConfig:
     soft_labels: Path | None = None
     loss: str = "kl"  # ``KD_LOSSES``
     class_weighted: bool = False  # weigh each image's KD term by its class's weight (rare classes count more)
+    mix: str = "none"  # function matching: each view blended with another image's (``data.views.MIX_MODES``), teacher and student alike
+    mix_alpha: float = 1.0  # the blend ratio's Beta(alpha, alpha)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "teachers", tuple(Path(t) for t in self.teachers))
@@ -58,6 +60,15 @@ class KDConfig:
         if self.loss == "dist" and self.class_weighted:
             raise ConfigError("`kd_loss` dist with `kd_class_weighted`: DIST's relations have no per-image term to weigh; "
                               "use `kd_loss` kl for class-weighted KD")
+        from edgeopt.data.views import MIX_MODES
+
+        if self.mix not in MIX_MODES:
+            raise ConfigError(f"`kd_mix` {self.mix!r} is unknown: use one of {', '.join(MIX_MODES)}")
+        if not 0 < self.mix_alpha <= 100:
+            raise ConfigError(f"`kd_mix_alpha` {self.mix_alpha} is out of range: use (0, 100], e.g. 1")
+        if self.mix != "none" and self.alpha != 1.0:
+            raise ConfigError(f"`kd_mix` {self.mix} with `kd_alpha` {self.alpha}: a blend of two images has no single label "
+                              "to learn; function matching learns the teacher alone: use `kd_alpha` 1")
         if self.loss == "dist" and self.alpha == 0:
             raise ConfigError("`kd_loss` dist with `kd_alpha` 0: the distillation term would have no weight; "
                               "give `kd_alpha` > 0 (1: DIST alone)")
@@ -72,7 +83,7 @@ class KDConfig:
 
     def to_dict(self) -> dict:
         return {"temperature": self.temperature, "alpha": self.alpha, "mode": self.mode, "loss": self.loss,
-                "class_weighted": self.class_weighted, "teachers": [str(t) for t in self.teachers],
+                "class_weighted": self.class_weighted, "mix": self.mix, "mix_alpha": self.mix_alpha, "teachers": [str(t) for t in self.teachers],
                 "soft_labels": str(self.soft_labels) if self.soft_labels else None}
 
 
@@ -167,34 +178,57 @@ def view_for(view01: torch.Tensor, preprocess: Preprocess) -> torch.Tensor:
 
 
 class DistillViews(torch.utils.data.Dataset):
-    """Distillation's training views: the same view (box, flip, brightness) for the student and its soft targets.
+    """Distillation's training views: the same view (box, flip, brightness, and blend) for the student and its soft targets.
 
     Epoch ``e`` shows every image's view ``e`` (``edgeopt.data.views``): drawn from the run's seed with
     online teachers, who see it rendered at their own size from their own cache of the image; or view
-    ``e mod V`` of a soft-label bank, whose stored logits are the targets. Items are ``(student view,
-    label, teacher views)`` or ``(student view, label, bank logits T x C)``. Set ``epoch`` before each
-    epoch (a loader's workers copy the dataset at the start of the epoch, so not with persistent workers).
+    ``e mod V`` of a soft-label bank, whose stored logits are the targets. With ``mix`` a view is
+    blended with a partner image's view of the same index (``sample_blend``): online, the teachers see
+    the same blend; from a bank, its stored blend and the teachers' logits on it, or, where the bank's
+    partner is not among these training images, the plain view and its logits. Items are ``(student
+    view, label, teacher views)`` or ``(student view, label, bank logits T x C)``. Set ``epoch`` before
+    each epoch (a loader's workers copy the dataset at the start of the epoch, so not with persistent workers).
     """
 
     def __init__(self, images: torch.Tensor, labels: Sequence[int], keys: Sequence[str], size: int, *, seed: int = 0,
                  scale_min: float = 0.35, brightness: float = 0.0, teacher_images: Sequence[torch.Tensor] = (),
-                 teacher_sizes: Sequence[int] = (), bank_views=None, bank_logits=None, rows=None) -> None:
+                 teacher_sizes: Sequence[int] = (), bank=None, rows=None, mix: str = "none", mix_alpha: float = 1.0) -> None:
         self.images, self.keys, self.size = images, list(keys), size
         self.labels = torch.as_tensor(list(labels), dtype=torch.long)
         self.seed, self.scale_min, self.brightness = seed, scale_min, brightness
         self.teacher_images, self.teacher_sizes = list(teacher_images), list(teacher_sizes)
-        self.bank_views, self.bank_logits, self.rows = bank_views, bank_logits, rows
+        self.bank, self.rows = bank, rows
+        self.mix, self.mix_alpha = mix, mix_alpha
+        # a bank row -> the index of that image here (a blend's partner must be one of these images)
+        self.index_of_row = {int(r): i for i, r in enumerate(rows)} if rows is not None else {}
         self.epoch = 0
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, i: int):
-        if self.bank_views is not None:
-            row, v = int(self.rows[i]), self.epoch % self.bank_views.shape[1]
-            view = self.bank_views[row, v]
-            soft = torch.from_numpy(self.bank_logits[row, v].astype("float32"))
-            return render_view(self.images[i], view, self.size), self.labels[i], soft
-        view = sample_view(view_seed(self.seed, self.keys[i], self.epoch), self.scale_min, self.brightness)
-        teacher_views = [render_view(images[i], view, s) for images, s in zip(self.teacher_images, self.teacher_sizes)]
-        return render_view(self.images[i], view, self.size), self.labels[i], teacher_views
+        from edgeopt.data.views import blend_seed, render_blend, sample_blend
+
+        if self.bank is not None:
+            row, v = int(self.rows[i]), self.epoch % self.bank.views.shape[1]
+            view = render_view(self.images[i], self.bank.views[row, v], self.size)
+            if self.bank.blends is not None:
+                blend = self.bank.blends[row, v]
+                partner = self.index_of_row.get(int(blend[0]))
+                if partner is not None:
+                    partner_view = render_view(self.images[partner], self.bank.views[int(blend[0]), v], self.size)
+                    soft = torch.from_numpy(self.bank.blend_logits[row, v].astype("float32"))
+                    return render_blend(view, partner_view, blend), self.labels[i], soft
+            soft = torch.from_numpy(self.bank.logits[row, v].astype("float32"))
+            return view, self.labels[i], soft
+        params = sample_view(view_seed(self.seed, self.keys[i], self.epoch), self.scale_min, self.brightness)
+        student = render_view(self.images[i], params, self.size)
+        teacher_views = [render_view(images[i], params, s) for images, s in zip(self.teacher_images, self.teacher_sizes)]
+        if self.mix != "none":
+            blend = sample_blend(blend_seed(self.seed, self.keys[i], self.epoch), len(self.keys), self.mix, self.mix_alpha)
+            j = int(blend[0])
+            partner = sample_view(view_seed(self.seed, self.keys[j], self.epoch), self.scale_min, self.brightness)
+            student = render_blend(student, render_view(self.images[j], partner, self.size), blend)
+            teacher_views = [render_blend(v, render_view(images[j], partner, s), blend)
+                             for v, images, s in zip(teacher_views, self.teacher_images, self.teacher_sizes)]
+        return student, self.labels[i], teacher_views

@@ -116,6 +116,10 @@ class TrainConfig:
         if self.kd.enabled and self.randaugment:
             raise ConfigError(f"`randaugment` {self.randaugment} with distillation: the teacher must see the student's view "
                               "(crop, flip, brightness); drop `randaugment`")
+        if self.kd.mix != "none" and self.mixup:
+            raise ConfigError(f"`mixup` {self.mixup} with `kd_mix` {self.kd.mix}: the views are blended already; drop `mixup`")
+        if self.kd.mix != "none" and not self.kd.enabled:
+            raise ConfigError(f"`kd_mix` {self.kd.mix} blends distillation's views: give `teacher` or `soft_labels`")
         if self.kd.soft_labels is not None and self.mixup:
             raise ConfigError(f"`mixup` {self.mixup} with `soft_labels`: a bank holds targets for single views, not for "
                               "blends; drop `mixup` or distil from `teacher` online")
@@ -452,6 +456,12 @@ def _open_bank(config: TrainConfig, train_scan: FolderScan) -> Any:
 
     bank = read_bank(config.kd.soft_labels)
     bank.rows = bank.rows_for(train_scan)
+    made = bank.manifest.extra.get("mix") or {"mode": "none"}
+    if made["mode"] != config.kd.mix or (made["mode"] != "none" and made.get("alpha") != config.kd.mix_alpha):
+        said = "views without blends" if made["mode"] == "none" else f"{made['mode']} blends (alpha {made.get('alpha')})"
+        raise ConfigError(f"`kd_mix` {config.kd.mix}" + (f" (alpha {config.kd.mix_alpha})" if config.kd.mix != "none" else "")
+                          + f" with a bank of {said} ({config.kd.soft_labels}): the student learns the views the bank "
+                          "stores; use the bank's setting, or make a bank with `mix` as wanted")
     if config.epochs > bank.num_views:
         warnings.warn(f"{config.kd.soft_labels} holds {bank.num_views} view(s) per image and the run trains {config.epochs} "
                       f"epochs: views repeat from epoch {bank.num_views + 1} (make a bank with `views` {config.epochs} "
@@ -466,13 +476,13 @@ def _distill_views(config: TrainConfig, train_scan: FolderScan, cached: Any, tea
 
     keys = image_keys(train_scan)
     if bank is not None:
-        return DistillViews(cached.images, train_scan.labels, keys, config.img_size, bank_views=bank.views,
-                            bank_logits=bank.logits, rows=bank.rows)
+        return DistillViews(cached.images, train_scan.labels, keys, config.img_size, bank=bank, rows=bank.rows)
     paths = [s.path for s in train_scan.samples]
     teacher_images = [decode_all(paths, cache_preprocess(t.preprocess), config.workers) for t in teachers]
     return DistillViews(cached.images, train_scan.labels, keys, config.img_size, seed=config.seed,
                         scale_min=float(config.scale_min), brightness=float(config.brightness),
-                        teacher_images=teacher_images, teacher_sizes=[t.preprocess.size for t in teachers])
+                        teacher_images=teacher_images, teacher_sizes=[t.preprocess.size for t in teachers],
+                        mix=config.kd.mix, mix_alpha=config.kd.mix_alpha)
 
 
 def _save_best(path: Path, model, arch, classes, preprocess, complexity, metrics, stats, config, synthetic, teachers,

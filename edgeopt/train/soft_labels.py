@@ -56,6 +56,8 @@ class SoftLabelConfig:
     device: str = "auto"
     chunk_images: int = 64  # images per resumable chunk
     tta_flip: bool = False  # store the mean of the teachers' logits on the view and its mirror (costs the student nothing)
+    mix: str = "none"  # function matching: also store each view blended with a partner image's view, and the logits on it
+    mix_alpha: float = 1.0  # the blend ratio's Beta(alpha, alpha)
     precision: str = "fp32"  # the teachers' arithmetic: fp32, bf16 (autocast), or auto (bf16 where the CPU has bf16 units)
 
     def __post_init__(self) -> None:
@@ -67,6 +69,12 @@ class SoftLabelConfig:
             if not lo <= value <= hi:
                 raise ConfigError(f"soft-label {name} {value} is out of range: use {lo}..{hi}")
         require_kind(self.out, "soft-labels", "soft-label bank")
+        from edgeopt.data.views import MIX_MODES
+
+        if self.mix not in MIX_MODES:
+            raise ConfigError(f"`mix` {self.mix!r} is unknown: use one of {', '.join(MIX_MODES)}")
+        if not 0 < self.mix_alpha <= 100:
+            raise ConfigError(f"`mix_alpha` {self.mix_alpha} is out of range: use (0, 100], e.g. 1")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"`precision` {self.precision!r} is unknown: use one of {', '.join(PRECISIONS)}")
 
@@ -137,6 +145,7 @@ def make_bank(config: SoftLabelConfig, progress: Callable[[int, int], None] | No
     precision = teacher_precision(config.precision, device)
     settings = {"format": BANK_FORMAT, "classes": scan.classes, "views": config.views, "augmentation": config.augmentation(),
                 "teacher_tta": "flip" if config.tta_flip else None, "teacher_precision": precision,
+                "mix": {"mode": config.mix, "alpha": config.mix_alpha} if config.mix != "none" else None,
                 "chunk_images": config.chunk_images, "batch_size": config.batch_size,
                 "teachers": [{"path": str(t.path), "sha256": sha256_file(t.path), "preprocess": t.preprocess.to_dict()}
                              for t in teachers],
@@ -157,16 +166,14 @@ def make_bank(config: SoftLabelConfig, progress: Callable[[int, int], None] | No
             resumed += 1
         else:
             t0 = time.perf_counter()
-            views, logits = _chunk(scan, keys, range(start, stop), teachers, config, device, precision)
+            arrays = _chunk(scan, keys, range(start, stop), teachers, config, device, precision)
             spent += time.perf_counter() - t0
-            forwards += logits.shape[0] * logits.shape[1] * logits.shape[2]
-            _save_tensors(chunk_path, {"views": views, "logits": logits})
+            forwards += arrays["logits"].size // len(scan.classes) * (2 if config.mix != "none" else 1)
+            _save_tensors(chunk_path, arrays)
         if progress is not None:
             progress(stop, len(keys))
     arrays = [_load_tensors(partial / f"chunk-{k:05d}.safetensors") for k in range(len(chunks))]
-    views = np.concatenate([a["views"] for a in arrays])
-    logits = np.concatenate([a["logits"] for a in arrays])
-    _save_tensors(config.out, {"views": views, "logits": logits})
+    _save_tensors(config.out, {name: np.concatenate([a[name] for a in arrays]) for name in arrays[0]})
     manifest = Manifest(kind="soft-labels", classes=list(scan.classes), tools=tool_versions("torch", "torchvision", "timm"),
                         extra={**{k: v for k, v in settings.items() if k != "files_sha256"}, "files": files,
                                "logits_dtype": "float16", "shape": {"images": len(keys), "views": config.views,
@@ -211,39 +218,61 @@ def _partial_dir(out: Path, settings: dict[str, Any]) -> Path:
 
 
 def _chunk(scan: FolderScan, keys: list[str], indices: range, teachers: list[Any], config: SoftLabelConfig,
-           device: Any, precision: str = "fp32") -> tuple[np.ndarray, np.ndarray]:
-    """Views (n x V x 6, float32) and every teacher's logits on them (n x V x T x C, float16); with
-    ``tta_flip`` the mean of the logits on the view and on its mirror image."""
+           device: Any, precision: str = "fp32") -> dict[str, np.ndarray]:
+    """``views`` (n x V x 6, float32) and every teacher's ``logits`` on them (n x V x T x C, float16); with
+    ``tta_flip`` the mean of the logits on the view and on its mirror image. With ``mix`` also each
+    view's ``blends`` (n x V x 6: a partner among all the bank's images, the ratio, the CutMix box) and
+    the teachers' ``blend_logits`` on the blended views (the partner's own view of the same index)."""
     import torch
 
     from edgeopt.data.loaders import cache_preprocess, decode_all
-    from edgeopt.data.views import render_view, sample_views
+    from edgeopt.data.views import blend_seed, render_blend, render_view, sample_blend, sample_views
     from edgeopt.train.distill import view_for
 
     paths = [scan.samples[i].path for i in indices]
     views = np.stack([sample_views(config.seed, keys[i], range(config.views), config.scale_min, config.brightness)
                       for i in indices])
-    out = np.zeros((len(paths), config.views, len(teachers), len(scan.classes)), dtype=np.float16)
+    shape = (len(paths), config.views, len(teachers), len(scan.classes))
+    out: dict[str, np.ndarray] = {"views": views, "logits": np.zeros(shape, dtype=np.float16)}
+    partners: list[int] = []
+    if config.mix != "none":
+        out["blends"] = np.stack([[sample_blend(blend_seed(config.seed, keys[i], v), len(keys), config.mix, config.mix_alpha)
+                                   for v in range(config.views)] for i in indices]).astype(np.float32)
+        out["blend_logits"] = np.zeros(shape, dtype=np.float16)
+        partners = sorted({int(p) for p in out["blends"][..., 0].ravel()})
+    partner_views = {p: sample_views(config.seed, keys[p], range(config.views), config.scale_min, config.brightness)
+                     for p in partners}
     pairs = [(i, v) for i in range(len(paths)) for v in range(config.views)]
     # bf16 pays on CPUs with bf16 units in channels-last layout (oneDNN's fast path; benchmarks/README.md)
     layout = torch.channels_last if precision == "bf16" else torch.contiguous_format
     for t, teacher in enumerate(teachers):
-        images = decode_all(paths, cache_preprocess(teacher.preprocess))
+        cache = cache_preprocess(teacher.preprocess)
+        images = decode_all(paths, cache)
+        partner_images = dict(zip(partners, decode_all([scan.samples[p].path for p in partners], cache))) if partners else {}
         size = teacher.preprocess.size
         teacher.model.to(memory_format=layout)
-        with torch.no_grad():
-            for b in range(0, len(pairs), config.batch_size):
-                part = pairs[b:b + config.batch_size]
-                batch = view_for(torch.stack([render_view(images[i], views[i, v], size) for i, v in part]).to(device),
-                                 teacher.preprocess).contiguous(memory_format=layout)
-                with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-                    logits = teacher.model(batch).float()
-                    if config.tta_flip:
-                        logits = (logits + teacher.model(batch.flip(-1)).float()) / 2
-                logits = logits.cpu().numpy()
-                for (i, v), row in zip(part, logits):
-                    out[i, v, t] = row
-    return views, out
+
+        def run(rendered: list) -> np.ndarray:
+            batch = view_for(torch.stack(rendered).to(device), teacher.preprocess).contiguous(memory_format=layout)
+            with torch.no_grad(), torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+                logits = teacher.model(batch).float()
+                if config.tta_flip:
+                    logits = (logits + teacher.model(batch.flip(-1)).float()) / 2
+            return logits.cpu().numpy()
+
+        for b in range(0, len(pairs), config.batch_size):
+            part = pairs[b:b + config.batch_size]
+            plain = [render_view(images[i], views[i, v], size) for i, v in part]
+            for (i, v), row in zip(part, run(plain)):
+                out["logits"][i, v, t] = row
+            if partners:
+                blended = []
+                for (i, v), view in zip(part, plain):
+                    p = int(out["blends"][i, v, 0])
+                    blended.append(render_blend(view, render_view(partner_images[p], partner_views[p][v], size), out["blends"][i, v]))
+                for (i, v), row in zip(part, run(blended)):
+                    out["blend_logits"][i, v, t] = row
+    return out
 
 
 def _save_tensors(path: Path, tensors: dict[str, np.ndarray]) -> None:
@@ -278,6 +307,8 @@ class SoftLabelBank:
     views: np.ndarray
     logits: np.ndarray
     rows: np.ndarray | None = None  # set by the trainer: the bank row of each training image
+    blends: np.ndarray | None = None  # I x V x 6 (``data.views.BLEND_FIELDS``) in a bank made with ``mix``
+    blend_logits: np.ndarray | None = None  # I x V x T x C: the teachers on the blended views
 
     @property
     def num_views(self) -> int:
@@ -322,11 +353,16 @@ def read_bank(path: str | Path) -> SoftLabelBank:
     expected = (shape.get("images"), shape.get("views"), shape.get("teachers"), shape.get("classes"))
     if views is None or logits is None or logits.shape != expected or views.shape != expected[:2] + (6,):
         raise ArtifactError(f"{path}: its arrays do not have the shape its manifest records; make the bank again")
+    blends, blend_logits = arrays.get("blends"), arrays.get("blend_logits")
+    if (manifest.extra.get("mix") is not None) != (blends is not None) or (blends is not None and (
+            blends.shape != expected[:2] + (6,) or blend_logits is None or blend_logits.shape != expected)):
+        raise ArtifactError(f"{path}: its blends do not match its manifest's mix setting; make the bank again")
     if shape.get("classes") != len(manifest.classes):
         raise ArtifactError(f"{path}: holds {shape.get('classes')} logits per view for the {len(manifest.classes)} classes its "
                             "manifest names; make the bank again")
-    if not np.isfinite(logits).all():
-        bad = int(np.count_nonzero(~np.isfinite(logits).all(axis=(1, 2, 3))))
+    every = logits if blend_logits is None else np.concatenate([logits, blend_logits], axis=1)
+    if not np.isfinite(every).all():
+        bad = int(np.count_nonzero(~np.isfinite(every).all(axis=(1, 2, 3))))
         raise ArtifactError(f"{path}: {bad} image(s) have NaN or infinite teacher logits; check the teacher "
                             "(edgeopt eval) and make the bank again")
-    return SoftLabelBank(path, manifest, views, logits)
+    return SoftLabelBank(path, manifest, views, logits, blends=blends, blend_logits=blend_logits)
