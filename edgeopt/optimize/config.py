@@ -118,24 +118,16 @@ def coerce(name: str, value: Any, kind: Any) -> Any:
         if isinstance(value, bool):
             return value
         raise bad
-    if kind is int:
+    if kind in (int, float):  # a number, or its text (a flag); never a bool (YAML's true is not 1)
         if isinstance(value, str):
             try:
-                value = int(value.strip())
+                value = kind(value.strip())
             except ValueError:
                 raise bad from None
-        if isinstance(value, bool) or not isinstance(value, int):
+        allowed = (int,) if kind is int else (int, float)
+        if isinstance(value, bool) or not isinstance(value, allowed) or not math.isfinite(value):
             raise bad
-        return value
-    if kind is float:
-        if isinstance(value, str):
-            try:
-                value = float(value.strip())
-            except ValueError:
-                raise bad from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise bad
-        return float(value)
+        return kind(value)
     if kind is str:
         if not isinstance(value, str) or not value.strip():
             raise bad
