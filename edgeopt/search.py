@@ -354,7 +354,8 @@ def train_point(config: SearchConfig, params: dict[str, Any], classes: list[str]
         # a point without KD params has no soft targets: alpha 0 (the temperature is then unused)
         kd=dataclasses.replace(config.kd, temperature=params.get("kd_temperature", config.kd.temperature),
                                alpha=params.get("kd_alpha", 0.0)),
-        val_split=val_split, device=config.device, workers=config.workers, resume=(folder / "last.pt").exists()), callbacks)
+        val_split=val_split, device=config.device, workers=config.workers, resume=(folder / "last.pt").exists(),
+        warn_view_repeats=False), callbacks)
 
 
 def run_trial(config: SearchConfig, trial: Any, classes: list[str], baseline: dict[str, Any],
@@ -414,6 +415,7 @@ def refit(config: SearchConfig, chosen: TrialRecord, classes: list[str], log: Ca
     if config.int8 is not None:
         data, judge = split_for_judging(config.data, config.study_dir / "final-split", config.int8.holdout)
     log(f"final run of trial {chosen.number} on {'all of ' if judge is None else ''}{data}, {config.final_epochs} epochs -> {folder}")
+    _say_view_repeats(config, config.final_epochs, log)
     train = train_point(config, chosen.params, classes, folder, epochs=config.final_epochs, val_split=0.0, data=data,
                         callbacks=callbacks)
     onnx_path, latency = _export_and_time(train.best_checkpoint, folder, config)
@@ -423,8 +425,21 @@ def refit(config: SearchConfig, chosen: TrialRecord, classes: list[str], log: Ca
     if judge is not None:
         record["selection"] = (f"none: trained on `data` less a {config.int8.holdout:.0%} slice held out to judge INT8, for a "
                                "fixed number of epochs; score it on a test split")
-        record["int8"] = choose_int8(train.best_checkpoint, onnx_path, data, judge, folder, config.int8, log)
+        record["int8"] = choose_int8(train.best_checkpoint, onnx_path, data, judge, folder, config.int8, log, device=config.device)
     return record
+
+
+def _say_view_repeats(config: SearchConfig, epochs: int, log: Callable[[str], None]) -> None:
+    """One line, where a run from the bank has more epochs than it has views (trials and the final run
+    train with the view-repeat warning off: a search chooses its schedules itself)."""
+    if config.kd.soft_labels is None:
+        return
+    from edgeopt.train.soft_labels import read_bank
+
+    views = read_bank(config.kd.soft_labels).num_views
+    if epochs > views:
+        log(f"the bank holds {views} views per image: over {epochs} epochs each is seen about {epochs / views:.0f} times "
+            f"(a bank with more `views` gives more distinct ones)")
 
 
 def _describe(params: dict[str, Any]) -> str:
@@ -470,6 +485,7 @@ def run_search(config: SearchConfig, log: Callable[[str], None] = print, *, repo
         from edgeopt.train.soft_labels import read_bank
 
         read_bank(config.kd.soft_labels).rows_for(split_scan(scan, config.val_split, seed=0)[0])  # train_point's split
+        _say_view_repeats(config, config.epochs, log)
     _check_backbones(config, len(classes))
     space = fitting_space(config.space, config.max_macs, len(classes))
     if space != config.space:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import functools
-import io
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -13,10 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from edgeopt.artifacts import atomic_write_text
-from edgeopt.data.folder import IMAGE_SUFFIXES
-from edgeopt.data.folder import usable_images
+from edgeopt.data.folder import classifiable_images as list_images  # submit time's folder rule, predict's too
 from edgeopt.data.presets import Preprocess
-from edgeopt.errors import ConfigError, DataError
+from edgeopt.errors import ConfigError
 from edgeopt.metrics import classification_metrics
 from edgeopt.runtime.predict import predict
 
@@ -119,18 +116,6 @@ def cuda_event_timer(call: Callable[[], object]) -> float:
 
 
 # -- submit time --------------------------------------------------------------------------------
-def list_images(folder: str | Path) -> list[Path]:
-    """Every usable image under ``folder`` (recursively), sorted, as ``eval`` reads a folder: files that do
-    not decode are skipped with a warning; a folder with no usable image is an error."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DataError(f"{folder}: no such folder; pass the folder of images to classify")
-    paths = usable_images(folder)
-    if not paths:
-        raise DataError(f"{folder}: holds no usable images ({', '.join(IMAGE_SUFFIXES)})")
-    return paths
-
-
 @dataclasses.dataclass
 class SubmitResult:
     images: int
@@ -185,18 +170,15 @@ def submit_time(
 def _classify_to_csv(run: Timed, classes: Sequence[str], preprocess: Preprocess, folder: Path, paths: Sequence[Path],
                      csv_path: Path | None, batch_size: int, workers: int) -> np.ndarray:
     """The timed part of submit time: decode, infer, softmax, write the CSV; returns the predictions."""
+    from edgeopt.runtime.classify import predictions_csv
+
     logits = predict(run, preprocess.iter_batches(paths, batch_size, workers)).astype(np.float64)
     z = logits - logits.max(1, keepdims=True)
     p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
-    pred, conf = p.argmax(1), p.max(1)
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(["path", "prediction", "confidence"])
-    for path, k, c in zip(paths, pred, conf):
-        writer.writerow([str(path.relative_to(folder)), classes[int(k)], f"{c:.5f}"])
+    text = predictions_csv([str(path.relative_to(folder)) for path in paths], p, classes)  # the one CSV writer (predict's)
     if csv_path is not None:
-        atomic_write_text(csv_path, buf.getvalue())
-    return pred
+        atomic_write_text(csv_path, text)
+    return p.argmax(1)
 
 
 def _folder_labels(folder: Path, paths: Sequence[Path], classes: Sequence[str]) -> np.ndarray | None:

@@ -289,3 +289,15 @@ def usable_images(root: str | Path) -> list[Path]:
             kept.append(path)
     _warn_skipped(root, skipped)
     return kept
+
+
+def classifiable_images(folder: str | Path) -> list[Path]:
+    """``usable_images`` of a folder to classify (submit time, ``predict``); a missing folder, or one with
+    no usable image, is an error."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such folder; pass the folder of images to classify")
+    paths = usable_images(folder)
+    if not paths:
+        raise DataError(f"{folder}: holds no usable images ({', '.join(IMAGE_SUFFIXES)})")
+    return paths

@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 from edgeopt.artifacts import manifest_path, sha256_file
-from edgeopt.convert import convert
 from edgeopt.optimize.checks import CheckedInputs, check_inputs
 from edgeopt.optimize.config import OptimizeConfig
 from edgeopt.optimize.steps import Steps

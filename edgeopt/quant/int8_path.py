@@ -46,7 +46,7 @@ def split_for_judging(data: Path, out: Path, holdout: float, seed: int = 0) -> t
 
 
 def choose_int8(checkpoint: Path, fp32_onnx: Path, train_data: Path, judge_data: Path, folder: Path, config: Int8PathConfig,
-                log: Callable[[str], None] = print) -> dict[str, Any]:
+                log: Callable[[str], None] = print, device: str = "cpu") -> dict[str, Any]:
     """PTQ, then QAT if PTQ's drop on ``judge_data`` is over budget; the record of both and the choice."""
     from edgeopt.artifacts import read_manifest
     from edgeopt.convert import convert
@@ -67,7 +67,8 @@ def choose_int8(checkpoint: Path, fp32_onnx: Path, train_data: Path, judge_data:
         f"(budget {config.max_drop})")
     if candidates["ptq"]["drop"] > config.max_drop:
         t0 = time.perf_counter()
-        qat = qat_finetune(QatConfig(checkpoint=checkpoint, data=train_data, out=folder / "model.qat.onnx", epochs=config.qat_epochs))
+        qat = qat_finetune(QatConfig(checkpoint=checkpoint, data=train_data, out=folder / "model.qat.onnx", epochs=config.qat_epochs,
+                                     device=device), log=log)
         candidates["qat"] = {"onnx": str(qat.path), "epochs": config.qat_epochs, "seconds": round(time.perf_counter() - t0, 1),
                              **judge_int8(fp32_onnx, qat.path, judge_data, list(manifest.classes), preprocess)}
         log(f"INT8 by QAT ({config.qat_epochs} epochs): macro-F1 drop {candidates['qat']['drop']:.4f}")

@@ -112,7 +112,7 @@ def classify_folder(config: PredictConfig, progress: Progress | None = None) -> 
     Undecodable files are skipped with one warning; a folder with no usable image, an artifact with no
     class names, and ``top_k`` over the model's class count are errors.
     """
-    from edgeopt.bench.timing import list_images
+    from edgeopt.data.folder import classifiable_images as list_images
     from edgeopt.data.presets import Preprocess
     from edgeopt.metrics import classification_metrics
     from edgeopt.runtime import open_runner

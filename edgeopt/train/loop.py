@@ -86,6 +86,7 @@ class TrainConfig:
     init_checkpoint: Path | None = None  # start from this checkpoint's architecture and weights (e.g. a pruned model)
     bn_recalibrate: bool = False  # FixRes: best.pt's BatchNorm statistics recomputed on the training images as deployed
     cache_scale: float | None = None  # training images cached at this multiple of img_size; None: ``data.loaders.cache_size``
+    warn_view_repeats: bool = True  # warn when the epochs outnumber a bank's views (a caller that chose both says it itself)
 
     def __post_init__(self) -> None:
         # fine-tuning keeps what pretraining gives: a lower lr and milder crops (figures in benchmarks/README.md)
@@ -462,7 +463,7 @@ def _open_bank(config: TrainConfig, train_scan: FolderScan) -> Any:
         raise ConfigError(f"`kd_mix` {config.kd.mix}" + (f" (alpha {config.kd.mix_alpha})" if config.kd.mix != "none" else "")
                           + f" with a bank of {said} ({config.kd.soft_labels}): the student learns the views the bank "
                           "stores; use the bank's setting, or make a bank with `mix` as wanted")
-    if config.epochs > bank.num_views:
+    if config.epochs > bank.num_views and config.warn_view_repeats:
         warnings.warn(f"{config.kd.soft_labels} holds {bank.num_views} view(s) per image and the run trains {config.epochs} "
                       f"epochs: views repeat from epoch {bank.num_views + 1} (make a bank with `views` {config.epochs} "
                       "for a new view every epoch)", EdgeoptWarning, stacklevel=3)

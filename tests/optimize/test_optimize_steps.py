@@ -95,6 +95,8 @@ def test_reruns_after_each_change_rerun_what_it_feeds_and_skip_the_rest(synth_da
         output, record = _run(tiny_args(data, out, **current))
         assert _skipped(output) == list(STEPS[:STEPS.index(first_to_run)]), (key, output)
         assert "starting it from scratch" in output and "resuming" not in output, (key, output)
+        # optimize chose both the bank's views and the final run's epochs: it says so once, never as a warning
+        assert "views repeat" not in output and ("seen about" in output) == (int(current.get("final_epochs", 2)) > 2)
     assert _teacher_epochs_trained(out) == 3  # trained anew for 3 epochs, not resumed from the 2-epoch run
     assert record["search"]["final"]["epochs"] == 3 and record["config"]["sizes"] == [32, 40]
     assert record["config"]["baseline_f1"] == 0.5
