@@ -34,6 +34,7 @@ from edgeopt.artifacts import atomic_dir, atomic_path, atomic_write_json
 from edgeopt.train.distill import KDConfig
 from edgeopt.errors import ConfigError, EdgeoptError, MissingDependencyError
 from edgeopt.quant.int8_path import Int8PathConfig
+from edgeopt.bench.score import BASELINE_F1, BASELINE_MODEL
 
 OBJECTIVES = ("pareto", "score")
 SETTINGS_ATTR = "edgeopt_search"
@@ -95,8 +96,8 @@ class SearchConfig:
     final_epochs: int | None = None
     int8: Int8PathConfig | None = None  # the final run holds out a slice and picks PTQ or QAT by the drop measured on it
     pretrained: bool = True
-    baseline: str = "resnet18d"
-    baseline_f1: float = 0.884
+    baseline: str = BASELINE_MODEL
+    baseline_f1: float = BASELINE_F1
     max_macs: int | None = None  # the chosen point: best val F1 within this budget
     latency_runs: int = 50
     heartbeat: int = 60  # seconds; a trial without a heartbeat for 2x this is failed and retried

@@ -15,7 +15,7 @@ from edgeopt.errors import ConfigError
 from edgeopt.runtime.evaluate import artifact_manifest
 from edgeopt.bench.machine import machine_info
 from edgeopt.runtime import open_runner
-from edgeopt.bench.score import score_macs, score_time
+from edgeopt.bench.score import BASELINE_MODEL, score_macs, score_time
 from edgeopt.bench.timing import (
     LatencyStats,
     SubmitResult,
@@ -70,7 +70,7 @@ class BenchConfig:
     """Everything ``edgeopt bench`` takes: what to bench, against what, how long, and where to write."""
 
     artifacts: tuple[Path, ...]
-    baseline: str | None = "resnet18d"
+    baseline: str | None = BASELINE_MODEL
     baseline_checkpoint: Path | None = None
     baseline_f1: float | None = None
     baseline_size: int | None = None

@@ -6,6 +6,11 @@ import math
 
 from edgeopt.errors import ConfigError
 
+# The competition's baseline (COMPETITION.md): the server's reference model and the macro-F1 the
+# score compares with, one preset every default reads
+BASELINE_MODEL = "resnet18d"
+BASELINE_F1 = 0.884
+
 
 def _check(name: str, value: float, baseline: float) -> None:
     if not baseline > 0:

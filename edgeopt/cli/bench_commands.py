@@ -13,6 +13,7 @@ from edgeopt.cli.render import (
 )
 
 
+from edgeopt.bench.score import BASELINE_F1, BASELINE_MODEL
 from edgeopt.cli.progress import StepProgress, TrainProgress
 from edgeopt.cli.common import (
     given,
@@ -29,7 +30,7 @@ from edgeopt.cli.common import (
 @app.command("bench")
 def bench_cmd(
     artifacts: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, help="Checkpoints, ONNX models or engines.")],
-    baseline: Annotated[str, typer.Option(help="A model name (built at its own input size, FP32; FP16 for engines), an artifact path, or 'none'.")] = "resnet18d",
+    baseline: Annotated[str, typer.Option(help="A model name (built at its own input size, FP32; FP16 for engines), an artifact path, or 'none'.")] = BASELINE_MODEL,
     baseline_checkpoint: Annotated[Optional[Path], typer.Option("--baseline-checkpoint", exists=True, dir_okay=False, help="Weights for a named baseline.")] = None,
     baseline_f1: Annotated[Optional[float], typer.Option("--baseline-f1", help="The baseline's F1 when it has random weights.")] = None,
     baseline_size: Annotated[Optional[int], typer.Option("--baseline-size", help="A named baseline's input size (default: its model config's, 224 for resnet18d).")] = None,
@@ -87,8 +88,8 @@ def optimize_cmd(
     max_f1_drop: Annotated[float, typer.Option("--max-f1-drop", help="INT8 budget: macro-F1 drop on a slice held out of the final run.")] = 0.01,
     adaround: Annotated[bool, typer.Option("--adaround/--no-adaround", help="AdaRound in the INT8 post-training quantization.")] = True,
     target: Annotated[str, typer.Option(help="auto (TensorRT engine where TensorRT and a GPU are, else cpu), tensorrt or cpu.")] = "auto",
-    baseline: Annotated[str, typer.Option(help="Baseline of the bench and the score.")] = "resnet18d",
-    baseline_f1: Annotated[float, typer.Option("--baseline-f1", help="The baseline's macro-F1 for the score.")] = 0.884,
+    baseline: Annotated[str, typer.Option(help="Baseline of the bench and the score.")] = BASELINE_MODEL,
+    baseline_f1: Annotated[float, typer.Option("--baseline-f1", help="The baseline's macro-F1 for the score.")] = BASELINE_F1,
     batch_size: BatchSize = 64,
     device: Device = "auto",
     seed: Seed = 0,

@@ -17,6 +17,7 @@ from edgeopt.cli.render import (
 )
 
 
+from edgeopt.bench.score import BASELINE_F1, BASELINE_MODEL
 from edgeopt.cli.progress import TrainProgress, step_progress
 from edgeopt.cli.common import (
     ExistOk,
@@ -304,8 +305,8 @@ def search_cmd(
     int8_qat_epochs: Annotated[int, typer.Option("--int8-qat-epochs", min=1, help="QAT epochs when PTQ misses --max-f1-drop.")] = 3,
     pretrained: Annotated[bool, typer.Option("--pretrained/--scratch", help="Start from ImageNet weights (offline where edgeopt ships them).")] = True,
     max_macs: Annotated[Optional[str], typer.Option("--max-macs", help="Choose the best val F1 within this budget, e.g. 20M (default: best score).")] = None,
-    baseline: Annotated[str, typer.Option(help="Baseline model of the score (MACs at its own input size).")] = "resnet18d",
-    baseline_f1: Annotated[float, typer.Option("--baseline-f1", help="Baseline macro-F1 of the score.")] = 0.884,
+    baseline: Annotated[str, typer.Option(help="Baseline model of the score (MACs at its own input size).")] = BASELINE_MODEL,
+    baseline_f1: Annotated[float, typer.Option("--baseline-f1", help="Baseline macro-F1 of the score.")] = BASELINE_F1,
     heartbeat: Annotated[int, typer.Option(help="Seconds between trial heartbeats; a silent trial is retried after 2x.")] = 60,
     seed: Annotated[Optional[int], typer.Option(help="Sampler seed (give each worker its own).")] = None,
     device: Device = "auto",

@@ -12,6 +12,7 @@ from typing import Any
 
 from edgeopt.errors import ConfigError
 from edgeopt.search import BANK_FINAL_EPOCHS
+from edgeopt.bench.score import BASELINE_F1, BASELINE_MODEL
 
 TARGETS = ("auto", "tensorrt", "cpu")
 DEVICES = ("auto", "cpu", "cuda")
@@ -41,8 +42,8 @@ class OptimizeConfig:
     adaround: bool = True
     qat_epochs: int = 3
     target: str = "auto"
-    baseline: str = "resnet18d"
-    baseline_f1: float = 0.884
+    baseline: str = BASELINE_MODEL
+    baseline_f1: float = BASELINE_F1
     batch_size: int = 64
     device: str = "auto"
     seed: int = 0
@@ -58,7 +59,7 @@ class OptimizeConfig:
         if not 0 <= self.max_f1_drop < 1:
             raise ConfigError(f"`max_f1_drop` {self.max_f1_drop} is out of range: use a macro-F1 drop in [0, 1), e.g. 0.01")
         if not 0 < self.baseline_f1 <= 1:
-            raise ConfigError(f"`baseline_f1` {self.baseline_f1} is out of range: a macro-F1 in (0, 1], e.g. 0.884")
+            raise ConfigError(f"`baseline_f1` {self.baseline_f1} is out of range: a macro-F1 in (0, 1], e.g. {BASELINE_F1}")
         for name, choices in (("target", TARGETS), ("device", DEVICES)):
             if getattr(self, name) not in choices:
                 raise ConfigError(f"`{name}` {getattr(self, name)!r} is unknown: use one of {', '.join(choices)}")

@@ -48,9 +48,11 @@ class SoftLabelConfig:
     teachers: Sequence[Path]
     data: Path
     out: Path
-    views: int = 10
-    scale_min: float = 0.35  # random-resized-crop area, as a share of the image
-    brightness: float = 0.0  # ColorJitter brightness
+    views: int = 20
+    # the augmentation of a pretrained student (``TrainConfig``'s defaults with ``pretrained``), which
+    # is what ``optimize`` and ``soft-labels`` distil into; a scratch student's is 0.35 and 0
+    scale_min: float = 0.6  # random-resized-crop area, as a share of the image
+    brightness: float = 0.2  # ColorJitter brightness
     seed: int = 0
     batch_size: int = 64
     device: str = "auto"

@@ -148,3 +148,47 @@ def test_info_layers_refuses_a_forged_engine_manifest_in_one_line(tmp_path: Path
         result = runner.invoke(app, ["info", str(forged), "--layers"])
         assert result.exit_code == 1 and result.output.count("error:") == 1 and message in result.output, (key, result.output)
         assert "Traceback" not in result.output
+
+
+def test_cli_defaults_are_their_configs_defaults() -> None:
+    """A flag's default and its config field's default are one value: where a command and its config name a
+    setting alike, the command's default (as its config would coerce it) equals the field's."""
+    import dataclasses
+
+    import typer
+
+    from edgeopt.optimize import OptimizeConfig
+    from edgeopt.search import SearchConfig, SearchSpace
+    from edgeopt.train.distill import KDConfig
+    from edgeopt.train.loop import TrainConfig
+    from edgeopt.train.soft_labels import SoftLabelConfig
+
+    group = typer.main.get_group(app)
+
+    def defaults(command: str) -> dict:
+        return {p.name: p.default for p in group.commands[command].params if p.default is not None}
+
+    def fields(cls) -> dict:
+        return {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
+
+    optimize = OptimizeConfig(data=Path("."))  # coerced as the command's values are
+    flags = defaults("optimize")
+    coerced = OptimizeConfig(data=Path("."), **{k: v for k, v in flags.items() if k in OptimizeConfig.fields()})
+    assert coerced == optimize, {k: (getattr(coerced, k), getattr(optimize, k)) for k in OptimizeConfig.fields()
+                                 if getattr(coerced, k) != getattr(optimize, k)}
+    kd = {"kd_temperature": "temperature", "kd_alpha": "alpha", "kd": "mode", "kd_loss": "loss", "kd_mix": "mix",
+          "kd_mix_alpha": "mix_alpha", "kd_class_weighted": "class_weighted"}
+    checked = 0
+    for command, classes in (("train", (TrainConfig,)), ("soft-labels", (SoftLabelConfig,)), ("search", (SearchConfig, SearchSpace))):
+        known = {k: v for cls in reversed(classes) for k, v in fields(cls).items()}
+        for flag, value in defaults(command).items():
+            if command == "train" and flag in kd:
+                field = fields(KDConfig)[kd[flag]]
+            elif flag in known:
+                field = known[flag]
+            else:
+                continue
+            if isinstance(field, (int, float, str, bool)) and isinstance(value, type(field)):
+                assert value == field, (command, flag, value, field)
+                checked += 1
+    assert checked >= 20

@@ -38,6 +38,7 @@ def teacher(synth_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def bank(teacher: Path, synth_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("bank") / "teacher.bank"
     make_bank(SoftLabelConfig(teachers=[teacher], data=synth_data, out=out, views=3, batch_size=16, device="cpu",
+                              scale_min=0.35, brightness=0.0,  # the scratch student's augmentation: online views agree
                               chunk_images=20))
     return out
 
@@ -87,7 +88,7 @@ def test_bank_manifest_records_teachers_data_and_views(bank: Path, teacher: Path
 def test_an_interrupted_bank_resumes_to_the_same_bytes(bank: Path, teacher: Path, synth_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "again.bank"
     config = SoftLabelConfig(teachers=[teacher], data=synth_data, out=out, views=3, batch_size=16, device="cpu",
-                             chunk_images=20)
+                             chunk_images=20, scale_min=0.35, brightness=0.0)  # the fixture bank's settings
 
     def interrupt(done: int, total: int) -> None:
         if done >= 40:
@@ -330,7 +331,7 @@ def test_a_student_from_a_bank_of_blends_learns_exactly_what_it_learns_online(mi
     teacher = _sharpened(teacher, tmp_path / "sharp.pt")
     blended = tmp_path / f"{mix}.bank"
     make_bank(SoftLabelConfig(teachers=[teacher], data=synth_data, out=blended, views=2, batch_size=16, device="cpu",
-                              chunk_images=20, mix=mix, mix_alpha=1.0))
+                              chunk_images=20, mix=mix, mix_alpha=1.0, scale_min=0.35, brightness=0.0))
     loaded = read_bank(blended)
     assert loaded.blends.shape == loaded.views.shape and loaded.blend_logits.shape == loaded.logits.shape
     partners = loaded.blends[..., 0].astype(int)
