@@ -36,8 +36,6 @@ from edgeopt.artifacts import (
 from edgeopt.errors import ArtifactError, ConfigError, EdgeoptWarning, MissingDependencyError, VerificationError
 from edgeopt.formats import format_of
 from edgeopt.trt.compat import (
-    RTX_DEFAULT_TARGETS,
-    RTX_MIN_CC,
     RTX_NAME,
     builder_label,
     builder_of,
@@ -47,11 +45,11 @@ from edgeopt.trt.compat import (
     import_tensorrt,
     network_flags,
     parse_version,
-    rtx_targets_rtx,
 )
 from edgeopt.trt.device import Device, default_device
 from edgeopt.trt.model_info import OnnxModelInfo, read_onnx_info
 from edgeopt.trt.plan import BuildOptions, BuildPlan, check_dla_profile, plan_build, profile_shapes
+from edgeopt.trt.rtx import logged_layers, rtx_device_and_targets, set_compute_capabilities_rtx
 from edgeopt.trt.verify import VerifyConfig
 
 
@@ -142,7 +140,12 @@ def build_engine(onnx: str | Path, out: str | Path, options: BuildOptions, log: 
     builder = builder_of(trt)
     label = builder_label(builder, trt.__version__)
     if builder == "tensorrt-rtx":
-        device, gpu, targets = _rtx_device_and_targets(trt, options, device, verify is not None)
+        if device is None:
+            try:
+                device = default_device()
+            except MissingDependencyError:  # no GPU here: a TensorRT-RTX build needs none
+                device = None
+        device, gpu, targets = rtx_device_and_targets(trt, options, device, verify is not None)
     else:
         device = device or default_device()
         gpu, targets = device.info(), None
@@ -189,8 +192,8 @@ def build_engine(onnx: str | Path, out: str | Path, options: BuildOptions, log: 
         atomic_write_bytes(options.timing_cache, timing_cache)
     log(f"built {out} ({len(data) / 1e6:.2f} MB) in {seconds:.1f}s")
     calibration = calibration or legacy
-    if builder == "tensorrt-rtx" and not gpu:  # the inspector deserializes the engine, which needs the GPU
-        layers, layer_summary = _logged_layers(verbose_layers, parsed.path)
+    if builder == "tensorrt-rtx":  # the inspector would deserialize the engine: it needs a GPU the engine is for
+        layers, layer_summary = logged_layers(verbose_layers, parsed.path)
     else:
         layers, layer_summary = _engine_layers(trt, data, parsed.path, log, options.dla_core)
     if layer_summary:
@@ -220,32 +223,6 @@ def build_engine(onnx: str | Path, out: str | Path, options: BuildOptions, log: 
     return BuildResult(out, plan, trt.__version__, seconds, len(data), parsed.path, calibration, verification, builder)
 
 
-def _rtx_device_and_targets(trt, options: BuildOptions, device: Device | None, verifying: bool):
-    """TensorRT-RTX: the GPU here (None on a machine without one) and the compute capabilities to build for:
-    those named, else the GPU here, else NVIDIA's default set; checked before anything is converted."""
-    if device is None:
-        try:
-            device = default_device()
-        except MissingDependencyError:  # no GPU here: a TensorRT-RTX build needs none
-            device = None
-    gpu = device.info() if device is not None else None
-    requested = options.compute_capabilities or (("current",) if gpu else ())
-    if "current" in requested and gpu is None:
-        raise MissingDependencyError(f"`compute_capability` current: no CUDA GPU is visible here; name the GPUs the "
-                                     f"{RTX_NAME} engine is for (7.5, 8.0, 8.6, 8.9, 12.0, 12.1)")
-    if gpu is not None and "current" in requested:
-        cc = tuple(int(x) for x in gpu["compute_capability"].split(".")[:2])
-        if cc < RTX_MIN_CC:
-            raise MissingDependencyError(f"{gpu['gpu']} (sm {gpu['compute_capability']}): {RTX_NAME} builds for RTX-class GPUs "
-                                         "of compute capability 7.5 and newer; name other GPUs with `compute_capability`")
-    if verifying and gpu is None:
-        raise MissingDependencyError(f"`verify` runs the engine, and {RTX_NAME} engines need an NVIDIA RTX-class GPU "
-                                     "(sm 7.5+); none is visible here: build without `verify`, verify on the target GPU")
-    chosen = rtx_targets_rtx(trt, requested)
-    ccs = [gpu["compute_capability"] if cc == "current" else cc for cc, _ in chosen] or list(RTX_DEFAULT_TARGETS)
-    return device, gpu, {"compute_capabilities": ccs, "default_targets": not chosen, "_members": [m for _, m in chosen]}
-
-
 def _engine_layers(trt, data: bytes, onnx: Path, echo: Callable[[str], None],
                    dla_core: int | None = None) -> tuple[list | None, dict | None]:
     """The engine inspector's layer list, mapped to the parsed ONNX's node names (None when it cannot say:
@@ -266,21 +243,6 @@ def _engine_layers(trt, data: bytes, onnx: Path, echo: Callable[[str], None],
         warnings.warn("TensorRT's engine inspector gave no layer list; the manifest has none (edgeopt info --layers "
                       "will say so)", EdgeoptWarning, stacklevel=3)
         return None, None
-    return layers, summarize(layers, nodes)
-
-
-def _logged_layers(text: str | None, onnx: Path) -> tuple[list | None, dict | None]:
-    """The layer list TensorRT-RTX logged while building (what a build without a GPU can say of its layers)."""
-    import onnx as onnx_lib
-
-    from edgeopt.trt.layers import parse_logged_layers, summarize
-
-    layers = parse_logged_layers(text or "")
-    if not layers:
-        warnings.warn(f"{RTX_NAME} logged no layer list for this build; the manifest has none", EdgeoptWarning, stacklevel=3)
-        return None, None
-    nodes = {n.name for n in onnx_lib.load(str(onnx), load_external_data=False).graph.node
-             if n.name and n.op_type not in ("QuantizeLinear", "DequantizeLinear")}
     return layers, summarize(layers, nodes)
 
 
@@ -347,7 +309,7 @@ def _build_serialized(trt, info: OnnxModelInfo, plan: BuildPlan, options: BuildO
     if options.dla_core is not None:
         _set_dla(trt, builder, config, options.dla_core, plan.generation)
     if targets is not None and targets["_members"]:
-        _set_compute_capabilities_rtx(config, targets["_members"])
+        set_compute_capabilities_rtx(config, targets["_members"])
     if builder_of(trt) == "tensorrt" and parse_version(trt.__version__)[0] < 10:
         _share_profiles_trt10(trt, config)
     # every layer's type, precision, formats and tactic in the engine, for the inspector (trtexec's
@@ -396,14 +358,6 @@ def _share_profiles_trt10(trt, config) -> None:
     """8.6: contexts share profile 0 only with this preview feature (NvInfer.h v8.6.1: "defaults to false");
     the runner gives each CUDA-graphed shape its own context. Always on from 10.0, gone in 11.x."""
     config.set_preview_feature(trt.PreviewFeature.PROFILE_SHARING_0806, True)
-
-
-def _set_compute_capabilities_rtx(config, members: list) -> None:
-    """The GPUs a TensorRT-RTX engine is built for (``IBuilderConfig.setNbComputeCapabilities`` then
-    ``setComputeCapability`` per index, NVIDIA's "CPU-Only AOT and TensorRT-RTX Engines")."""
-    config.num_compute_capabilities = len(members)
-    for i, member in enumerate(members):
-        config.set_compute_capability(member, i)
 
 
 def _set_dla(trt, builder, config, core: int, generation: int = 10) -> None:

@@ -28,7 +28,7 @@ import numpy as np
 
 from edgeopt.artifacts import read_manifest
 from edgeopt.errors import ArtifactError, ConfigError, EdgeoptWarning, MissingDependencyError
-from edgeopt.trt.compat import RTX_NAME, builder_label, engine_incompatibility, import_tensorrt, parse_version, trt_generation
+from edgeopt.trt.compat import RTX_NAME, RTX_TARGETS, builder_label, engine_incompatibility, import_tensorrt, parse_version, trt_generation
 from edgeopt.trt.device import CaptureError, Device, default_device
 
 
@@ -56,15 +56,19 @@ class TensorRTRunner:
         here = self.gpu.info()
         why = engine_incompatibility(self.manifest.extra, trt.__version__, here["compute_capability"])
         if why:
-            raise ArtifactError(f"{path}: cannot run here: {why}; rebuild it with edgeopt build-engine on this machine")
+            cc = here["compute_capability"]
+            rebuild = ("rebuild it with edgeopt build-engine on this machine" if builder != "tensorrt-rtx" else
+                       f"rebuild it with edgeopt build-engine, `builder` tensorrt-rtx and `compute_capability` {cc}"
+                       if cc in RTX_TARGETS else "build it with full TensorRT for this GPU (`builder` tensorrt)")
+            raise ArtifactError(f"{path}: cannot run here: {why}; {rebuild}")
         self.logger = trt.Logger(trt.Logger.WARNING)
         self.runtime = trt.Runtime(self.logger)
         if self.manifest.extra.get("dla_core") is not None:
             self.runtime.DLA_core = int(self.manifest.extra["dla_core"])  # as trtexec's setDLACore before deserializing
         self.engine = self.runtime.deserialize_cuda_engine(Path(path).read_bytes())
         if self.engine is None:
-            raise ArtifactError(f"{path}: TensorRT could not deserialize the engine (corrupt, or built by another "
-                                "TensorRT or for another GPU); rebuild it with edgeopt build-engine")
+            raise ArtifactError(f"{path}: {self.label} could not deserialize the engine (corrupt, or built by another "
+                                "version or for another GPU; its log above says why); rebuild it with edgeopt build-engine")
         inputs, outputs = [], []
         for i in range(self.engine.num_io_tensors):
             name = self.engine.get_tensor_name(i)

@@ -86,10 +86,10 @@ def test_3_dla_refuses_explicit_qdq_int8_before_tensorrt_11(tiny_qdq: Path, tiny
     _double("10.4.0", monkeypatch, gpu=ORIN)
     one = ("--dla-core", "0", "--min-batch", "4", "--max-batch", "4")
     refused = _build(tiny_qdq, "--int8", *one, "--out", tmp_path / "q.engine")
-    assert refused.exit_code == 1 and "does not run explicit (Q/DQ) INT8" in refused.output and "--calibrator entropy" in refused.output
-    from_fp32 = _build(tiny_onnx, "--int8", *one, "--calib-data", synth_data, "--out", tmp_path / "q.engine")
+    assert refused.exit_code == 1 and "does not run explicit (Q/DQ) INT8" in refused.output and "--method entropy" in refused.output
+    from_fp32 = _build(tiny_onnx, "--int8", *one, "--data", synth_data, "--out", tmp_path / "q.engine")
     assert from_fp32.exit_code == 1 and "does not run explicit" in from_fp32.output  # the explicit path from FP32 too
-    ok = _build(tiny_onnx, "--int8", *one, "--calibrator", "entropy", "--calib-data", synth_data, "--num-images", "32",
+    ok = _build(tiny_onnx, "--int8", *one, "--method", "entropy", "--data", synth_data, "--num-images", "32",
                 "--out", tmp_path / "e.engine")
     assert ok.exit_code == 0, ok.output
     assert _extra(tmp_path / "e.engine")["calibration"]["calibrator"] == "entropy"
@@ -97,8 +97,8 @@ def test_3_dla_refuses_explicit_qdq_int8_before_tensorrt_11(tiny_qdq: Path, tiny
 
 def test_4_dla_needs_the_entropy_calibrator(tiny_onnx: Path, synth_data: Path, tmp_path: Path, monkeypatch) -> None:
     _double("10.4.0", monkeypatch, gpu=ORIN)
-    result = _build(tiny_onnx, "--int8", "--dla-core", "0", "--min-batch", "4", "--max-batch", "4", "--calibrator", "minmax",
-                    "--calib-data", synth_data, "--out", tmp_path / "m.engine")
+    result = _build(tiny_onnx, "--int8", "--dla-core", "0", "--min-batch", "4", "--max-batch", "4", "--method", "minmax",
+                    "--data", synth_data, "--out", tmp_path / "m.engine")
     assert result.exit_code == 1 and "requires the entropy calibrator" in result.output and not (tmp_path / "m.engine").exists()
 
 

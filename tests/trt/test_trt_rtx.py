@@ -311,3 +311,24 @@ def test_edgeopts_graphs_parse_and_build_alike_in_the_double_and_the_real_builde
     real, double = _parse_and_build(rtx, data, shapes), _parse_and_build(double11, data, shapes)
     assert double == real
     assert real[0] == ("build error" if graph == "static-wrong-profile" else "built")
+
+
+def test_the_runner_judges_an_rtx_engine_before_loading_it(tiny_onnx: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The runner loads an engine with the builder its manifest names (TensorRT-RTX's runtime, real here): a GPU the
+    engine was not built for is one line before anything is loaded; on one it was built for, this machine's missing
+    driver makes TensorRT-RTX refuse to deserialize, also one line."""
+    import trt_double
+
+    from edgeopt.errors import ArtifactError
+    from edgeopt.trt.runner import TensorRTRunner
+
+    import torch
+
+    result = build_rtx(tiny_onnx, tmp_path / "m.engine", "fp16")
+    cases = [(("NVIDIA H100 80GB HBM3", "9.0"), "for compute capabilities 8.6, this GPU is sm 9.0")]
+    if not torch.cuda.is_available():  # with a driver, TensorRT-RTX would load it
+        cases.append((("NVIDIA GeForce RTX 3090", "8.6"), "could not deserialize"))
+    for gpu, says in cases:
+        device = trt_double.HostDevice(trt_double.Memory(), gpu=gpu)
+        with pytest.raises(ArtifactError, match=says):
+            TensorRTRunner(result.path, device=device)
