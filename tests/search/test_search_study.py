@@ -25,7 +25,7 @@ from edgeopt.search import (
     run_search,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY_YAML = str(ROOT / "models" / "tiny_cnn.yaml")
 pytestmark = pytest.mark.slow
 
