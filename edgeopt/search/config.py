@@ -90,7 +90,7 @@ class SearchConfig:
                               "trials and epochs must be >= 1, final epochs >= 0")
         if not 0.0 < self.val_split < 0.9:
             raise ConfigError(f"`val_split` {self.val_split}: a search selects on validation images; use 0.1..0.5")
-        from edgeopt.train.loop import SCHEDULES  # checked here, not once per trial
+        from edgeopt.train.config import SCHEDULES  # checked here, not once per trial
 
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"`schedule` {self.schedule!r} is unknown: use one of {', '.join(SCHEDULES)}")

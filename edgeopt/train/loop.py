@@ -1,7 +1,8 @@
 """Training stage: ``train_classifier(TrainConfig) -> TrainResult``.
 
 Writes ``best.pt`` (best validation macro-F1) and its manifest, ``last.pt`` (resumable),
-``metrics.json`` and ``curve.png`` into ``config.out``.
+``metrics.json`` and ``curve.png`` into ``config.out``. The settings live in ``train.config``, what a
+run writes in ``train.checkpointing``; ``TrainConfig`` is imported from here too.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import random
 import time
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,18 +21,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from edgeopt.artifacts import atomic_path, atomic_write_json
-from edgeopt.models.checkpoint import (
-    CHECKPOINT_FORMAT,
-    cpu_state,
-    load_model_and_arch,
-    read_checkpoint,
-    save_checkpoint,
-)
+from edgeopt.artifacts import atomic_write_json
+from edgeopt.models.checkpoint import load_model_and_arch, read_checkpoint
 from edgeopt.data.folder import FolderScan, scan_folder, split_scan
 from edgeopt.data.seen import record as train_record
-from edgeopt.data.presets import RESIZE_RULES, Preprocess
-from edgeopt.train.distill import DistillViews, KDConfig, kd_loss, load_teachers, view_for
+from edgeopt.data.presets import Preprocess
+from edgeopt.train.distill import DistillViews, kd_loss, load_teachers, view_for
 from edgeopt.train.distributed import (
     DistContext,
     all_gather,
@@ -47,127 +41,13 @@ from edgeopt.runtime.predict import predict
 from edgeopt.models.complexity import count_complexity
 from edgeopt.models.registry import preset_for_model
 from edgeopt.device import resolve_device
-
-OPTIMIZERS = ("adamw", "sgd")
-SCHEDULES = ("cosine", "onecycle")
-LOSSES = ("ce", "weighted", "focal")
-
-
-@dataclasses.dataclass
-class TrainConfig:
-    model: str
-    data: Path
-    out: Path = Path("runs/train")
-    val: Path | None = None
-    val_split: float = 0.2
-    img_size: int = 96
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float | None = None  # default: 1e-3 for a pretrained backbone, 2e-3 from scratch
-    weight_decay: float = 0.05
-    optimizer: str = "adamw"
-    schedule: str = "cosine"
-    warmup_epochs: float = 1.0
-    label_smoothing: float = 0.1
-    loss: str = "weighted"
-    focal_gamma: float = 2.0
-    randaugment: int = 0  # magnitude; 0 = off
-    scale_min: float | None = None  # random-resized-crop area from this to 100 %; default 0.6 pretrained, 0.35 scratch
-    brightness: float | None = None  # ColorJitter brightness; default 0.2 pretrained, 0 scratch
-    mixup: float = 0.0  # Beta(alpha, alpha); 0 = off
-    pretrained: bool = False
-    resize: str = "squash"
-    kd: KDConfig = dataclasses.field(default_factory=KDConfig)  # with its teachers or soft-label bank: distillation
-    device: str = "auto"
-    seed: int = 0
-    workers: int | None = None
-    resume: bool = False
-    amp: bool = True
-    init_checkpoint: Path | None = None  # start from this checkpoint's architecture and weights (e.g. a pruned model)
-    bn_recalibrate: bool = False  # FixRes: best.pt's BatchNorm statistics recomputed on the training images as deployed
-    cache_scale: float | None = None  # training images cached at this multiple of img_size; None: ``data.loaders.cache_size``
-    warn_view_repeats: bool = True  # warn when the epochs outnumber a bank's views (a caller that chose both says it itself)
-
-    def __post_init__(self) -> None:
-        # fine-tuning keeps what pretraining gives: a lower lr and milder crops (figures in benchmarks/README.md)
-        if self.lr is None:
-            self.lr = 1e-3 if self.pretrained else 2e-3
-        if self.scale_min is None:
-            self.scale_min = 0.6 if self.pretrained else 0.35
-        if self.brightness is None:
-            self.brightness = 0.2 if self.pretrained else 0.0
-        checks = [
-            ("`epochs`", self.epochs, 1, 100_000), ("`batch_size`", self.batch_size, 1, 65_536),
-            ("`img_size`", self.img_size, 16, 1024), ("`lr`", self.lr, 1e-7, 10.0),
-            ("`weight_decay`", self.weight_decay, 0.0, 1.0), ("`label_smoothing`", self.label_smoothing, 0.0, 0.5),
-            ("`randaugment`", self.randaugment, 0, 30), ("`scale_min`", self.scale_min, 0.05, 1.0),
-            ("`mixup`", self.mixup, 0.0, 10.0), ("`warmup_epochs`", self.warmup_epochs, 0.0, 1000.0),
-            ("`val_split`", self.val_split, 0.0, 0.9), ("`brightness`", self.brightness, 0.0, 1.0),
-            ("`cache_scale`", self.cache_scale if self.cache_scale is not None else 1.0, 1.0, 4.0),
-        ]
-        for name, value, lo, hi in checks:
-            if not lo <= value <= hi:
-                raise ConfigError(f"{name} {value} is out of range: use {lo}..{hi}")
-        for name, value, valid in (("`optimizer`", self.optimizer, OPTIMIZERS), ("`schedule`", self.schedule, SCHEDULES),
-                                   ("`loss`", self.loss, LOSSES), ("`resize`", self.resize, RESIZE_RULES)):
-            if value not in valid:
-                raise ConfigError(f"{name} {value!r} is unknown: use one of {', '.join(valid)}")
-        self.data, self.out = Path(self.data), Path(self.out)
-        self.val = Path(self.val) if self.val else None
-        if self.kd.enabled and self.randaugment:
-            raise ConfigError(f"`randaugment` {self.randaugment} with distillation: the teacher must see the student's view "
-                              "(crop, flip, brightness); drop `randaugment`")
-        if self.kd.mix != "none" and self.mixup:
-            raise ConfigError(f"`mixup` {self.mixup} with `kd_mix` {self.kd.mix}: the views are blended already; drop `mixup`")
-        if self.kd.mix != "none" and not self.kd.enabled:
-            raise ConfigError(f"`kd_mix` {self.kd.mix} blends distillation's views: give `teacher` or `soft_labels`")
-        if self.kd.soft_labels is not None and self.mixup:
-            raise ConfigError(f"`mixup` {self.mixup} with `soft_labels`: a bank holds targets for single views, not for "
-                              "blends; drop `mixup` or distil from `teacher` online")
-        self.init_checkpoint = Path(self.init_checkpoint) if self.init_checkpoint else None
-
-    def to_dict(self) -> dict[str, Any]:
-        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        return {k: (v.to_dict() if isinstance(v, KDConfig) else str(v) if isinstance(v, Path) else v) for k, v in d.items()}
-
-    @property
-    def distilled(self) -> bool:
-        return self.kd.enabled
-
-
-@dataclasses.dataclass
-class EpochStats:
-    epoch: int
-    train_loss: float
-    val_loss: float
-    val_macro_f1: float
-    val_accuracy: float
-    lr: float
-    seconds: float
-    best: bool = False
-
-
-@dataclasses.dataclass
-class TrainResult:
-    best_checkpoint: Path
-    last_checkpoint: Path
-    best_macro_f1: float
-    best_epoch: int
-    history: list[EpochStats]
-    macs: int
-    params: int
-    seconds: float
-    device: str
-    distributed: dict[str, Any] | None = None  # {"world_size": 2, "backend": "gloo"} under torchrun
-    is_main: bool = True  # the process that wrote the files (rank 0)
-
-
-class Callbacks:
-    """Progress hooks; the CLI renders them with rich, library users may ignore them."""
-
-    def on_start(self, config: TrainConfig, steps_per_epoch: int, device: str, start_epoch: int) -> None: ...
-    def on_batch(self, epoch: int, step: int, loss: float) -> None: ...
-    def on_epoch(self, stats: EpochStats) -> None: ...
+from edgeopt.train.checkpointing import no_nan, plot_curve, save_best, save_last
+from edgeopt.train.config import (
+    Callbacks,
+    EpochStats,
+    TrainConfig,
+    TrainResult,
+)
 
 
 def _seed_everything(seed: int) -> None:
@@ -416,13 +296,13 @@ def train_classifier(config: TrainConfig, callbacks: Callbacks | None = None) ->
         if f1 > best_f1 or (metrics is None and epoch + 1 == config.epochs):  # the same on every process
             best_f1, best_epoch, stats.best = f1, epoch + 1, True
             if dist.is_main:
-                _save_best(best_path, model, arch, classes, preprocess, complexity, metrics, stats, config,
+                save_best(best_path, model, arch, classes, preprocess, complexity, metrics, stats, config,
                            is_synthetic(config.data), [str(t.path) for t in teachers], dist.record(),
                            bank.record() if bank is not None else None, train_images=seen)
         history.append(stats)
         if dist.is_main:
-            _save_last(last_path, model, optimizer, scheduler, identity, epoch, history, best_f1, best_epoch)
-            atomic_write_json(out / "metrics.json", _no_nan({
+            save_last(last_path, model, optimizer, scheduler, identity, epoch, history, best_f1, best_epoch)
+            atomic_write_json(out / "metrics.json", no_nan({
                 "config": config.to_dict(), "best_macro_f1": best_f1, "best_epoch": best_epoch, "macs": complexity.macs,
                 "params": complexity.params, "distributed": dist.record(), "validation": bool(len(val_scan.samples)),
                 "history": [dataclasses.asdict(h) for h in history]}))
@@ -436,17 +316,6 @@ def train_classifier(config: TrainConfig, callbacks: Callbacks | None = None) ->
     shutdown(dist)
     return TrainResult(best_path, last_path, best_f1, best_epoch, history, complexity.macs, complexity.params,
                        time.perf_counter() - t_start, str(device), dist.record(), dist.is_main)
-
-
-def _no_nan(obj: Any) -> Any:
-    """NaN (no validation) as JSON null."""
-    if isinstance(obj, float) and math.isnan(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _no_nan(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_no_nan(v) for v in obj]
-    return obj
 
 
 def _open_bank(config: TrainConfig, train_scan: FolderScan) -> Any:
@@ -486,47 +355,3 @@ def _distill_views(config: TrainConfig, train_scan: FolderScan, cached: Any, tea
                         mix=config.kd.mix, mix_alpha=config.kd.mix_alpha)
 
 
-def _save_best(path: Path, model, arch, classes, preprocess, complexity, metrics, stats, config, synthetic, teachers,
-               distributed, soft_labels=None, train_images=None) -> None:
-    save_checkpoint(
-        path, model, arch, classes, preprocess, epoch=stats.epoch, complexity=complexity,
-        metrics={"val_macro_f1": metrics.macro_f1, "val_accuracy": metrics.accuracy, "val_per_class_f1": metrics.per_class_f1,
-                 "epoch": stats.epoch} if metrics is not None else
-                {"epoch": stats.epoch, "selection": "final epoch (no validation split: `val_split` 0)"},
-        extra={"train_config": config.to_dict(), "data": str(config.data), "synthetic_data": synthetic, "teachers": teachers,
-               **({"soft_labels": soft_labels} if soft_labels else {}), **({"distributed": distributed} if distributed else {}),
-               **(train_images or {})},
-    )
-
-
-def _save_last(path: Path, model, optimizer, scheduler, identity, epoch, history, best_f1, best_epoch) -> None:
-    state = {"format": CHECKPOINT_FORMAT, "state_dict": cpu_state(model), "optimizer": optimizer.state_dict(),
-             "scheduler": scheduler.state_dict(), "identity": identity, "epoch": epoch,
-             "history": [dataclasses.asdict(h) for h in history], "best_f1": best_f1, "best_epoch": best_epoch}
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
-def plot_curve(history: list[EpochStats], path: Path) -> Path:
-    """Learning curve: train/val loss and val macro-F1 per epoch."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [h.epoch for h in history]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(epochs, [h.train_loss for h in history], label="train loss")
-    ax.plot(epochs, [h.val_loss for h in history], label="val loss")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss")
-    ax2 = ax.twinx()
-    ax2.plot(epochs, [h.val_macro_f1 for h in history], color="tab:green", label="val macro-F1")
-    ax2.set_ylim(0, 1)
-    ax2.set_ylabel("macro-F1")
-    fig.legend(loc="upper center", ncol=3, fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return path
