@@ -214,17 +214,18 @@ def _resolves(chain: str, trt) -> bool:
 
 def test_module_level_names_exist_in_every_version_they_run_on() -> None:
     problems = []
+    modules = {version: trt_double.make_tensorrt(version) for version in trt_double.versions()}
     for path in sorted((ROOT / "edgeopt" / "trt").glob("*.py")):
         for chain, line, before11 in _trt_chains(path.read_text()):
             for version in trt_double.versions():
                 if before11 and version.startswith("11."):
                     continue
-                if not _resolves(chain, trt_double.make_tensorrt(version)):
+                if not _resolves(chain, modules[version]):
                     problems.append(f"{path.name}:{line}: trt.{chain} is not in TensorRT {version}")
     for path in sorted((ROOT / "edgeopt" / "trt").glob("*.py")):  # _trt11 functions: 11.x only
         for chain, line, _ in _trt_chains(path.read_text(), trt11=True):
             for version in (v for v in trt_double.versions() if v.startswith("11.")):
-                if not _resolves(chain, trt_double.make_tensorrt(version)):
+                if not _resolves(chain, modules[version]):
                     problems.append(f"{path.name}:{line}: trt.{chain} is not in TensorRT {version}")
     assert problems == []
 

@@ -129,7 +129,7 @@ def test_every_fp32_export_builds_fp16_and_int8_engines(family: str, family_onnx
     batch = 4 if family == "static" else None
     assert extra["profile"]["min"][0] == (batch or 1) and extra["profile"]["max"][0] == (batch or 8)
     assert _precisions(fp16.path).get("FP16", 0) > 0  # the convolutions run in half precision
-    int8 = build_rtx(onnx, tmp_path / "m.int8.engine", "int8", calib_data=synth_data, num_images=32, calib_batch_size=16, **profile)
+    int8 = build_rtx(onnx, tmp_path / "m.int8.engine", "int8", calib_data=synth_data, num_images=16, calib_batch_size=16, **profile)
     extra = _extra(int8.path)
     assert extra["calibration"]["method"] == "entropy" and extra["float_precision"] == "fp16"
     assert _precisions(int8.path).get("INT8", 0) > 0  # TensorRT-RTX chose INT8 kernels for the quantized layers
