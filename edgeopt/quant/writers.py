@@ -15,7 +15,7 @@ import numpy as np
 
 from edgeopt.errors import ConfigError, MissingDependencyError
 from edgeopt.quant.ptq import PtqOptions
-from edgeopt.quant.ptq import attr as _attr
+from edgeopt.quant.equalize import attr as _attr
 
 
 class _Reader:
@@ -71,7 +71,7 @@ class QdqWriter:
         self.ptq = ptq or PtqOptions()
         self.ptq_report: dict[str, Any] = {}
         if self.ptq.equalize:  # on the FP32 graph, before any range is calibrated
-            from edgeopt.quant.ptq import equalize
+            from edgeopt.quant.equalize import equalize
 
             equalized = onnx.load(str(model))
             report = equalize(equalized)

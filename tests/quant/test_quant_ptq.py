@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 
 from edgeopt.artifacts import read_manifest
 from edgeopt.cli.app import app
-from edgeopt.quant.ptq import _Taps, equalize, fake_quant, find_pairs, quantizable_layers
+from edgeopt.quant.equalize import equalize, find_pairs
+from edgeopt.quant.ptq import _Taps, fake_quant, quantizable_layers
 from edgeopt.quant.writers import check_qdq, fused_clip_bounds
 
 runner = CliRunner()
