@@ -52,7 +52,7 @@ def deploy_cpu(final: dict[str, Any], folder: Path, max_f1_drop: float, log: Cal
     return {"target": "cpu", "artifact": str(fp32), "precision": "fp32", "refused": reason,
             "judged": {"images": best["images"], "f1_fp32": best["f1_fp32"], "f1_int8": None, "drop": 0.0},
             "candidates": candidates, "judged_on": str(judge),
-            "how": f"FP32 ONNX ({reason}; raise `max_f1_drop` to deploy INT8)"}
+            "how": f"the FP32 ONNX: {reason} (a larger max-f1-drop would deploy INT8)"}
 
 
 def deploy_tensorrt(final: dict[str, Any], folder: Path, max_f1_drop: float, log: Callable[[str], None]) -> dict[str, Any]:

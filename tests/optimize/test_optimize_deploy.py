@@ -24,7 +24,7 @@ def test_a_cpu_int8_past_the_budget_is_refused_and_fp32_deployed(trained: dict[s
     assert list(drops) == list(CPU_METHODS) and all(d > 0.01 for d in drops.values()), \
         f"premise: no CPU INT8 of the planted outlier holds the budget ({drops})"
     assert record["precision"] == "fp32" and record["artifact"] == str(trained["onnx"])
-    assert "over the budget of 0.01" in record["refused"] and "FP32 ONNX" in record["how"]
+    assert "over the budget of 0.01" in record["refused"] and "the FP32 ONNX" in record["how"]
     assert all(Path(c["onnx"]).is_file() for c in record["candidates"].values())  # judged, kept beside, not shipped
 
 
