@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -128,7 +129,7 @@ def unique_labels(paths: list[Path]) -> list[str]:
         depth += 1
 
 
-def run_bench(config: BenchConfig) -> BenchReport:
+def run_bench(config: BenchConfig, progress: Callable[[int, int], None] | None = None) -> BenchReport:
     """Measure every artifact and the baseline interleaved, run submit time on ``data``, score."""
     c = config
     c.out.mkdir(parents=True, exist_ok=True)
@@ -167,18 +168,27 @@ def run_bench(config: BenchConfig) -> BenchReport:
                      e.manifest.arch.get("params"), e.path.stat().st_size / 1e6, {}, is_baseline=e.is_baseline,
                      input_size=e.preprocess.size) for e in entries]
     rng = np.random.default_rng(0)
+    total, done = len(c.batch_sizes) + (len(entries) if c.data is not None else 0), 0
+    if progress is not None:  # one step per batch size timed, one per artifact's submit time
+        progress(done, total)
     for bs in c.batch_sizes:
         batches = {i: _timed(e.runner, rng.standard_normal((bs, 3, e.preprocess.size, e.preprocess.size)).astype(np.float32))
                    for i, e in enumerate(entries)}
         stats = measure_interleaved(batches, c.runs, c.warmup, sync=sync, timer=cuda_event_timer if sync else None)
         for i, row in enumerate(rows):
             row.latency[bs] = stats[i]
+        done += 1
+        if progress is not None:
+            progress(done, total)
     if c.data is not None:
         for i, (row, e) in enumerate(zip(rows, entries)):
             csv_path = c.out / f"{i:02d}_{e.label.replace(' ', '_').replace('/', '_')}.predictions.csv"
             row.submit = submit_time(_submit_runner(e.runner).run, e.manifest.classes, e.preprocess, c.data,
                                      csv_path, batch_size=max(c.batch_sizes), workers=c.workers, runs=c.submit_runs)
             row.f1 = row.submit.macro_f1
+            done += 1
+            if progress is not None:
+                progress(done, total)
     base = next((r for r in rows if r.is_baseline), None)
     if base is not None:
         if c.baseline_f1 is not None:

@@ -14,7 +14,7 @@ from edgeopt.cli.render import (
 
 
 from edgeopt.bench.score import BASELINE_F1, BASELINE_MODEL
-from edgeopt.cli.progress import StepProgress, TrainProgress
+from edgeopt.cli.progress import StepProgress, TrainProgress, step_progress
 from edgeopt.cli.common import (
     given,
     parse_batch_sizes,
@@ -60,7 +60,8 @@ def bench_cmd(
                          batch_sizes=parse_batch_sizes(batch_sizes), runs=runs, warmup=warmup, workers=workers,
                          submit_runs=submit_runs, out=out, json_path=json_path, plot_path=plot, int8_exec=int8_exec,
                          torch_fp16=torch_fp16, cuda_graph=cuda_graph, torch_compile=torch_compile)
-    report = run_bench(config)
+    with step_progress(console, "bench: latency per batch size, then submit time per artifact") as progress:
+        report = run_bench(config, progress=progress)
     render_report(report)
 
 

@@ -14,6 +14,7 @@ from edgeopt.cli.render import (
 
 
 from edgeopt.artifacts import require_kind
+from edgeopt.cli.progress import step_progress
 from edgeopt.cli.common import (
     beside,
     either,
@@ -95,9 +96,11 @@ def calibrate_cmd(
     ptq = PtqOptions(equalize=equalize, bias_correction=bias_correction, adaround=adaround,
                      adaround_iterations=adaround_iterations, adaround_images=adaround_images, seed=seed)
     out = out or beside(model, {"cpu": ".cpu-int8.onnx", "cpu-vnni": ".cpu-vnni-int8.onnx"}.get(target, ".int8.onnx"))
-    result = calibrate_onnx(model, data, out, num_images=num_images, method=method, quantizer=quantizer,
-                            batch_size=batch_size, seed=seed, calibration_dir=calibration_dir,
-                            skip_first_last=skip_first_last, target=target, fallback=fallback, ptq=ptq)
+    with step_progress(console, "calibration images") as progress:
+        result = calibrate_onnx(model, data, out, num_images=num_images, method=method, quantizer=quantizer,
+                                batch_size=batch_size, seed=seed, calibration_dir=calibration_dir,
+                                skip_first_last=skip_first_last, target=target, fallback=fallback, ptq=ptq,
+                                progress=progress)
     if result.fallback is not None:
         render_fallback(result.fallback)
     kind = "Q/DQ ONNX for TensorRT" if result.target == "tensorrt" else f"ONNX for ONNX Runtime's CPU kernels ({result.target}, QOperator)"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 
@@ -75,7 +76,7 @@ def calibrate_onnx(model: str | Path, data: str | Path, out: str | Path, *, num_
                    quantizer: str = "onnxruntime", batch_size: int = 32, seed: int = 0,
                    calibration_dir: str | Path | None = None, skip_first_last: bool = False,
                    target: str = "tensorrt", fallback: FallbackConfig | None = None,
-                   ptq: PtqOptions | None = None) -> CalibrationResult:
+                   ptq: PtqOptions | None = None, progress: Callable[[int, int], None] | None = None) -> CalibrationResult:
     """Quantize an FP32 ONNX artifact to INT8.
 
     ``target="tensorrt"``: a TensorRT-compatible Q/DQ ONNX (symmetric int8, per-channel weights;
@@ -117,6 +118,8 @@ def calibrate_onnx(model: str | Path, data: str | Path, out: str | Path, *, num_
     if static and static != batch_size:
         raise ConfigError(f"{model} has a fixed batch of {static}: calibrate it with `batch_size` {static}")
     batches = iter_calibration_batches(cset, preprocess, batch_size, fixed_batch=bool(static))
+    if progress is not None:  # images decoded for the calibrator, as they are read
+        batches = _counted(batches, len(cset.samples), progress)
     prepared = None
     if fallback is not None and target == "tensorrt" and quantizer == "onnxruntime":
         from edgeopt.quant.fallback import prepare_eval
@@ -194,3 +197,12 @@ def _check_input(model: Path, input_name: str) -> None:
     names = [i.name for i in graph.input if i.name not in inits]
     if input_name not in names:
         raise ArtifactError(f"{model}: has no input {input_name!r} (inputs: {names}); export it with edgeopt export")
+
+
+def _counted(batches: Iterator[Any], total: int, progress: Callable[[int, int], None]) -> Iterator[Any]:
+    done = 0
+    progress(done, total)
+    for batch in batches:
+        done = min(total, done + len(batch))
+        progress(done, total)
+        yield batch

@@ -218,6 +218,7 @@ def qat_finetune(config: QatConfig, log: Callable[[str], None] = print) -> QatRe
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs * len(loader))
     history = []
     kd = config.kd
+    t_epochs = time.perf_counter()
     for epoch in range(config.epochs):
         model.train()
         for m in model.modules():  # BN is folded; any other norm keeps its running statistics
@@ -243,7 +244,10 @@ def qat_finetune(config: QatConfig, log: Callable[[str], None] = print) -> QatRe
             total += loss.item() * len(y)
             count += len(y)
         history.append(total / max(count, 1))
-        log(f"QAT epoch {epoch + 1}/{config.epochs}: loss {history[-1]:.4f}")
+        spent = time.perf_counter() - t_epochs
+        left = spent / (epoch + 1) * (config.epochs - epoch - 1)
+        log(f"QAT epoch {epoch + 1}/{config.epochs}: loss {history[-1]:.4f}"
+            + (f"  ETA {int(left) // 3600}:{int(left) % 3600 // 60:02d}:{int(left) % 60:02d}" if epoch + 1 < config.epochs else ""))
     model.to("cpu").eval()
     for layer in layers:
         layer.freeze()

@@ -73,3 +73,25 @@ def test_step_progress_plain_quarters_and_terminal_bar() -> None:
 def test_format_eta() -> None:
     assert format_eta(65) == "0:01:05" and format_eta(3 * 3600 + 7) == "3:00:07" and format_eta(math.inf) == "?"
     assert epoch_line(_stats(2), 2, eta=5.0).endswith("10.0s")  # no ETA on the last epoch
+
+
+def test_calibrate_bench_and_qat_report_progress_in_a_log(tiny_onnx, tiny_ckpts, synth_data, tmp_path) -> None:
+    """Calibration, the bench and QAT, the waits the train callbacks do not cover, say how far they are
+    in a log (plain lines; a terminal gets bars)."""
+    from typer.testing import CliRunner
+
+    from edgeopt.cli.app import app
+
+    runner = CliRunner()
+    calibrated = runner.invoke(app, ["calibrate", str(tiny_onnx), "--data", str(synth_data), "--out", str(tmp_path / "q.onnx"),
+                                     "--num-images", "32", "--batch-size", "8"])
+    assert calibrated.exit_code == 0, calibrated.output
+    assert "calibration images: 32/32 (100%)" in calibrated.output
+    benched = runner.invoke(app, ["bench", str(tiny_onnx), "--baseline", "none", "--data", str(synth_data), "--runs", "2",
+                                  "--warmup", "1", "--batch-sizes", "1,4", "--out", str(tmp_path / "b")])
+    assert benched.exit_code == 0, benched.output
+    assert "bench: latency per batch size, then submit time per artifact: 3/3 (100%)" in benched.output
+    qat = runner.invoke(app, ["qat", str(tiny_ckpts["yaml"]), "--data", str(synth_data), "--epochs", "2",
+                              "--out", str(tmp_path / "m.qat.onnx"), "--device", "cpu"])
+    assert qat.exit_code == 0, qat.output
+    assert "QAT epoch 1/2" in qat.output and "ETA 0:" in qat.output
