@@ -210,6 +210,9 @@ def render_manifest(path, m) -> None:
             ("MACs", f"{macs / 1e6:.2f} M" if macs else "-"), ("params", f"{params / 1e6:.3f} M" if params else "-"),
             ("sha256", str(m.sha256)), ("parent", json.dumps(m.parent) if m.parent else "-"),
             ("metrics", json.dumps({k: v for k, v in m.metrics.items() if not isinstance(v, dict)})),
+            *([("builder", f"{m.extra['builder']} {m.extra.get('builder_version', '')}"
+                + (f", for compute capability {', '.join(map(str, m.extra['compute_capabilities']))}"
+                   if m.extra.get("compute_capabilities") else ""))] if m.kind == "engine" and m.extra.get("builder") else []),
             ("manifest", str(manifest_path(path)))]
     for k, v in rows:
         table.add_row(k, v)

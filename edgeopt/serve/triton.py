@@ -77,6 +77,9 @@ def _describe(path: Path, kind: str, config: TritonConfig) -> tuple[dict[str, di
     from its manifest, else its metadata, else ``config.describe``; an engine from its manifest."""
     if kind == "engine":
         manifest = read_manifest(path, expect_kind=kind)
+        if manifest.extra.get("builder") == "tensorrt-rtx":  # Triton's tensorrt_plan backend is full TensorRT's
+            raise ArtifactError(f"{path}: a TensorRT-RTX engine, which Triton's TensorRT backend cannot load; serve the "
+                                "ONNX model, or an engine built with full TensorRT (`builder` tensorrt)")
         io = manifest.extra.get("io")
         if not io:
             raise ArtifactError(f"{path}: its manifest has no I/O record (built by an older edgeopt): rebuild it")

@@ -176,6 +176,20 @@ def test_compute_capabilities_are_built_for_and_recorded(tiny_onnx: Path, tmp_pa
         build_rtx(tiny_onnx, tmp_path / "x.engine", "fp16", compute_capabilities=("9.0",))
 
 
+def test_info_names_the_builder_and_triton_refuses_an_rtx_engine(tiny_onnx: Path, tmp_path: Path) -> None:
+    """Triton's tensorrt_plan backend is full TensorRT's: an RTX engine is refused in one line, not written."""
+    from typer.testing import CliRunner
+
+    from edgeopt.cli.app import app
+
+    engine = build_rtx(tiny_onnx, tmp_path / "m.engine", "fp16", compute_capabilities=("8.6",)).path
+    info = CliRunner().invoke(app, ["info", str(engine)])
+    assert info.exit_code == 0 and "tensorrt-rtx 1." in info.output and "compute capability 8.6" in info.output, info.output
+    served = CliRunner().invoke(app, ["triton", str(engine), "--repo", str(tmp_path / "repo")])
+    assert served.exit_code == 1 and served.output.count("error:") == 1 and "TensorRT-RTX engine" in served.output, served.output
+    assert not (tmp_path / "repo").exists() or not any((tmp_path / "repo").rglob("*.plan"))
+
+
 # -- the command line, with TensorRT-RTX the only builder installed ---------------------------------
 def test_build_engine_cli_with_only_tensorrt_rtx(tiny_onnx: Path, synth_data: Path, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
