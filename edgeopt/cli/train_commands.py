@@ -57,7 +57,7 @@ def train_cmd(
     label_smoothing: Annotated[float, typer.Option("--label-smoothing")] = 0.1,
     randaugment: Annotated[int, typer.Option(help="RandAugment magnitude (0 = off).")] = 0,
     mixup: Annotated[float, typer.Option(help="Mixup Beta alpha (0 = off).")] = 0.0,
-    pretrained: Annotated[Optional[bool], typer.Option("--pretrained/--scratch", help="Start from ImageNet weights (offline for tf_efficientnet_lite0/1/2 and mobilenet_v2, from the model hub for other names) or from random ones. Default: pretrained where edgeopt ships the weights, as search and optimize; else scratch.", show_default=False)] = None,
+    pretrained: Annotated[Optional[bool], typer.Option("--pretrained/--scratch", help="Start from ImageNet weights (offline for tf_efficientnet_lite0, tf_efficientnet_lite1, tf_efficientnet_lite2 and mobilenet_v2; from the model hub for other names) or from random ones. Default: pretrained where edgeopt ships the weights, as search and optimize; else scratch.", show_default=False)] = None,
     teacher: Annotated[Optional[list[Path]], typer.Option("--teacher", help="Teacher checkpoint(s) for distillation; repeat to average several.")] = None,
     soft_labels: SoftLabels = None,
     kd: Annotated[str, typer.Option("--kd", help="all or true-label (KD only where the teacher is right).")] = "all",
