@@ -84,6 +84,7 @@ def optimize_cmd(
     trials: Annotated[int, typer.Option(help="Search trials.")] = 6,
     epochs: Annotated[int, typer.Option(help="Epochs per search trial.")] = 12,
     final_epochs: Annotated[int, typer.Option("--final-epochs", help="Epochs of the chosen student's final run (from the bank: patient schedules pay).")] = 100,
+    bn_recalibrate: Annotated[bool, typer.Option("--bn-recalibrate/--no-bn-recalibrate", help="Recompute the final run's BatchNorm statistics on its images as deployed (FixRes; measured to pay on TrashNet).")] = True,
     max_macs: Annotated[Optional[str], typer.Option("--max-macs", help="MAC budget of the chosen student, e.g. 20M.")] = None,
     pretrained: Annotated[bool, typer.Option("--pretrained/--scratch")] = True,
     max_f1_drop: Annotated[float, typer.Option("--max-f1-drop", help="INT8 budget: macro-F1 drop on a slice held out of the final run.")] = 0.01,

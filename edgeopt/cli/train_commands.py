@@ -299,6 +299,7 @@ def search_cmd(
     val_split: Annotated[float, typer.Option("--val-split", help="Share of --data that validates (selects) every trial.")] = 0.2,
     schedule: Annotated[str, typer.Option(help="Learning-rate schedule of every trial: cosine or onecycle.")] = "cosine",
     final_epochs: Annotated[Optional[int], typer.Option("--final-epochs", help="Train the chosen point again on all of --data for N epochs (0: no); default 100 with --soft-labels, else 0.")] = None,
+    bn_recalibrate: Annotated[bool, typer.Option("--bn-recalibrate", help="After the final run, recompute its BatchNorm statistics on its images as deployed (FixRes).")] = False,
     max_f1_drop: Annotated[Optional[float], typer.Option("--max-f1-drop", help="INT8 budget (as in calibrate, build-engine, optimize): make the final run's INT8 too, holding --int8-holdout of --data out of it, and keep PTQ or QAT, whichever loses less macro-F1 on that slice (QAT only when PTQ's drop is over this).")] = None,
     int8_max_drop: Annotated[Optional[float], renamed("--int8-max-drop", "--max-f1-drop")] = None,
     int8_holdout: Annotated[float, typer.Option("--int8-holdout", help="Share of --data held out of the final run to judge INT8.")] = 0.1,
@@ -329,7 +330,7 @@ def search_cmd(
                         kd_alpha=_floats(kd_alpha, "--kd-alpha"))
     config = SearchConfig(data=data, out=out, study=study, storage=storage, trials=trials, timeout=timeout, space=space,
                           objective=objective, kd=KDConfig(teachers=(teacher,) if teacher else (), soft_labels=soft_labels), epochs=epochs, batch_size=batch_size, val_split=val_split,
-                          schedule=schedule, final_epochs=final_epochs,
+                          schedule=schedule, final_epochs=final_epochs, bn_recalibrate=bn_recalibrate,
                           int8=Int8PathConfig(max_drop=max_f1_drop, holdout=int8_holdout, qat_epochs=int8_qat_epochs)
                           if max_f1_drop is not None else None,
                           pretrained=pretrained, baseline=baseline, baseline_f1=baseline_f1, heartbeat=heartbeat, seed=seed,

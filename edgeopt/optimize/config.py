@@ -35,6 +35,7 @@ class OptimizeConfig:
     trials: int = 6
     epochs: int = 12
     final_epochs: int = BANK_FINAL_EPOCHS  # from a bank an epoch costs the student alone
+    bn_recalibrate: bool = True  # FixRes: the final run's BN statistics on the deployed input (benchmarks/README.md, Session 9)
     max_macs: int | None = None
     pretrained: bool = True
     max_f1_drop: float = 0.01

@@ -28,7 +28,7 @@ STEP_SETTINGS: dict[str, tuple[str, ...]] = {
     "split": ("test_fraction",),
     "teacher": ("teacher", "teacher_model", "teacher_size", "teacher_epochs", "pretrained", "batch_size", "seed"),
     "bank": ("views", "batch_size", "seed"),
-    "search": ("backbones", "sizes", "max_prune", "trials", "epochs", "final_epochs", "max_macs", "pretrained",
+    "search": ("backbones", "sizes", "max_prune", "trials", "epochs", "final_epochs", "bn_recalibrate", "max_macs", "pretrained",
                "max_f1_drop", "int8_holdout", "adaround", "qat_epochs", "baseline", "baseline_f1", "batch_size", "seed"),
     "deploy": ("max_f1_drop", "target"),
     "bench": ("baseline", "baseline_f1"),

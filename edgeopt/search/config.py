@@ -68,6 +68,8 @@ class SearchConfig:
     # from a soft-label bank (an epoch costs the student alone), else 0 (no final run)
     final_epochs: int | None = None
     int8: Int8PathConfig | None = None  # the final run holds out a slice and picks PTQ or QAT by the drop measured on it
+    # the final run's BatchNorm statistics recomputed on its images as deployed (FixRes; TrainConfig.bn_recalibrate)
+    bn_recalibrate: bool = False
     pretrained: bool = True
     baseline: str = BASELINE_MODEL
     baseline_f1: float = BASELINE_F1

@@ -74,7 +74,7 @@ def _trial_dir(config: SearchConfig, trial: Any) -> Path:
 
 
 def train_point(config: SearchConfig, params: dict[str, Any], classes: list[str], folder: Path, *, epochs: int,
-                val_split: float, data: Path | None = None, callbacks: Any = None) -> Any:
+                val_split: float, data: Path | None = None, callbacks: Any = None, bn_recalibrate: bool = False) -> Any:
     """Build the point's backbone, prune it to its fraction of MACs, train it (distilled) in ``folder``
     (``callbacks``: ``train_classifier``'s progress hooks).
 
@@ -104,7 +104,7 @@ def train_point(config: SearchConfig, params: dict[str, Any], classes: list[str]
         kd=dataclasses.replace(config.kd, temperature=params.get("kd_temperature", config.kd.temperature),
                                alpha=params.get("kd_alpha", 0.0)),
         val_split=val_split, device=config.device, workers=config.workers, resume=(folder / "last.pt").exists(),
-        warn_view_repeats=False), callbacks)
+        warn_view_repeats=False, bn_recalibrate=bn_recalibrate), callbacks)
 
 
 def run_trial(config: SearchConfig, trial: Any, classes: list[str], baseline: dict[str, Any],
@@ -166,10 +166,11 @@ def refit(config: SearchConfig, chosen: TrialRecord, classes: list[str], log: Ca
     log(f"final run of trial {chosen.number} on {'all of ' if judge is None else ''}{data}, {config.final_epochs} epochs -> {folder}")
     _say_view_repeats(config, config.final_epochs, log)
     train = train_point(config, chosen.params, classes, folder, epochs=config.final_epochs, val_split=0.0, data=data,
-                        callbacks=callbacks)
+                        callbacks=callbacks, bn_recalibrate=config.bn_recalibrate)
     onnx_path, latency = _export_and_time(train.best_checkpoint, folder, config)
     record = {"trial": chosen.number, "checkpoint": str(train.best_checkpoint), "onnx": str(onnx_path), "macs": train.macs,
               "epochs": config.final_epochs, "latency_ms": latency, "trained_on": str(data),
+              "bn_recalibrated": config.bn_recalibrate,
               "selection": "none: trained on all of `data` for a fixed number of epochs; score it on a test split"}
     if judge is not None:
         record["selection"] = (f"none: trained on `data` less a {config.int8.holdout:.0%} slice held out to judge INT8, for a "

@@ -42,6 +42,8 @@ def test_optimize_runs_end_to_end_and_a_rerun_skips_every_finished_step(synth_da
     final = record["search"]["final"]
     assert test and not {digest(p) for p in test} & trained_on(read_manifest(final["checkpoint"]).extra)
     assert Path(final["int8"]["judged_on"]) != Path(record["split"]["test"])
+    # the final run's BatchNorm statistics recomputed on its images as deployed (optimize's default, FixRes)
+    assert final["bn_recalibrated"] and read_manifest(final["checkpoint"]).extra["bn_recalibrated"]["images"] > 0
     # deployed in the form this CPU runs, benched with the FP32 student against the baseline on the test split
     assert record["deploy"]["target"] == "cpu" and read_manifest(record["deploy"]["artifact"]).extra["quantization"]["target"] == "cpu"
     rows = record["bench"]["rows"]
