@@ -160,3 +160,10 @@ def test_the_package_reads_as_the_pipeline() -> None:
         modules = [p.stem for p in (PACKAGE / package).glob("*.py") if p.stem != "__init__"]
         mirrored = [p.name for p in (tests / package).glob(f"test_{package}_*.py")] if (tests / package).is_dir() else []
         assert mirrored, f"tests/{package}/ holds no test_{package}_*.py for edgeopt/{package}/ ({', '.join(sorted(modules))})"
+
+
+def test_no_module_is_over_400_lines() -> None:
+    """STYLE's mark: a module past ~400 lines is probably two modules (issue 33 split search.py, train/loop.py,
+    quant/ptq.py and trt/build.py along their seams)."""
+    long = {str(p.relative_to(ROOT)): n for p in PACKAGE.rglob("*.py") if (n := len(p.read_text().splitlines())) > 400}
+    assert long == {}

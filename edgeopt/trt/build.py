@@ -50,7 +50,7 @@ from edgeopt.trt.device import Device, default_device
 from edgeopt.trt.model_info import OnnxModelInfo, read_onnx_info
 from edgeopt.trt.plan import BuildOptions, BuildPlan, check_dla_profile, plan_build, profile_shapes
 from edgeopt.trt.rtx import logged_layers, rtx_device_and_targets, set_compute_capabilities_rtx
-from edgeopt.trt.verify import VerifyConfig
+from edgeopt.trt.verify import VerifyConfig, verify_and_hand_over
 
 
 @dataclasses.dataclass
@@ -219,7 +219,7 @@ def build_engine(onnx: str | Path, out: str | Path, options: BuildOptions, log: 
     write_artifact_manifest(out, engine_manifest, parent=parsed.path)
     verification = None
     if verify is not None:
-        out, verification = _verify_and_hand_over(out, final, onnx, engine_manifest, parsed.path, verify, log)
+        out, verification = verify_and_hand_over(out, final, onnx, engine_manifest, parsed.path, verify, log)
     return BuildResult(out, plan, trt.__version__, seconds, len(data), parsed.path, calibration, verification, builder)
 
 
@@ -244,33 +244,6 @@ def _engine_layers(trt, data: bytes, onnx: Path, echo: Callable[[str], None],
                       "will say so)", EdgeoptWarning, stacklevel=3)
         return None, None
     return layers, summarize(layers, nodes)
-
-
-def _verify_and_hand_over(staged: Path, final: Path, onnx: Path, manifest: Manifest, parsed: Path, config: VerifyConfig,
-                          log: Callable[[str], None]) -> tuple[Path, dict[str, Any]]:
-    """Run the staged engine against its FP32 source; move it to ``final`` when within budget, else remove it."""
-    import os
-
-    from edgeopt.artifacts import manifest_path
-    from edgeopt.trt.verify import describe, reference_onnx, verify_engine
-
-    reference, provenance = reference_onnx(onnx)
-    try:
-        record = verify_engine(staged, reference, config, provenance)
-    except BaseException:
-        staged.unlink(missing_ok=True)
-        manifest_path(staged).unlink(missing_ok=True)
-        raise
-    if not record["passed"]:
-        staged.unlink(missing_ok=True)
-        manifest_path(staged).unlink(missing_ok=True)
-        raise VerificationError(f"engine refused, not written to {final}: {describe(record)}")
-    os.replace(staged, final)
-    manifest.extra["verification"] = record
-    write_artifact_manifest(final, manifest, parent=parsed)
-    manifest_path(staged).unlink(missing_ok=True)
-    log(f"verified against {provenance}: {describe(record)}")
-    return final, record
 
 
 def _prepared_onnx(info: OnnxModelInfo, out: Path, plan: BuildPlan, options: BuildOptions,

@@ -16,11 +16,15 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgeopt.errors import ConfigError
+
+if TYPE_CHECKING:
+    from edgeopt.artifacts import Manifest
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,3 +127,31 @@ def describe(record: dict[str, Any]) -> str:
                    f"(budget {record['max_disagreement']:.1%})")
     return (f"{figures}, top-1 agreement {record['top1_agreement']:.1%}, max |Δlogit| {record['max_abs_logit_diff']:.4g} "
             f"on {record['images']} images of {record['data']}")
+
+
+def verify_and_hand_over(staged: Path, final: Path, onnx: Path, manifest: Manifest, parsed: Path, config: VerifyConfig,
+                          log: Callable[[str], None]) -> tuple[Path, dict[str, Any]]:
+    """``build_engine``'s last step with ``verify``: run the staged engine against its FP32 source; move it
+    to ``final`` when within budget, else remove it (an engine that was not judged never takes the name)."""
+    import os
+
+    from edgeopt.artifacts import manifest_path, write_artifact_manifest
+    from edgeopt.errors import VerificationError
+
+    reference, provenance = reference_onnx(onnx)
+    try:
+        record = verify_engine(staged, reference, config, provenance)
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        manifest_path(staged).unlink(missing_ok=True)
+        raise
+    if not record["passed"]:
+        staged.unlink(missing_ok=True)
+        manifest_path(staged).unlink(missing_ok=True)
+        raise VerificationError(f"engine refused, not written to {final}: {describe(record)}")
+    os.replace(staged, final)
+    manifest.extra["verification"] = record
+    write_artifact_manifest(final, manifest, parent=parsed)
+    manifest_path(staged).unlink(missing_ok=True)
+    log(f"verified against {provenance}: {describe(record)}")
+    return final, record
