@@ -32,15 +32,20 @@ def tensorrt_available() -> bool:
     return torch.cuda.is_available()
 
 
-def folder_digest(root: Path) -> str:
-    """Content digest of every file under ``root``: relative path and sha256 of its bytes (a changed
-    image changes it; a copied or touched folder with the same images does not)."""
+def file_digests(root: Path) -> dict[Path, str]:
+    """Every file under ``root`` (hidden ones left out) and the digest of its bytes (``data.seen.digest``)."""
     from edgeopt.data.seen import digest
 
+    return {p: digest(p) for p in sorted(root.rglob("*")) if p.is_file() and not p.name.startswith(".")}
+
+
+def folder_digest(root: Path, digests: dict[Path, str] | None = None) -> str:
+    """Content digest of every file under ``root``: relative path and sha256 of its bytes (a changed
+    image changes it; a copied or touched folder with the same images does not). ``digests``: the
+    folder's ``file_digests`` when the caller has them already."""
     h = hashlib.sha256()
-    for p in sorted(root.rglob("*")):
-        if p.is_file() and not p.name.startswith("."):
-            h.update(f"{p.relative_to(root).as_posix()}\0{digest(p)}\n".encode())
+    for p, d in (digests if digests is not None else file_digests(root)).items():
+        h.update(f"{p.relative_to(root).as_posix()}\0{d}\n".encode())
     return h.hexdigest()
 
 
@@ -55,17 +60,16 @@ def check_inputs(config: Any) -> CheckedInputs:
     scan = scan_folder(c.data)
     if len(scan.classes) < 2:
         raise DataError(f"`data` {c.data} has one class folder ({scan.classes[0]}): a classifier needs at least two")
-    test_digest = None
+    data_files, test_digest = file_digests(c.data), None  # each image read and hashed once
     if c.test is not None:
         test_scan = scan_folder(c.test, classes=scan.classes, allow_empty_classes=True)
-        from edgeopt.data.seen import digest
-
-        pool = {digest(s.path) for s in scan.samples}
-        shared = [s.path for s in test_scan.samples if digest(s.path) in pool]
+        test_files = file_digests(c.test)
+        pool = {data_files[s.path] for s in scan.samples}
+        shared = [s.path for s in test_scan.samples if test_files[s.path] in pool]
         if shared:
             raise DataError(f"`test` {c.test} shares {len(shared)} image(s) with `data` (e.g. {shared[0]}, same content): "
                             "report on images nothing trains on, or leave `test` out to hold a share of `data` out")
-        test_digest = folder_digest(c.test)
+        test_digest = folder_digest(c.test, test_files)
     if c.teacher is not None:
         _check_teacher(c.teacher, scan.classes)
     from edgeopt.device import resolve_device
@@ -84,7 +88,7 @@ def check_inputs(config: Any) -> CheckedInputs:
     elif target == "tensorrt" and not tensorrt_available():
         raise MissingDependencyError("`target` tensorrt needs TensorRT and an NVIDIA GPU on this machine "
                                      "(pip install 'edgeopt[tensorrt]'); use `target` cpu or auto here")
-    return CheckedInputs(list(scan.classes), folder_digest(c.data), test_digest, target, space)
+    return CheckedInputs(list(scan.classes), folder_digest(c.data, data_files), test_digest, target, space)
 
 
 def _check_teacher(path: Path, classes: list[str]) -> None:
