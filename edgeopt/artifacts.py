@@ -20,13 +20,13 @@ from typing import Any
 
 from edgeopt import __version__
 from edgeopt.errors import ArtifactError, ConfigError
+from edgeopt.formats import FORMATS, SUFFIX_KINDS
 
 MANIFEST_SUFFIX = ".json"
 SCHEMA_VERSION = 1
-# the one suffix -> artifact-kind table (CLI, runtime and stages all ask it)
-ARTIFACT_KINDS = {".pt": "checkpoint", ".pth": "checkpoint", ".onnx": "onnx", ".engine": "engine", ".plan": "engine",
-                  ".trt": "engine", ".bank": "soft-labels"}
-KIND_SUFFIXES = {"checkpoint": ".pt", "onnx": ".onnx", "engine": ".engine", "soft-labels": ".bank"}
+# the one suffix -> artifact-kind table (CLI, runtime and stages all ask it): the model formats' endings
+# from ``edgeopt.formats.FORMATS``, and the artifacts that are not models
+ARTIFACT_KINDS = {**SUFFIX_KINDS, ".bank": "soft-labels"}
 
 
 def suffix_kind(path: str | os.PathLike[str]) -> str | None:
@@ -39,8 +39,9 @@ def artifact_kind(path: str | os.PathLike[str]) -> str:
     kind = suffix_kind(path)
     if kind is None:
         raise ArtifactError(
-            f"{path}: unknown artifact type {Path(path).suffix or '(no suffix)'}; expected a checkpoint (.pt), "
-            "an ONNX model (.onnx) or a TensorRT engine (.engine)"
+            f"{path}: unknown artifact type {Path(path).suffix or '(no suffix)'}; expected a checkpoint "
+            f"({FORMATS['checkpoint'].suffix}), an ONNX model ({FORMATS['onnx'].suffix}) or a TensorRT engine "
+            f"({FORMATS['engine'].suffix})"
         )
     return kind
 

@@ -2,9 +2,11 @@
 
 One row per format (as Ultralytics' ``export_formats()``): the artifact kind and file suffix, the
 precision, the target that runs it, the stage that produces it, the formats it can be made from,
-and the options that stage takes. ``edgeopt.convert.convert`` walks this table; everything else
-asks it (``format_of``) instead of comparing manifest strings. A leaf module: it imports no stage,
-so any stage may read it.
+the options that stage takes, the runner backends that run it (``edgeopt.runtime.open_runner``),
+the Triton platform that serves it and, for INT8, its quantization form. ``edgeopt.convert.convert``
+walks this table; everything else asks it (``get_format``, ``format_of``, ``SUFFIX_KINDS``) instead
+of comparing file names or manifest strings. A leaf module: it imports nothing of edgeopt but its
+errors, so any module (``edgeopt.artifacts`` included) may read it.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 from pathlib import Path
+from typing import Any, Protocol
 
-from edgeopt.artifacts import Manifest
 from edgeopt.errors import ConfigError
 
 # the targets an artifact runs on; "any" = ONNX Runtime or TensorRT alike
@@ -22,17 +24,35 @@ CPU_TARGETS = ("cpu", "cpu-vnni")  # ONNX Runtime's CPU int8 kernels (QOperator)
 
 
 @dataclasses.dataclass(frozen=True)
+class QuantForm:
+    """How an INT8 format is quantized (recorded in its manifest's ``quantization``)."""
+
+    form: str  # QDQ (QuantizeLinear/DequantizeLinear pairs) or QOperator (fused QLinear* kernels)
+    activations: str
+    weights: str
+    reduce_range: bool = False  # 7-bit weights (ONNX Runtime's ``reduce_range``)
+
+    def to_dict(self) -> dict[str, str]:
+        """The manifest's record of it."""
+        return {"format": self.form, "activations": self.activations, "weights": self.weights}
+
+
+@dataclasses.dataclass(frozen=True)
 class Format:
     """One row of the conversion graph."""
 
     name: str
-    kind: str  # artifact kind (``artifacts.ARTIFACT_KINDS``): checkpoint, onnx, engine
+    kind: str  # artifact kind: checkpoint, onnx, engine (``SUFFIX_KINDS`` maps file names to it)
     suffix: str  # what ``convert`` names a file of this format: <stem><suffix>
     precision: str | None  # fp32, fp16, int8; None: set by the stage's options (an engine)
     target: str  # what runs it (``TARGETS``)
     stage: str  # the stage that makes it
     parents: tuple[str, ...]  # the formats it is made from directly
     options: tuple[str, ...] = ()  # the keyword options ``convert`` hands that stage
+    backends: tuple[str, ...] = ()  # runner backends that run it (``edgeopt.runtime.RUNNERS``); the first is the default
+    triton_platform: str | None = None  # the Triton Inference Server platform that serves it; None: not servable
+    quant: QuantForm | None = None  # an INT8 format's quantization form
+    aliases: tuple[str, ...] = ()  # other file endings a file of this kind may have (``.pth``, ``.plan``)
 
     @property
     def for_tensorrt(self) -> bool:
@@ -40,22 +60,51 @@ class Format:
 
 
 _CALIBRATE = ("data", "num_images", "method", "batch_size", "seed", "calibration_dir")
+# ONNX Runtime runs every ONNX row; the pure-Python reference evaluator the standard-op ones (not the
+# CPU rows' com.microsoft QLinear* kernels); Triton serves ONNX with ONNX Runtime and engines as plans
+_ORT = ("onnxruntime", "onnx-reference")
+_QDQ = QuantForm("QDQ", "int8 symmetric per-tensor", "int8 symmetric per-channel (output-channel axis)")
+# The CPU forms, chosen by measurement (benchmarks/README.md, "INT8 for ONNX Runtime's CPU kernels"):
+# QOperator (fused QLinearConv kernels), uint8 activations, per-channel weights. Without VNNI, ORT's
+# AVX2 u8 x s8 kernels add pairs of products into saturating int16 (255 * 127 * 2 overflows): 7-bit
+# weights (reduce_range) cannot overflow, so int8-cpu is exact on any x86 CPU; int8-cpu-vnni keeps
+# 8-bit weights, which only VNNI/AMX CPUs compute without saturation.
+_CPU = QuantForm("QOperator", "uint8 asymmetric per-tensor", "int8 per-channel, 7-bit (reduce_range)", reduce_range=True)
+_CPU_VNNI = QuantForm("QOperator", "uint8 asymmetric per-tensor", "int8 per-channel, 8-bit")
 FORMATS: dict[str, Format] = {f.name: f for f in (
-    Format("checkpoint", "checkpoint", ".pt", "fp32", "torch", "train", ()),
-    Format("onnx", "onnx", ".onnx", "fp32", "any", "export", ("checkpoint",), ("data", "opset", "static_batch", "atol")),
-    Format("onnx-fp16", "onnx", ".fp16.onnx", "fp16", "tensorrt", "export", ("onnx",)),
+    Format("checkpoint", "checkpoint", ".pt", "fp32", "torch", "train", (), backends=("torch",), aliases=(".pth",)),
+    Format("onnx", "onnx", ".onnx", "fp32", "any", "export", ("checkpoint",), ("data", "opset", "static_batch", "atol"),
+           backends=_ORT, triton_platform="onnxruntime_onnx"),
+    Format("onnx-fp16", "onnx", ".fp16.onnx", "fp16", "tensorrt", "export", ("onnx",),
+           backends=_ORT, triton_platform="onnxruntime_onnx"),
     Format("int8-qdq", "onnx", ".int8.onnx", "int8", "tensorrt", "calibrate", ("onnx",),
-           (*_CALIBRATE, "quantizer", "skip_first_last", "fallback", "ptq")),
-    Format("int8-qdq-fp16", "onnx", ".int8-fp16.onnx", "int8", "tensorrt", "export", ("int8-qdq",)),
-    Format("int8-cpu", "onnx", ".cpu-int8.onnx", "int8", "cpu", "calibrate", ("onnx",), _CALIBRATE),
-    Format("int8-cpu-vnni", "onnx", ".cpu-vnni-int8.onnx", "int8", "cpu-vnni", "calibrate", ("onnx",), _CALIBRATE),
+           (*_CALIBRATE, "quantizer", "skip_first_last", "fallback", "ptq"),
+           backends=_ORT, triton_platform="onnxruntime_onnx", quant=_QDQ),
+    Format("int8-qdq-fp16", "onnx", ".int8-fp16.onnx", "int8", "tensorrt", "export", ("int8-qdq",),
+           backends=_ORT, triton_platform="onnxruntime_onnx", quant=_QDQ),
+    Format("int8-cpu", "onnx", ".cpu-int8.onnx", "int8", "cpu", "calibrate", ("onnx",), _CALIBRATE,
+           backends=("onnxruntime",), triton_platform="onnxruntime_onnx", quant=_CPU),
+    Format("int8-cpu-vnni", "onnx", ".cpu-vnni-int8.onnx", "int8", "cpu-vnni", "calibrate", ("onnx",), _CALIBRATE,
+           backends=("onnxruntime",), triton_platform="onnxruntime_onnx", quant=_CPU_VNNI),
     # an engine's precision is its build options'; the ONNX it needs first (FP16 graph, Q/DQ, FP16
     # float part) depends on the TensorRT version, so its build plan asks convert for it
     Format("engine", "engine", ".engine", None, "tensorrt", "build-engine",
-           ("onnx", "onnx-fp16", "int8-qdq", "int8-qdq-fp16"), ("build", "verify", "device")),
+           ("onnx", "onnx-fp16", "int8-qdq", "int8-qdq-fp16"), ("build", "verify", "device"),
+           backends=("tensorrt",), triton_platform="tensorrt_plan", aliases=(".plan", ".trt")),
 )}
-# the calibrate stage's ``target`` argument for each INT8 format
-CALIBRATE_TARGET = {"int8-qdq": "tensorrt", "int8-cpu": "cpu", "int8-cpu-vnni": "cpu-vnni"}
+# the calibrate stage's ``target`` argument for each INT8 format it makes
+CALIBRATE_TARGET = {f.name: f.target for f in FORMATS.values() if f.stage == "calibrate"}
+# file ending -> artifact kind, for the model formats (``edgeopt.artifacts`` adds the other artifacts)
+SUFFIX_KINDS = {s: f.kind for f in FORMATS.values() for s in ("." + f.suffix.rsplit(".", 1)[-1], *f.aliases)}
+
+
+class ManifestFields(Protocol):
+    """What ``format_of`` reads of a manifest (``edgeopt.artifacts.Manifest``)."""
+
+    kind: str
+    precision: str | None
+    format: str | None
+    extra: dict[str, Any]
 
 
 def get_format(name: str) -> Format:
@@ -67,7 +116,7 @@ def get_format(name: str) -> Format:
     return FORMATS[name]
 
 
-def format_of(manifest: Manifest) -> Format:
+def format_of(manifest: ManifestFields) -> Format:
     """The row an artifact belongs to, from its manifest's ``format`` (or, for manifests written
     before that field, from its kind, precision and quantization record)."""
     if manifest.format is not None:

@@ -110,6 +110,6 @@ def _convert(ckpt: Path, name: str, random: bool, size: int, precision: str, sou
         from edgeopt.trt.plan import BuildOptions
 
         # an INT8 engine is calibrated from the FP32 export inside the build (explicit Q/DQ)
-        path = convert(ckpt, "engine", stem.with_name(f"{stem.name}.{precision}.engine"),
+        path = convert(ckpt, "engine", stem.with_name(f"{stem.name}.{precision}{get_format('engine').suffix}"),
                        build=BuildOptions(precision, calib_data=calib_data, num_images=256)).path
     return Baseline(path, name, random, size, precision, source)

@@ -10,6 +10,7 @@ from typing import Any
 
 from edgeopt.convert import convert
 from edgeopt.errors import VerificationError
+from edgeopt.formats import get_format
 
 # ONNX Runtime's CPU INT8 is made from the FP32 model (the TensorRT-form Q/DQ candidates saturate its
 # kernels on CPUs without VNNI); its calibration methods, tried in turn until one is within budget
@@ -24,13 +25,15 @@ def deploy_cpu(final: dict[str, Any], folder: Path, max_f1_drop: float, log: Cal
     from edgeopt.quant.fallback import judge_int8
 
     fp32, judge, train = Path(final["onnx"]), Path(final["int8"]["judged_on"]), Path(final["trained_on"])
+    cpu = get_format("int8-cpu")
+    form = f"{cpu.quant.form}, weights {cpu.quant.weights}" if cpu.quant else "int8"
     manifest = read_manifest(fp32, expect_kind="onnx")
     preprocess = Preprocess.from_dict(manifest.preprocess)
     candidates: dict[str, dict[str, Any]] = {}
     for method in CPU_METHODS:
-        out = folder / ("model.cpu-int8.onnx" if method == CPU_METHODS[0] else f"model-{method}.cpu-int8.onnx")
+        out = folder / (("model" if method == CPU_METHODS[0] else f"model-{method}") + cpu.suffix)
         log(f"[5/6] deploy: INT8 for ONNX Runtime's CPU kernels ({method} calibration), judged on {judge}")
-        path = convert(fp32, "int8-cpu", out, log=log, data=train, method=method).path
+        path = convert(fp32, cpu.name, out, log=log, data=train, method=method).path
         candidates[method] = {"onnx": str(path), **judge_int8(fp32, path, judge, list(manifest.classes), preprocess)}
         log(f"CPU INT8 ({method}): macro-F1 drop {candidates[method]['drop']:.4f} on {candidates[method]['images']} "
             f"held-out images (budget {max_f1_drop})")
@@ -42,7 +45,7 @@ def deploy_cpu(final: dict[str, Any], folder: Path, max_f1_drop: float, log: Cal
         judged = within[method]
         return {"target": "cpu", "artifact": judged["onnx"], "precision": "int8", "refused": None, "judged": judged,
                 "candidates": candidates, "judged_on": str(judge),
-                "how": f"ONNX Runtime CPU kernels (`target` cpu: QOperator, 7-bit weights, {method} calibration on the final "
+                "how": f"ONNX Runtime CPU kernels (`target` {cpu.target}: {form}, {method} calibration on the final "
                        f"run's training images), judged itself on the held-out slice: macro-F1 drop {judged['drop']:.4f} "
                        f"(budget {max_f1_drop})"}
     best = min(candidates.values(), key=lambda r: r["drop"])
@@ -62,12 +65,13 @@ def deploy_tensorrt(final: dict[str, Any], folder: Path, max_f1_drop: float, log
     from edgeopt.trt.verify import VerifyConfig
 
     int8, judge = final["int8"], Path(final["int8"]["judged_on"])
+    suffix = get_format("engine").suffix
     verify = VerifyConfig(judge, max_f1_drop=max_f1_drop)
     refused = None if int8["onnx"] else f"no INT8 candidate was within the budget of {max_f1_drop} on the held-out slice"
     if int8["onnx"]:
         log(f"[5/6] deploy: TensorRT INT8 engine of {int8['onnx']}, verified on {judge}")
         try:
-            built = convert(int8["onnx"], "engine", folder / "model.int8.engine", log=log, build=BuildOptions("int8"),
+            built = convert(int8["onnx"], "engine", folder / f"model.int8{suffix}", log=log, build=BuildOptions("int8"),
                             verify=verify)
             judged = built.results["engine"].verification
             return {"target": "tensorrt", "artifact": str(built.path), "precision": "int8", "refused": None, "judged": judged,
@@ -77,7 +81,7 @@ def deploy_tensorrt(final: dict[str, Any], folder: Path, max_f1_drop: float, log
         except VerificationError as exc:
             refused = f"the INT8 engine was refused: {exc}"
     log(f"deploy: {refused}; an FP16 engine is deployed")
-    built = convert(final["onnx"], "engine", folder / "model.fp16.engine", log=log, build=BuildOptions("fp16"), verify=verify)
+    built = convert(final["onnx"], "engine", folder / f"model.fp16{suffix}", log=log, build=BuildOptions("fp16"), verify=verify)
     judged = built.results["engine"].verification
     return {"target": "tensorrt", "artifact": str(built.path), "precision": "fp16", "refused": refused, "judged": judged,
             "judged_on": str(judge),

@@ -139,7 +139,7 @@ class QdqWriter:
 def quantize_cpu(model: Path, out: Path, batches: Iterator[np.ndarray], input_name: str, method: str,
                  reduce_range: bool) -> int:
     """ONNX Runtime's own calibration and QOperator quantization for its CPU kernels (see
-    ``edgeopt.quant.calibrate.CPU_FORMATS``): uint8 asymmetric activations (symmetric ones are slower:
+    the ``int8-cpu`` rows of ``edgeopt.formats.FORMATS``): uint8 asymmetric activations (symmetric ones are slower:
     ORT's fast u8 paths want a free zero-point; benchmarks/README.md), per-channel weights, 7-bit with
     ``reduce_range``."""
     import logging

@@ -17,8 +17,9 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgeopt.artifacts import artifact_kind, atomic_dir, read_manifest
+from edgeopt.artifacts import artifact_kind, atomic_dir, manifest_path, read_manifest
 from edgeopt.errors import ArtifactError, ConfigError
+from edgeopt.formats import FORMATS, format_of
 
 if TYPE_CHECKING:
     from edgeopt.trt.model_info import InputDescription
@@ -26,7 +27,9 @@ if TYPE_CHECKING:
 # ONNX TensorProto data type names -> Triton's model_config.proto DataType
 TRITON_DTYPES = {"FLOAT": "TYPE_FP32", "FLOAT16": "TYPE_FP16", "BFLOAT16": "TYPE_BF16", "DOUBLE": "TYPE_FP64",
                  "INT8": "TYPE_INT8", "UINT8": "TYPE_UINT8", "INT32": "TYPE_INT32", "INT64": "TYPE_INT64", "BOOL": "TYPE_BOOL"}
-PLATFORMS = {"onnx": ("onnxruntime_onnx", "model.onnx"), "engine": ("tensorrt_plan", "model.plan")}
+# the file name each Triton platform loads from a version folder (its default ``default_model_filename``);
+# which platform serves which format is the format's row (``edgeopt.formats.Format.triton_platform``)
+MODEL_FILENAMES = {"onnxruntime_onnx": "model.onnx", "tensorrt_plan": "model.plan", "pytorch_libtorch": "model.pt"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,13 +154,21 @@ def render_config(name: str, platform: str, io: dict, max_batch: int, config: Tr
     return "\n".join(parts) + "\n"
 
 
+def _platform(path: Path, kind: str) -> str:
+    """The Triton platform of the artifact's format (from its manifest; an ONNX without one is the plain ONNX row)."""
+    row = format_of(read_manifest(path, verify=False)) if manifest_path(path).exists() else FORMATS.get(kind)
+    if row is None or row.triton_platform is None:
+        servable = sorted({f.kind for f in FORMATS.values() if f.triton_platform})
+        raise ConfigError(f"{path}: Triton serves {' or '.join(servable)} artifacts, not a {kind}; "
+                          "export the checkpoint first (edgeopt export)")
+    return row.triton_platform
+
+
 def export_triton(config: TritonConfig) -> TritonResult:
     """Write (atomically) the repository entry for ``config.artifact``."""
     path = Path(config.artifact)
     kind = artifact_kind(path)
-    if kind not in PLATFORMS:
-        raise ConfigError(f"{path}: Triton serves an ONNX model or a TensorRT engine; export the checkpoint first "
-                          "(edgeopt export)")
+    platform = _platform(path, kind)
     name = _model_name(config.name or path.name.split(".")[0])
     if config.name is not None and name != config.name:
         raise ConfigError(f"`name` {config.name!r}: use letters, digits, '_', '-' and '.' (e.g. {name!r})")
@@ -168,7 +179,7 @@ def export_triton(config: TritonConfig) -> TritonResult:
         raise ConfigError(f"{target} already holds {what} named {name!r}: pass `force` to replace it, or `name` another")
     io, about = _describe(path, kind, config)
     max_batch = _batching(path, kind, about, io, config)
-    platform, filename = PLATFORMS[kind]
+    filename = MODEL_FILENAMES[platform]
     source = {"artifact": str(path), "kind": kind,
               **{k: v for k, v in about.items() if k not in ("classes", "preprocess", "profile")}}
     classes = list(about["classes"])
