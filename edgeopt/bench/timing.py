@@ -14,8 +14,7 @@ from edgeopt.artifacts import atomic_write_text
 from edgeopt.data.folder import classifiable_images as list_images  # submit time's folder rule, predict's too
 from edgeopt.data.presets import Preprocess
 from edgeopt.errors import ConfigError
-from edgeopt.metrics import classification_metrics
-from edgeopt.runtime.predict import predict
+from edgeopt.runtime.scoring import folder_labels, score_batches, score_logits
 
 
 @dataclasses.dataclass
@@ -153,41 +152,27 @@ def submit_time(
         raise ConfigError("`batch_size`, `workers` and `submit_runs` must be at least 1")
     folder = Path(folder)
     paths = list_images(folder)
+    labels = folder_labels(folder, paths, classes, unlabelled=False)  # before timing: a foreign layout fails at once
     decode_times, full_times = [], []
     for _ in range(runs):
         decode_times.append(decode_only(paths, preprocess, batch_size, workers, clock))
         t0 = clock()
-        pred = _classify_to_csv(run, classes, preprocess, folder, paths, csv_path, batch_size, workers)
+        probs = _classify_to_csv(run, classes, preprocess, folder, paths, csv_path, batch_size, workers)
         full_times.append(clock() - t0)
     f1 = acc = None
-    labels = _folder_labels(folder, paths, classes)
-    if labels is not None:
-        m = classification_metrics(labels, pred, classes)
-        f1, acc = m.macro_f1, m.accuracy
+    metrics = score_logits(probs, labels, classes)
+    if metrics is not None:
+        f1, acc = metrics.macro_f1, metrics.accuracy
     return SubmitResult(len(paths), float(np.median(full_times)), float(np.median(decode_times)), csv_path, f1, acc, runs)
 
 
 def _classify_to_csv(run: Timed, classes: Sequence[str], preprocess: Preprocess, folder: Path, paths: Sequence[Path],
                      csv_path: Path | None, batch_size: int, workers: int) -> np.ndarray:
-    """The timed part of submit time: decode, infer, softmax, write the CSV; returns the predictions."""
-    from edgeopt.runtime.classify import predictions_csv
+    """The timed part of submit time: decode, infer, softmax, write the CSV; returns the probabilities."""
+    from edgeopt.runtime.classify import predictions_csv, softmax
 
-    logits = predict(run, preprocess.iter_batches(paths, batch_size, workers)).astype(np.float64)
-    z = logits - logits.max(1, keepdims=True)
-    p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    p = softmax(score_batches([run], preprocess.iter_batches(paths, batch_size, workers))[0].logits)
     text = predictions_csv([str(path.relative_to(folder)) for path in paths], p, classes)  # the one CSV writer (predict's)
     if csv_path is not None:
         atomic_write_text(csv_path, text)
-    return p.argmax(1)
-
-
-def _folder_labels(folder: Path, paths: Sequence[Path], classes: Sequence[str]) -> np.ndarray | None:
-    """Labels from ``<class>/<image>`` when every image sits in a folder named after a model class."""
-    index = {c: i for i, c in enumerate(classes)}
-    labels = []
-    for p in paths:
-        rel = p.relative_to(folder).parts
-        if len(rel) < 2 or rel[0] not in index:
-            return None
-        labels.append(index[rel[0]])
-    return np.asarray(labels)
+    return p

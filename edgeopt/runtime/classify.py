@@ -1,7 +1,7 @@
 """``edgeopt predict``: every image under a folder (recursively) through any artifact, into a CSV of
 class and confidence per file (the competition's submission; what a robot's integrator runs first).
 
-The images go through the one prediction loop (``runtime.predict``) with the artifact's own
+The images go through the one scoring loop (``runtime.scoring``) with the artifact's own
 preprocessing; the CSV has submit time's columns (``path,prediction,confidence``), then the runners-up
 when ``top_k`` > 1.
 """
@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from edgeopt.artifacts import atomic_write_text
-from edgeopt.errors import ConfigError, DataError
+from edgeopt.errors import ConfigError
+from edgeopt.runtime.scoring import folder_labels, score_batches, score_logits
 
 Progress = Callable[[int, int], None]  # (images done, images in all)
 
@@ -79,24 +80,6 @@ def predictions_csv(names: Sequence[str], probs: np.ndarray, classes: Sequence[s
     return buf.getvalue()
 
 
-def folder_labels(folder: Path, paths: Sequence[Path], classes: Sequence[str], unlabelled: bool) -> np.ndarray | None:
-    """Labels when ``folder`` is ``<class>/<image>`` with the model's classes; None for any other layout.
-
-    A folder laid out as classes (every image one folder deep, two folders or more) whose names are
-    not all the model's is an error: that is a model of other classes, or data of another task;
-    ``unlabelled`` classifies it anyway."""
-    index = {c: i for i, c in enumerate(classes)}
-    rel = [p.relative_to(folder).parts for p in paths]
-    names = sorted({r[0] for r in rel if len(r) == 2})
-    if unlabelled or any(len(r) != 2 for r in rel) or len(names) < 2:
-        return None
-    foreign = [n for n in names if n not in index]
-    if foreign:
-        raise DataError(f"{folder}: its sub-folders read as classes {names}, but {foreign} are not among the model's "
-                        f"classes {list(classes)}: a model of other classes? Pass `unlabelled` to classify the images anyway")
-    return np.asarray([index[r[0]] for r in rel])
-
-
 def _counted(batches: Iterable[np.ndarray], total: int, progress: Progress | None) -> Iterator[np.ndarray]:
     done = 0
     for batch in batches:
@@ -114,10 +97,8 @@ def classify_folder(config: PredictConfig, progress: Progress | None = None) -> 
     """
     from edgeopt.data.folder import classifiable_images as list_images
     from edgeopt.data.presets import Preprocess
-    from edgeopt.metrics import classification_metrics
     from edgeopt.runtime import open_runner
     from edgeopt.runtime.evaluate import artifact_manifest
-    from edgeopt.runtime.predict import predict
 
     c = config
     manifest = artifact_manifest(c.artifact)
@@ -137,14 +118,14 @@ def classify_folder(config: PredictConfig, progress: Progress | None = None) -> 
     if progress is not None:
         progress(0, len(paths))
     batches = _counted(preprocess.iter_batches(paths, c.batch_size, c.workers), len(paths), progress)
-    probs = softmax(predict(runner.run, batches))
+    probs = softmax(score_batches([runner.run], batches)[0].logits)
     atomic_write_text(c.out, predictions_csv([str(p.relative_to(c.folder)) for p in paths], probs, classes, c.top_k))
     seconds = time.perf_counter() - t0
     pred = probs.argmax(1)
     tally = Counter(int(k) for k in pred)
     result = PredictResult(c.out, len(paths), {name: tally.get(i, 0) for i, name in enumerate(classes)}, seconds,
                            runner.backend, runner.precision)
-    if labels is not None:
-        m = classification_metrics(labels, pred, classes)
-        result.macro_f1, result.accuracy = m.macro_f1, m.accuracy
+    metrics = score_logits(probs, labels, classes)
+    if metrics is not None:
+        result.macro_f1, result.accuracy = metrics.macro_f1, metrics.accuracy
     return result

@@ -10,16 +10,11 @@ from typing import Any
 import numpy as np
 
 from edgeopt.artifacts import Manifest, atomic_write_json, read_manifest
-from edgeopt.data.folder import scan_folder
 from edgeopt.data.presets import Preprocess
 from edgeopt.errors import ConfigError
-from edgeopt.metrics import (
-    ClassificationMetrics,
-    classification_metrics,
-    plot_confusion,
-)
+from edgeopt.metrics import ClassificationMetrics, plot_confusion
 from edgeopt.runtime import artifact_kind, open_runner
-from edgeopt.runtime.predict import predict
+from edgeopt.runtime.scoring import labelled_folder, score_folder
 
 
 @dataclasses.dataclass
@@ -59,9 +54,8 @@ def evaluate_artifact(path: str | Path, data: str | Path, backend: str = "auto",
                           "rebuild it with edgeopt build-engine --classes FILE (one name a line)")
     options = {"int8_exec": int8_exec} if artifact_kind(path) == "onnx" else {}
     runner = open_runner(path, backend=backend, device=device, **options)
-    scan = scan_folder(data, classes=manifest.classes, allow_empty_classes=True)
-    preds = predict(runner.run, preprocess.iter_batches([s.path for s in scan.samples], batch_size)).argmax(1)
-    metrics = classification_metrics(scan.labels, preds, manifest.classes)
+    scored = score_folder([runner.run], labelled_folder(data, manifest.classes), manifest.classes, preprocess, batch_size)[0]
+    preds, metrics = scored.predictions, scored.metrics
     result = EvalResult(path, runner.backend, runner.precision, metrics, preds, path.stat().st_size)
     if plot is not None:
         plot_confusion(metrics, plot, title=f"{path.name}: macro-F1 {metrics.macro_f1:.3f}")
