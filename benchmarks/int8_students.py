@@ -33,7 +33,9 @@ from edgeopt.quant.calibrate import calibrate_onnx
 from edgeopt.data.folder import materialize_split
 from edgeopt.errors import ConfigError
 from edgeopt.export.onnx import export_onnx
-from edgeopt.quant.fallback import FallbackConfig, _Scorer, agreement, eval_images, mean_kl
+from edgeopt.quant.fallback import FallbackConfig, eval_images
+from edgeopt.runtime.judge import ParentJudge
+from edgeopt.runtime.scoring import ImageSet
 from edgeopt.bench.machine import machine_info
 from edgeopt.quant.ptq import PtqOptions
 
@@ -82,9 +84,9 @@ def main(argv: list[str] | None = None) -> int:
 
         config = FallbackConfig(0.0, test)  # the test split, labelled, to score on
         paths, labels = eval_images(config, manifest["classes"])
-        scorer = _Scorer(paths, labels, manifest["classes"], Preprocess.from_dict(manifest["preprocess"]), 64)
-        reference = scorer.logits(fp32)
-        f1_fp32 = scorer.f1(reference)
+        judge = ParentJudge(fp32, ImageSet(paths, labels), classes=manifest["classes"],
+                            preprocess=Preprocess.from_dict(manifest["preprocess"]), batch_size=64)
+        f1_fp32 = judge.f1_parent
         entry = {"checkpoint": str(checkpoint), "macs": manifest["arch"].get("macs"), "f1_fp32_test": round(f1_fp32, 4), "rows": []}
         record["students"].append(entry)
         for name in methods:
@@ -104,8 +106,8 @@ def main(argv: list[str] | None = None) -> int:
                 result = evaluate_artifact(q.path, test, int8_exec="kernels")
                 f1, agree, kl = result.metrics.macro_f1, float("nan"), float("nan")
             else:
-                logits = scorer.logits(q.path)
-                f1, agree, kl = scorer.f1(logits), agreement(reference, logits), mean_kl(reference, logits)
+                judged = judge.judge(q.path)
+                f1, agree, kl = judged.f1_candidate, judged.agreement, judged.mean_kl
             row = {"method": name, "f1_test": round(f1, 4), "drop": round(f1_fp32 - f1, 4), "top1_agreement": round(agree, 4),
                    "kl": round(kl, 5), "seconds": round(seconds, 1)}
             entry["rows"].append(row)

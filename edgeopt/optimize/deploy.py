@@ -22,7 +22,7 @@ def deploy_cpu(final: dict[str, Any], folder: Path, max_f1_drop: float, log: Cal
     its held-out slice; the FP32 ONNX when no calibration method is within ``max_f1_drop``."""
     from edgeopt.artifacts import read_manifest
     from edgeopt.data.presets import Preprocess
-    from edgeopt.quant.fallback import judge_int8
+    from edgeopt.runtime.judge import judge_against_parent
 
     fp32, judge, train = Path(final["onnx"]), Path(final["int8"]["judged_on"]), Path(final["trained_on"])
     cpu = get_format("int8-cpu")
@@ -34,7 +34,8 @@ def deploy_cpu(final: dict[str, Any], folder: Path, max_f1_drop: float, log: Cal
         out = folder / (("model" if method == CPU_METHODS[0] else f"model-{method}") + cpu.suffix)
         log(f"[5/6] deploy: INT8 for ONNX Runtime's CPU kernels ({method} calibration), judged on {judge}")
         path = convert(fp32, cpu.name, out, log=log, data=train, method=method).path
-        candidates[method] = {"onnx": str(path), **judge_int8(fp32, path, judge, list(manifest.classes), preprocess)}
+        judged = judge_against_parent(path, fp32, judge, classes=list(manifest.classes), preprocess=preprocess)
+        candidates[method] = {"onnx": str(path), **judged.int8_record()}
         log(f"CPU INT8 ({method}): macro-F1 drop {candidates[method]['drop']:.4f} on {candidates[method]['images']} "
             f"held-out images (budget {max_f1_drop})")
         if candidates[method]["drop"] <= max_f1_drop + 1e-12:

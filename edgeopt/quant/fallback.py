@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 
 from edgeopt.errors import ConfigError, VerificationError
+from edgeopt.runtime.judge import ParentJudge
+from edgeopt.runtime.scoring import ImageSet
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,60 +165,6 @@ def prepare_eval(config: FallbackConfig, classes: list[str], model: Path, extra:
     return paths, labels, check_not_training_images(paths, config, model, extra)
 
 
-class _Scorer:
-    """Runs ONNX models (emulated Q/DQ) over eval images decoded once; logits, macro-F1 and agreement."""
-
-    def __init__(self, paths: list[Path], labels: np.ndarray | None, classes: list[str], preprocess, batch_size: int) -> None:
-        self.labels = labels
-        self.count = len(paths)
-        self.batches = list(preprocess.iter_batches(paths, batch_size))
-        self.classes = classes
-
-    def logits(self, path: Path) -> np.ndarray:
-        from edgeopt.runtime.ort_runner import make_session
-        from edgeopt.runtime.predict import predict
-
-        session = make_session(path, optimize=False)  # Q/DQ emulated: quantize-dequantize around float ops
-        name = session.get_inputs()[0].name
-        return predict(lambda b: session.run(None, {name: b})[0], self.batches).astype(np.float64)
-
-    def f1(self, logits: np.ndarray) -> float:
-        from edgeopt.metrics import classification_metrics
-
-        if self.labels is None:
-            return float("nan")
-        return classification_metrics(self.labels, logits.argmax(1), self.classes).macro_f1
-
-
-def judge_int8(fp32: Path, quantized: Path, data: Path, classes: list[str], preprocess: Any, batch_size: int = 64) -> dict[str, Any]:
-    """FP32 against an INT8 model (emulated Q/DQ) on the labelled images under ``data``: both macro-F1s,
-    the drop, top-1 agreement and the mean KL divergence of the softmaxes."""
-    from edgeopt.data.folder import scan_folder
-
-    scan = scan_folder(data, classes=classes, allow_empty_classes=True)
-    scorer = _Scorer([s.path for s in scan.samples], scan.labels, classes, preprocess, batch_size)
-    reference, candidate = scorer.logits(fp32), scorer.logits(quantized)
-    f1_fp32, f1_int8 = scorer.f1(reference), scorer.f1(candidate)
-    return {"images": scorer.count, "f1_fp32": round(f1_fp32, 4), "f1_int8": round(f1_int8, 4), "drop": round(f1_fp32 - f1_int8, 4),
-            "top1_agreement": round(agreement(reference, candidate), 4), "kl": round(mean_kl(reference, candidate), 5)}
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    e = np.exp(logits - logits.max(1, keepdims=True))
-    return e / e.sum(1, keepdims=True)
-
-
-def mean_kl(reference: np.ndarray, candidate: np.ndarray) -> float:
-    """Mean KL(softmax(reference) || softmax(candidate)) over images."""
-    p, q = _softmax(reference), _softmax(candidate)
-    return float(np.mean(np.sum(p * (np.log(p + 1e-12) - np.log(q + 1e-12)), axis=1)))
-
-
-def agreement(reference: np.ndarray, candidate: np.ndarray) -> float:
-    """Share of images whose top-1 class is the same in both."""
-    return float(np.mean(reference.argmax(1) == candidate.argmax(1)))
-
-
 def choose_prefix(order: Sequence[str], f1_with: Callable[[list[str]], float], f1_fp32: float,
                   budget: float, flag: str = "`max_f1_drop`", metric: str = "macro-F1") -> tuple[list[str], float]:
     """The shortest prefix of ``order`` left in float whose F1 is within ``budget`` of FP32.
@@ -262,12 +210,12 @@ def run_fallback(writer: Any, fp32_model: Path, config: FallbackConfig, classes:
 
     t0 = time.perf_counter()
     paths, labels, in_train = prepared or prepare_eval(config, list(classes), fp32_model, extra or {})
-    scorer = _Scorer(paths, labels, list(classes), preprocess, config.batch_size)
     layers = writer.compute_layers()
     if not layers:
         raise VerificationError(f"{fp32_model.name} has nothing quantizable: no Conv, Gemm or MatMul layer")
-    reference = scorer.logits(fp32_model)
-    f1_fp32 = scorer.f1(reference) if config.labelled else 1.0
+    judge = ParentJudge(fp32_model, ImageSet(paths, labels), classes=list(classes), preprocess=preprocess,
+                        batch_size=config.batch_size)
+    f1_fp32 = judge.f1_parent if config.labelled else 1.0
     with tempfile.TemporaryDirectory() as tmp:
         cache: dict[tuple[str, ...], tuple[float, float, float]] = {}
 
@@ -277,9 +225,9 @@ def run_fallback(writer: Any, fp32_model: Path, config: FallbackConfig, classes:
             if key not in cache:
                 path = Path(tmp) / f"candidate{len(cache)}.onnx"
                 writer.write(path, excluded)
-                logits = scorer.logits(path)
-                agree = agreement(reference, logits)
-                cache[key] = (scorer.f1(logits) if config.labelled else agree, mean_kl(reference, logits), agree)
+                judged = judge.judge(path)
+                score = judged.f1_candidate if config.labelled else judged.agreement
+                cache[key] = (score, judged.mean_kl, judged.agreement)
                 path.unlink()
             return cache[key]
 
@@ -308,7 +256,7 @@ def run_fallback(writer: Any, fp32_model: Path, config: FallbackConfig, classes:
         agreement_int8, agreement_final = measure([])[2], measure(chosen)[2]
     for row in rows:
         row.kept_float = row.name in chosen
-    result = FallbackResult(config.budget, scorer.count, f1_fp32, f1_int8, f1_final, chosen, rows,
+    result = FallbackResult(config.budget, len(paths), f1_fp32, f1_int8, f1_final, chosen, rows,
                             metric="macro_f1" if config.labelled else "top1_agreement", agreement_int8=agreement_int8,
                             agreement_final=agreement_final, seconds=time.perf_counter() - t0, train_images_in_eval=in_train)
     if any(r.kl_gain for r in rows):

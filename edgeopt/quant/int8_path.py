@@ -51,18 +51,23 @@ def choose_int8(checkpoint: Path, fp32_onnx: Path, train_data: Path, judge_data:
     from edgeopt.artifacts import read_manifest
     from edgeopt.convert import convert
     from edgeopt.data.presets import Preprocess
-    from edgeopt.quant.fallback import judge_int8
     from edgeopt.quant.ptq import PtqOptions
     from edgeopt.quant.qat import QatConfig, qat_finetune
+    from edgeopt.runtime.judge import judge_against_parent
 
     manifest = read_manifest(fp32_onnx, expect_kind="onnx")
     preprocess = Preprocess.from_dict(manifest.preprocess)
+
+    def judged(candidate: Path) -> dict[str, Any]:
+        return judge_against_parent(candidate, fp32_onnx, judge_data, classes=list(manifest.classes),
+                                    preprocess=preprocess).int8_record()
+
     candidates: dict[str, dict[str, Any]] = {}
     t0 = time.perf_counter()
     ptq = convert(fp32_onnx, "int8-qdq", folder / "model.int8.onnx", data=train_data, ptq=PtqOptions(adaround=config.adaround)).path
     candidates["ptq"] = {"onnx": str(ptq), "method": "entropy" + (" + adaround" if config.adaround else ""),
                          "seconds": round(time.perf_counter() - t0, 1),
-                         **judge_int8(fp32_onnx, ptq, judge_data, list(manifest.classes), preprocess)}
+                         **judged(ptq)}
     log(f"INT8 by PTQ: macro-F1 drop {candidates['ptq']['drop']:.4f} on {candidates['ptq']['images']} held-out images "
         f"(budget {config.max_drop})")
     if candidates["ptq"]["drop"] > config.max_drop:
@@ -70,7 +75,7 @@ def choose_int8(checkpoint: Path, fp32_onnx: Path, train_data: Path, judge_data:
         qat = qat_finetune(QatConfig(checkpoint=checkpoint, data=train_data, out=folder / "model.qat.onnx", epochs=config.qat_epochs,
                                      device=device), log=log)
         candidates["qat"] = {"onnx": str(qat.path), "epochs": config.qat_epochs, "seconds": round(time.perf_counter() - t0, 1),
-                             **judge_int8(fp32_onnx, qat.path, judge_data, list(manifest.classes), preprocess)}
+                             **judged(qat.path)}
         log(f"INT8 by QAT ({config.qat_epochs} epochs): macro-F1 drop {candidates['qat']['drop']:.4f}")
     within = [k for k in candidates if candidates[k]["drop"] <= config.max_drop + 1e-12]
     chosen = min(within, key=lambda k: (candidates[k]["drop"], k != "ptq")) if within else None  # a tie keeps PTQ

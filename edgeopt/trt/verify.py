@@ -19,9 +19,9 @@ from pathlib import Path
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from edgeopt.errors import ConfigError
+
+from edgeopt.runtime.scoring import ImageSet
 
 if TYPE_CHECKING:
     from edgeopt.artifacts import Manifest
@@ -66,54 +66,50 @@ def reference_onnx(onnx: Path) -> tuple[Path, str]:
     return onnx, f"its {manifest.precision.upper()} ONNX (the FP32 parent is missing or changed)"
 
 
-def _images(data: Path, classes: list[str]) -> tuple[list[Path], np.ndarray | None]:
+def _images(data: Path, classes: list[str]) -> ImageSet:
     """Labelled when every sub-folder of ``data`` is one of ``classes``; else every image under it, unlabelled."""
-    from edgeopt.data.folder import list_images, scan_folder
+    from edgeopt.data.folder import list_images
+    from edgeopt.runtime.scoring import labelled_folder
 
     folders = [p for p in data.iterdir() if p.is_dir()]
     if folders and all(p.name in classes for p in folders):
-        scan = scan_folder(data, classes=classes, allow_empty_classes=True)
-        if scan.samples:
-            return [s.path for s in scan.samples], scan.labels
+        images = labelled_folder(data, classes)
+        if images.paths:
+            return images
     paths = list_images(data)
     if not paths:
         raise ConfigError(f"`verify` {data} holds no images")
-    return paths, None
+    return ImageSet(paths)
 
 
 def verify_engine(engine: Path, reference: Path, config: VerifyConfig, provenance: str = "") -> dict[str, Any]:
-    """Run both on the images; the comparison, the budget and whether the engine passed."""
+    """Run both on the images (``runtime.judge``); the comparison, the budget and whether the engine passed."""
     from edgeopt.artifacts import read_manifest
     from edgeopt.data.presets import Preprocess
-    from edgeopt.metrics import classification_metrics
+    from edgeopt.runtime.judge import judge_against_parent
     from edgeopt.runtime.ort_runner import make_session
-    from edgeopt.runtime.predict import predict_each
     from edgeopt.trt.runner import TensorRTRunner
 
     manifest = read_manifest(engine, expect_kind="engine")
     classes = list(manifest.classes)
-    preprocess = Preprocess.from_dict(manifest.preprocess)
-    paths, labels = _images(config.data, classes)
+    images = _images(config.data, classes)
     profile_max = int(manifest.extra.get("profile", {}).get("max", [config.batch_size])[0])
     batch = max(1, min(config.batch_size, profile_max))
-    session = make_session(reference)
+    session = make_session(reference)  # the FP32 ONNX as ONNX Runtime optimizes it
     name = session.get_inputs()[0].name
-    runner = TensorRTRunner(engine)
-    ref_logits, eng_logits = (logits.astype(np.float64) for logits in predict_each(
-        [lambda images: session.run(None, {name: images})[0], runner.run], preprocess.iter_batches(paths, batch)))
-    agreement = float(np.mean(ref_logits.argmax(1) == eng_logits.argmax(1)))
-    record: dict[str, Any] = {"data": str(config.data), "images": len(paths), "labelled": labels is not None,
+    judged = judge_against_parent(TensorRTRunner(engine).run, lambda x: session.run(None, {name: x})[0], images,
+                                  classes=classes, preprocess=Preprocess.from_dict(manifest.preprocess), batch_size=batch)
+    record: dict[str, Any] = {"data": str(config.data), "images": judged.images, "labelled": judged.labelled,
                               "reference": str(reference), "reference_is": provenance,
-                              "top1_agreement": round(agreement, 4),
-                              "max_abs_logit_diff": round(float(np.abs(ref_logits - eng_logits).max()), 5)}
-    if labels is not None:
-        f1_ref = classification_metrics(labels, ref_logits.argmax(1), classes).macro_f1
-        f1_eng = classification_metrics(labels, eng_logits.argmax(1), classes).macro_f1
-        record.update({"f1_reference": round(f1_ref, 4), "f1_engine": round(f1_eng, 4), "drop": round(f1_ref - f1_eng, 4),
-                       "max_f1_drop": config.max_f1_drop, "passed": f1_ref - f1_eng <= config.max_f1_drop + 1e-12})
+                              "top1_agreement": round(judged.agreement, 4),
+                              "max_abs_logit_diff": round(judged.max_abs_logit_diff, 5)}
+    if judged.labelled:
+        record.update({"f1_reference": round(judged.f1_parent, 4), "f1_engine": round(judged.f1_candidate, 4),
+                       "drop": round(judged.drop, 4), "max_f1_drop": config.max_f1_drop,
+                       "passed": judged.drop <= config.max_f1_drop + 1e-12})
     else:
-        record.update({"disagreement": round(1 - agreement, 4), "max_disagreement": config.max_disagreement,
-                       "passed": 1 - agreement <= config.max_disagreement + 1e-12})
+        record.update({"disagreement": round(judged.disagreement, 4), "max_disagreement": config.max_disagreement,
+                       "passed": judged.disagreement <= config.max_disagreement + 1e-12})
     return record
 
 

@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 from edgeopt.artifacts import read_manifest
 from edgeopt.cli.app import app
 from edgeopt.errors import ConfigError, EdgeoptError, VerificationError
-from edgeopt.quant.fallback import FallbackConfig, choose_prefix, mean_kl
+from edgeopt.quant.fallback import FallbackConfig, choose_prefix
+from edgeopt.runtime.judge import mean_kl
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[2]
