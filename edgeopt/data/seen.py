@@ -23,7 +23,7 @@ def digest(path: str | Path) -> str:
     return sha256_file(path)[:DIGITS]
 
 
-def record(paths: Iterable[str | Path], *inherited: dict[str, Any] | None) -> dict[str, Any]:
+def record_training_images(paths: Iterable[str | Path], *inherited: dict[str, Any] | None) -> dict[str, Any]:
     """``{"train_images": {"count", "sha256_16"}}`` for a manifest's extra: ``paths`` plus what the
     artifacts a stage started from (their ``extra``) trained on."""
     digests = {digest(p) for p in paths}

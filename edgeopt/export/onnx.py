@@ -64,15 +64,10 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, opset: int = 17, sta
         raise ConfigError(f"`opset` {opset}: use 13..21 (TensorRT 8.6+ reads 13-21; 17 is the default)")
     model, manifest = load_checkpoint(checkpoint)
     preprocess = Preprocess.from_dict(manifest.preprocess)
-    x = torch.zeros(batch_size if static_batch else 1, 3, preprocess.size, preprocess.size)
-    dynamic = None if static_batch else {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}
-    traced = copy.deepcopy(model)  # the parity check compares the export with the model as trained
-    freeze_same_padding(traced, preprocess.size)
     with atomic_path(out) as tmp:
-        with torch.no_grad():
-            # eval-mode export folds BatchNorm into the preceding convolutions
-            torch.onnx.export(traced, (x,), str(tmp), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                              dynamic_axes=dynamic, opset_version=opset, do_constant_folding=True, dynamo=False)
+        # eval-mode export folds BatchNorm into the preceding convolutions
+        trace_to_onnx(model, tmp, preprocess.size, batch=batch_size if static_batch else 1, dynamic=not static_batch,
+                      opset=opset)
         graph = _simplify(onnx.load(str(tmp)))
         if fp16:
             from edgeopt.export.fp16 import to_fp16
@@ -80,10 +75,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, opset: int = 17, sta
             graph = to_fp16(graph)
         write_metadata(graph, manifest.classes, preprocess, "fp16" if fp16 else "fp32")
         onnx.save(graph, str(tmp))
-        try:
-            onnx.checker.check_model(str(tmp), full_check=True)
-        except onnx.checker.ValidationError as exc:
-            raise VerificationError(f"onnx.checker rejected the export: {str(exc).splitlines()[0]}") from None
+        check_onnx(tmp)
         inputs, source = parity_inputs(preprocess, Path(data) if data else None, manifest.classes,
                                        count=batch_size if static_batch else 32)
         with torch.no_grad():
@@ -104,6 +96,32 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, opset: int = 17, sta
     )
     write_artifact_manifest(out, out_manifest, parent=checkpoint)
     return ExportResult(out, parity, ops, precision, opset)
+
+
+def trace_to_onnx(model: Any, path: Path, size: int, *, batch: int = 1, dynamic: bool = True, opset: int = 17) -> None:
+    """Trace a copy of ``model`` (its TensorFlow-style padding frozen for ``size``, see
+    ``edgeopt.models.padding``) to ONNX at ``path``: input ``images`` of ``batch`` x 3 x size x size,
+    output ``logits``, a dynamic batch axis unless ``dynamic`` is False. The copy keeps ``model`` itself
+    as it was, for the parity check that follows."""
+    import torch
+
+    x = torch.zeros(batch, 3, size, size)
+    axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic else None
+    traced = copy.deepcopy(model)
+    freeze_same_padding(traced, size)
+    with torch.no_grad():
+        torch.onnx.export(traced, (x,), str(path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                          dynamic_axes=axes, opset_version=opset, do_constant_folding=True, dynamo=False)
+
+
+def check_onnx(path: Path) -> None:
+    """``onnx.checker`` (full check) on the file at ``path``; a rejection is a one-line ``VerificationError``."""
+    import onnx
+
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except onnx.checker.ValidationError as exc:
+        raise VerificationError(f"onnx.checker rejected the export: {str(exc).splitlines()[0]}") from None
 
 
 def _simplify(graph):

@@ -37,7 +37,7 @@ from edgeopt.artifacts import (
 )
 from edgeopt.train.distill import KDConfig
 from edgeopt.errors import ConfigError, VerificationError
-from edgeopt.models.padding import conv_with_frozen_pad, freeze_same_padding
+from edgeopt.models.padding import conv_with_frozen_pad
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,16 +148,12 @@ def insert_fake_quant(model: nn.Module) -> list[FakeQuant]:
 
 def qat_finetune(config: QatConfig, log: Callable[[str], None] = print) -> QatResult:
     """Fold BN, calibrate, fine-tune with fake quantization, export a Q/DQ ONNX with its manifest."""
-    import copy
-
-    from edgeopt.quant.ranges import NUM_BINS, entropy_amax
-    from edgeopt.models.checkpoint import load_checkpoint
     from edgeopt.data.folder import scan_folder
     from edgeopt.data.loaders import cached_datasets
-    from edgeopt.data.seen import record as train_record
     from edgeopt.data.presets import Preprocess
-    from edgeopt.train.distill import kd_loss, view_for
+    from edgeopt.data.seen import record_training_images
     from edgeopt.device import resolve_device
+    from edgeopt.models.checkpoint import load_checkpoint
 
     require_kind(config.out, "onnx", "`out`")
     t0 = time.perf_counter()
@@ -166,7 +162,26 @@ def qat_finetune(config: QatConfig, log: Callable[[str], None] = print) -> QatRe
     model, manifest = load_checkpoint(config.checkpoint)
     preprocess = Preprocess.from_dict(manifest.preprocess)
     teacher = copy.deepcopy(model).eval()
-    reference_input = torch.randn(4, 3, preprocess.size, preprocess.size, generator=torch.Generator().manual_seed(0))
+    folded = fold_batchnorm_checked(model, preprocess.size)
+    layers = insert_fake_quant(model)
+    if not layers:
+        raise ConfigError(f"{config.checkpoint}: no Conv2d or Linear layer to quantize")
+    scan = scan_folder(config.data, classes=manifest.classes, allow_empty_classes=True)
+    train_ds, _ = cached_datasets(scan, scan.subset([]), preprocess, preprocess.size, 0.6, 0)
+    seen = calibrate_input_ranges(model, layers, train_ds, preprocess, config)
+    log(f"QAT: folded {folded} BatchNorm layers, {len(layers)} quantized layers, activation ranges from {seen} images")
+    history = _finetune(model, teacher, scan, train_ds, preprocess, config, device, log)
+    model.to("cpu").eval()
+    for layer in layers:
+        layer.freeze()
+    _export_qdq(model, manifest, preprocess, config, len(layers), history,
+                record_training_images([s.path for s in scan.samples], manifest.extra))
+    return QatResult(config.out, len(layers), history, time.perf_counter() - t0)
+
+
+def fold_batchnorm_checked(model: nn.Module, size: int) -> int:
+    """``fold_batchnorm``, refused when the folded model's outputs differ from the model's on a probe input."""
+    reference_input = torch.randn(4, 3, size, size, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         before = model(reference_input)
     folded = fold_batchnorm(model)
@@ -175,14 +190,17 @@ def qat_finetune(config: QatConfig, log: Callable[[str], None] = print) -> QatRe
     if not torch.allclose(before, after, atol=1e-3 * max(1.0, float(before.abs().max()))):
         raise VerificationError("folding BatchNorm into the convolutions changed the model's outputs: this architecture "
                                 "orders its layers in a way edgeopt's QAT does not handle")
-    layers = insert_fake_quant(model)
-    if not layers:
-        raise ConfigError(f"{config.checkpoint}: no Conv2d or Linear layer to quantize")
-    scan = scan_folder(config.data, classes=manifest.classes, allow_empty_classes=True)
-    train_ds, _ = cached_datasets(scan, scan.subset([]), preprocess, preprocess.size, 0.6, 0)
+    return folded
+
+
+def calibrate_input_ranges(model: nn.Module, layers: list[FakeQuant], train_ds: Any, preprocess: Any, config: QatConfig) -> int:
+    """Each quantized layer's input amax: TensorRT's entropy rule (``quant.ranges``) on a histogram of
+    |x| over ``config.num_calib_images`` training images; returns how many images it saw."""
+    from edgeopt.quant.ranges import abs_histogram, amax_for, histogram_edges
+    from edgeopt.train.distill import view_for
+
     calib = torch.utils.data.DataLoader(train_ds, batch_size=config.batch_size, shuffle=True,
                                         generator=torch.Generator().manual_seed(config.seed))
-    # 1. activation ranges: TensorRT's entropy rule on a histogram of |x| per layer input
     for layer in layers:
         layer.calibrating = True
     seen = 0
@@ -196,11 +214,18 @@ def qat_finetune(config: QatConfig, log: Callable[[str], None] = print) -> QatRe
     for layer in layers:
         values = torch.cat(layer.samples).numpy()
         top = float(values.max()) if values.size else 1.0
-        counts, edges = np.histogram(values, bins=NUM_BINS, range=(0.0, top if top > 0 else 1.0))
-        layer.input_amax.fill_(entropy_amax(counts, edges))
+        layer.input_amax.fill_(amax_for("entropy", abs_histogram(values, top), histogram_edges(top)))
         layer.calibrating, layer.samples = False, []
-    log(f"QAT: folded {folded} BatchNorm layers, {len(layers)} quantized layers, activation ranges from {seen} images")
-    # 2. fine-tune with fake quantization, distilled from the unquantized model
+    return seen
+
+
+def _finetune(model: nn.Module, teacher: nn.Module, scan: Any, train_ds: Any, preprocess: Any, config: QatConfig,
+              device: torch.device, log: Callable[[str], None]) -> list[float]:
+    """Fine-tune with fake quantization through training's epoch loop (``train_one_epoch``), distilled from
+    the unquantized model (or a soft-label bank); the mean loss of each epoch."""
+    from edgeopt.train.config import Callbacks
+    from edgeopt.train.loop import train_one_epoch
+
     model.to(device)
     teacher.to(device)
     bank_ds = None
@@ -216,67 +241,62 @@ def qat_finetune(config: QatConfig, log: Callable[[str], None] = print) -> QatRe
                                          generator=torch.Generator().manual_seed(config.seed + 1))
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs * len(loader))
-    history = []
-    kd = config.kd
+    batch_loss = _qat_batch_loss(model, teacher, preprocess, config.kd, device, banked=bank_ds is not None)
+    history: list[float] = []
     t_epochs = time.perf_counter()
     for epoch in range(config.epochs):
-        model.train()
-        for m in model.modules():  # BN is folded; any other norm keeps its running statistics
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.eval()
-        total, count = 0.0, 0
         if bank_ds is not None:
             bank_ds.epoch = epoch
-        for batch in loader:
-            x, y = batch[0].to(device), batch[1].to(device)
-            view = view_for(x, preprocess)
-            logits = model(view)
-            if bank_ds is not None:
-                targets = list(batch[2].to(device).unbind(1))
-            else:
-                with torch.no_grad():
-                    targets = [teacher(view)]
-            loss = kd_loss(logits, targets, y, kd, F.cross_entropy(logits, y, label_smoothing=0.1))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            total += loss.item() * len(y)
-            count += len(y)
+        total, count = train_one_epoch(model, loader, optimizer, scheduler, batch_loss, epoch, Callbacks())
         history.append(total / max(count, 1))
         spent = time.perf_counter() - t_epochs
         left = spent / (epoch + 1) * (config.epochs - epoch - 1)
         log(f"QAT epoch {epoch + 1}/{config.epochs}: loss {history[-1]:.4f}"
             + (f"  ETA {int(left) // 3600}:{int(left) % 3600 // 60:02d}:{int(left) % 60:02d}" if epoch + 1 < config.epochs else ""))
-    model.to("cpu").eval()
-    for layer in layers:
-        layer.freeze()
-    _export_qdq(model, manifest, preprocess, config, len(layers), history,
-                train_record([s.path for s in scan.samples], manifest.extra))
-    return QatResult(config.out, len(layers), history, time.perf_counter() - t0)
+    return history
+
+
+def _qat_batch_loss(model: nn.Module, teacher: nn.Module, preprocess: Any, kd: KDConfig, device: torch.device,
+                    banked: bool) -> Callable[[nn.Module, Any, int], tuple[torch.Tensor, int]]:
+    """One QAT batch's loss: distillation from the bank's logits or the unquantized model on the same view,
+    blended with label-smoothed cross-entropy."""
+    from edgeopt.train.distill import kd_loss, view_for
+
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+    def batch_loss(net: nn.Module, batch: Any, epoch: int) -> tuple[torch.Tensor, int]:
+        for m in norms:  # BN is folded; any other norm keeps its running statistics (the epoch loop set train mode)
+            m.eval()
+        x, y = batch[0].to(device), batch[1].to(device)
+        view = view_for(x, preprocess)
+        logits = net(view)
+        if banked:
+            targets = list(batch[2].to(device).unbind(1))
+        else:
+            with torch.no_grad():
+                targets = [teacher(view)]
+        return kd_loss(logits, targets, y, kd, F.cross_entropy(logits, y, label_smoothing=0.1)), len(y)
+
+    return batch_loss
 
 
 def _export_qdq(model: nn.Module, manifest: Manifest, preprocess: Any, config: QatConfig, layers: int, history: list[float],
                 train_images: dict[str, Any]) -> None:
+    """The export's tracing and checks (``export.onnx``), the fake quantizers as Q/DQ pairs with int8 weights,
+    the TensorRT Q/DQ rules, and a close match with the QAT model in ONNX Runtime."""
     import onnx
 
-    from edgeopt.export.onnx import write_metadata
+    from edgeopt.export.onnx import check_onnx, trace_to_onnx, write_metadata
     from edgeopt.export.parity import INPUT_NAME, OUTPUT_NAME, check_parity, parity_inputs
     from edgeopt.quant.writers import check_qdq
     from edgeopt.runtime.ort_runner import make_session
 
-    x = torch.zeros(1, 3, preprocess.size, preprocess.size)
-    traced = copy.deepcopy(model)  # the parity check compares the export with the fine-tuned model
-    freeze_same_padding(traced, preprocess.size)
     with atomic_path(config.out) as tmp:
-        with torch.no_grad():
-            torch.onnx.export(traced, (x,), str(tmp), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                              dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}, opset_version=17,
-                              do_constant_folding=True, dynamo=False)
+        trace_to_onnx(model, tmp, preprocess.size)  # a copy: the parity check compares the export with the fine-tuned model
         graph = fold_weight_quantizers(constants_to_initializers(onnx.load(str(tmp))))
         write_metadata(graph, manifest.classes, preprocess, "int8")
         onnx.save(graph, str(tmp))
-        onnx.checker.check_model(str(tmp), full_check=True)
+        check_onnx(tmp)
         problems = check_qdq(graph)
         if problems:
             raise VerificationError(f"the QAT export breaks the TensorRT Q/DQ rules: {problems[0]}")

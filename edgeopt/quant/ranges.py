@@ -72,9 +72,19 @@ def collect_abs_histograms(model_path: str | Path, batches: Sequence[np.ndarray]
     hists = {name: np.zeros(NUM_BINS, np.int64) for name in names}
     for batch in batches:
         for name, value in zip(names, session.run(names, {input_name: batch})):
-            top = amax[name] if amax[name] > 0 else 1.0
-            hists[name] += np.histogram(np.abs(value), bins=NUM_BINS, range=(0.0, top))[0]
-    return {name: (hists[name], np.linspace(0.0, amax[name] if amax[name] > 0 else 1.0, NUM_BINS + 1)) for name in names}
+            hists[name] += abs_histogram(value, amax[name])
+    return {name: (hists[name], histogram_edges(amax[name])) for name in names}
+
+
+def abs_histogram(values: np.ndarray, top: float) -> np.ndarray:
+    """Counts of |values| in ``NUM_BINS`` equal bins over [0, top] (over [0, 1] when ``top`` is 0), so
+    histograms of several batches with the same ``top`` add up."""
+    return np.histogram(np.abs(values), bins=NUM_BINS, range=(0.0, top if top > 0 else 1.0))[0]
+
+
+def histogram_edges(top: float) -> np.ndarray:
+    """The bin edges of ``abs_histogram(values, top)``."""
+    return np.linspace(0.0, top if top > 0 else 1.0, NUM_BINS + 1)
 
 
 def entropy_amax(counts: np.ndarray, edges: np.ndarray, num_quantized_bins: int = NUM_QUANTIZED_BINS,
