@@ -11,8 +11,9 @@ calibrate stages when given an FP32 ONNX. TensorRT 8.6-10.x takes the same expli
 FP16/INT8 builder flags, plus the legacy implicit INT8 path (``--calibrator entropy|minmax``) with a
 calibration cache keyed by the ONNX hash, for V100 (TensorRT <= 10.4) and Jetson.
 
-Functions ending in ``_trt10`` hold calls that exist only before TensorRT 11; the test suite runs
-this module against a double of every supported version's real bindings.
+Functions ending in ``_trt10`` (here and in ``trt.builder_config``, which sets DLA, profiles, precision
+flags and the legacy calibrator) hold calls that exist only before TensorRT 11; the test suite runs
+them against a double of every supported version's real bindings.
 """
 
 from __future__ import annotations
@@ -24,8 +25,6 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
-
 from edgeopt.artifacts import (
     Manifest,
     atomic_write_bytes,
@@ -35,6 +34,7 @@ from edgeopt.artifacts import (
 )
 from edgeopt.errors import ArtifactError, ConfigError, EdgeoptWarning, MissingDependencyError, VerificationError
 from edgeopt.formats import format_of
+from edgeopt.trt.builder_config import set_dla, set_precision_trt10, set_profile_shape, share_profiles_trt10
 from edgeopt.trt.compat import (
     RTX_NAME,
     builder_label,
@@ -139,30 +139,8 @@ def build_engine(onnx: str | Path, out: str | Path, options: BuildOptions, log: 
     trt = import_tensorrt(options.builder)
     builder = builder_of(trt)
     label = builder_label(builder, trt.__version__)
-    if builder == "tensorrt-rtx":
-        if device is None:
-            try:
-                device = default_device()
-            except MissingDependencyError:  # no GPU here: a TensorRT-RTX build needs none
-                device = None
-        device, gpu, targets = rtx_device_and_targets(trt, options, device, verify is not None)
-    else:
-        device = device or default_device()
-        gpu, targets = device.info(), None
-        why = gpu_unsupported(trt.__version__, gpu["compute_capability"])
-        if why:
-            raise MissingDependencyError(f"{gpu['gpu']}: {why}")
-    no_dla = dla_unsupported(trt.__version__) if options.dla_core is not None and builder == "tensorrt" else None
-    if no_dla:
-        raise ConfigError(f"`dla_core`: {no_dla}")
-    plan = plan_build(info.precision, options, trt.__version__, info.float_precision, builder)
-    if options.dla_core is not None:  # before any calibration or conversion work
-        check_dla_profile(profile_shapes(info.input_shape, options, info.input_name))
-    fixed = info.input_shape[0] if info.input_shape else None
-    if plan.convert == "int8" and fixed is not None and options.calib_batch_size != fixed:
-        # a static-batch ONNX runs only its own batch, in calibration too (as the legacy calibrator's profile)
-        log(f"{onnx.name} has a fixed batch of {fixed}: calibrating in batches of {fixed}")
-        options = dataclasses.replace(options, calib_batch_size=int(fixed))
+    device, gpu, targets = _build_device(trt, builder, options, device, verify is not None)
+    plan, options = _plan_checked(trt, builder, info, options, log)
     parsed, calibration = _prepared_onnx(info, final, plan, options, prepare)
     if plan.float_precision is not None and parsed.float_precision != plan.float_precision and plan.strongly_typed:
         # a foreign Q/DQ ONNX edgeopt could not cast: its float layers run in FP32 on a strongly typed build
@@ -173,13 +151,7 @@ def build_engine(onnx: str | Path, out: str | Path, options: BuildOptions, log: 
     shapes = profile_shapes(parsed.input_shape, options, parsed.input_name)
     if options.dla_core is not None:
         check_dla_profile(shapes)
-    where = (f"on {gpu['gpu']} (sm {gpu['compute_capability']})" if targets is None else
-             f"for sm {', '.join(targets['compute_capabilities'])}{' (its default set)' if targets['default_targets'] else ''}"
-             f"{'' if gpu else ' ahead of time, no GPU here'}")
-    log(f"{label} {where}: "
-        f"{options.precision.upper()}{f' (unquantized layers {plan.float_precision.upper()})' if plan.float_precision else ''} "
-        f"from {parsed.path.name}, flags {list(plan.builder_flags) or 'strongly typed'}, "
-        f"profile {shapes}, workspace {options.workspace_gib} GiB, opt level {options.opt_level}, hw-compat {options.hw_compat}")
+    log(_describe_build(label, gpu, targets, options, plan, parsed, shapes))
     t0 = time.perf_counter()
     serialized, timing_cache, legacy, verbose_layers = _build_serialized(trt, parsed, plan, options, shapes, device, log,
                                                                           out.parent, targets)
@@ -200,7 +172,71 @@ def build_engine(onnx: str | Path, out: str | Path, options: BuildOptions, log: 
         counts = ", ".join(f"{k} {v}" for k, v in sorted(layer_summary["precision"].items()))
         log(f"{layer_summary['layers']} engine layers ({counts}; {layer_summary['reformats']} reformat), "
             f"{layer_summary['onnx_nodes_mapped']} of {layer_summary['onnx_nodes']} ONNX nodes named: edgeopt info {final.name} --layers")
-    engine_manifest = Manifest(
+    engine_manifest = _engine_manifest(trt, parsed, options, plan, shapes, gpu, targets,
+                                       {"calibration": calibration, "layer_summary": layer_summary, "layers": layers,
+                                        "build_seconds": round(seconds, 2)})
+    write_artifact_manifest(out, engine_manifest, parent=parsed.path)
+    verification = None
+    if verify is not None:
+        out, verification = verify_and_hand_over(out, final, onnx, engine_manifest, parsed.path, verify, log)
+    return BuildResult(out, plan, trt.__version__, seconds, len(data), parsed.path, calibration, verification, builder)
+
+
+def _build_device(trt, builder: str, options: BuildOptions, device: Device | None,
+                  verifying: bool) -> tuple[Device | None, dict[str, Any] | None, dict[str, Any] | None]:
+    """(the device to build on, its GPU record, TensorRT-RTX's targets or None): full TensorRT builds on
+    the GPU here, refused where this TensorRT does not support it; TensorRT-RTX builds with or without one."""
+    if builder == "tensorrt-rtx":
+        if device is None:
+            try:
+                device = default_device()
+            except MissingDependencyError:  # no GPU here: a TensorRT-RTX build needs none
+                device = None
+        return rtx_device_and_targets(trt, options, device, verifying)
+    device = device or default_device()
+    gpu = device.info()
+    why = gpu_unsupported(trt.__version__, gpu["compute_capability"])
+    if why:
+        raise MissingDependencyError(f"{gpu['gpu']}: {why}")
+    return device, gpu, None
+
+
+def _plan_checked(trt, builder: str, info: OnnxModelInfo, options: BuildOptions,
+                  log: Callable[[str], None]) -> tuple[BuildPlan, BuildOptions]:
+    """The build plan, after the DLA checks (before any calibration or conversion work), and the options
+    with the calibration batch a static-batch ONNX needs."""
+    no_dla = dla_unsupported(trt.__version__) if options.dla_core is not None and builder == "tensorrt" else None
+    if no_dla:
+        raise ConfigError(f"`dla_core`: {no_dla}")
+    plan = plan_build(info.precision, options, trt.__version__, info.float_precision, builder)
+    if options.dla_core is not None:  # before any calibration or conversion work
+        check_dla_profile(profile_shapes(info.input_shape, options, info.input_name))
+    fixed = info.input_shape[0] if info.input_shape else None
+    if plan.convert == "int8" and fixed is not None and options.calib_batch_size != fixed:
+        # a static-batch ONNX runs only its own batch, in calibration too (as the legacy calibrator's profile)
+        log(f"{info.path.name} has a fixed batch of {fixed}: calibrating in batches of {fixed}")
+        options = dataclasses.replace(options, calib_batch_size=int(fixed))
+    return plan, options
+
+
+def _describe_build(label: str, gpu: dict[str, Any] | None, targets: dict[str, Any] | None, options: BuildOptions,
+                    plan: BuildPlan, parsed: OnnxModelInfo, shapes: dict[str, Any]) -> str:
+    """The builder's configuration in one line, logged before the build."""
+    where = (f"on {gpu['gpu']} (sm {gpu['compute_capability']})" if targets is None else
+             f"for sm {', '.join(targets['compute_capabilities'])}{' (its default set)' if targets['default_targets'] else ''}"
+             f"{'' if gpu else ' ahead of time, no GPU here'}")
+    return (f"{label} {where}: "
+            f"{options.precision.upper()}{f' (unquantized layers {plan.float_precision.upper()})' if plan.float_precision else ''} "
+            f"from {parsed.path.name}, flags {list(plan.builder_flags) or 'strongly typed'}, "
+            f"profile {shapes}, workspace {options.workspace_gib} GiB, opt level {options.opt_level}, hw-compat {options.hw_compat}")
+
+
+def _engine_manifest(trt, parsed: OnnxModelInfo, options: BuildOptions, plan: BuildPlan, shapes: dict[str, Any],
+                     gpu: dict[str, Any] | None, targets: dict[str, Any] | None, built: dict[str, Any]) -> Manifest:
+    """The engine's manifest: what it was built from, by which builder, for what, and how (``built``: its
+    calibration, layer list and summary, and build time)."""
+    builder = builder_of(trt)
+    return Manifest(
         kind="engine", format="engine", classes=parsed.classes, preprocess=parsed.preprocess,
         arch=parsed.manifest.arch if parsed.manifest else {}, precision=options.precision,
         tools=tool_versions("tensorrt" if builder == "tensorrt" else "tensorrt-rtx-cu12-bindings", "torch", "onnx"),
@@ -209,18 +245,13 @@ def build_engine(onnx: str | Path, out: str | Path, options: BuildOptions, log: 
                                                                    **{k: v for k, v in targets.items() if not k.startswith("_")}}),
                "profile": {k: list(v) for k, v in shapes.items()},
                "input": parsed.input_name, "output": parsed.output_name, "io": parsed.io, "onnx_sha256": parsed.sha256,
-               "metadata_source": parsed.source, "calibration": calibration, "build_options": options.to_dict(),
+               "metadata_source": parsed.source, "calibration": built["calibration"], "build_options": options.to_dict(),
                "strongly_typed": plan.strongly_typed, "builder_flags": list(plan.builder_flags),
                "float_precision": plan.float_precision, "profile_sharing": True,
-               "layer_summary": layer_summary, "layers": layers, "dla_core": options.dla_core,
+               "layer_summary": built["layer_summary"], "layers": built["layers"], "dla_core": options.dla_core,
                "hardware_compatible": options.hw_compat == "ampere+", "hw_compat": options.hw_compat,
-               "build_seconds": round(seconds, 2)},
+               "build_seconds": built["build_seconds"]},
     )
-    write_artifact_manifest(out, engine_manifest, parent=parsed.path)
-    verification = None
-    if verify is not None:
-        out, verification = verify_and_hand_over(out, final, onnx, engine_manifest, parsed.path, verify, log)
-    return BuildResult(out, plan, trt.__version__, seconds, len(data), parsed.path, calibration, verification, builder)
 
 
 def _engine_layers(trt, data: bytes, onnx: Path, echo: Callable[[str], None],
@@ -280,16 +311,16 @@ def _build_serialized(trt, info: OnnxModelInfo, plan: BuildPlan, options: BuildO
     if options.hw_compat != "none":
         config.hardware_compatibility_level = hardware_compatibility_level(trt, options.hw_compat)
     if options.dla_core is not None:
-        _set_dla(trt, builder, config, options.dla_core, plan.generation)
+        set_dla(trt, builder, config, options.dla_core, plan.generation)
     if targets is not None and targets["_members"]:
         set_compute_capabilities_rtx(config, targets["_members"])
     if builder_of(trt) == "tensorrt" and parse_version(trt.__version__)[0] < 10:
-        _share_profiles_trt10(trt, config)
+        share_profiles_trt10(trt, config)
     # every layer's type, precision, formats and tactic in the engine, for the inspector (trtexec's
     # --profilingVerbosity=detailed); the default LAYER_NAMES_ONLY gives names alone
     config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
     profile = builder.create_optimization_profile()
-    _set_profile_shape(profile, info.input_name, shapes["min"], shapes["opt"], shapes["max"])
+    set_profile_shape(profile, info.input_name, shapes["min"], shapes["opt"], shapes["max"])
     if config.add_optimization_profile(profile) < 0:
         raise ConfigError(f"TensorRT rejected the optimization profile {shapes} for input {info.input_name!r}: "
                           f"{log.first_error('check `min_batch`/`opt_batch`/`max_batch`')}")
@@ -309,7 +340,7 @@ def _build_serialized(trt, info: OnnxModelInfo, plan: BuildPlan, options: BuildO
         config.set_timing_cache(timing_cache, True)
     calibrator = None
     if plan.generation < 11:
-        calibrator = _set_precision_trt10(trt, builder, config, plan, options, info, shapes, device, cache_dir)
+        calibrator = set_precision_trt10(trt, builder, config, plan, options, info, shapes, device, cache_dir)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None and calibrator is not None and calibrator.error:
         raise VerificationError(calibrator.error)  # the calibrator's reason, not TensorRT's "no scaling factors"
@@ -325,68 +356,3 @@ def _build_serialized(trt, info: OnnxModelInfo, plan: BuildPlan, options: BuildO
                   "cache_hit": calibrator.cache_hit and calibrator.served == 0, "cache": str(calibrator.cache_path)}
     cache = config.get_timing_cache()
     return serialized, memoryview(cache.serialize()).tobytes() if cache is not None else b"", record, None
-
-
-def _share_profiles_trt10(trt, config) -> None:
-    """8.6: contexts share profile 0 only with this preview feature (NvInfer.h v8.6.1: "defaults to false");
-    the runner gives each CUDA-graphed shape its own context. Always on from 10.0, gone in 11.x."""
-    config.set_preview_feature(trt.PreviewFeature.PROFILE_SHARING_0806, True)
-
-
-def _set_dla(trt, builder, config, core: int, generation: int = 10) -> None:
-    """Layers on DLA core ``core``, the rest on the GPU (GPU_FALLBACK: "layers that cannot run on DLA run
-    on the GPU"); refused where the device has no such core (``num_DLA_cores``: 0 off Jetson). On 8.6-10.x
-    also PREFER_PRECISION_CONSTRAINTS, as trtexec's ``--useDLACore`` sets (samples/common/sampleEngines.cpp:
-    ``setFlag(BuilderFlag::kPREFER_PRECISION_CONSTRAINTS)`` with GPU fallback); 11.x has no such flag
-    (strongly typed: the tensor types are the constraints)."""
-    cores = builder.num_DLA_cores
-    if core >= cores:
-        raise ConfigError(f"`dla_core` {core}: this device has {cores} DLA core(s)"
-                          + (" (DLA is on Jetson AGX/NX Orin and Xavier, not on data-centre GPUs)" if cores == 0 else ""))
-    config.default_device_type = trt.DeviceType.DLA
-    config.DLA_core = core
-    config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
-    if generation < 11:
-        _prefer_precision_constraints_trt10(trt, config)
-
-
-def _prefer_precision_constraints_trt10(trt, config) -> None:
-    config.set_flag(trt.BuilderFlag.PREFER_PRECISION_CONSTRAINTS)
-
-
-def _set_profile_shape(profile, name: str, lo, opt, hi) -> None:
-    """``IOptimizationProfile.set_shape``, whose binding raises RuntimeError on shapes TensorRT finds
-    inconsistent (pyCore.cpp): one line naming the shapes instead of a traceback."""
-    try:
-        profile.set_shape(name, lo, opt, hi)
-    except RuntimeError as exc:
-        raise ConfigError(f"TensorRT rejected the optimization profile min {tuple(lo)} / opt {tuple(opt)} / max {tuple(hi)} "
-                          f"for input {name!r}: {exc} Check `min_batch`/`opt_batch`/`max_batch`") from None
-
-
-def _set_precision_trt10(trt, builder, config, plan: BuildPlan, options: BuildOptions, info: OnnxModelInfo, shapes,
-                         device: Device, cache_dir: Path):
-    """Builder flags, and the legacy calibrator when asked (returned so the build can check it)."""
-    for flag in plan.builder_flags:
-        config.set_flag(getattr(trt.BuilderFlag, flag))
-    if plan.legacy_calibrator is None:
-        return None
-    from edgeopt.data.presets import Preprocess
-    from edgeopt.trt.calibrator import make_legacy_calibrator_trt10
-
-    if not info.classes or not info.preprocess:
-        raise ConfigError(f"`calibrator` needs {info.path.name}'s classes and preprocessing: pass `classes` FILE, "
-                          "`img_size`, `mean` and `std`")
-    # calibration runs at the calibration profile's opt shape: one fixed batch of calib_batch_size
-    # (or the model's own fixed batch)
-    batch = shapes["opt"][0] if shapes["min"][0] == shapes["max"][0] else options.calib_batch_size
-    calib_shape = (batch, *shapes["opt"][1:])
-    calib_profile = builder.create_optimization_profile()
-    _set_profile_shape(calib_profile, info.input_name, calib_shape, calib_shape, calib_shape)
-    if not config.set_calibration_profile(calib_profile):
-        raise ConfigError(f"TensorRT rejected the calibration profile {calib_shape}")
-    calibrator = make_legacy_calibrator_trt10(
-        trt, plan.legacy_calibrator, info.path, info.sha256, info.classes, Preprocess.from_dict(info.preprocess),
-        options.calib_data, options.num_images, calib_shape, np.dtype(np.float32), cache_dir, device)
-    config.int8_calibrator = calibrator
-    return calibrator
