@@ -135,18 +135,66 @@ def run_bench(config: BenchConfig, progress: Callable[[int, int], None] | None =
     c.out.mkdir(parents=True, exist_ok=True)
     notes: list[str] = []
     entries = [_Entry(label, p, False, artifact_manifest(p)) for label, p in zip(unique_labels(list(c.artifacts)), c.artifacts)]
-    baseline = None
-    if c.baseline:
-        first = entries[0]
-        spec = BaselineSpec(c.baseline, c.baseline_checkpoint, c.baseline_size, c.baseline_precision)
-        resize = Preprocess.from_dict(first.manifest.preprocess).resize
-        baseline = build_baseline(spec, artifact_kind(first.path), list(first.manifest.classes), resize, c.out / "baseline", c.data)
-        entries.append(_Entry(f"baseline {baseline.name}", baseline.path, True, artifact_manifest(baseline.path)))
-        notes.append(f"baseline {baseline.name}: {baseline.input_size} px, {baseline.precision.upper()}, {baseline.source}")
-        if baseline.random_weights:
-            notes.append(f"baseline {baseline.name} has random weights (timing only); its F1 is "
-                         + (f"`baseline_f1` {c.baseline_f1}" if c.baseline_f1 is not None else "unknown: pass `baseline_f1` for scores"))
+    baseline = _add_baseline(c, entries, notes)
     machine = machine_info()
+    _open_runners(c, entries, machine, notes)
+    sync = _cuda_sync([e.runner for e in entries])
+    if sync is not None:
+        notes.append("CUDA latency is timed with CUDA events around each call on a device-resident input "
+                     "(compute and launch gaps, no host copies); submit time includes the copies")
+    rows = [BenchRow(e.label, str(e.path), e.runner.backend, e.runner.precision, e.manifest.arch.get("macs"),
+                     e.manifest.arch.get("params"), e.path.stat().st_size / 1e6, {}, is_baseline=e.is_baseline,
+                     input_size=e.preprocess.size) for e in entries]
+    total, done = len(c.batch_sizes) + (len(entries) if c.data is not None else 0), 0
+    step = progress or (lambda done, total: None)  # one step per batch size timed, one per artifact's submit time
+    step(done, total)
+    rng = np.random.default_rng(0)
+    for bs in c.batch_sizes:
+        batches = {i: _timed(e.runner, rng.standard_normal((bs, 3, e.preprocess.size, e.preprocess.size)).astype(np.float32))
+                   for i, e in enumerate(entries)}
+        stats = measure_interleaved(batches, c.runs, c.warmup, sync=sync, timer=cuda_event_timer if sync else None)
+        for i, row in enumerate(rows):
+            row.latency[bs] = stats[i]
+        done += 1
+        step(done, total)
+    if c.data is not None:
+        for i, (row, e) in enumerate(zip(rows, entries)):
+            csv_path = c.out / f"{i:02d}_{e.label.replace(' ', '_').replace('/', '_')}.predictions.csv"
+            row.submit = submit_time(_submit_runner(e.runner).run, e.manifest.classes, e.preprocess, c.data,
+                                     csv_path, batch_size=max(c.batch_sizes), workers=c.workers, runs=c.submit_runs)
+            row.f1 = row.submit.macro_f1
+            done += 1
+            step(done, total)
+    _score_rows(c, rows, baseline)
+    time_basis = "submit time" if c.data is not None else f"batch-{c.batch_sizes[0]} latency p50"
+    report = BenchReport(rows, time_basis, notes, machine, baseline.to_dict() if baseline else None)
+    if c.json_path is not None:
+        atomic_write_json(c.json_path, report.to_dict())
+    if c.plot_path is not None:
+        plot_f1_latency(report, c.plot_path, c.batch_sizes[0])
+    return report
+
+
+def _add_baseline(c: BenchConfig, entries: list[_Entry], notes: list[str]) -> Any:
+    """Build the baseline in the first artifact's form (kind, classes, resize rule) and add it to ``entries``;
+    None without one."""
+    if not c.baseline:
+        return None
+    first = entries[0]
+    spec = BaselineSpec(c.baseline, c.baseline_checkpoint, c.baseline_size, c.baseline_precision)
+    resize = Preprocess.from_dict(first.manifest.preprocess).resize
+    baseline = build_baseline(spec, artifact_kind(first.path), list(first.manifest.classes), resize, c.out / "baseline", c.data)
+    entries.append(_Entry(f"baseline {baseline.name}", baseline.path, True, artifact_manifest(baseline.path)))
+    notes.append(f"baseline {baseline.name}: {baseline.input_size} px, {baseline.precision.upper()}, {baseline.source}")
+    if baseline.random_weights:
+        notes.append(f"baseline {baseline.name} has random weights (timing only); its F1 is "
+                     + (f"`baseline_f1` {c.baseline_f1}" if c.baseline_f1 is not None else "unknown: pass `baseline_f1` for scores"))
+    return baseline
+
+
+def _open_runners(c: BenchConfig, entries: list[_Entry], machine: dict[str, Any], notes: list[str]) -> None:
+    """Each entry's runner with the options its kind takes, and its preprocessing; a note where the CPU's
+    int8 kernels make an F1 untrustworthy."""
     for e in entries:
         kind = artifact_kind(e.path)
         options: dict[str, Any] = {
@@ -160,56 +208,24 @@ def run_bench(config: BenchConfig, progress: Callable[[int, int], None] | None =
             if not {"avx512_vnni", "avx_vnni", "amx_int8"} & set(machine["cpu_flags"]):
                 notes.append(f"{e.label}: ONNX Runtime's int8 kernels on this CPU (no VNNI) saturate intermediate sums, "
                              "so its F1 here can be far below the model's; `edgeopt eval` measures the emulated Q/DQ accuracy")
-    sync = _cuda_sync([e.runner for e in entries])
-    if sync is not None:
-        notes.append("CUDA latency is timed with CUDA events around each call on a device-resident input "
-                     "(compute and launch gaps, no host copies); submit time includes the copies")
-    rows = [BenchRow(e.label, str(e.path), e.runner.backend, e.runner.precision, e.manifest.arch.get("macs"),
-                     e.manifest.arch.get("params"), e.path.stat().st_size / 1e6, {}, is_baseline=e.is_baseline,
-                     input_size=e.preprocess.size) for e in entries]
-    rng = np.random.default_rng(0)
-    total, done = len(c.batch_sizes) + (len(entries) if c.data is not None else 0), 0
-    if progress is not None:  # one step per batch size timed, one per artifact's submit time
-        progress(done, total)
-    for bs in c.batch_sizes:
-        batches = {i: _timed(e.runner, rng.standard_normal((bs, 3, e.preprocess.size, e.preprocess.size)).astype(np.float32))
-                   for i, e in enumerate(entries)}
-        stats = measure_interleaved(batches, c.runs, c.warmup, sync=sync, timer=cuda_event_timer if sync else None)
-        for i, row in enumerate(rows):
-            row.latency[bs] = stats[i]
-        done += 1
-        if progress is not None:
-            progress(done, total)
-    if c.data is not None:
-        for i, (row, e) in enumerate(zip(rows, entries)):
-            csv_path = c.out / f"{i:02d}_{e.label.replace(' ', '_').replace('/', '_')}.predictions.csv"
-            row.submit = submit_time(_submit_runner(e.runner).run, e.manifest.classes, e.preprocess, c.data,
-                                     csv_path, batch_size=max(c.batch_sizes), workers=c.workers, runs=c.submit_runs)
-            row.f1 = row.submit.macro_f1
-            done += 1
-            if progress is not None:
-                progress(done, total)
+
+
+def _score_rows(c: BenchConfig, rows: list[BenchRow], baseline: Any) -> None:
+    """The baseline's F1 (given, or none for random weights), then each row's time ratio and scores against it."""
     base = next((r for r in rows if r.is_baseline), None)
-    if base is not None:
-        if c.baseline_f1 is not None:
-            base.f1 = c.baseline_f1
-        elif baseline is not None and baseline.random_weights:
-            base.f1 = None  # a random-weight F1 means nothing
-    time_basis = "submit time" if c.data is not None else f"batch-{c.batch_sizes[0]} latency p50"
-    if base is not None:
-        for row in rows:
-            t, tb = _time(row, c.data is not None, c.batch_sizes[0]), _time(base, c.data is not None, c.batch_sizes[0])
-            row.time_ratio = t / tb if tb > 0 else None
-            if row.f1 is not None and base.f1 is not None:
-                row.score_time = score_time(t, tb, row.f1, base.f1)
-                if row.macs and base.macs:
-                    row.score_macs = score_macs(row.macs, base.macs, row.f1, base.f1)
-    report = BenchReport(rows, time_basis, notes, machine, baseline.to_dict() if baseline else None)
-    if c.json_path is not None:
-        atomic_write_json(c.json_path, report.to_dict())
-    if c.plot_path is not None:
-        plot_f1_latency(report, c.plot_path, c.batch_sizes[0])
-    return report
+    if base is None:
+        return
+    if c.baseline_f1 is not None:
+        base.f1 = c.baseline_f1
+    elif baseline is not None and baseline.random_weights:
+        base.f1 = None  # a random-weight F1 means nothing
+    for row in rows:
+        t, tb = _time(row, c.data is not None, c.batch_sizes[0]), _time(base, c.data is not None, c.batch_sizes[0])
+        row.time_ratio = t / tb if tb > 0 else None
+        if row.f1 is not None and base.f1 is not None:
+            row.score_time = score_time(t, tb, row.f1, base.f1)
+            if row.macs and base.macs:
+                row.score_macs = score_macs(row.macs, base.macs, row.f1, base.f1)
 
 
 def _submit_runner(runner: Any) -> Any:
