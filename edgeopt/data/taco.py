@@ -206,68 +206,21 @@ def convert_taco(
     if out.resolve() == images_dir.resolve():
         raise ConfigError("`out` must differ from `images`; crops go to their own folder")
 
-    cats = {c["id"]: c for c in data["categories"]}
     image_by_id = {im["id"]: im for im in data["images"]}
-    anns_by_image: dict[Any, list[dict[str, Any]]] = defaultdict(list)
     counts: Counter[str] = Counter({c: 0 for c in class_map.classes})
     skipped: Counter[str] = Counter()
     dropped: Counter[str] = Counter()
-    for ann in data["annotations"]:
-        cat = cats.get(ann.get("category_id"))
-        if cat is None:
-            skipped["unknown category id"] += 1
-            continue
-        target = class_map.target(cat["name"], cat.get("supercategory", ""))
-        if target is None:
-            dropped[cat["name"]] += 1
-            continue
-        if ann.get("image_id") not in image_by_id:
-            skipped["unknown image id"] += 1
-            continue
-        anns_by_image[ann["image_id"]].append({**ann, "_target": target})
-
+    anns_by_image = _annotations_by_image(data, class_map, image_by_id, skipped, dropped)
     for name in class_map.classes:
         (out / name).mkdir(parents=True, exist_ok=True)
     downloaded = 0
     fetch = fetch or (lambda url, dest: download_file(url, dest, max_bytes=max_download_bytes))
     for image_id, anns in anns_by_image.items():
         meta = image_by_id[image_id]
-        try:
-            path = safe_image_path(images_dir, str(meta["file_name"]))
-        except DataError:
-            skipped["file_name escapes images folder"] += len(anns)
-            continue
-        if not path.exists() and download:
-            urls = [u for u in (meta.get("flickr_640_url"), meta.get("flickr_url")) if u]
-            fetched, refused = _download_first(urls, path, fetch)
-            downloaded += fetched
-            if refused and not fetched:
-                skipped[f"download refused: {refused}"] += len(anns)
-                continue
-        if not path.exists():
-            skipped["image missing"] += len(anns)
-            continue
-        try:
-            with Image.open(path) as im:
-                im = ImageOps.exif_transpose(im)  # TACO boxes are in the upright frame
-                im.load()
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-            skipped["image corrupt or truncated"] += len(anns)
-            continue
-        sx = im.width / float(meta.get("width") or im.width)
-        sy = im.height / float(meta.get("height") or im.height)
-        for ann in anns:
-            box = _crop_box(ann.get("bbox"), sx, sy, padding, im.width, im.height)
-            if box is None:
-                skipped["empty or malformed box"] += 1
-                continue
-            if min(box[2] - box[0], box[3] - box[1]) < min_size:
-                skipped[f"smaller than {min_size} px"] += 1
-                continue
-            target_path = out / ann["_target"] / f"{image_id}_{ann['id']}.jpg"
-            with atomic_path(target_path) as tmp:
-                to_rgb(im.crop(box)).save(tmp, format="JPEG", quality=95)
-            counts[ann["_target"]] += 1
+        im, fetched = _open_image(meta, images_dir, download, fetch, skipped, len(anns))
+        downloaded += fetched
+        if im is not None:
+            _cut_crops(im, image_id, meta, anns, out, padding, min_size, counts, skipped)
 
     summary = TacoSummary(out, class_map.name, class_map.classes, dict(counts), dict(skipped), dict(dropped), downloaded)
     manifest = Manifest(
@@ -286,6 +239,77 @@ def convert_taco(
     )
     atomic_write_json(out / MANIFEST_NAME, manifest.to_dict())
     return summary
+
+
+def _annotations_by_image(data: dict[str, Any], class_map: Any, image_by_id: dict[Any, Any], skipped: Counter[str],
+                          dropped: Counter[str]) -> dict[Any, list[dict[str, Any]]]:
+    """Each image's annotations of a mapped category, with their target class under ``_target``; the others
+    counted in ``skipped`` (unknown ids) or ``dropped`` (categories the map leaves out)."""
+    cats = {c["id"]: c for c in data["categories"]}
+    anns_by_image: dict[Any, list[dict[str, Any]]] = defaultdict(list)
+    for ann in data["annotations"]:
+        cat = cats.get(ann.get("category_id"))
+        if cat is None:
+            skipped["unknown category id"] += 1
+            continue
+        target = class_map.target(cat["name"], cat.get("supercategory", ""))
+        if target is None:
+            dropped[cat["name"]] += 1
+            continue
+        if ann.get("image_id") not in image_by_id:
+            skipped["unknown image id"] += 1
+            continue
+        anns_by_image[ann["image_id"]].append({**ann, "_target": target})
+    return anns_by_image
+
+
+def _open_image(meta: dict[str, Any], images_dir: Path, download: bool, fetch: Callable[[str, Path], None],
+                skipped: Counter[str], boxes: int) -> tuple[Image.Image | None, int]:
+    """(the image of ``meta``, upright and decoded, or None with its ``boxes`` counted as skipped and why;
+    1 when it was downloaded, else 0)."""
+    try:
+        path = safe_image_path(images_dir, str(meta["file_name"]))
+    except DataError:
+        skipped["file_name escapes images folder"] += boxes
+        return None, 0
+    fetched = False
+    if not path.exists() and download:
+        urls = [u for u in (meta.get("flickr_640_url"), meta.get("flickr_url")) if u]
+        fetched, refused = _download_first(urls, path, fetch)
+        if refused and not fetched:
+            skipped[f"download refused: {refused}"] += boxes
+            return None, 0
+    if not path.exists():
+        skipped["image missing"] += boxes
+        return None, int(fetched)
+    try:
+        with Image.open(path) as im:
+            im = ImageOps.exif_transpose(im)  # TACO boxes are in the upright frame
+            im.load()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        skipped["image corrupt or truncated"] += boxes
+        return None, int(fetched)
+    return im, int(fetched)
+
+
+def _cut_crops(im: Image.Image, image_id: Any, meta: dict[str, Any], anns: list[dict[str, Any]], out: Path, padding: float,
+               min_size: int, counts: Counter[str], skipped: Counter[str]) -> None:
+    """Each annotation's box (scaled from the annotated size to the image's, padded, clipped) as a JPEG crop
+    under ``out/<class>/``, counted; empty and too-small boxes counted as skipped."""
+    sx = im.width / float(meta.get("width") or im.width)
+    sy = im.height / float(meta.get("height") or im.height)
+    for ann in anns:
+        box = _crop_box(ann.get("bbox"), sx, sy, padding, im.width, im.height)
+        if box is None:
+            skipped["empty or malformed box"] += 1
+            continue
+        if min(box[2] - box[0], box[3] - box[1]) < min_size:
+            skipped[f"smaller than {min_size} px"] += 1
+            continue
+        target_path = out / ann["_target"] / f"{image_id}_{ann['id']}.jpg"
+        with atomic_path(target_path) as tmp:
+            to_rgb(im.crop(box)).save(tmp, format="JPEG", quality=95)
+        counts[ann["_target"]] += 1
 
 
 def _crop_box(
