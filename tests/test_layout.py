@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "edgeopt"
 
@@ -167,3 +169,30 @@ def test_no_module_is_over_400_lines() -> None:
     quant/ptq.py and trt/build.py along their seams)."""
     long = {str(p.relative_to(ROOT)): n for p in PACKAGE.rglob("*.py") if (n := len(p.read_text().splitlines())) > 400}
     assert long == {}
+
+
+def long_functions(limit: int = 80) -> dict[str, int]:
+    """``path::function`` -> lines, of every function or method in edgeopt/ longer than ``limit`` lines."""
+    long = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and (n := node.end_lineno - node.lineno + 1) > limit:
+                long[f"{path.relative_to(ROOT)}::{node.name}"] = n
+    return long
+
+
+def test_no_function_is_over_80_lines() -> None:
+    """A function does one thing (issue 33 split train_classifier, convert_taco, qat_finetune, build_engine, run_bench
+    and calibrate_onnx along their seams: setup, the epoch, teardown)."""
+    long = long_functions()
+    assert long == {}, "functions over 80 lines (split them along their seams): " + ", ".join(
+        f"{name} ({n} lines)" for name, n in sorted(long.items()))
+
+
+def test_the_function_length_check_finds_a_long_function(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    package = tmp_path / "edgeopt"
+    package.mkdir()
+    (package / "long.py").write_text("def long():\n" + "    x = 1\n" * 80 + "\n\ndef short():\n    return 1\n")
+    monkeypatch.setitem(globals(), "ROOT", tmp_path)
+    monkeypatch.setitem(globals(), "PACKAGE", package)
+    assert long_functions() == {"edgeopt/long.py::long": 81}
