@@ -28,9 +28,16 @@ def test_each_batch_is_decoded_once_and_handed_to_every_run() -> None:
     assert predict(lambda b: b, iter([])).shape == (0, 0)
 
 
+def _imports(rel: str) -> set[str]:
+    return {n.module for n in ast.walk(ast.parse((PACKAGE / rel).read_text())) if isinstance(n, ast.ImportFrom)}
+
+
 def test_every_stage_that_scores_a_folder_runs_the_one_loop() -> None:
-    users = ("runtime/evaluate.py", "quant/fallback.py", "trt/verify.py", "train/loop.py", "bench/timing.py")
-    for rel in users:
-        tree = ast.parse((PACKAGE / rel).read_text())
-        modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
-        assert "edgeopt.runtime.predict" in modules, rel
+    """Scoring goes through runtime.scoring, judging a candidate against its parent through runtime.judge
+    (which scores through runtime.scoring), and both run models through the one prediction loop."""
+    assert "edgeopt.runtime.predict" in _imports("runtime/scoring.py")
+    assert "edgeopt.runtime.scoring" in _imports("runtime/judge.py")
+    scorers = ("runtime/evaluate.py", "runtime/classify.py", "train/loop.py", "bench/timing.py")
+    judges = ("quant/fallback.py", "quant/int8_path.py", "trt/verify.py", "optimize/deploy.py")
+    assert [rel for rel in scorers if "edgeopt.runtime.scoring" not in _imports(rel)] == []
+    assert [rel for rel in judges if "edgeopt.runtime.judge" not in _imports(rel)] == []
