@@ -60,9 +60,10 @@ class Format:
 
 
 _CALIBRATE = ("data", "num_images", "method", "batch_size", "seed", "calibration_dir")
-# ONNX Runtime runs every ONNX row; the pure-Python reference evaluator the standard-op ones (not the
-# CPU rows' com.microsoft QLinear* kernels); Triton serves ONNX with ONNX Runtime and engines as plans
-_ORT = ("onnxruntime", "onnx-reference")
+# ONNX Runtime runs every ONNX row; onnx's pure-Python reference evaluator the float graphs (it has no
+# DequantizeLinear before opset 19, and no com.microsoft QLinear* kernels); Triton serves ONNX with ONNX
+# Runtime and engines as TensorRT plans
+_FLOAT_ONNX = ("onnxruntime", "onnx-reference")
 _QDQ = QuantForm("QDQ", "int8 symmetric per-tensor", "int8 symmetric per-channel (output-channel axis)")
 # The CPU forms, chosen by measurement (benchmarks/README.md, "INT8 for ONNX Runtime's CPU kernels"):
 # QOperator (fused QLinearConv kernels), uint8 activations, per-channel weights. Without VNNI, ORT's
@@ -74,14 +75,14 @@ _CPU_VNNI = QuantForm("QOperator", "uint8 asymmetric per-tensor", "int8 per-chan
 FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("checkpoint", "checkpoint", ".pt", "fp32", "torch", "train", (), backends=("torch",), aliases=(".pth",)),
     Format("onnx", "onnx", ".onnx", "fp32", "any", "export", ("checkpoint",), ("data", "opset", "static_batch", "atol"),
-           backends=_ORT, triton_platform="onnxruntime_onnx"),
+           backends=_FLOAT_ONNX, triton_platform="onnxruntime_onnx"),
     Format("onnx-fp16", "onnx", ".fp16.onnx", "fp16", "tensorrt", "export", ("onnx",),
-           backends=_ORT, triton_platform="onnxruntime_onnx"),
+           backends=_FLOAT_ONNX, triton_platform="onnxruntime_onnx"),
     Format("int8-qdq", "onnx", ".int8.onnx", "int8", "tensorrt", "calibrate", ("onnx",),
            (*_CALIBRATE, "quantizer", "skip_first_last", "fallback", "ptq"),
-           backends=_ORT, triton_platform="onnxruntime_onnx", quant=_QDQ),
+           backends=("onnxruntime",), triton_platform="onnxruntime_onnx", quant=_QDQ),
     Format("int8-qdq-fp16", "onnx", ".int8-fp16.onnx", "int8", "tensorrt", "export", ("int8-qdq",),
-           backends=_ORT, triton_platform="onnxruntime_onnx", quant=_QDQ),
+           backends=("onnxruntime",), triton_platform="onnxruntime_onnx", quant=_QDQ),
     Format("int8-cpu", "onnx", ".cpu-int8.onnx", "int8", "cpu", "calibrate", ("onnx",), _CALIBRATE,
            backends=("onnxruntime",), triton_platform="onnxruntime_onnx", quant=_CPU),
     Format("int8-cpu-vnni", "onnx", ".cpu-vnni-int8.onnx", "int8", "cpu-vnni", "calibrate", ("onnx",), _CALIBRATE,

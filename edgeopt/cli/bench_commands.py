@@ -15,6 +15,7 @@ from edgeopt.cli.render import (
 
 from edgeopt.bench.score import BASELINE_F1, BASELINE_MODEL
 from edgeopt.cli.progress import StepProgress, TrainProgress, step_progress
+from edgeopt.cli.common import Backend
 from edgeopt.cli.common import (
     given,
     parse_batch_sizes,
@@ -36,7 +37,7 @@ def bench_cmd(
     baseline_size: Annotated[Optional[int], typer.Option("--baseline-size", help="A named baseline's input size (default: its model config's, 224 for resnet18d).")] = None,
     baseline_precision: Annotated[Optional[str], typer.Option("--baseline-precision", help="fp32, fp16 or int8 (default: fp32; fp16 for engines).")] = None,
     data: Annotated[Optional[Path], typer.Option("--data", exists=True, file_okay=False, help="Folder to classify for submit time (and F1 when labelled).")] = None,
-    backend: Annotated[str, typer.Option(help="auto, torch, onnxruntime or tensorrt.")] = "auto",
+    backend: Backend = "auto",
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     batch_sizes: Annotated[str, typer.Option("--batch-sizes", help="Comma-separated, e.g. 1,32,256.")] = "1,32",
     runs: Annotated[int, typer.Option(min=1, help="Timed runs per batch size.")] = 50,

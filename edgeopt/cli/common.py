@@ -15,6 +15,7 @@ from typer.core import TyperGroup
 
 from edgeopt import __version__
 from edgeopt.errors import EdgeoptError, EdgeoptWarning
+from edgeopt.runtime import backend_names
 from edgeopt.cli.render import (
     RENAMED,
     as_flags,
@@ -55,6 +56,8 @@ err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 ExistingDir = Annotated[Path, typer.Argument(exists=True, file_okay=False, help="A folder of <class>/<image> crops.")]
 # options several commands declare alike
 Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
+# the runner registry's backends (``edgeopt.runtime.RUNNERS``): one registered there is a choice here
+Backend = Annotated[str, typer.Option(help=f"{', '.join(backend_names())} (auto: the first its format lists).")]
 Seed = Annotated[int, typer.Option()]
 BatchSize = Annotated[int, typer.Option("--batch-size")]
 FinetuneLr = Annotated[float, typer.Option(help="Fine-tuning learning rate.")]

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from edgeopt.cli.common import Backend
 from edgeopt.cli.common import ExistOk, app, console, run_out
 from edgeopt.cli.progress import step_progress
 from edgeopt.cli.render import render_predictions
@@ -20,7 +21,7 @@ def predict_cmd(
     out: Annotated[Path, typer.Option("--out", help="The CSV: path, prediction, confidence (then the runners-up with --top-k).")] = Path("predictions.csv"),
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="Classes per image, most likely first.")] = 1,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
-    backend: Annotated[str, typer.Option(help="auto, torch, onnxruntime or tensorrt.")] = "auto",
+    backend: Backend = "auto",
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     workers: Annotated[int, typer.Option(min=1, help="Decode threads.")] = 4,
     unlabelled: Annotated[bool, typer.Option("--unlabelled", help="Classify a folder whose sub-folders look like classes other than the model's.")] = False,

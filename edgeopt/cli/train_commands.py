@@ -19,6 +19,7 @@ from edgeopt.cli.render import (
 
 from edgeopt.bench.score import BASELINE_F1, BASELINE_MODEL
 from edgeopt.cli.progress import TrainProgress, step_progress
+from edgeopt.cli.common import Backend
 from edgeopt.cli.common import (
     ExistOk,
     app,
@@ -153,7 +154,7 @@ def eval_cmd(
     compare: Annotated[bool, typer.Option("--compare", help="Parity table of several artifacts (agreement with the first).")] = False,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the results as JSON.")] = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Confusion-matrix PNG (single artifact).")] = None,
-    backend: Annotated[str, typer.Option(help="auto, torch, onnxruntime or tensorrt.")] = "auto",
+    backend: Backend = "auto",
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
     int8_exec: Annotated[str, typer.Option("--int8-exec", help="INT8 ONNX: emulate (emulated Q/DQ: quantize-dequantize in float) or kernels (ORT's CPU int8 kernels).")] = "emulate",
