@@ -100,9 +100,9 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, opset: int = 17, sta
 
 def trace_to_onnx(model: Any, path: Path, size: int, *, batch: int = 1, dynamic: bool = True, opset: int = 17) -> None:
     """Trace a copy of ``model`` (its TensorFlow-style padding frozen for ``size``, see
-    ``edgeopt.models.padding``) to ONNX at ``path``: input ``images`` of ``batch`` x 3 x size x size,
-    output ``logits``, a dynamic batch axis unless ``dynamic`` is False. The copy keeps ``model`` itself
-    as it was, for the parity check that follows."""
+    ``edgeopt.models.padding``) to ONNX at ``path``: ``INPUT_NAME`` of ``batch`` x 3 x size x size in,
+    ``OUTPUT_NAME`` out, a dynamic batch axis unless ``dynamic`` is False. The copy leaves ``model``
+    itself as it was, for the parity check that follows."""
     import torch
 
     x = torch.zeros(batch, 3, size, size)
