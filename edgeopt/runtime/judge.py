@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeopt.runtime.predict import Run
+from edgeopt.runtime.predict import Run, predict
 from edgeopt.runtime.scoring import ImageSet, labelled_folder, score_folder, score_logits
 
 
@@ -111,8 +111,6 @@ class ParentJudge:
 
     def logits(self, model: Run | Path) -> np.ndarray:
         run = emulated_onnx(model) if isinstance(model, (str, Path)) else model
-        from edgeopt.runtime.predict import predict
-
         return predict(run, self.batches).astype(np.float64)
 
     def judge(self, candidate: Run | Path) -> Judgement:
