@@ -15,12 +15,13 @@ from typing import Any
 
 from edgeopt.errors import ArtifactError, ConfigError
 
-SOURCES = ("yaml", "timm", "torchvision")
+SOURCES = ("yaml", "timm", "torchvision", "registered")  # registered: ``edgeopt.register_model``, rebuilt by name
 # The constructor arguments a record may pass to its library, with their JSON types. Everything else
 # (timm's checkpoint_path or pretrained_cfg_overlay, torchvision's weights, ...) is refused by name.
 CONSTRUCTOR_ARGS: dict[str, dict[str, type]] = {
     "timm": {"drop_rate": float, "drop_path_rate": float},
     "torchvision": {"dropout": float},
+    "registered": {},  # a registered factory is called with the class count only
 }
 
 

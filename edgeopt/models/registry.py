@@ -1,4 +1,4 @@
-"""One factory over edgeopt's own builders, timm, torchvision and YAML model files.
+"""One factory over edgeopt's own builders, registered models, timm, torchvision and YAML model files.
 
 ``create_model(name_or_yaml, num_classes, pretrained=...)`` returns the module and an ``arch``
 record (stored in checkpoints and manifests) from which the same module can be rebuilt.
@@ -13,7 +13,8 @@ from typing import Any
 import torch.nn as nn
 
 from edgeopt.data.presets import Preprocess
-from edgeopt.errors import ConfigError, MissingDependencyError
+from edgeopt.errors import ArtifactError, ConfigError, MissingDependencyError
+from edgeopt.models.plugins import RegisteredModel, plugin_names, registered_model
 from edgeopt.registries import Registry, unknown_name_message
 
 # Loaders of pretrained weights that need no network, by model name.
@@ -43,7 +44,10 @@ PRETRAINED_LOADERS.register("mobilenet_v2", _mobilenet_v2_loader)  # torchvision
 def create_model(
     name: str | Path, num_classes: int, pretrained: bool = False, **kwargs: Any
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """Build a classifier by timm/torchvision name or YAML file; returns ``(model, arch)``.
+    """Build a classifier by registered, timm or torchvision name or YAML file; returns ``(model, arch)``.
+
+    A name registered with ``edgeopt.register_model`` (or by an installed plugin, entry-point group
+    ``edgeopt.models``) comes first, then timm's, then torchvision's.
 
     ``pretrained=True`` never falls back to random weights: it loads offline weights where
     edgeopt ships them, otherwise the library's own (hub) loading, and stops with a clear
@@ -60,7 +64,26 @@ def create_model(
         text = read_model_yaml(name_str)
         model = build_from_yaml_text(text, num_classes, source=name_str)
         return model, {"source": "yaml", "name": Path(name_str).stem, "yaml": text, "num_classes": num_classes}
+    registered = registered_model(name_str)
+    if registered is not None:
+        return _create_registered(registered, num_classes, pretrained, **kwargs)
     return _create_library_model(name_str, num_classes, pretrained, **kwargs)
+
+
+def _create_registered(registered: RegisteredModel, num_classes: int, pretrained: bool,
+                       **kwargs: Any) -> tuple[nn.Module, dict[str, Any]]:
+    from edgeopt.models.records import check_constructor_args
+
+    if pretrained:
+        raise ConfigError(f"{registered.name}: a registered model builds its own weights in its factory "
+                          f"({registered.origin}); drop `pretrained`")
+    check_constructor_args("registered", kwargs, where=registered.name)
+    model = registered.factory(num_classes)
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"{registered.name}: its factory {registered.origin} returned a {type(model).__name__}, "
+                          "not a torch.nn.Module")
+    return model, {"source": "registered", "name": registered.name, "num_classes": num_classes, "kwargs": {},
+                   "factory": registered.origin}
 
 
 def _create_library_model(name: str, num_classes: int, pretrained: bool, **kwargs: Any) -> tuple[nn.Module, dict[str, Any]]:
@@ -113,7 +136,7 @@ def _create_library_model(name: str, num_classes: int, pretrained: bool, **kwarg
             arch["pretrained"] = "hub"
             return model, arch
         return torchvision.models.get_model(name, num_classes=num_classes, **kwargs), arch
-    choices = timm.list_models() + torchvision.models.list_models(module=torchvision.models)
+    choices = plugin_names() + timm.list_models() + torchvision.models.list_models(module=torchvision.models)
     raise ConfigError(unknown_name_message("model", name, choices, "; or pass a models/*.yaml file"))
 
 
@@ -142,6 +165,10 @@ def rebuild_model(arch: dict[str, Any], state_dict: dict[str, Any] | None = None
     from edgeopt.models.records import check_against_weights, check_record
 
     check_record(arch, where)
+    if arch["source"] == "registered" and registered_model(arch["name"]) is None:
+        raise ArtifactError(f"{where}: its model {arch['name']!r} was registered by {arch.get('factory', 'a plugin')} and "
+                            f"no registration of it is present: install or import the package that registers it "
+                            f"(entry-point group edgeopt.models)")
     if state_dict is not None:
         check_against_weights(arch, state_dict, _build_from_record, where)
     return _build_from_record(arch)
@@ -152,6 +179,8 @@ def _build_from_record(arch: dict[str, Any]) -> nn.Module:
         from edgeopt.models.dsl import build_from_yaml_text
 
         model = build_from_yaml_text(arch["yaml"], arch["num_classes"], source=arch.get("name", "yaml"))
+    elif arch.get("source") == "registered":
+        model, _ = _create_registered(_require_registered(arch["name"]), arch["num_classes"], False)
     else:
         model, _ = _create_library_model(arch["name"], arch["num_classes"], False, **arch.get("kwargs", {}))
     if arch.get("layer_shapes"):
@@ -161,6 +190,13 @@ def _build_from_record(arch: dict[str, Any]) -> nn.Module:
 
         apply_decomposition(model, arch["decomposed"])
     return model
+
+
+def _require_registered(name: str) -> RegisteredModel:
+    registered = registered_model(name)
+    if registered is None:
+        raise ArtifactError(f"model {name!r} is not registered: install or import the package that registers it")
+    return registered
 
 
 def layer_shapes(model: nn.Module) -> dict[str, list[int]]:
@@ -202,7 +238,8 @@ def pretrained_config(name: str) -> tuple[int, tuple[float, float, float], tuple
     timm models: their default pretrained config (``resnet18d`` 224 px ImageNet mean/std,
     ``tf_efficientnet_lite0`` 224 px mean/std 0.5, ``tf_efficientnet_b0`` ImageNet mean/std);
     YAML models: their ``INPUT_SIZE``; torchvision's classifiers: the crop size, mean and std of
-    their default weights' own transforms (``mobilenet_v2``: 224 px, ImageNet mean/std).
+    their default weights' own transforms (``mobilenet_v2``: 224 px, ImageNet mean/std); registered
+    models: their registration's ``preprocess``.
     """
     from edgeopt.data.presets import IMAGENET_MEAN, IMAGENET_STD
 
@@ -211,6 +248,9 @@ def pretrained_config(name: str) -> tuple[int, tuple[float, float, float], tuple
         from edgeopt.models.dsl import read_model_yaml, yaml_input_size
 
         return yaml_input_size(read_model_yaml(name)) or 224, IMAGENET_MEAN, IMAGENET_STD
+    registered = registered_model(name)
+    if registered is not None:
+        return registered.input_size, registered.mean, registered.std
     from timm.models import get_pretrained_cfg
 
     cfg = get_pretrained_cfg(name)
