@@ -13,7 +13,10 @@ selection) for ``--epochs`` and is scored once on the test part. Arms (``--arms`
 - ``cache2x_fm``: and function matching's loss: pure KL (alpha 1) at T 1;
 - ``cache2x_dist``: and DIST (T 1, alpha 0.5);
 - ``cache2x_bn``: and FixRes's BatchNorm recalibration on the deployed input after training;
-- ``cache2x_tta``: and a bank of flip-averaged teacher logits.
+- ``cache2x_tta``: and a bank of flip-averaged teacher logits;
+- ``bn_tta``, ``bn_fm_cutmix``, ``bn_fm_mixup``, ``bn_dist``: ``cache2x_bn`` (the recipe ``optimize`` ships)
+  with one more change: a flip-averaged bank; function matching from a bank of CutMix or mixup blends
+  (pure KL at T 1 on exactly the blends the teacher labelled); DIST.
 
   python benchmarks/distill_recipes_trashnet.py --teacher runs/optimize_trashnet/teacher/best.pt \\
       --arms control,cache2x,cache2x_fm --seeds 0,1,2 --epochs 40 --views 10
@@ -45,6 +48,11 @@ ARMS: dict[str, tuple[dict, dict, dict]] = {
     "cache2x_dist": ({}, {"temperature": 1.0, "alpha": 0.5, "loss": "dist"}, {}),
     "cache2x_bn": ({"bn_recalibrate": True}, {"temperature": 4.0, "alpha": 0.7}, {}),
     "cache2x_tta": ({}, {"temperature": 4.0, "alpha": 0.7}, {"tta_flip": True}),
+    # the recipe optimize ships (2x cache, BN recalibrated) with one more change each
+    "bn_tta": ({"bn_recalibrate": True}, {"temperature": 4.0, "alpha": 0.7}, {"tta_flip": True}),
+    "bn_fm_cutmix": ({"bn_recalibrate": True}, {"temperature": 1.0, "alpha": 1.0, "mix": "cutmix"}, {"mix": "cutmix"}),
+    "bn_fm_mixup": ({"bn_recalibrate": True}, {"temperature": 1.0, "alpha": 1.0, "mix": "mixup"}, {"mix": "mixup"}),
+    "bn_dist": ({"bn_recalibrate": True}, {"temperature": 1.0, "alpha": 0.5, "loss": "dist"}, {}),
 }
 
 
@@ -83,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         student, kd, bank_settings = ARMS[arm]
         f1s, seconds = [], []
         for seed in seeds:
-            tag = "tta" if bank_settings.get("tta_flip") else "plain"
+            tag = "tta" if bank_settings.get("tta_flip") else bank_settings.get("mix", "plain")
             bank_path = args.runs / f"bank_{tag}_v{args.views}_s{seed}.bank"
             t0 = time.perf_counter()
             make_bank(SoftLabelConfig(teachers=[args.teacher], data=pool, out=bank_path, views=args.views, scale_min=0.6,

@@ -13,17 +13,17 @@ from edgeopt.cli.render import (
 )
 
 
-from edgeopt.bench.score import BASELINE_F1, BASELINE_MODEL
+from edgeopt.bench.score import BASELINE_MODEL
 from edgeopt.cli.progress import StepProgress, TrainProgress, step_progress
+from edgeopt.optimize.config import OptimizeConfig, Target
 from edgeopt.cli.common import Backend
 from edgeopt.cli.common import (
-    given,
+    ConfigFile,
+    option,
+    read_config_file,
     parse_batch_sizes,
     app,
     console,
-    Device,
-    Seed,
-    BatchSize,
 )
 
 
@@ -51,6 +51,7 @@ def bench_cmd(
     torch_fp16: Annotated[bool, typer.Option("--torch-fp16", help="Checkpoints on CUDA in FP16.")] = False,
     cuda_graph: Annotated[bool, typer.Option("--cuda-graph", help="Replay captured CUDA graphs (torch on CUDA, TensorRT).")] = False,
     torch_compile: Annotated[bool, typer.Option("--torch-compile", help="Checkpoints through torch.compile with frozen weights (BN folded).")] = False,
+    config: ConfigFile = None,
 ) -> None:
     """Latency (p50/p90/p99), throughput, submit time and the competition score against a baseline."""
     from edgeopt.bench.harness import BenchConfig, run_bench
@@ -69,45 +70,40 @@ def bench_cmd(
 @app.command("optimize")
 def optimize_cmd(
     ctx: typer.Context,
-    config_file: Annotated[Optional[Path], typer.Argument(exists=True, dir_okay=False, help="A YAML file of these settings (keys as the flags); flags given too override it.")] = None,
-    data: Annotated[Optional[Path], typer.Option("--data", exists=True, file_okay=False, help="Folder of <class>/<image> crops.")] = None,
-    out: Annotated[Path, typer.Option("--out", help="The run folder: every artifact with its manifest, steps/, report.md.")] = Path("runs/optimize"),
-    test: Annotated[Optional[Path], typer.Option("--test", exists=True, file_okay=False, help="Labelled crops to report on (default: --test-fraction of --data held out).")] = None,
-    test_fraction: Annotated[float, typer.Option("--test-fraction", help="Share of --data held out of everything for the report.")] = 0.2,
-    teacher: Annotated[Optional[Path], typer.Option("--teacher", exists=True, dir_okay=False, help="A teacher checkpoint (default: fine-tune --teacher-model).")] = None,
-    teacher_model: Annotated[str, typer.Option("--teacher-model")] = "tf_efficientnet_lite0",
-    teacher_size: Annotated[int, typer.Option("--teacher-size", help="The teacher's input size (its native resolution is best).")] = 224,
-    teacher_epochs: Annotated[int, typer.Option("--teacher-epochs")] = 4,
-    views: Annotated[int, typer.Option("--views", help="Augmented views per image in the soft-label bank.")] = 20,
-    backbones: Annotated[str, typer.Option(help="Comma-separated student backbones to search.")] = "mobilenet_v2",
-    sizes: Annotated[str, typer.Option(help="Comma-separated student input sizes to search.")] = "32,48,64",
-    max_prune: Annotated[float, typer.Option("--max-prune")] = 0.0,
-    trials: Annotated[int, typer.Option(help="Search trials.")] = 6,
-    epochs: Annotated[int, typer.Option(help="Epochs per search trial.")] = 12,
-    final_epochs: Annotated[int, typer.Option("--final-epochs", help="Epochs of the chosen student's final run (from the bank: patient schedules pay).")] = 100,
-    bn_recalibrate: Annotated[bool, typer.Option("--bn-recalibrate/--no-bn-recalibrate", help="Recompute the final run's BatchNorm statistics on its images as deployed (FixRes; measured to pay on TrashNet).")] = True,
-    max_macs: Annotated[Optional[str], typer.Option("--max-macs", help="MAC budget of the chosen student, e.g. 20M.")] = None,
-    pretrained: Annotated[bool, typer.Option("--pretrained/--scratch")] = True,
-    max_f1_drop: Annotated[float, typer.Option("--max-f1-drop", help="INT8 budget: macro-F1 drop on a slice held out of the final run.")] = 0.01,
-    adaround: Annotated[bool, typer.Option("--adaround/--no-adaround", help="AdaRound in the INT8 post-training quantization.")] = True,
-    target: Annotated[str, typer.Option(help="auto (TensorRT engine where TensorRT and a GPU are, else cpu), tensorrt or cpu.")] = "auto",
-    baseline: Annotated[str, typer.Option(help="Baseline of the bench and the score.")] = BASELINE_MODEL,
-    baseline_f1: Annotated[float, typer.Option("--baseline-f1", help="The baseline's macro-F1 for the score.")] = BASELINE_F1,
-    batch_size: BatchSize = 64,
-    device: Device = "auto",
-    seed: Seed = 0,
+    config_file: Annotated[Optional[Path], typer.Argument(exists=True, dir_okay=False, is_eager=True, expose_value=False,
+                                                          callback=read_config_file, help="A YAML file of these settings, as --config.")] = None,
+    data: Path = option(OptimizeConfig, "data", exists=True, file_okay=False),
+    out: Path = option(OptimizeConfig, "out"),
+    test: Optional[Path] = option(OptimizeConfig, "test", exists=True, file_okay=False),
+    test_fraction: float = option(OptimizeConfig, "test_fraction"),
+    teacher: Optional[Path] = option(OptimizeConfig, "teacher", exists=True, dir_okay=False),
+    teacher_model: str = option(OptimizeConfig, "teacher_model"),
+    teacher_size: int = option(OptimizeConfig, "teacher_size"),
+    teacher_epochs: int = option(OptimizeConfig, "teacher_epochs"),
+    views: int = option(OptimizeConfig, "views"),
+    backbones: str = option(OptimizeConfig, "backbones"),
+    sizes: str = option(OptimizeConfig, "sizes"),
+    max_prune: float = option(OptimizeConfig, "max_prune"),
+    trials: int = option(OptimizeConfig, "trials"),
+    epochs: int = option(OptimizeConfig, "epochs"),
+    final_epochs: int = option(OptimizeConfig, "final_epochs"),
+    bn_recalibrate: bool = option(OptimizeConfig, "bn_recalibrate", "--bn-recalibrate/--no-bn-recalibrate"),
+    max_macs: Optional[str] = option(OptimizeConfig, "max_macs"),
+    pretrained: bool = option(OptimizeConfig, "pretrained", "--pretrained/--scratch"),
+    max_f1_drop: float = option(OptimizeConfig, "max_f1_drop"),
+    adaround: bool = option(OptimizeConfig, "adaround", "--adaround/--no-adaround"),
+    target: Target = option(OptimizeConfig, "target"),
+    baseline: str = option(OptimizeConfig, "baseline"),
+    baseline_f1: float = option(OptimizeConfig, "baseline_f1"),
+    batch_size: int = option(OptimizeConfig, "batch_size"),
+    device: str = option(OptimizeConfig, "device"),
+    seed: int = option(OptimizeConfig, "seed"),
+    config: ConfigFile = None,
 ) -> None:
     """Crops and a budget in, a benchmarked INT8 model out: teacher, soft-label bank, search, final run, INT8, bench, report."""
-    from edgeopt.optimize import OptimizeConfig, read_yaml_config, run_optimize
+    from edgeopt.optimize import run_optimize
 
-    settings = {name: value for name, value in ctx.params.items() if name != "config_file"}
-    if config_file is not None:  # the flags given on the command line override the file, the defaults do not
-        chosen = {name for name in settings if given(ctx, name)}
-        config = read_yaml_config(config_file, {name: settings[name] for name in chosen})
-    else:
-        if data is None:
-            raise typer.BadParameter("give --data (a folder of <class>/<image> crops) or a YAML file with data:", param_hint="--data")
-        config = OptimizeConfig(**settings)
+    config = OptimizeConfig(**ctx.params)
     callbacks, bank = _pipeline_progress()
     try:
         result = run_optimize(config, log=say, callbacks=callbacks, bank_progress=bank)
@@ -127,6 +123,7 @@ def demo_cmd(
     data: Annotated[Optional[Path], typer.Option("--data", exists=True, file_okay=False, help="Crops to use instead of the synthetic set.")] = None,
     out: Annotated[Path, typer.Option("--out", help="Folder for everything the demo makes (rerun: finished steps are skipped).")] = Path("demo"),
     epochs: Annotated[int, typer.Option(min=1, help="Teacher and search epochs (the final run gets twice as many).")] = 12,
+    config: ConfigFile = None,
 ) -> None:
     """edgeopt optimize on the embedded synthetic data: teacher, bank, search, final run, INT8, deploy, bench, report."""
     from edgeopt.optimize import run_demo

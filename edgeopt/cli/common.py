@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import warnings
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import click
 import typer
@@ -105,6 +105,79 @@ def parse_batch_sizes(value: str) -> tuple[int, ...]:
     if not sizes or min(sizes) < 1:
         raise typer.BadParameter(f"{value!r}: batch sizes must be positive integers")
     return sizes
+
+
+# -- settings declared once: options derived from the config dataclasses, and --config FILE.yaml ----
+def option(cls: type, name: str, *flags: str, **kwargs: Any) -> Any:
+    """The option for ``cls``'s setting ``name``, its default and help taken from the field (where the
+    setting is declared), so a command cannot drift from its config: ``epochs: int = option(TrainConfig,
+    "epochs")``. ``flags`` default to ``--<key>``; ``kwargs`` go to ``typer.Option`` (``exists=True``...)."""
+    from edgeopt.settings import MISSING, default_of, field_of, key_of, rule_of
+
+    field = field_of(cls, name)
+    default = kwargs.pop("default") if "default" in kwargs else default_of(field)
+    if default is MISSING:
+        default = ...
+    elif isinstance(default, tuple):  # a list setting is comma-separated text on the command line
+        default = ",".join(str(v) for v in default)
+    kwargs.setdefault("help", _flags_in(rule_of(field).help) or None)
+    return typer.Option(default, *(flags or ("--" + key_of(field).replace("_", "-"),)), **kwargs)
+
+
+def _flags_in(text: str) -> str:
+    """A setting's help as the command line says it: `name` -> --name (help is the library's, it names settings)."""
+    import re
+
+    return re.sub(r"`([a-z][a-z0-9_]*)`", lambda m: "--" + m.group(1).replace("_", "-"), text)
+
+
+# each command's config classes, by dotted path (imported only when --config is given): a YAML key that
+# is one of their settings is checked as the setting (its message names the key), the others as the flag
+SETTINGS_OF = {
+    "train": ("edgeopt.train.config:TrainConfig", "edgeopt.train.distill:KDConfig"),
+    "soft-labels": ("edgeopt.train.soft_labels:SoftLabelConfig",),
+    "search": ("edgeopt.search.config:SearchConfig", "edgeopt.search.config:SearchSpace"),
+    "optimize": ("edgeopt.optimize.config:OptimizeConfig",),
+}
+
+
+def read_config_file(ctx: typer.Context, value: Optional[Path]) -> Optional[Path]:
+    """``--config FILE.yaml``: the file's keys (the command's flags, ``-`` or ``_``) become the command's
+    defaults, so a flag given too overrides the file. An unknown key, or a value its setting refuses, is
+    one line naming the file and the key (a value only a flag's type refuses is said as that flag)."""
+    if value is None or ctx.resilient_parsing:
+        return value
+    import dataclasses
+    import importlib
+
+    from edgeopt.errors import ConfigError
+    from edgeopt.settings import check_field, key_of, read_yaml_settings
+
+    params = {p.name: p for p in ctx.command.params if p.name and p.expose_value}
+    settings = read_yaml_settings(value, params)
+    checks: dict[str, tuple[type, str]] = {}
+    for dotted in SETTINGS_OF.get(ctx.info_name or "", ()):
+        module, _, name = dotted.partition(":")
+        cls = getattr(importlib.import_module(module), name)
+        checks.update({key_of(f): (cls, f.name) for f in dataclasses.fields(cls)})
+    defaults = dict(ctx.default_map or {})
+    for key, raw in settings.items():
+        param = params[key]
+        if isinstance(raw, (list, tuple)) and not getattr(param, "multiple", False) and param.nargs == 1:
+            raw = ",".join(str(v) for v in raw)  # a list setting's text, as on the command line
+        if key in checks:
+            try:
+                check_field(*checks[key], raw)
+            except ConfigError as exc:  # said as the file's key, not as a flag
+                raise ConfigError(f"{value}: key {key.replace('_', '-')!r}: " + str(exc).replace(f"`{key}` ", "", 1)) from None
+        defaults[key] = raw  # the option's own type checks it as it would the flag's text
+    ctx.default_map = defaults
+    return value
+
+
+ConfigFile = Annotated[Optional[Path], typer.Option(
+    "--config", exists=True, dir_okay=False, is_eager=True, expose_value=False, callback=read_config_file,
+    help="A YAML file of this command's settings (keys as the flags); flags given too override it.")]
 
 
 # -- run folders that never overwrite -------------------------------------------------------------

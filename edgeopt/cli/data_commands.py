@@ -15,6 +15,7 @@ from edgeopt.cli.render import (
 
 
 from edgeopt.cli.common import (
+    ConfigFile,
     data_app,
     console,
     ExistingDir,
@@ -27,6 +28,7 @@ def data_synth(
     out: Annotated[Path, typer.Option("--out", help="Folder to render the crops into.")] = Path("data/synthetic"),
     per_class: Annotated[int, typer.Option(min=2, help="Images per class.")] = 40,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same images).")] = 0,
+    config: ConfigFile = None,
 ) -> None:
     """Render the embedded SYNTHETIC demo dataset (6 shape classes) in the crops layout."""
     from edgeopt.data.synthetic import render_synthetic
@@ -36,7 +38,9 @@ def data_synth(
 
 
 @data_app.command("stats")
-def data_stats(root: ExistingDir) -> None:
+def data_stats(root: ExistingDir,
+    config: ConfigFile = None,
+) -> None:
     """Class counts, image sizes and imbalance ratio of a crops folder."""
     from edgeopt.data.stats import compute_stats
 
@@ -53,6 +57,7 @@ def data_taco(
     min_size: Annotated[int, typer.Option("--min-size", help="Skip crops whose shorter side is under this (px).")] = 8,
     download: Annotated[bool, typer.Option("--download", help="Fetch missing images from their Flickr URLs (http(s) only).")] = False,
     max_image_mb: Annotated[float, typer.Option("--max-image-mb", min=0.001, help="With --download: refuse an image over this size.")] = 64.0,
+    config: ConfigFile = None,
 ) -> None:
     """Convert TACO's COCO annotations into ImageFolder class crops."""
     from edgeopt.data.taco import convert_taco
@@ -69,6 +74,7 @@ def data_split(
     test: Annotated[float, typer.Option("--test", help="Share of each class held out for test/ (only reported on).")] = 0.2,
     judge: Annotated[float, typer.Option("--judge", help="Share of each class for judge/ (checks INT8 and engines; 0: none).")] = 0.1,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same split).")] = 0,
+    config: ConfigFile = None,
 ) -> None:
     """Split a crops folder into pool/ (trains), judge/ (checks INT8, engines) and test/ (reported on): stratified, seeded, as links."""
     from edgeopt.data.split import split_folder

@@ -16,6 +16,7 @@ from edgeopt.cli.render import (
 from edgeopt.artifacts import require_kind
 from edgeopt.cli.progress import step_progress
 from edgeopt.cli.common import (
+    ConfigFile,
     beside,
     either,
     renamed,
@@ -43,6 +44,7 @@ def export_cmd(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="The batch of a --static-batch export.")] = 1,
     fp16: Annotated[bool, typer.Option("--fp16", help="FP16 weights/compute with FP32 inputs/outputs.")] = False,
     data: Annotated[Optional[Path], typer.Option("--data", exists=True, file_okay=False, help="Real images for the parity check.")] = None,
+    config: ConfigFile = None,
 ) -> None:
     """Export a checkpoint to ONNX: BN folded, onnxslim, onnx.checker, parity against PyTorch."""
     from edgeopt.export.onnx import export_onnx
@@ -78,6 +80,7 @@ def calibrate_cmd(
     seed: Seed = 0,
     calibration_dir: Annotated[Optional[Path], typer.Option("--calibration-dir", help="Where the calibration record goes (default: beside --out).")] = None,
     skip_first_last: Annotated[bool, typer.Option("--skip-first-last", help="Leave the first conv and the classifier unquantized.")] = False,
+    config: ConfigFile = None,
 ) -> None:
     """Quantize to explicit INT8 (Q/DQ ONNX, symmetric, per-channel weights) on real crops."""
     from edgeopt.quant.calibrate import calibrate_onnx
@@ -121,9 +124,10 @@ def qat_cmd(
     device: Device = "auto",
     seed: Seed = 0,
     soft_labels: SoftLabels = None,
+    config: ConfigFile = None,
 ) -> None:
     """Quantization-aware fine-tuning -> a Q/DQ INT8 ONNX in the form TensorRT takes."""
-    from edgeopt.train.distill import KDConfig
+    from edgeopt.train.config import KDConfig
     from edgeopt.quant.qat import QatConfig, qat_finetune
 
     result = qat_finetune(QatConfig(checkpoint=checkpoint, data=data, out=out or beside(checkpoint, ".qat.onnx"), epochs=epochs, lr=lr,
@@ -166,6 +170,7 @@ def build_engine_cmd(
     max_disagreement: Annotated[float, typer.Option("--max-disagreement", help="--verify budget on unlabelled images: share of top-1 changes.")] = 0.02,
     builder: Annotated[Optional[str], typer.Option("--builder", help="tensorrt or tensorrt-rtx (default: TensorRT where installed, else TensorRT-RTX).")] = None,
     compute_capability: Annotated[Optional[list[str]], typer.Option("--compute-capability", help="TensorRT-RTX: a GPU to build for (7.5, 8.0, 8.6, 8.9, 12.0, 12.1, current); repeatable. Default: the GPU here, else NVIDIA's default set.")] = None,
+    config: ConfigFile = None,
 ) -> None:
     """Build a TensorRT engine from any ONNX (TensorRT 8.6-10.x with builder flags, 11.x strongly typed, TensorRT-RTX)."""
     from edgeopt.convert import convert
@@ -222,6 +227,7 @@ def triton_cmd(
     mean: ForeignMean = None,
     std: ForeignStd = None,
     classes: ForeignClasses = None,
+    config: ConfigFile = None,
 ) -> None:
     """Write a Triton Inference Server model-repository entry (config.pbtxt, model file, labels) for
     an engine or any classifier ONNX."""

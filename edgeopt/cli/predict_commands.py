@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from edgeopt.cli.common import Backend
-from edgeopt.cli.common import ExistOk, app, console, run_out
+from edgeopt.cli.common import ConfigFile, ExistOk, app, console, run_out
 from edgeopt.cli.progress import step_progress
 from edgeopt.cli.render import render_predictions
 
@@ -26,6 +26,7 @@ def predict_cmd(
     workers: Annotated[int, typer.Option(min=1, help="Decode threads.")] = 4,
     unlabelled: Annotated[bool, typer.Option("--unlabelled", help="Classify a folder whose sub-folders look like classes other than the model's.")] = False,
     exist_ok: ExistOk = False,
+    config: ConfigFile = None,
 ) -> None:
     """Classify every image under FOLDER: one CSV row per file (class, confidence), and the count of each class."""
     from edgeopt.runtime.classify import PredictConfig, classify_folder

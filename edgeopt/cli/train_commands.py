@@ -17,11 +17,16 @@ from edgeopt.cli.render import (
 )
 
 
-from edgeopt.bench.score import BASELINE_F1, BASELINE_MODEL
 from edgeopt.cli.progress import TrainProgress, step_progress
+from edgeopt.quant.int8_path import Int8PathConfig
+from edgeopt.search.config import Objective, SearchConfig, SearchSpace
+from edgeopt.train.config import KDConfig, KDLoss, KDMode, Loss, Mix, Optimizer, Schedule, TrainConfig
+from edgeopt.train.soft_labels import Precision, SoftLabelConfig
 from edgeopt.cli.common import Backend
 from edgeopt.cli.common import (
+    ConfigFile,
     ExistOk,
+    option,
     app,
     console,
     either,
@@ -40,44 +45,47 @@ from edgeopt.cli.common import (
 @app.command("train")
 def train_cmd(
     ctx: typer.Context,
-    model: Annotated[str, typer.Option("--model", help="timm/torchvision name or models/NAME.yaml.")],
-    data: Annotated[Path, typer.Option("--data", help="Folder of <class>/<image> crops.")],
-    out: Annotated[Path, typer.Option("--out", help="Run folder for best.pt, last.pt, metrics.json, curve.png (default: runs/train, or the next free runs/trainN).")] = Path("runs/train"),
-    val: Annotated[Optional[Path], typer.Option("--val", help="Separate validation folder (else --val-split).")] = None,
-    val_split: Annotated[float, typer.Option("--val-split", help="Stratified validation fraction of --data; 0 trains on all of it for --epochs (the final epoch is the result).")] = 0.2,
-    img_size: Annotated[int, typer.Option("--img-size", help="Input size in pixels.")] = 96,
-    epochs: Annotated[int, typer.Option(help="Epochs.")] = 10,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Batch size.")] = 64,
-    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate (default: 1e-3 with --pretrained, else 2e-3).")] = None,
-    scale_min: Annotated[Optional[float], typer.Option("--scale-min", help="Smallest random crop, as a share of the image (default: 0.6 with --pretrained, else 0.35).")] = None,
-    brightness: Annotated[Optional[float], typer.Option("--brightness", help="Brightness jitter (default: 0.2 with --pretrained, else 0).")] = None,
-    weight_decay: Annotated[float, typer.Option("--weight-decay")] = 0.05,
-    optimizer: Annotated[str, typer.Option(help="adamw or sgd.")] = "adamw",
-    schedule: Annotated[str, typer.Option(help="cosine (with warm-up) or onecycle.")] = "cosine",
-    loss: Annotated[str, typer.Option(help="ce, weighted (class-weighted CE) or focal.")] = "weighted",
-    label_smoothing: Annotated[float, typer.Option("--label-smoothing")] = 0.1,
-    randaugment: Annotated[int, typer.Option(help="RandAugment magnitude (0 = off).")] = 0,
-    mixup: Annotated[float, typer.Option(help="Mixup Beta alpha (0 = off).")] = 0.0,
-    pretrained: Annotated[Optional[bool], typer.Option("--pretrained/--scratch", help="Start from ImageNet weights (offline for tf_efficientnet_lite0, tf_efficientnet_lite1, tf_efficientnet_lite2 and mobilenet_v2; from the model hub for other names) or from random ones. Default: pretrained where edgeopt ships the weights, as search and optimize; else scratch.", show_default=False)] = None,
-    teacher: Annotated[Optional[list[Path]], typer.Option("--teacher", help="Teacher checkpoint(s) for distillation; repeat to average several.")] = None,
+    model: str = option(TrainConfig, "model"),
+    data: Path = option(TrainConfig, "data"),
+    out: Path = option(TrainConfig, "out"),
+    val: Optional[Path] = option(TrainConfig, "val"),
+    val_split: float = option(TrainConfig, "val_split"),
+    img_size: int = option(TrainConfig, "img_size"),
+    epochs: int = option(TrainConfig, "epochs"),
+    batch_size: int = option(TrainConfig, "batch_size"),
+    lr: Optional[float] = option(TrainConfig, "lr"),
+    scale_min: Optional[float] = option(TrainConfig, "scale_min"),
+    brightness: Optional[float] = option(TrainConfig, "brightness"),
+    weight_decay: float = option(TrainConfig, "weight_decay"),
+    optimizer: Optimizer = option(TrainConfig, "optimizer"),
+    schedule: Schedule = option(TrainConfig, "schedule"),
+    loss: Loss = option(TrainConfig, "loss"),
+    label_smoothing: float = option(TrainConfig, "label_smoothing"),
+    randaugment: int = option(TrainConfig, "randaugment"),
+    mixup: float = option(TrainConfig, "mixup"),
+    pretrained: Optional[bool] = option(TrainConfig, "pretrained", "--pretrained/--scratch", show_default=False, help=(
+        "Start from ImageNet weights (offline for tf_efficientnet_lite0, tf_efficientnet_lite1, tf_efficientnet_lite2 and "
+        "mobilenet_v2; from the model hub for other names) or from random ones. Default: pretrained where edgeopt ships the "
+        "weights, as search and optimize; else scratch.")),
+    teacher: Optional[list[Path]] = option(KDConfig, "teachers", default=None),
     soft_labels: SoftLabels = None,
-    kd: Annotated[str, typer.Option("--kd", help="all or true-label (KD only where the teacher is right).")] = "all",
-    kd_temperature: Annotated[float, typer.Option("--kd-temperature")] = 4.0,
-    kd_alpha: Annotated[float, typer.Option("--kd-alpha", help="Weight of the KD term (1: KD alone, function matching).")] = 0.7,
-    kd_loss: Annotated[str, typer.Option("--kd-loss", help="kl (KL to the softened targets) or dist (DIST's Pearson relations).")] = "kl",
-    kd_class_weighted: Annotated[bool, typer.Option("--kd-class-weighted", help="Weigh each image's KD term by its class's weight (rare classes count more).")] = False,
-    kd_mix: Annotated[str, typer.Option("--kd-mix", help="Function matching: none, mixup or cutmix (each view blended with another image's; teacher and student see the same blend; needs --kd-alpha 1).")] = "none",
-    kd_mix_alpha: Annotated[float, typer.Option("--kd-mix-alpha", help="The blend ratio's Beta(alpha, alpha).")] = 1.0,
-    bn_recalibrate: Annotated[bool, typer.Option("--bn-recalibrate", help="After training, recompute best.pt's BatchNorm statistics on the training images as deployed (FixRes).")] = False,
-    device: Device = "auto",
-    seed: Seed = 0,
-    workers: Annotated[Optional[int], typer.Option(help="DataLoader workers (default: 0 on CPU).")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/last.pt.")] = False,
+    kd: KDMode = option(KDConfig, "mode"),
+    kd_temperature: float = option(KDConfig, "temperature"),
+    kd_alpha: float = option(KDConfig, "alpha"),
+    kd_loss: KDLoss = option(KDConfig, "loss"),
+    kd_class_weighted: bool = option(KDConfig, "class_weighted"),
+    kd_mix: Mix = option(KDConfig, "mix"),
+    kd_mix_alpha: float = option(KDConfig, "mix_alpha"),
+    bn_recalibrate: bool = option(TrainConfig, "bn_recalibrate"),
+    device: str = option(TrainConfig, "device"),
+    seed: int = option(TrainConfig, "seed"),
+    workers: Optional[int] = option(TrainConfig, "workers"),
+    resume: bool = option(TrainConfig, "resume"),
     exist_ok: ExistOk = False,
+    config: ConfigFile = None,
 ) -> None:
     """Train a classifier; keeps the best checkpoint by validation macro-F1."""
-    from edgeopt.train.distill import KDConfig
-    from edgeopt.train.loop import TrainConfig, train_classifier
+    from edgeopt.train.loop import train_classifier
 
     if pretrained is None:
         pretrained = _ships_weights(model)
@@ -118,20 +126,21 @@ def _ships_weights(model: str) -> bool:
 def soft_labels_cmd(
     teachers: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, help="Teacher checkpoint(s); their logits are averaged in training.")],
     data: Annotated[Path, typer.Option("--data", exists=True, file_okay=False, help="Folder of <class>/<image> crops.")],
-    out: Annotated[Path, typer.Option("--out", help="The bank file (NAME.bank) and its manifest NAME.bank.json.")] = Path("runs/soft_labels.bank"),
-    views: Annotated[int, typer.Option("--views", help="Augmented views per image: one per student epoch (the bank optimize makes has 20).")] = 20,
-    scale_min: Annotated[float, typer.Option("--scale-min", help="Smallest random crop, as a share of the image (train's default for pretrained students, and optimize's bank).")] = 0.6,
-    brightness: Annotated[float, typer.Option("--brightness", help="Brightness jitter (train's default for pretrained students, and optimize's bank).")] = 0.2,
-    tta_flip: Annotated[bool, typer.Option("--tta-flip", help="Store the mean of the teachers' logits on each view and its mirror image (the student pays nothing).")] = False,
-    precision: Annotated[str, typer.Option("--precision", help="The teachers' arithmetic: fp32, bf16, or auto (bf16 where the CPU or GPU has bf16 units).")] = "fp32",
-    mix: Annotated[str, typer.Option("--mix", help="Also store each view blended with another image's (mixup or cutmix) and the teachers' logits on it: a bank for --kd-mix.")] = "none",
-    mix_alpha: Annotated[float, typer.Option("--mix-alpha", help="The blend ratio's Beta(alpha, alpha).")] = 1.0,
-    batch_size: BatchSize = 64,
-    device: Device = "auto",
-    seed: Seed = 0,
+    out: Path = option(SoftLabelConfig, "out"),
+    views: int = option(SoftLabelConfig, "views"),
+    scale_min: float = option(SoftLabelConfig, "scale_min"),
+    brightness: float = option(SoftLabelConfig, "brightness"),
+    tta_flip: bool = option(SoftLabelConfig, "tta_flip"),
+    precision: Precision = option(SoftLabelConfig, "precision"),
+    mix: Mix = option(SoftLabelConfig, "mix"),
+    mix_alpha: float = option(SoftLabelConfig, "mix_alpha"),
+    batch_size: int = option(SoftLabelConfig, "batch_size"),
+    device: str = option(SoftLabelConfig, "device"),
+    seed: int = option(SoftLabelConfig, "seed"),
+    config: ConfigFile = None,
 ) -> None:
     """Run the teachers once over N augmented views of every image and store their logits (a soft-label bank)."""
-    from edgeopt.train.soft_labels import SoftLabelConfig, make_bank
+    from edgeopt.train.soft_labels import make_bank
 
     config = SoftLabelConfig(teachers=teachers, data=data, out=out, views=views, scale_min=scale_min, brightness=brightness,
                              seed=seed, batch_size=batch_size, device=device, tta_flip=tta_flip, precision=precision,
@@ -158,6 +167,7 @@ def eval_cmd(
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
     int8_exec: Annotated[str, typer.Option("--int8-exec", help="INT8 ONNX: emulate (emulated Q/DQ: quantize-dequantize in float) or kernels (ORT's CPU int8 kernels).")] = "emulate",
+    config: ConfigFile = None,
 ) -> None:
     """Macro-F1, accuracy, per-class F1 and confusion matrix of an artifact on a labelled folder."""
     from edgeopt.runtime.evaluate import compare_artifacts, evaluate_artifact
@@ -177,6 +187,7 @@ def info_cmd(
     img_size: Annotated[int, typer.Option("--img-size", help="Input size for a model name or YAML.")] = 96,
     num_classes: Annotated[int, typer.Option("--num-classes", min=2)] = 6,
     layers: Annotated[bool, typer.Option("--layers", help="A TensorRT engine: every layer (type, precision, tactic, ONNX nodes).")] = False,
+    config: ConfigFile = None,
 ) -> None:
     """What an artifact is (manifest) or what a model costs (MACs, params) at an input size."""
     from edgeopt.artifacts import suffix_kind
@@ -218,10 +229,11 @@ def prune_cmd(
     seed: Seed = 0,
     soft_labels: SoftLabels = None,
     exist_ok: ExistOk = False,
+    config: ConfigFile = None,
 ) -> None:
     """Structured channel pruning (Torch-Pruning) to a MAC target, then distillation from the unpruned model."""
     from edgeopt.compress.finetune import FinetuneOptions
-    from edgeopt.train.distill import KDConfig
+    from edgeopt.train.config import KDConfig
     from edgeopt.compress.prune import PruneConfig, prune_checkpoint
     from edgeopt.models.complexity import parse_macs
 
@@ -252,11 +264,12 @@ def decompose_cmd(
     seed: Seed = 0,
     soft_labels: SoftLabels = None,
     exist_ok: ExistOk = False,
+    config: ConfigFile = None,
 ) -> None:
     """Tucker-2 decomposition of the convolutions (TensorLy), then distillation from the original."""
     from edgeopt.compress.finetune import FinetuneOptions
     from edgeopt.compress.decompose import DecomposeConfig, decompose_checkpoint
-    from edgeopt.train.distill import KDConfig
+    from edgeopt.train.config import KDConfig
 
     finetune = FinetuneOptions(epochs=epochs, lr=lr, batch_size=batch_size, val_split=val_split, device=device, seed=seed,
                                kd=KDConfig(soft_labels=soft_labels))
@@ -280,46 +293,47 @@ def _floats(value: str, flag: str) -> tuple[float, float]:
 @app.command("search")
 def search_cmd(
     ctx: typer.Context,
-    data: Annotated[Path, typer.Option("--data", exists=True, file_okay=False, help="Crops to train and validate on.")],
-    out: Annotated[Path, typer.Option("--out", help="Trial folders, search.db, pareto.json/png, chosen/.")] = Path("runs/search"),
-    study: Annotated[str, typer.Option(help="Study name; workers on one --storage with the same name share it.")] = "edgeopt",
-    storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL (default sqlite:///OUT/search.db; postgresql://... for many machines).")] = None,
-    trials: Annotated[int, typer.Option(help="Finished trials the study should hold (all workers together).")] = 20,
-    timeout: Annotated[Optional[float], typer.Option(help="Seconds this worker searches before it stops.")] = None,
-    objective: Annotated[str, typer.Option(help="pareto (val macro-F1 up, MACs down) or score (competition MAC score).")] = "pareto",
-    backbones: Annotated[str, typer.Option(help="Comma-separated models to choose from.")] = ",".join(("tf_efficientnet_lite0", "mobilenet_v2")),
-    sizes: Annotated[str, typer.Option(help="Comma-separated input sizes to choose from.")] = "48,64,80,96",
-    max_prune: Annotated[float, typer.Option("--max-prune", help="Largest fraction of MACs pruned away (0: never prune).")] = 0.5,
-    lr: Annotated[str, typer.Option(help="Learning rate, or LOW,HIGH (log-uniform).")] = "3e-4,3e-3",
-    teacher: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="Checkpoint to distill from (KD T and alpha are searched).")] = None,
+    data: Path = option(SearchConfig, "data", exists=True, file_okay=False),
+    out: Path = option(SearchConfig, "out"),
+    study: str = option(SearchConfig, "study"),
+    storage: Optional[str] = option(SearchConfig, "storage"),
+    trials: int = option(SearchConfig, "trials"),
+    timeout: Optional[float] = option(SearchConfig, "timeout"),
+    objective: Objective = option(SearchConfig, "objective"),
+    backbones: str = option(SearchSpace, "backbones"),
+    sizes: str = option(SearchSpace, "sizes"),
+    max_prune: float = option(SearchSpace, "max_prune"),
+    lr: str = option(SearchSpace, "lr"),
+    teacher: Optional[Path] = option(KDConfig, "teachers", default=None, exists=True, dir_okay=False,
+                                     help="Checkpoint to distill from (KD T and alpha are searched)."),
     soft_labels: SoftLabels = None,
-    kd_temperature: Annotated[str, typer.Option("--kd-temperature", help="KD temperature, or LOW,HIGH.")] = "1,8",
-    kd_alpha: Annotated[str, typer.Option("--kd-alpha", help="KD weight, or LOW,HIGH.")] = "0,0.9",
-    epochs: Annotated[int, typer.Option(help="Training epochs per trial.")] = 12,
-    batch_size: BatchSize = 64,
-    val_split: Annotated[float, typer.Option("--val-split", help="Share of --data that validates (selects) every trial.")] = 0.2,
-    schedule: Annotated[str, typer.Option(help="Learning-rate schedule of every trial: cosine or onecycle.")] = "cosine",
-    final_epochs: Annotated[Optional[int], typer.Option("--final-epochs", help="Train the chosen point again on all of --data for N epochs (0: no); default 100 with --soft-labels, else 0.")] = None,
-    bn_recalibrate: Annotated[bool, typer.Option("--bn-recalibrate", help="After the final run, recompute its BatchNorm statistics on its images as deployed (FixRes).")] = False,
-    max_f1_drop: Annotated[Optional[float], typer.Option("--max-f1-drop", help="INT8 budget (as in calibrate, build-engine, optimize): make the final run's INT8 too, holding --int8-holdout of --data out of it, and keep PTQ or QAT, whichever loses less macro-F1 on that slice (QAT only when PTQ's drop is over this).")] = None,
+    kd_temperature: str = option(SearchSpace, "kd_temperature"),
+    kd_alpha: str = option(SearchSpace, "kd_alpha"),
+    epochs: int = option(SearchConfig, "epochs"),
+    batch_size: int = option(SearchConfig, "batch_size"),
+    val_split: float = option(SearchConfig, "val_split"),
+    schedule: Schedule = option(SearchConfig, "schedule"),
+    final_epochs: Optional[int] = option(SearchConfig, "final_epochs"),
+    bn_recalibrate: bool = option(SearchConfig, "bn_recalibrate"),
+    max_f1_drop: Optional[float] = option(Int8PathConfig, "max_drop", "--max-f1-drop", default=None, help=(
+        "INT8 budget (as in calibrate, build-engine, optimize): make the final run's INT8 too, holding --int8-holdout of --data "
+        "out of it, and keep PTQ or QAT, whichever loses less macro-F1 on that slice (QAT only when PTQ's drop is over this).")),
     int8_max_drop: Annotated[Optional[float], renamed("--int8-max-drop", "--max-f1-drop")] = None,
-    int8_holdout: Annotated[float, typer.Option("--int8-holdout", help="Share of --data held out of the final run to judge INT8.")] = 0.1,
-    int8_qat_epochs: Annotated[int, typer.Option("--int8-qat-epochs", min=1, help="QAT epochs when PTQ misses --max-f1-drop.")] = 3,
-    pretrained: Annotated[bool, typer.Option("--pretrained/--scratch", help="Start from ImageNet weights (offline where edgeopt ships them).")] = True,
-    max_macs: Annotated[Optional[str], typer.Option("--max-macs", help="Choose the best val F1 within this budget, e.g. 20M (default: best score).")] = None,
-    baseline: Annotated[str, typer.Option(help="Baseline model of the score (MACs at its own input size).")] = BASELINE_MODEL,
-    baseline_f1: Annotated[float, typer.Option("--baseline-f1", help="Baseline macro-F1 of the score.")] = BASELINE_F1,
-    heartbeat: Annotated[int, typer.Option(help="Seconds between trial heartbeats; a silent trial is retried after 2x.")] = 60,
-    seed: Annotated[Optional[int], typer.Option(help="Sampler seed (give each worker its own).")] = None,
-    device: Device = "auto",
-    workers: Annotated[Optional[int], typer.Option(help="DataLoader workers per trial (default: 0 on CPU).")] = None,
+    int8_holdout: float = option(Int8PathConfig, "holdout", "--int8-holdout", help="Share of --data held out of the final run to judge INT8."),
+    int8_qat_epochs: int = option(Int8PathConfig, "qat_epochs", "--int8-qat-epochs", help="QAT epochs when PTQ misses --max-f1-drop."),
+    pretrained: bool = option(SearchConfig, "pretrained", "--pretrained/--scratch"),
+    max_macs: Optional[str] = option(SearchConfig, "max_macs"),
+    baseline: str = option(SearchConfig, "baseline"),
+    baseline_f1: float = option(SearchConfig, "baseline_f1"),
+    heartbeat: int = option(SearchConfig, "heartbeat"),
+    seed: Optional[int] = option(SearchConfig, "seed"),
+    device: str = option(SearchConfig, "device"),
+    workers: Optional[int] = option(SearchConfig, "workers"),
     report_only: Annotated[bool, typer.Option("--report", help="Run no trial: report the study as it stands (and export the chosen point).")] = False,
+    config: ConfigFile = None,
 ) -> None:
     """Optuna search over backbone x size x pruning x distillation x lr; Pareto table, plot and the chosen model."""
-    from edgeopt.train.distill import KDConfig
-    from edgeopt.quant.int8_path import Int8PathConfig
-    from edgeopt.models.complexity import parse_macs
-    from edgeopt.search import SearchConfig, SearchSpace, run_search
+    from edgeopt.search import run_search
 
     max_f1_drop = either(ctx, "max_f1_drop", value=max_f1_drop, old_value=int8_max_drop, old="--int8-max-drop", new="--max-f1-drop")
     try:
@@ -335,7 +349,7 @@ def search_cmd(
                           int8=Int8PathConfig(max_drop=max_f1_drop, holdout=int8_holdout, qat_epochs=int8_qat_epochs)
                           if max_f1_drop is not None else None,
                           pretrained=pretrained, baseline=baseline, baseline_f1=baseline_f1, heartbeat=heartbeat, seed=seed,
-                          max_macs=parse_macs(max_macs, "max_macs") if max_macs else None, device=device, workers=workers)
+                          max_macs=max_macs or None, device=device, workers=workers)
     callbacks = TrainProgress(console)
     try:
         result = run_search(config, log=say, report_only=report_only, callbacks=callbacks)

@@ -7,7 +7,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from edgeopt.train.distill import KDConfig
+from edgeopt.train.config import KDConfig
 from edgeopt.errors import ConfigError
 
 

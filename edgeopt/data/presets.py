@@ -6,6 +6,7 @@ manifest records it, so an artifact is always fed exactly what it was trained on
 
 from __future__ import annotations
 
+import enum
 import dataclasses
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +23,14 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 INCEPTION_MEAN = (0.5, 0.5, 0.5)
 INCEPTION_STD = (0.5, 0.5, 0.5)
 
-RESIZE_RULES = ("squash", "center_crop")
+class Resize(enum.StrEnum):
+    """How an image meets the input size: squash (resize both axes) or center_crop (timm's eval rule)."""
+
+    squash = "squash"
+    center_crop = "center_crop"
+
+
+RESIZE_RULES = tuple(r.value for r in Resize)
 
 
 @dataclasses.dataclass(frozen=True)

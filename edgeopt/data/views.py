@@ -21,6 +21,8 @@ import zlib
 import numpy as np
 import torch
 
+from edgeopt.train.config import Mix
+
 VIEW_FIELDS = ("x0", "y0", "width", "height", "flip", "brightness")
 RATIO = (3 / 4, 4 / 3)
 
@@ -74,7 +76,7 @@ def render_view(image: torch.Tensor, view: np.ndarray, size: int) -> torch.Tenso
 
 
 # -- blends: function matching's mixed views (Beyer et al.), stored as FKD/SRe2L store a crop ---------------------
-MIX_MODES = ("none", "mixup", "cutmix")
+MIX_MODES = tuple(m.value for m in Mix)  # train.config's ``Mix``
 BLEND_FIELDS = ("partner", "lam", "bx0", "by0", "bwidth", "bheight")  # partner: an index into the set's images
 
 

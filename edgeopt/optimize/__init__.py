@@ -5,8 +5,21 @@
 (the target's form, judged itself) and ``report``.
 """
 
-from edgeopt.optimize.checks import tensorrt_available
-from edgeopt.optimize.config import OptimizeConfig, read_yaml_config
-from edgeopt.optimize.pipeline import OptimizeResult, run_demo, run_optimize
+from __future__ import annotations
 
-__all__ = ["OptimizeConfig", "OptimizeResult", "read_yaml_config", "run_demo", "run_optimize", "tensorrt_available"]
+import importlib
+from typing import Any
+
+from edgeopt.optimize.config import OptimizeConfig, read_yaml_config
+
+# the settings import nothing heavy (the CLI declares its options from them); the pipeline loads on first use
+_LAZY = {"OptimizeResult": "pipeline", "run_demo": "pipeline", "run_optimize": "pipeline", "tensorrt_available": "checks"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"edgeopt.optimize.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'edgeopt.optimize' has no attribute {name!r}")
+
+
+__all__ = ["OptimizeConfig", "read_yaml_config", *_LAZY]

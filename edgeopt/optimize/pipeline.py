@@ -152,7 +152,7 @@ def _search(c: OptimizeConfig, checked: CheckedInputs, pool: Path, pool_id: str,
         from edgeopt.errors import VerificationError
         from edgeopt.quant.int8_path import Int8PathConfig
         from edgeopt.search import SearchConfig, run_search
-        from edgeopt.train.distill import KDConfig
+        from edgeopt.train.config import KDConfig
 
         t0 = time.perf_counter()
         log(f"[4/6] search: {s.trials} trials of {', '.join(checked.space.backbones)} at {list(checked.space.sizes)} px from "

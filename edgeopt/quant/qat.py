@@ -35,7 +35,7 @@ from edgeopt.artifacts import (
     tool_versions,
     write_artifact_manifest,
 )
-from edgeopt.train.distill import KDConfig
+from edgeopt.train.config import KDConfig
 from edgeopt.errors import ConfigError, VerificationError
 from edgeopt.models.padding import conv_with_frozen_pad
 

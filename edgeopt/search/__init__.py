@@ -18,12 +18,9 @@ resumes from ``last.pt``.
 
 from __future__ import annotations
 
-import dataclasses
-import warnings
-from collections.abc import Callable
+import importlib
 from typing import Any
 
-from edgeopt.errors import ConfigError, MissingDependencyError
 from edgeopt.search.config import (
     BANK_FINAL_EPOCHS,
     DEFAULT_BACKBONES,
@@ -33,88 +30,23 @@ from edgeopt.search.config import (
     SearchSpace,
     TrialRecord,
 )
-from edgeopt.search.report import _records, choose, pareto_front, plot_pareto, report
-from edgeopt.search.storage import (
-    SETTINGS_ATTR,
-    StorageError,
-    _driver_url,
-    load_or_create_study,
-    mask_url,
-    open_storage,
-    study_settings,
-)
-from edgeopt.search.trial import (
-    _say_view_repeats,
-    baseline_macs,
-    fitting_space,
-    point_macs,
-    refit,
-    run_trial,
-    suggest,
-    train_point,
-)
 
-__all__ = ["BANK_FINAL_EPOCHS", "DEFAULT_BACKBONES", "OBJECTIVES", "SETTINGS_ATTR", "SearchConfig", "SearchResult", "SearchSpace",
-           "StorageError", "TrialRecord", "baseline_macs", "choose", "fitting_space", "load_or_create_study", "mask_url",
-           "open_storage", "pareto_front", "plot_pareto", "point_macs", "refit", "report", "run_search", "run_trial",
-           "study_settings", "suggest", "train_point", "_driver_url"]
+# the settings above import nothing heavy (the CLI declares its options from them); the study, its
+# storage and trials (Optuna, torch) load on first use
+_LAZY = {
+    "run_search": "study", "choose": "report", "pareto_front": "report", "plot_pareto": "report", "report": "report",
+    "_records": "report", "SETTINGS_ATTR": "storage", "StorageError": "storage", "_driver_url": "storage",
+    "load_or_create_study": "storage", "mask_url": "storage", "open_storage": "storage", "study_settings": "storage",
+    "_say_view_repeats": "trial", "baseline_macs": "trial", "fitting_space": "trial", "point_macs": "trial", "refit": "trial",
+    "run_trial": "trial", "suggest": "trial", "train_point": "trial",
+}
 
 
-def run_search(config: SearchConfig, log: Callable[[str], None] = print, *, report_only: bool = False,
-               callbacks: Any = None) -> SearchResult:
-    """Run (or join, or resume) the study until it holds ``trials`` finished trials; report and export.
-    ``callbacks``: ``train_classifier``'s progress hooks, for every trial and the final run.
-
-    ``report_only``: run no trial (nor the final run); report the study as it stands, e.g. on the
-    machine that gathers a study other workers are running.
-    """
-    try:
-        import optuna
-    except ImportError:
-        raise MissingDependencyError("edgeopt search needs Optuna: pip install optuna") from None
-    from optuna.trial import TrialState
-
-    from edgeopt.data.folder import scan_folder
-
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # retry/heartbeat APIs
-    scan = scan_folder(config.data)
-    classes = scan.classes
-    for teacher in config.kd.teachers:
-        if not teacher.is_file():
-            raise ConfigError(f"`teacher` {teacher}: no such checkpoint; train one with edgeopt train")
-    if config.kd.soft_labels is not None:  # checked once, not once per trial
-        from edgeopt.data.folder import split_scan
-        from edgeopt.train.soft_labels import read_bank
-
-        read_bank(config.kd.soft_labels).rows_for(split_scan(scan, config.val_split, seed=0)[0])  # train_point's split
-        _say_view_repeats(config, config.epochs, log)
-    _check_backbones(config, len(classes))
-    space = fitting_space(config.space, config.max_macs, len(classes))
-    if space != config.space:
-        left_out = sorted(set(config.space.backbones) - set(space.backbones)) + sorted(set(config.space.sizes) - set(space.sizes))
-        log(f"left out of the search, over `max_macs` {config.max_macs / 1e6:g}M at any setting: {', '.join(map(str, left_out))}")
-        config = dataclasses.replace(config, space=space)
-    storage = open_storage(config)
-    study = load_or_create_study(config, storage, study_settings(config, classes))
-    b_macs, b_size = baseline_macs(config.baseline, len(classes))
-    baseline = {"name": config.baseline, "macs": b_macs, "img_size": b_size, "f1": config.baseline_f1}
-    config.study_dir.mkdir(parents=True, exist_ok=True)
-    done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
-    if done < config.trials and not report_only:
-        log(f"study {config.study!r} in {mask_url(config.storage_url)}: {done} of {config.trials} trials finished")
-        stop = optuna.study.MaxTrialsCallback(config.trials, states=(TrialState.COMPLETE, TrialState.PRUNED))
-        study.optimize(lambda trial: run_trial(config, trial, classes, baseline, log, callbacks), n_trials=config.trials - done,
-                       timeout=config.timeout, callbacks=[stop], gc_after_trial=True)
-    final = None
-    if config.final_epochs and not report_only:
-        chosen = choose(_records(study)[0], config.max_macs)
-        final = refit(config, chosen, classes, log, callbacks) if chosen is not None else None
-    return report(config, study, baseline, mask_url(config.storage_url), final=final)
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"edgeopt.search.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'edgeopt.search' has no attribute {name!r}")
 
 
-def _check_backbones(config: SearchConfig, num_classes: int) -> None:
-    """Every backbone builds (with its pretrained weights): a bad name fails before any trial runs."""
-    from edgeopt.models import create_model
-
-    for name in config.space.backbones:
-        create_model(name, num_classes, pretrained=config.pretrained)
+__all__ = ["BANK_FINAL_EPOCHS", "DEFAULT_BACKBONES", "OBJECTIVES", "SearchConfig", "SearchResult", "SearchSpace", "TrialRecord",
+           *_LAZY]

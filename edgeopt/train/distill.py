@@ -18,74 +18,7 @@ import torch.nn.functional as F
 from edgeopt.data.presets import Preprocess
 from edgeopt.data.views import render_view, sample_view, view_seed
 from edgeopt.errors import ConfigError
-
-KD_MODES = ("all", "true-label")
-KD_LOSSES = ("kl", "dist")  # KL to the softened targets (Hinton); DIST's Pearson relations (Huang et al., NeurIPS 2022)
-
-
-@dataclasses.dataclass(frozen=True)
-class KDConfig:
-    """Distillation: the loss (temperature, weight, mode) and where the soft targets come from, for
-    ``train``, ``prune``/``decompose`` fine-tuning, ``qat`` and ``search`` alike: ``teachers`` run
-    online on every step, or ``soft_labels``, a bank of their stored targets (``edgeopt soft-labels``),
-    so no teacher runs. Neither: no distillation (a stage with a teacher of its own, e.g. the
-    uncompressed model for fine-tuning, puts it in with ``with_teachers``)."""
-
-    temperature: float = 4.0
-    alpha: float = 0.7  # weight of the KD term; (1 - alpha) goes to the hard-label loss; 1: pure KD (function matching)
-    mode: str = "all"
-    teachers: tuple[Path, ...] = ()
-    soft_labels: Path | None = None
-    loss: str = "kl"  # ``KD_LOSSES``
-    class_weighted: bool = False  # weigh each image's KD term by its class's weight (rare classes count more)
-    mix: str = "none"  # function matching: each view blended with another image's (``data.views.MIX_MODES``), teacher and student alike
-    mix_alpha: float = 1.0  # the blend ratio's Beta(alpha, alpha)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "teachers", tuple(Path(t) for t in self.teachers))
-        object.__setattr__(self, "soft_labels", Path(self.soft_labels) if self.soft_labels else None)
-        if self.soft_labels is not None and self.teachers:
-            raise ConfigError("soft labels come from teachers online or from a bank, not both: pass `teacher` or `soft_labels`")
-        if not self.temperature > 0:
-            raise ConfigError(f"`kd_temperature` {self.temperature} must be > 0, e.g. 4")
-        if not 0.0 <= self.alpha <= 1.0:
-            raise ConfigError(f"`kd_alpha` {self.alpha} is out of range: use 0..1, e.g. 0.7")
-        if self.mode not in KD_MODES:
-            raise ConfigError(f"`kd` {self.mode!r} is unknown: use one of {', '.join(KD_MODES)}")
-        if self.loss not in KD_LOSSES:
-            raise ConfigError(f"`kd_loss` {self.loss!r} is unknown: use one of {', '.join(KD_LOSSES)}")
-        if self.loss == "dist" and self.mode != "all":
-            raise ConfigError(f"`kd_loss` dist with `kd` {self.mode}: DIST matches relations across the whole batch "
-                              "(each class's column too), so it cannot leave out the images the teacher gets wrong; use `kd` all")
-        if self.loss == "dist" and self.class_weighted:
-            raise ConfigError("`kd_loss` dist with `kd_class_weighted`: DIST's relations have no per-image term to weigh; "
-                              "use `kd_loss` kl for class-weighted KD")
-        from edgeopt.data.views import MIX_MODES
-
-        if self.mix not in MIX_MODES:
-            raise ConfigError(f"`kd_mix` {self.mix!r} is unknown: use one of {', '.join(MIX_MODES)}")
-        if not 0 < self.mix_alpha <= 100:
-            raise ConfigError(f"`kd_mix_alpha` {self.mix_alpha} is out of range: use (0, 100], e.g. 1")
-        if self.mix != "none" and self.alpha != 1.0:
-            raise ConfigError(f"`kd_mix` {self.mix} with `kd_alpha` {self.alpha}: a blend of two images has no single label "
-                              "to learn; function matching learns the teacher alone: use `kd_alpha` 1")
-        if self.loss == "dist" and self.alpha == 0:
-            raise ConfigError("`kd_loss` dist with `kd_alpha` 0: the distillation term would have no weight; "
-                              "give `kd_alpha` > 0 (1: DIST alone)")
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.teachers) or self.soft_labels is not None
-
-    def with_teachers(self, *teachers: str | Path) -> KDConfig:
-        """This config with ``teachers`` online, unless a bank already supplies the targets."""
-        return self if self.soft_labels is not None else dataclasses.replace(self, teachers=tuple(Path(t) for t in teachers))
-
-    def to_dict(self) -> dict:
-        return {"temperature": self.temperature, "alpha": self.alpha, "mode": self.mode, "loss": self.loss,
-                "class_weighted": self.class_weighted, "mix": self.mix, "mix_alpha": self.mix_alpha, "teachers": [str(t) for t in self.teachers],
-                "soft_labels": str(self.soft_labels) if self.soft_labels else None}
-
+from edgeopt.train.config import KDConfig
 
 def soft_targets(teacher_logits: Sequence[torch.Tensor], temperature: float) -> torch.Tensor:
     """Average of the teachers' softmax(logits / T)."""

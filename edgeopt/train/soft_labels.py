@@ -16,6 +16,7 @@ the bank appears under its name only when complete.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import hashlib
 import json
 import shutil
@@ -39,52 +40,57 @@ from edgeopt.artifacts import (
 )
 from edgeopt.data.folder import FolderScan, scan_folder
 from edgeopt.errors import ArtifactError, ConfigError, DataError, EdgeoptWarning
+from edgeopt.settings import check_settings, setting
+from edgeopt.train.config import Mix
 
 BANK_FORMAT = "edgeopt-soft-labels-1"
 
 
+class Precision(enum.StrEnum):
+    """The teachers' arithmetic: fp32, bf16 (autocast, channels-last), or auto (bf16 where the CPU or GPU has bf16 units)."""
+
+    fp32 = "fp32"
+    bf16 = "bf16"
+    auto = "auto"
+
+
+PRECISIONS = tuple(p.value for p in Precision)
+
+
 @dataclasses.dataclass(frozen=True)
 class SoftLabelConfig:
-    teachers: Sequence[Path]
-    data: Path
-    out: Path
-    views: int = 20
+    teachers: Sequence[Path] = setting(help="Teacher checkpoint(s); their logits are averaged in training.")
+    data: Path = setting(help="Folder of <class>/<image> crops.")
+    out: Path = setting(Path("runs/soft_labels.bank"), help="The bank file (NAME.bank) and its manifest NAME.bank.json.")
+    views: int = setting(20, low=1, high=100_000, help="Augmented views per image: one per student epoch (the bank optimize "
+                         "makes has 20).")
     # the augmentation of a pretrained student (``TrainConfig``'s defaults with ``pretrained``), which
     # is what ``optimize`` and ``soft-labels`` distil into; a scratch student's is 0.35 and 0
-    scale_min: float = 0.6  # random-resized-crop area, as a share of the image
-    brightness: float = 0.2  # ColorJitter brightness
-    seed: int = 0
-    batch_size: int = 64
-    device: str = "auto"
-    chunk_images: int = 64  # images per resumable chunk
-    tta_flip: bool = False  # store the mean of the teachers' logits on the view and its mirror (costs the student nothing)
-    mix: str = "none"  # function matching: also store each view blended with a partner image's view, and the logits on it
-    mix_alpha: float = 1.0  # the blend ratio's Beta(alpha, alpha)
-    precision: str = "fp32"  # the teachers' arithmetic: fp32, bf16 (autocast), or auto (bf16 where the CPU has bf16 units)
+    scale_min: float = setting(0.6, low=0.05, high=1.0, help="Smallest random crop, as a share of the image (train's default for "
+                               "pretrained students, and optimize's bank).")
+    brightness: float = setting(0.2, low=0.0, high=1.0, help="Brightness jitter (train's default for pretrained students, and "
+                                "optimize's bank).")
+    seed: int = setting(0, low=0, high=2**32 - 1, help="Seed of the views (the student's seed, so seeds do not share views).")
+    batch_size: int = setting(64, low=1, high=65_536, help="Batch size.")
+    device: str = setting("auto", help="auto, cpu or cuda.")
+    chunk_images: int = setting(64, low=1, high=1_000_000, help="Images per resumable chunk.")
+    tta_flip: bool = setting(False, help="Store the mean of the teachers' logits on each view and its mirror image (the student "
+                             "pays nothing).")
+    mix: Mix = setting(Mix.none, help="Also store each view blended with another image's (mixup or cutmix) and the teachers' "
+                       "logits on it: a bank for `kd_mix`.")
+    mix_alpha: float = setting(1.0, low=0.0, low_open=True, high=100.0, example="1", help="The blend ratio's Beta(alpha, alpha).")
+    precision: Precision = setting(Precision.fp32, help="The teachers' arithmetic: fp32, bf16, or auto (bf16 where the CPU or GPU "
+                                   "has bf16 units).")
 
     def __post_init__(self) -> None:
         if not self.teachers:
             raise ConfigError("a soft-label bank needs at least one teacher checkpoint")
-        for name, value, lo, hi in (("views", self.views, 1, 100_000), ("batch_size", self.batch_size, 1, 65_536),
-                                    ("chunk_images", self.chunk_images, 1, 1_000_000),
-                                    ("scale_min", self.scale_min, 0.05, 1.0), ("brightness", self.brightness, 0.0, 1.0)):
-            if not lo <= value <= hi:
-                raise ConfigError(f"soft-label {name} {value} is out of range: use {lo}..{hi}")
+        check_settings(self)
         require_kind(self.out, "soft-labels", "soft-label bank")
-        from edgeopt.data.views import MIX_MODES
-
-        if self.mix not in MIX_MODES:
-            raise ConfigError(f"`mix` {self.mix!r} is unknown: use one of {', '.join(MIX_MODES)}")
-        if not 0 < self.mix_alpha <= 100:
-            raise ConfigError(f"`mix_alpha` {self.mix_alpha} is out of range: use (0, 100], e.g. 1")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"`precision` {self.precision!r} is unknown: use one of {', '.join(PRECISIONS)}")
 
     def augmentation(self) -> dict[str, Any]:
         return {"scale_min": self.scale_min, "brightness": self.brightness, "flip": True, "seed": self.seed}
 
-
-PRECISIONS = ("fp32", "bf16", "auto")
 
 
 def teacher_precision(requested: str, device: Any) -> str:

@@ -224,7 +224,7 @@ def test_a_killed_search_resumes_its_trial_where_training_stopped(synth_data: Pa
 
 def test_the_final_run_defaults_to_the_bank_schedule_only_with_a_bank(tmp_path: Path) -> None:
     from edgeopt.search import BANK_FINAL_EPOCHS, SearchConfig
-    from edgeopt.train.distill import KDConfig
+    from edgeopt.train.config import KDConfig
 
     assert SearchConfig(data=tmp_path).final_epochs == 0  # teachers online or none: each epoch costs them too
     assert SearchConfig(data=tmp_path, kd=KDConfig(soft_labels=tmp_path / "x.bank")).final_epochs == BANK_FINAL_EPOCHS == 100

@@ -7,7 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from edgeopt.train.distill import KDConfig, kd_loss, soft_targets
+from edgeopt.train.config import KDConfig
+from edgeopt.train.distill import kd_loss, soft_targets
 from edgeopt.errors import ConfigError
 
 

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from edgeopt.artifacts import read_manifest
 from edgeopt.models.checkpoint import load_checkpoint
 from edgeopt.cli.app import app
-from edgeopt.train.distill import KDConfig
+from edgeopt.train.config import KDConfig
 from edgeopt.errors import ConfigError
 from edgeopt.train.loop import Callbacks, TrainConfig, train_classifier
 

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from edgeopt.artifacts import read_manifest
 from edgeopt.cli.app import app
 from edgeopt.data.views import render_view, sample_view, view_seed
-from edgeopt.train.distill import KDConfig
+from edgeopt.train.config import KDConfig
 from edgeopt.errors import ArtifactError, ConfigError, DataError
 from edgeopt.train.soft_labels import SoftLabelConfig, make_bank, read_bank
 from edgeopt.train.loop import TrainConfig, train_classifier
