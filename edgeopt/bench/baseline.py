@@ -64,7 +64,7 @@ def build_baseline(spec: BaselineSpec, kind: str, classes: list[str], resize: st
         raise ConfigError(f"`baseline` {spec.name}: no such file; pass an artifact or a model name like resnet18d")
     from edgeopt.models.checkpoint import load_checkpoint, save_checkpoint
     from edgeopt.models import create_model
-    from edgeopt.models.registry import default_input_size, preset_for_model
+    from edgeopt.models.factory import default_input_size, preset_for_model
 
     workdir.mkdir(parents=True, exist_ok=True)
     precision = spec.precision or ("fp16" if kind == "engine" else "fp32")

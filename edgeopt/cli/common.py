@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import enum
 import sys
+import typing
 import warnings
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -121,6 +123,9 @@ def option(cls: type, name: str, *flags: str, **kwargs: Any) -> Any:
     elif isinstance(default, tuple):  # a list setting is comma-separated text on the command line
         default = ",".join(str(v) for v in default)
     kwargs.setdefault("help", _flags_in(rule_of(field).help) or None)
+    kind = typing.get_type_hints(cls)[name]
+    if isinstance(kind, type) and issubclass(kind, enum.Enum):  # its help lists the choices;
+        kwargs.setdefault("metavar", "<name>")  # <none|mixup|cutmix> would narrow every help column
     return typer.Option(default, *(flags or ("--" + key_of(field).replace("_", "-"),)), **kwargs)
 
 

@@ -18,7 +18,7 @@ from edgeopt.cli.render import (
 
 
 from edgeopt.cli.progress import TrainProgress, step_progress
-from edgeopt.quant.int8_path import Int8PathConfig
+from edgeopt.quant.int8_choice import Int8ChoiceConfig
 from edgeopt.search.config import Objective, SearchConfig, SearchSpace
 from edgeopt.train.config import KDConfig, KDLoss, KDMode, Loss, Mix, Optimizer, Schedule, TrainConfig
 from edgeopt.train.soft_labels import Precision, SoftLabelConfig
@@ -117,7 +117,7 @@ def train_cmd(
 
 def _ships_weights(model: str) -> bool:
     """Whether edgeopt has offline ImageNet weights for ``model`` (a YAML model or another name has none here)."""
-    from edgeopt.models.registry import PRETRAINED_LOADERS
+    from edgeopt.models.factory import PRETRAINED_LOADERS
 
     return model in PRETRAINED_LOADERS.names()
 
@@ -315,12 +315,12 @@ def search_cmd(
     schedule: Schedule = option(SearchConfig, "schedule"),
     final_epochs: Optional[int] = option(SearchConfig, "final_epochs"),
     bn_recalibrate: bool = option(SearchConfig, "bn_recalibrate"),
-    max_f1_drop: Optional[float] = option(Int8PathConfig, "max_drop", "--max-f1-drop", default=None, help=(
+    max_f1_drop: Optional[float] = option(Int8ChoiceConfig, "max_drop", "--max-f1-drop", default=None, help=(
         "INT8 budget (as in calibrate, build-engine, optimize): make the final run's INT8 too, holding --int8-holdout of --data "
         "out of it, and keep PTQ or QAT, whichever loses less macro-F1 on that slice (QAT only when PTQ's drop is over this).")),
     int8_max_drop: Annotated[Optional[float], renamed("--int8-max-drop", "--max-f1-drop")] = None,
-    int8_holdout: float = option(Int8PathConfig, "holdout", "--int8-holdout", help="Share of --data held out of the final run to judge INT8."),
-    int8_qat_epochs: int = option(Int8PathConfig, "qat_epochs", "--int8-qat-epochs", help="QAT epochs when PTQ misses --max-f1-drop."),
+    int8_holdout: float = option(Int8ChoiceConfig, "holdout", "--int8-holdout", help="Share of --data held out of the final run to judge INT8."),
+    int8_qat_epochs: int = option(Int8ChoiceConfig, "qat_epochs", "--int8-qat-epochs", help="QAT epochs when PTQ misses --max-f1-drop."),
     pretrained: bool = option(SearchConfig, "pretrained", "--pretrained/--scratch"),
     max_macs: Optional[str] = option(SearchConfig, "max_macs"),
     baseline: str = option(SearchConfig, "baseline"),
@@ -346,7 +346,7 @@ def search_cmd(
     config = SearchConfig(data=data, out=out, study=study, storage=storage, trials=trials, timeout=timeout, space=space,
                           objective=objective, kd=KDConfig(teachers=(teacher,) if teacher else (), soft_labels=soft_labels), epochs=epochs, batch_size=batch_size, val_split=val_split,
                           schedule=schedule, final_epochs=final_epochs, bn_recalibrate=bn_recalibrate,
-                          int8=Int8PathConfig(max_drop=max_f1_drop, holdout=int8_holdout, qat_epochs=int8_qat_epochs)
+                          int8=Int8ChoiceConfig(max_drop=max_f1_drop, holdout=int8_holdout, qat_epochs=int8_qat_epochs)
                           if max_f1_drop is not None else None,
                           pretrained=pretrained, baseline=baseline, baseline_f1=baseline_f1, heartbeat=heartbeat, seed=seed,
                           max_macs=max_macs or None, device=device, workers=workers)

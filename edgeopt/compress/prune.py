@@ -88,7 +88,7 @@ def prune_to_macs(model: nn.Module, arch: dict[str, Any], size: int, target_macs
     except ImportError:
         raise MissingDependencyError("pruning needs Torch-Pruning: pip install torch-pruning") from None
     from edgeopt.models.complexity import count_complexity
-    from edgeopt.models.registry import layer_shapes
+    from edgeopt.models.factory import layer_shapes
 
     before = count_complexity(model, size)
     if target_macs >= before.macs:

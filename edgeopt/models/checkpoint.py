@@ -46,7 +46,7 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tup
 def load_model_and_arch(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, Manifest, dict[str, Any]]:
     """``load_checkpoint`` plus the full architecture record (which rebuilds the model; the manifest's
     copy leaves out a YAML model's text), from one read of the file."""
-    from edgeopt.models.registry import rebuild_model
+    from edgeopt.models.factory import rebuild_model
 
     manifest = read_manifest(path, expect_kind="checkpoint")
     ckpt = read_checkpoint(path)

@@ -150,7 +150,7 @@ def _search(c: OptimizeConfig, checked: CheckedInputs, pool: Path, pool_id: str,
 
     def body(s: Any, resume: bool) -> tuple[dict[str, Any], list[str]]:
         from edgeopt.errors import VerificationError
-        from edgeopt.quant.int8_path import Int8PathConfig
+        from edgeopt.quant.int8_choice import Int8ChoiceConfig
         from edgeopt.search import SearchConfig, run_search
         from edgeopt.train.config import KDConfig
 
@@ -160,7 +160,7 @@ def _search(c: OptimizeConfig, checked: CheckedInputs, pool: Path, pool_id: str,
         config = SearchConfig(data=pool, out=folder, space=checked.space, trials=s.trials, epochs=s.epochs,
                               final_epochs=s.final_epochs, bn_recalibrate=s.bn_recalibrate, max_macs=s.max_macs, kd=KDConfig(soft_labels=Path(bank)),
                               pretrained=s.pretrained, baseline=s.baseline, baseline_f1=s.baseline_f1,
-                              int8=Int8PathConfig(max_drop=s.max_f1_drop, holdout=s.int8_holdout, adaround=s.adaround,
+                              int8=Int8ChoiceConfig(max_drop=s.max_f1_drop, holdout=s.int8_holdout, adaround=s.adaround,
                                                   qat_epochs=s.qat_epochs),
                               batch_size=s.batch_size, seed=s.seed, device=s.device, workers=0)
         result = run_search(config, log=log, callbacks=callbacks)

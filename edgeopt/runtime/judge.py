@@ -2,7 +2,7 @@
 
 Both run over the same batches (``runtime.scoring``); ``compare_logits`` turns their logits into a
 ``Judgement``: each one's macro-F1 where the images are labelled, the drop, top-1 agreement, the mean
-KL divergence of the softmaxes and the largest |Δlogit|. The INT8 choice (``quant.int8_path``), the
+KL divergence of the softmaxes and the largest |Δlogit|. The INT8 choice (``quant.int8_choice``), the
 accuracy-aware fallback (``quant.fallback``), engine verification (``trt.verify``) and optimize's CPU
 deploy all judge through it, and write their records from it.
 """
@@ -40,7 +40,7 @@ class Judgement:
         return 1 - self.agreement
 
     def int8_record(self) -> dict[str, Any]:
-        """What an INT8 candidate's record holds (``int8_path``, optimize's deploy): rounded figures."""
+        """What an INT8 candidate's record holds (``int8_choice``, optimize's deploy): rounded figures."""
         return {"images": self.images, "f1_fp32": round(self.f1_parent, 4), "f1_int8": round(self.f1_candidate, 4),
                 "drop": round(self.f1_parent - self.f1_candidate, 4), "top1_agreement": round(self.agreement, 4),
                 "kl": round(self.mean_kl, 5)}

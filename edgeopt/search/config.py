@@ -9,7 +9,7 @@ from typing import Any
 
 from edgeopt.bench.score import BASELINE_F1, BASELINE_MODEL
 from edgeopt.errors import ConfigError
-from edgeopt.quant.int8_path import Int8PathConfig
+from edgeopt.quant.int8_choice import Int8ChoiceConfig
 from edgeopt.settings import check_settings, setting
 from edgeopt.train.config import KDConfig, Schedule
 
@@ -81,7 +81,7 @@ class SearchConfig:
     schedule: Schedule = setting(Schedule.cosine, help="Learning-rate schedule of every trial: cosine or onecycle.")
     final_epochs: int | None = setting(None, low=0, high=100_000, help="Train the chosen point again on all of `data` for N epochs "
                                        f"(0: no); default {BANK_FINAL_EPOCHS} with `soft_labels`, else 0.")
-    int8: Int8PathConfig | None = None  # the final run holds out a slice and picks PTQ or QAT by the drop measured on it
+    int8: Int8ChoiceConfig | None = None  # the final run holds out a slice and picks PTQ or QAT by the drop measured on it
     bn_recalibrate: bool = setting(False, help="After the final run, recompute its BatchNorm statistics on its images as "
                                    "deployed (FixRes).")
     pretrained: bool = setting(True, help="Start from ImageNet weights (offline where edgeopt ships them).")

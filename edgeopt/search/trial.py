@@ -17,7 +17,7 @@ from edgeopt.search.config import SearchConfig, SearchSpace, TrialRecord
 def baseline_macs(name: str, num_classes: int) -> tuple[int, int]:
     """(MACs, input size) of the named baseline at the size its model config gives."""
     from edgeopt.models import count_complexity, create_model
-    from edgeopt.models.registry import default_input_size
+    from edgeopt.models.factory import default_input_size
 
     size = default_input_size(name)
     model, _ = create_model(name, num_classes)
@@ -83,7 +83,7 @@ def train_point(config: SearchConfig, params: dict[str, Any], classes: list[str]
     """
     from edgeopt.models.checkpoint import save_checkpoint
     from edgeopt.models import count_complexity, create_model
-    from edgeopt.models.registry import preset_for_model
+    from edgeopt.models.factory import preset_for_model
     from edgeopt.compress.prune import prune_to_macs
     from edgeopt.train.loop import TrainConfig, train_classifier
 
@@ -156,8 +156,8 @@ def refit(config: SearchConfig, chosen: TrialRecord, classes: list[str], log: Ca
     """Train the chosen point again on all of ``--data`` for ``final_epochs`` (no selection) and export it.
 
     With ``config.int8``, a slice of ``--data`` is held out of that run first, and INT8 is made by
-    PTQ or QAT, whichever loses less macro-F1 on that slice (``edgeopt.quant.int8_path``)."""
-    from edgeopt.quant.int8_path import choose_int8, split_for_judging
+    PTQ or QAT, whichever loses less macro-F1 on that slice (``edgeopt.quant.int8_choice``)."""
+    from edgeopt.quant.int8_choice import choose_int8, split_for_judging
 
     folder = config.study_dir / f"final-trial-{chosen.number:04d}"
     data, judge = config.data, None

@@ -1,1 +1,1 @@
-"""Training: the loop (train_one_epoch/evaluate), distillation (online teachers or a soft-label bank), DDP."""
+"""Training: the loop (train_one_epoch/validate), distillation (online teachers or a soft-label bank), DDP."""

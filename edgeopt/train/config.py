@@ -118,7 +118,7 @@ _DATA = "Folder of <class>/<image> crops."
 
 @dataclasses.dataclass
 class TrainConfig:
-    model: str = setting(help="timm/torchvision name or models/NAME.yaml.")
+    model: str = setting(help="timm/torchvision name, a registered model (edgeopt.register_model, an installed plugin) or NAME.yaml.")
     data: Path = setting(help=_DATA)
     out: Path = setting(Path("runs/train"), help="Run folder for best.pt, last.pt, metrics.json, curve.png (default: runs/train, "
                         "or the next free runs/trainN).")

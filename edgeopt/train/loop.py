@@ -94,8 +94,8 @@ def predict_loader(model: nn.Module, loader, preprocess: Preprocess, device: tor
     return scored.labels, scored.predictions, loss_sum
 
 
-def evaluate(model: nn.Module, loader, preprocess: Preprocess, device: torch.device, classes: list[str],
-                   loss_fn=None, dist: DistContext | None = None) -> tuple[Any, float]:
+def validate(model: nn.Module, loader, preprocess: Preprocess, device: torch.device, classes: list[str],
+             loss_fn=None, dist: DistContext | None = None) -> tuple[Any, float]:
     """Macro-F1 & co. (and the mean loss when ``loss_fn`` is given); under DDP each process evaluates its
     shard and the shards are gathered, so every process computes the same metrics."""
     y_true, y_pred, loss_sum = predict_loader(model, loader, preprocess, device, loss_fn)
@@ -195,7 +195,7 @@ def _validate(run: TrainingRun, val_loss: Callable) -> tuple[Any, float, float, 
     if not len(run.val_scan.samples):  # no validation: the final epoch is the result
         return None, float("nan"), float("nan"), float("nan")
     # the bare model, not the DDP wrapper: shards differ in length, and DDP's forward syncs buffers
-    metrics, loss = evaluate(run.model, run.val_loader, run.preprocess, run.device, run.classes, val_loss, run.dist)
+    metrics, loss = validate(run.model, run.val_loader, run.preprocess, run.device, run.classes, val_loss, run.dist)
     return metrics, loss, metrics.macro_f1, metrics.accuracy
 
 

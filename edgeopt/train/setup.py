@@ -17,7 +17,7 @@ from edgeopt.data.seen import record_training_images
 from edgeopt.errors import ConfigError, EdgeoptWarning
 from edgeopt.models.checkpoint import load_model_and_arch
 from edgeopt.models.complexity import count_complexity
-from edgeopt.models.registry import preset_for_model
+from edgeopt.models.factory import preset_for_model
 from edgeopt.train.config import TrainConfig
 from edgeopt.train.distill import DistillViews, load_teachers
 from edgeopt.train.distributed import DistContext, per_rank_batch

@@ -65,7 +65,7 @@ def test_a_command_without_a_config_class_reads_the_file_as_its_flags(synth_data
     ("epoch: 3\n", "unknown setting 'epoch'; did you mean 'epochs'?"),
     ("epochs: many\n", "key 'epochs': 'many': expected a whole number"),
     ("optimizer: adam\n", "key 'optimizer': 'adam' is unknown (did you mean 'adamw'?)"),
-    ("kd-alpha: 2\n", "key 'kd-alpha': 2 is out of range: use 0..1"),
+    ("kd-alpha: 2\n", "key 'kd-alpha': 2.0 is out of range: use 0..1"),
     ("- a list\n", "expected a mapping of settings"),
 ])
 def test_a_bad_config_file_is_one_line_naming_the_file_and_key(body: str, message: str, synth_data: Path, tmp_path: Path) -> None:

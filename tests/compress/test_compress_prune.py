@@ -113,7 +113,7 @@ def test_shufflenet_channel_shuffle_is_refused_in_one_line_and_nothing_is_writte
     from edgeopt.models.checkpoint import save_checkpoint
     from edgeopt.data.folder import scan_folder
     from edgeopt.models import create_model
-    from edgeopt.models.registry import preset_for_model
+    from edgeopt.models.factory import preset_for_model
 
     classes = scan_folder(synth_data).classes
     model, arch = create_model("shufflenet_v2_x0_5", len(classes))

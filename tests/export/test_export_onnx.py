@@ -103,7 +103,7 @@ def lite0_at_40(tmp_path_factory: pytest.TempPathFactory, synth_data: Path) -> P
     from edgeopt.models.checkpoint import save_checkpoint
     from edgeopt.data.folder import scan_folder
     from edgeopt.models import create_model
-    from edgeopt.models.registry import preset_for_model
+    from edgeopt.models.factory import preset_for_model
 
     classes = scan_folder(synth_data).classes
     model, arch = create_model("tf_efficientnet_lite0", len(classes), pretrained=True)

@@ -88,7 +88,7 @@ def test_register_model_refuses_duplicates_and_bad_preprocessing(monkeypatch: py
     import torch.nn as nn
 
     from edgeopt.models import create_model
-    from edgeopt.models.registry import preset_for_model
+    from edgeopt.models.factory import preset_for_model
 
     def factory(num_classes: int) -> nn.Module:
         return nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, num_classes))

@@ -225,11 +225,11 @@ def test_budget_options_bad_input() -> None:
         FallbackConfig(0.01, ROOT, eval_images=0)
 
 
-def test_the_int8_path_tries_qat_when_ptq_misses_and_keeps_what_lost_less(trained: dict[str, Path], tmp_path: Path) -> None:
-    from edgeopt.quant.int8_path import Int8PathConfig, choose_int8
+def test_the_int8_choice_tries_qat_when_ptq_misses_and_keeps_what_lost_less(trained: dict[str, Path], tmp_path: Path) -> None:
+    from edgeopt.quant.int8_choice import Int8ChoiceConfig, choose_int8
 
     record = choose_int8(trained["planted"], trained["onnx"], trained["data"], trained["eval"], tmp_path,
-                         Int8PathConfig(max_drop=0.01, adaround=False, qat_epochs=2), log=lambda m: None)
+                         Int8ChoiceConfig(max_drop=0.01, adaround=False, qat_epochs=2), log=lambda m: None)
     ptq = record["candidates"]["ptq"]
     assert ptq["drop"] > 0.01, f"premise: PTQ of every layer cannot hold the planted outlier ({ptq})"
     assert "qat" in record["candidates"] and Path(record["candidates"]["qat"]["onnx"]).is_file()

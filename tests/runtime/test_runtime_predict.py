@@ -38,6 +38,6 @@ def test_every_stage_that_scores_a_folder_runs_the_one_loop() -> None:
     assert "edgeopt.runtime.predict" in _imports("runtime/scoring.py")
     assert "edgeopt.runtime.scoring" in _imports("runtime/judge.py")
     scorers = ("runtime/evaluate.py", "runtime/classify.py", "train/loop.py", "bench/timing.py")
-    judges = ("quant/fallback.py", "quant/int8_path.py", "trt/verify.py", "optimize/deploy.py")
+    judges = ("quant/fallback.py", "quant/int8_choice.py", "trt/verify.py", "optimize/deploy.py")
     assert [rel for rel in scorers if "edgeopt.runtime.scoring" not in _imports(rel)] == []
     assert [rel for rel in judges if "edgeopt.runtime.judge" not in _imports(rel)] == []

@@ -88,9 +88,9 @@ def test_search_reports_a_true_pareto_front_and_exports_the_chosen_model(synth_d
 def test_the_final_run_holds_out_the_images_that_judge_its_int8(synth_data: Path, tmp_path: Path) -> None:
     from edgeopt.artifacts import read_manifest
     from edgeopt.data.seen import digest, trained_on
-    from edgeopt.quant.int8_path import Int8PathConfig
+    from edgeopt.quant.int8_choice import Int8ChoiceConfig
 
-    int8 = Int8PathConfig(max_drop=0.99, holdout=0.25, adaround=False)
+    int8 = Int8ChoiceConfig(max_drop=0.99, holdout=0.25, adaround=False)
     # a space with fixed values (no pruning, one lr): the final run gets them too, though the sampler never drew them
     space = SearchSpace(backbones=(TINY_YAML,), sizes=(32,), max_prune=0.0, lr=(2e-3, 2e-3))
     result = run_search(_tiny(synth_data, tmp_path / "s", trials=1, final_epochs=1, int8=int8, space=space), log=lambda m: None)

@@ -100,7 +100,7 @@ def test_pretrained_without_hub_fails_clearly(monkeypatch: pytest.MonkeyPatch) -
 
 def test_preprocessing_and_input_size_come_from_the_model_config() -> None:
     from edgeopt.data.presets import IMAGENET_MEAN, INCEPTION_MEAN
-    from edgeopt.models.registry import default_input_size, preset_for_model
+    from edgeopt.models.factory import default_input_size, preset_for_model
 
     # timm's configs, not a name rule: tf_efficientnet_b0 uses ImageNet mean/std, the Lite models 0.5
     assert preset_for_model("tf_efficientnet_b0", 96).mean == IMAGENET_MEAN
@@ -121,7 +121,7 @@ def _mobilenet_v2_file() -> Path:
 def test_pretrained_mobilenet_v2_loads_offline_with_torchvisions_preprocessing() -> None:
     _mobilenet_v2_file()
     from edgeopt.data.presets import IMAGENET_MEAN, IMAGENET_STD
-    from edgeopt.models.registry import pretrained_config
+    from edgeopt.models.factory import pretrained_config
 
     model, arch = create_model("mobilenet_v2", 6, pretrained=True)
     assert arch["pretrained"] == "offline" and arch["source"] == "torchvision"
@@ -198,7 +198,7 @@ def test_train_help_names_every_offline_pretrained_model() -> None:
     from typer.testing import CliRunner
 
     from edgeopt.cli.app import app
-    from edgeopt.models.registry import PRETRAINED_LOADERS
+    from edgeopt.models.factory import PRETRAINED_LOADERS
 
     text = " ".join(CliRunner().invoke(app, ["train", "--help"], terminal_width=400).output.split())
     for name in PRETRAINED_LOADERS.names():

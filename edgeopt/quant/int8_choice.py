@@ -23,7 +23,7 @@ from edgeopt.errors import ConfigError
 
 
 @dataclasses.dataclass(frozen=True)
-class Int8PathConfig:
+class Int8ChoiceConfig:
     max_drop: float  # macro-F1 drop budget, judged on the held-out slice
     holdout: float = 0.1  # share of the data held out of the final run to judge INT8 on
     adaround: bool = True
@@ -45,7 +45,7 @@ def split_for_judging(data: Path, out: Path, holdout: float, seed: int = 0) -> t
     return materialize_split(data, out, test_fraction=holdout, seed=seed)
 
 
-def choose_int8(checkpoint: Path, fp32_onnx: Path, train_data: Path, judge_data: Path, folder: Path, config: Int8PathConfig,
+def choose_int8(checkpoint: Path, fp32_onnx: Path, train_data: Path, judge_data: Path, folder: Path, config: Int8ChoiceConfig,
                 log: Callable[[str], None] = print, device: str = "cpu") -> dict[str, Any]:
     """PTQ, then QAT if PTQ's drop on ``judge_data`` is over budget; the record of both and the choice."""
     from edgeopt.artifacts import read_manifest
