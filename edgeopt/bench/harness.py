@@ -10,12 +10,14 @@ from typing import Any
 import numpy as np
 
 from edgeopt.artifacts import artifact_kind, atomic_path, atomic_write_json
-from edgeopt.bench.baseline import BaselineSpec, build_baseline
+from edgeopt.bench.baseline import BaselinePrecision, BaselineSpec, build_baseline
 from edgeopt.data.presets import Preprocess
 from edgeopt.errors import ConfigError
+from edgeopt.settings import check_settings, setting
 from edgeopt.runtime.evaluate import artifact_manifest
 from edgeopt.bench.machine import machine_info
 from edgeopt.runtime import open_runner
+from edgeopt.runtime.ort_runner import Int8Exec
 from edgeopt.bench.score import BASELINE_MODEL, score_macs, score_time
 from edgeopt.bench.timing import (
     LatencyStats,
@@ -70,35 +72,36 @@ class BenchReport:
 class BenchConfig:
     """Everything ``edgeopt bench`` takes: what to bench, against what, how long, and where to write."""
 
-    artifacts: tuple[Path, ...]
-    baseline: str | None = BASELINE_MODEL
-    baseline_checkpoint: Path | None = None
-    baseline_f1: float | None = None
-    baseline_size: int | None = None
-    baseline_precision: str | None = None
-    data: Path | None = None
-    backend: str = "auto"
-    device: str = "cpu"
-    batch_sizes: tuple[int, ...] = (1, 32)
-    runs: int = 50
-    warmup: int = 10
-    workers: int = 4
-    submit_runs: int = 3
-    out: Path = Path("runs/bench")
-    json_path: Path | None = None
-    plot_path: Path | None = None
-    int8_exec: str = "kernels"
-    torch_fp16: bool = False
-    cuda_graph: bool = False
-    torch_compile: bool = False
+    artifacts: tuple[Path, ...] = setting(help="Checkpoints, ONNX models or engines.")
+    baseline: str | None = setting(BASELINE_MODEL, help="A model name (built at its own input size, FP32; FP16 for engines), an "
+                                   "artifact path, or 'none'.")
+    baseline_checkpoint: Path | None = setting(None, help="Weights for a named baseline.")
+    baseline_f1: float | None = setting(None, low=0.0, low_open=True, high=1.0, help="The baseline's F1 when it has random weights.")
+    baseline_size: int | None = setting(None, low=16, high=1024, help="A named baseline's input size (default: its model config's, "
+                                        "224 for resnet18d).")
+    baseline_precision: BaselinePrecision | None = setting(None, help="fp32, fp16 or int8 (default: fp32; fp16 for engines).")
+    data: Path | None = setting(None, help="Folder to classify for submit time (and F1 when labelled).")
+    backend: str = setting("auto", help="The runner backend (auto: the first its format lists).")
+    device: str = setting("cpu", help="cpu or cuda.")
+    batch_sizes: tuple[int, ...] = setting((1, 32), low=1, high=65_536, example="1,32,256", help="Comma-separated, e.g. 1,32,256.")
+    runs: int = setting(50, low=1, high=1_000_000, help="Timed runs per batch size.")
+    warmup: int = setting(10, low=0, high=1_000_000, help="Untimed runs first.")
+    workers: int = setting(4, low=1, high=256, help="Decode threads for submit time.")
+    submit_runs: int = setting(3, low=1, high=1000, help="Rounds of decode-only + full submit passes; medians reported.")
+    out: Path = setting(Path("runs/bench"), help="Folder for the baseline artifacts and predictions CSVs.")
+    json_path: Path | None = setting(None, help="Report JSON (with the machine).")
+    plot_path: Path | None = setting(None, help="PNG of F1 against latency.")
+    int8_exec: Int8Exec = setting(Int8Exec.kernels, help="INT8 ONNX: kernels (ORT's CPU int8 speed) or emulate (exact Q/DQ math).")
+    torch_fp16: bool = setting(False, help="Checkpoints on CUDA in FP16.")
+    cuda_graph: bool = setting(False, help="Replay captured CUDA graphs (torch on CUDA, TensorRT).")
+    torch_compile: bool = setting(False, help="Checkpoints through torch.compile with frozen weights (BN folded).")
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "artifacts", tuple(Path(a) for a in self.artifacts))
-        object.__setattr__(self, "batch_sizes", tuple(self.batch_sizes))
         if not self.artifacts:
             raise ConfigError("pass at least one artifact to bench")
-        if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
-            raise ConfigError(f"`batch_sizes` {self.batch_sizes}: every batch size must be at least 1")
+        if not self.batch_sizes:
+            raise ConfigError("`batch_sizes` is empty: give at least one, e.g. 1,32")
+        check_settings(self)
         if (self.torch_fp16 or self.torch_compile) and not any(artifact_kind(a) == "checkpoint" for a in self.artifacts):
             raise ConfigError("`torch_fp16` / `torch_compile` apply to checkpoints (.pt) on the torch backend; "
                               "none was passed (ONNX precision comes from export/calibrate)")

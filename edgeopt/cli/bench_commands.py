@@ -13,15 +13,17 @@ from edgeopt.cli.render import (
 )
 
 
-from edgeopt.bench.score import BASELINE_MODEL
 from edgeopt.cli.progress import StepProgress, TrainProgress, step_progress
+from edgeopt.bench.baseline import BaselinePrecision
+from edgeopt.bench.harness import BenchConfig
 from edgeopt.optimize.config import OptimizeConfig, Target
+from edgeopt.runtime.ort_runner import Int8Exec
 from edgeopt.cli.common import Backend
 from edgeopt.cli.common import (
     ConfigFile,
+    argument,
     option,
     read_config_file,
-    parse_batch_sizes,
     app,
     console,
 )
@@ -30,36 +32,36 @@ from edgeopt.cli.common import (
 # -- bench / demo -------------------------------------------------------------------------------
 @app.command("bench")
 def bench_cmd(
-    artifacts: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, help="Checkpoints, ONNX models or engines.")],
-    baseline: Annotated[str, typer.Option(help="A model name (built at its own input size, FP32; FP16 for engines), an artifact path, or 'none'.")] = BASELINE_MODEL,
-    baseline_checkpoint: Annotated[Optional[Path], typer.Option("--baseline-checkpoint", exists=True, dir_okay=False, help="Weights for a named baseline.")] = None,
-    baseline_f1: Annotated[Optional[float], typer.Option("--baseline-f1", help="The baseline's F1 when it has random weights.")] = None,
-    baseline_size: Annotated[Optional[int], typer.Option("--baseline-size", help="A named baseline's input size (default: its model config's, 224 for resnet18d).")] = None,
-    baseline_precision: Annotated[Optional[str], typer.Option("--baseline-precision", help="fp32, fp16 or int8 (default: fp32; fp16 for engines).")] = None,
-    data: Annotated[Optional[Path], typer.Option("--data", exists=True, file_okay=False, help="Folder to classify for submit time (and F1 when labelled).")] = None,
+    artifacts: list[Path] = argument(BenchConfig, "artifacts", exists=True, dir_okay=False),
+    baseline: str = option(BenchConfig, "baseline"),
+    baseline_checkpoint: Optional[Path] = option(BenchConfig, "baseline_checkpoint", exists=True, dir_okay=False),
+    baseline_f1: Optional[float] = option(BenchConfig, "baseline_f1"),
+    baseline_size: Optional[int] = option(BenchConfig, "baseline_size"),
+    baseline_precision: Optional[BaselinePrecision] = option(BenchConfig, "baseline_precision"),
+    data: Optional[Path] = option(BenchConfig, "data", exists=True, file_okay=False),
     backend: Backend = "auto",
-    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
-    batch_sizes: Annotated[str, typer.Option("--batch-sizes", help="Comma-separated, e.g. 1,32,256.")] = "1,32",
-    runs: Annotated[int, typer.Option(min=1, help="Timed runs per batch size.")] = 50,
-    warmup: Annotated[int, typer.Option(min=0)] = 10,
-    workers: Annotated[int, typer.Option(min=1, help="Decode threads for submit time.")] = 4,
-    submit_runs: Annotated[int, typer.Option("--submit-runs", min=1, help="Rounds of decode-only + full submit passes; medians reported.")] = 3,
-    out: Annotated[Path, typer.Option("--out", help="Folder for the baseline artifacts and predictions CSVs.")] = Path("runs/bench"),
-    json_path: Annotated[Optional[Path], typer.Option("--json", help="Report JSON (with the machine).")] = None,
-    plot: Annotated[Optional[Path], typer.Option("--plot", help="PNG of F1 against latency.")] = None,
-    int8_exec: Annotated[str, typer.Option("--int8-exec", help="INT8 ONNX: kernels (ORT's CPU int8 speed) or emulate (exact Q/DQ math).")] = "kernels",
-    torch_fp16: Annotated[bool, typer.Option("--torch-fp16", help="Checkpoints on CUDA in FP16.")] = False,
-    cuda_graph: Annotated[bool, typer.Option("--cuda-graph", help="Replay captured CUDA graphs (torch on CUDA, TensorRT).")] = False,
-    torch_compile: Annotated[bool, typer.Option("--torch-compile", help="Checkpoints through torch.compile with frozen weights (BN folded).")] = False,
+    device: str = option(BenchConfig, "device"),
+    batch_sizes: str = option(BenchConfig, "batch_sizes"),
+    runs: int = option(BenchConfig, "runs"),
+    warmup: int = option(BenchConfig, "warmup"),
+    workers: int = option(BenchConfig, "workers"),
+    submit_runs: int = option(BenchConfig, "submit_runs"),
+    out: Path = option(BenchConfig, "out"),
+    json_path: Optional[Path] = option(BenchConfig, "json_path", "--json"),
+    plot: Optional[Path] = option(BenchConfig, "plot_path", "--plot"),
+    int8_exec: Int8Exec = option(BenchConfig, "int8_exec"),
+    torch_fp16: bool = option(BenchConfig, "torch_fp16"),
+    cuda_graph: bool = option(BenchConfig, "cuda_graph"),
+    torch_compile: bool = option(BenchConfig, "torch_compile"),
     config: ConfigFile = None,
 ) -> None:
     """Latency (p50/p90/p99), throughput, submit time and the competition score against a baseline."""
-    from edgeopt.bench.harness import BenchConfig, run_bench
+    from edgeopt.bench.harness import run_bench
 
     config = BenchConfig(artifacts=tuple(artifacts), baseline=None if baseline == "none" else baseline,
                          baseline_checkpoint=baseline_checkpoint, baseline_f1=baseline_f1, baseline_size=baseline_size,
                          baseline_precision=baseline_precision, data=data, backend=backend, device=device,
-                         batch_sizes=parse_batch_sizes(batch_sizes), runs=runs, warmup=warmup, workers=workers,
+                         batch_sizes=batch_sizes, runs=runs, warmup=warmup, workers=workers,
                          submit_runs=submit_runs, out=out, json_path=json_path, plot_path=plot, int8_exec=int8_exec,
                          torch_fp16=torch_fp16, cuda_graph=cuda_graph, torch_compile=torch_compile)
     with step_progress(console, "bench: latency per batch size, then submit time per artifact") as progress:

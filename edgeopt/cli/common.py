@@ -129,6 +129,14 @@ def option(cls: type, name: str, *flags: str, **kwargs: Any) -> Any:
     return typer.Option(default, *(flags or ("--" + key_of(field).replace("_", "-"),)), **kwargs)
 
 
+def argument(cls: type, name: str, **kwargs: Any) -> Any:
+    """A command's positional argument for ``cls``'s setting ``name`` (required; help from the field)."""
+    from edgeopt.settings import field_of, rule_of
+
+    kwargs.setdefault("help", _flags_in(rule_of(field_of(cls, name)).help) or None)
+    return typer.Argument(..., **kwargs)
+
+
 def _flags_in(text: str) -> str:
     """A setting's help as the command line says it: `name` -> --name (help is the library's, it names settings)."""
     import re
@@ -143,6 +151,8 @@ SETTINGS_OF = {
     "soft-labels": ("edgeopt.train.soft_labels:SoftLabelConfig",),
     "search": ("edgeopt.search.config:SearchConfig", "edgeopt.search.config:SearchSpace"),
     "optimize": ("edgeopt.optimize.config:OptimizeConfig",),
+    "bench": ("edgeopt.bench.harness:BenchConfig",),
+    "predict": ("edgeopt.runtime.classify:PredictConfig",),
 }
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeopt.artifacts import atomic_write_text
+from edgeopt.settings import check_settings, setting
 from edgeopt.errors import ConfigError
 from edgeopt.runtime.scoring import folder_labels, score_batches, score_logits
 
@@ -27,21 +28,18 @@ Progress = Callable[[int, int], None]  # (images done, images in all)
 
 @dataclasses.dataclass(frozen=True)
 class PredictConfig:
-    artifact: Path  # a checkpoint, an ONNX or an engine
-    folder: Path  # images, in any layout (recursively)
-    out: Path  # the CSV
-    top_k: int = 1
-    batch_size: int = 32
-    backend: str = "auto"
-    device: str = "cpu"
-    workers: int = 4
-    unlabelled: bool = False  # classify a folder of <name>/<image> whose names are not the model's classes
+    artifact: Path = setting(help="Checkpoint, ONNX model or engine.")
+    folder: Path = setting(help="Images to classify, in any layout (recursively).")
+    out: Path = setting(Path("predictions.csv"), help="The CSV: path, prediction, confidence (then the runners-up with `top_k`).")
+    top_k: int = setting(1, low=1, high=1000, help="Classes per image, most likely first.")
+    batch_size: int = setting(32, low=1, high=65_536, help="Batch size.")
+    backend: str = setting("auto", help="The runner backend (auto: the first its format lists).")
+    device: str = setting("cpu", help="cpu or cuda.")
+    workers: int = setting(4, low=1, high=256, help="Decode threads.")
+    unlabelled: bool = setting(False, help="Classify a folder whose sub-folders look like classes other than the model's.")
 
     def __post_init__(self) -> None:
-        if self.top_k < 1:
-            raise ConfigError(f"`top_k` {self.top_k} must be at least 1")
-        if self.batch_size < 1 or self.workers < 1:
-            raise ConfigError(f"`batch_size` {self.batch_size} and `workers` {self.workers} must be at least 1")
+        check_settings(self)
 
 
 @dataclasses.dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,14 @@ from edgeopt.formats import CPU_TARGETS, format_of
 PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider"], "tensorrt": ["TensorrtExecutionProvider"]}
 
 
-INT8_EXEC = ("emulate", "kernels")
+class Int8Exec(enum.StrEnum):
+    """How an INT8 ONNX runs: ONNX Runtime's CPU int8 kernels (their speed), or emulated Q/DQ (exact math)."""
+
+    kernels = "kernels"
+    emulate = "emulate"
+
+
+INT8_EXEC = tuple(e.value for e in Int8Exec)
 
 
 def make_session(path: str | Path, device: str = "cpu", threads: int | None = None, optimize: bool = True,

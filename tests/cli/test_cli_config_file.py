@@ -83,6 +83,8 @@ OWN_WORDS = {
     ("train", "teacher"): "repeatable: no default list",
     ("train", "pretrained"): "default: where edgeopt ships the weights",
     ("search", "teacher"): "one teacher, its own help",
+    ("bench", "backend"): "its help lists the runner registry's backends",
+    ("predict", "backend"): "its help lists the runner registry's backends",
 }
 
 
