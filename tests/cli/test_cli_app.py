@@ -193,3 +193,14 @@ def test_cli_defaults_are_their_configs_defaults() -> None:
                 assert value == field, (command, flag, value, field)
                 checked += 1
     assert checked >= 20
+
+
+def test_the_cli_starts_without_torch() -> None:
+    """Options are declared from the config dataclasses at import; those modules stay free of torch and
+    ONNX Runtime, so ``edgeopt --help`` and a bad flag answer at once (the stages import them when run)."""
+    import subprocess
+    import sys
+
+    code = "import sys, edgeopt.cli.app; print(sorted(m for m in ('torch', 'onnxruntime', 'optuna') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]", result.stdout
