@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,31 +36,3 @@ def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], classes
         classes=list(classes),
         n=int(len(y_true)),
     )
-
-
-def plot_confusion(metrics: ClassificationMetrics, path: str | Path, title: str = "") -> Path:
-    """Write the confusion matrix as a PNG (atomically)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from edgeopt.artifacts import atomic_path
-
-    cm = np.asarray(metrics.confusion)
-    n = len(metrics.classes)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.7 * n, 1.0 + 0.6 * n))
-    ax.imshow(cm, cmap="Blues")
-    ax.set_xticks(range(n), metrics.classes, rotation=45, ha="right")
-    ax.set_yticks(range(n), metrics.classes)
-    for i in range(n):
-        for j in range(n):
-            ax.text(j, i, str(cm[i, j]), ha="center", va="center", color="white" if cm[i, j] > cm.max() / 2 else "black")
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title or f"macro-F1 {metrics.macro_f1:.3f}, accuracy {metrics.accuracy:.3f}")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return Path(path)

@@ -155,7 +155,7 @@ def test_the_package_reads_as_the_pipeline() -> None:
     """Stage packages, a few shared modules at the top, and tests/ mirroring the packages."""
     top = sorted(p.stem for p in PACKAGE.glob("*.py"))
     assert top == ["__init__", "__main__", "artifacts", "convert", "device", "errors", "formats", "metrics",
-                   "registries", "settings"]
+                   "plots", "registries", "settings"]
     assert sorted(p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()) == sorted(STAGE_PACKAGES)
     tests = ROOT / "tests"
     for package in STAGE_PACKAGES:

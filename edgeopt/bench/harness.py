@@ -9,10 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from edgeopt.artifacts import artifact_kind, atomic_path, atomic_write_json
+from edgeopt.artifacts import artifact_kind, atomic_write_json
 from edgeopt.bench.baseline import BaselinePrecision, BaselineSpec, build_baseline
 from edgeopt.data.presets import Preprocess
 from edgeopt.errors import ConfigError
+from edgeopt.plots import plot_f1_latency
 from edgeopt.settings import check_settings, setting
 from edgeopt.runtime.evaluate import artifact_manifest
 from edgeopt.bench.machine import machine_info
@@ -255,27 +256,3 @@ def _cuda_sync(runners: list) -> Any:
 
         return torch.cuda.synchronize
     return None
-
-
-def plot_f1_latency(report: BenchReport, path: Path, batch: int) -> Path:
-    """F1 against batch latency for everything benched (rows without an F1 are left out)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for row in report.rows:
-        if row.f1 is None:
-            continue
-        ax.scatter(row.latency[batch].p50_ms, row.f1, marker="s" if row.is_baseline else "o")
-        ax.annotate(f"{row.name} ({row.precision})", (row.latency[batch].p50_ms, row.f1), fontsize=7)
-    ax.set_xscale("log")
-    ax.set_xlabel(f"latency p50 at batch {batch} (ms, log)")
-    ax.set_ylabel("macro-F1")
-    ax.set_title("F1 vs latency")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return path

@@ -12,7 +12,8 @@ import numpy as np
 from edgeopt.artifacts import Manifest, atomic_write_json, read_manifest
 from edgeopt.data.presets import Preprocess
 from edgeopt.errors import ConfigError
-from edgeopt.metrics import ClassificationMetrics, plot_confusion
+from edgeopt.metrics import ClassificationMetrics
+from edgeopt.plots import plot_confusion
 from edgeopt.runtime import artifact_kind, open_runner
 from edgeopt.runtime.scoring import labelled_folder, score_folder
 

@@ -9,7 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edgeopt.artifacts import atomic_dir, atomic_path, atomic_write_json
+from edgeopt.artifacts import atomic_dir, atomic_write_json
+from edgeopt.plots import plot_fronts
 from edgeopt.search.config import SearchConfig, SearchResult, TrialRecord
 
 
@@ -90,31 +91,13 @@ def plot_pareto(records: list[TrialRecord], path: Path, f1_label: str = "val mac
                 f1_floor: float | None = None) -> Path:
     """Macro-F1 against MACs and against CPU latency, each panel's own Pareto front joined; ``log_x``
     spreads models of very different sizes, ``f1_floor`` leaves points below it out of view."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     timed = [r for r in records if r.latency_ms is not None]
-    panels = ((axes[0], records, lambda r: r.macs / 1e6, "MACs (M)"),
-              (axes[1], timed, lambda r: r.latency_ms, "ONNX Runtime CPU batch-1 p50 (ms)"))
-    for ax, rows, x, label in panels:
-        ax.scatter([x(r) for r in rows], [r.val_macro_f1 for r in rows], c="lightgray", edgecolors="gray", label="trial")
+    panels = []
+    for rows, x, label in ((records, lambda r: r.macs / 1e6, "MACs (M)"),
+                           (timed, lambda r: r.latency_ms, "ONNX Runtime CPU batch-1 p50 (ms)")):
         front = pareto_front(rows, cost=x)
-        ax.plot([x(r) for r in front], [r.val_macro_f1 for r in front], "o-", color="tab:red", label="Pareto front")
-        for r in front:
-            ax.annotate(f"#{r.number}", (x(r), r.val_macro_f1), fontsize=7, xytext=(3, 3), textcoords="offset points")
-        ax.set_xlabel(label)
-        if log_x and rows:
-            ax.set_xscale("log")
-        ax.grid(alpha=0.3)
-    if f1_floor is not None:
-        axes[0].set_ylim(bottom=f1_floor)
-    axes[0].set_ylabel(f1_label)
-    axes[0].legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return path
+        panels.append({"x": [x(r) for r in rows], "y": [r.val_macro_f1 for r in rows], "xlabel": label,
+                       "front_x": [x(r) for r in front], "front_y": [r.val_macro_f1 for r in front],
+                       "front_labels": [f"#{r.number}" for r in front]})
+    return plot_fronts(panels, path, ylabel=f1_label, log_x=log_x, y_floor=f1_floor)
+

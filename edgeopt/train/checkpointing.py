@@ -11,7 +11,6 @@ import torch
 
 from edgeopt.artifacts import atomic_path
 from edgeopt.models.checkpoint import CHECKPOINT_FORMAT, cpu_state, save_checkpoint
-from edgeopt.train.config import EpochStats
 
 
 def no_nan(obj: Any) -> Any:
@@ -44,28 +43,3 @@ def save_last(path: Path, model, optimizer, scheduler, identity, epoch, history,
              "history": [dataclasses.asdict(h) for h in history], "best_f1": best_f1, "best_epoch": best_epoch}
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
-
-
-def plot_curve(history: list[EpochStats], path: Path) -> Path:
-    """Learning curve: train/val loss and val macro-F1 per epoch."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [h.epoch for h in history]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(epochs, [h.train_loss for h in history], label="train loss")
-    ax.plot(epochs, [h.val_loss for h in history], label="val loss")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss")
-    ax2 = ax.twinx()
-    ax2.plot(epochs, [h.val_macro_f1 for h in history], color="tab:green", label="val macro-F1")
-    ax2.set_ylim(0, 1)
-    ax2.set_ylabel("macro-F1")
-    fig.legend(loc="upper center", ncol=3, fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return path

@@ -27,7 +27,8 @@ from edgeopt.errors import ConfigError
 from edgeopt.metrics import classification_metrics
 from edgeopt.models.checkpoint import read_checkpoint
 from edgeopt.runtime.scoring import score_batches
-from edgeopt.train.checkpointing import no_nan, plot_curve, save_best, save_last
+from edgeopt.plots import plot_curve
+from edgeopt.train.checkpointing import no_nan, save_best, save_last
 from edgeopt.train.config import (
     Callbacks,
     EpochStats,
