@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from edgeopt.compress.finetune import FinetuneOptions
+from edgeopt.compress.finetune import FinetuneConfig
 from edgeopt.compress.decompose import DecomposeConfig, decompose_checkpoint
 from edgeopt.runtime.evaluate import evaluate_artifact
 from edgeopt.bench.machine import machine_info
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         name = args.name or f"decompose_lite0_{rule}{'_pointwise' if args.pointwise else ''}"
     else:
         name = args.name or f"prune_lite0_{args.target_macs}_{args.importance}{'_global' if args.global_pruning else ''}"
-    finetune = FinetuneOptions(epochs=args.epochs, val_split=0.0, device=args.device, workers=0 if args.device == "cpu" else None)
+    finetune = FinetuneConfig(epochs=args.epochs, val_split=0.0, device=args.device, workers=0 if args.device == "cpu" else None)
     t0 = time.perf_counter()
     if args.decompose:
         result = decompose_checkpoint(DecomposeConfig(checkpoint=args.checkpoint, data=args.split / "pool", out=args.runs / name,

@@ -18,6 +18,7 @@ from edgeopt.cli.render import (
 
 
 from edgeopt.cli.progress import TrainProgress, step_progress
+from edgeopt.compress.config import DecomposeConfig, FinetuneConfig, Importance, PruneConfig, RankRule
 from edgeopt.quant.int8_choice import Int8ChoiceConfig
 from edgeopt.search.config import Objective, SearchConfig, SearchSpace
 from edgeopt.train.config import KDConfig, KDLoss, KDMode, Loss, Mix, Optimizer, Schedule, TrainConfig
@@ -32,11 +33,6 @@ from edgeopt.cli.common import (
     either,
     renamed,
     run_out,
-    Device,
-    Seed,
-    BatchSize,
-    FinetuneLr,
-    FinetuneValSplit,
     SoftLabels,
 )
 
@@ -216,30 +212,27 @@ def info_cmd(
 def prune_cmd(
     ctx: typer.Context,
     checkpoint: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="best.pt from edgeopt train.")],
-    target_macs: Annotated[str, typer.Option("--target-macs", help="MACs to prune down to, e.g. 20M.")],
-    data: Annotated[Path, typer.Option("--data", exists=True, file_okay=False, help="Crops to fine-tune on.")],
-    out: Annotated[Path, typer.Option("--out", help="Run folder: pruned.pt, then best.pt after fine-tuning.")] = Path("runs/prune"),
-    epochs: Annotated[int, typer.Option(help="Distillation fine-tuning epochs (0: prune only).")] = 10,
-    importance: Annotated[str, typer.Option(help="l2 (weight magnitude) or taylor (first-order, on --data).")] = "l2",
-    global_pruning: Annotated[bool, typer.Option("--global/--uniform", help="Rank channels across layers, or prune each layer alike.")] = False,
-    lr: FinetuneLr = 1e-3,
-    batch_size: BatchSize = 64,
-    val_split: FinetuneValSplit = 0.2,
-    device: Device = "auto",
-    seed: Seed = 0,
-    soft_labels: SoftLabels = None,
+    target_macs: str = option(PruneConfig, "target_macs"),
+    data: Path = option(PruneConfig, "data", exists=True, file_okay=False),
+    out: Path = option(PruneConfig, "out"),
+    epochs: int = option(FinetuneConfig, "epochs"),
+    importance: Importance = option(PruneConfig, "importance"),
+    global_pruning: bool = option(PruneConfig, "global_pruning", "--global/--uniform"),
+    lr: float = option(FinetuneConfig, "lr"),
+    batch_size: int = option(FinetuneConfig, "batch_size"),
+    val_split: float = option(FinetuneConfig, "val_split"),
+    device: str = option(FinetuneConfig, "device"),
+    seed: int = option(FinetuneConfig, "seed"),
+    soft_labels: Optional[Path] = option(KDConfig, "soft_labels", exists=True, dir_okay=False),
     exist_ok: ExistOk = False,
     config: ConfigFile = None,
 ) -> None:
     """Structured channel pruning (Torch-Pruning) to a MAC target, then distillation from the unpruned model."""
-    from edgeopt.compress.finetune import FinetuneOptions
-    from edgeopt.train.config import KDConfig
-    from edgeopt.compress.prune import PruneConfig, prune_checkpoint
-    from edgeopt.models.complexity import parse_macs
+    from edgeopt.compress.prune import prune_checkpoint
 
-    finetune = FinetuneOptions(epochs=epochs, lr=lr, batch_size=batch_size, val_split=val_split, device=device, seed=seed,
-                               kd=KDConfig(soft_labels=soft_labels))
-    result = prune_checkpoint(PruneConfig(checkpoint=checkpoint, data=data, out=run_out(ctx, out, exist_ok), target_macs=parse_macs(target_macs),
+    finetune = FinetuneConfig(epochs=epochs, lr=lr, batch_size=batch_size, val_split=val_split, device=device, seed=seed,
+                              kd=KDConfig(soft_labels=soft_labels))
+    result = prune_checkpoint(PruneConfig(checkpoint=checkpoint, data=data, out=run_out(ctx, out, exist_ok), target_macs=target_macs,
                                           importance=importance, global_pruning=global_pruning, finetune=finetune),
                               log=say)
     if result.best_checkpoint is not None:
@@ -251,28 +244,26 @@ def prune_cmd(
 def decompose_cmd(
     ctx: typer.Context,
     checkpoint: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="best.pt from edgeopt train (or prune).")],
-    data: Annotated[Path, typer.Option("--data", exists=True, file_okay=False, help="Crops to fine-tune on.")],
-    out: Annotated[Path, typer.Option("--out", help="Run folder: decomposed.pt, then best.pt after fine-tuning.")] = Path("runs/decompose"),
-    energy: Annotated[float, typer.Option(help="Share of squared singular values each channel mode keeps (--ranks energy).")] = 0.9,
-    ranks: Annotated[str, typer.Option(help="energy (threshold --energy) or vbmf (empirical variational Bayes per layer).")] = "energy",
-    pointwise: Annotated[bool, typer.Option("--pointwise", help="Decompose 1x1 convolutions too (MobileNet-style nets are mostly 1x1).")] = False,
-    epochs: Annotated[int, typer.Option(help="Distillation fine-tuning epochs (0: decompose only).")] = 10,
-    lr: FinetuneLr = 1e-3,
-    batch_size: BatchSize = 64,
-    val_split: FinetuneValSplit = 0.2,
-    device: Device = "auto",
-    seed: Seed = 0,
-    soft_labels: SoftLabels = None,
+    data: Path = option(DecomposeConfig, "data", exists=True, file_okay=False),
+    out: Path = option(DecomposeConfig, "out"),
+    energy: float = option(DecomposeConfig, "energy"),
+    ranks: RankRule = option(DecomposeConfig, "ranks"),
+    pointwise: bool = option(DecomposeConfig, "pointwise"),
+    epochs: int = option(FinetuneConfig, "epochs"),
+    lr: float = option(FinetuneConfig, "lr"),
+    batch_size: int = option(FinetuneConfig, "batch_size"),
+    val_split: float = option(FinetuneConfig, "val_split"),
+    device: str = option(FinetuneConfig, "device"),
+    seed: int = option(FinetuneConfig, "seed"),
+    soft_labels: Optional[Path] = option(KDConfig, "soft_labels", exists=True, dir_okay=False),
     exist_ok: ExistOk = False,
     config: ConfigFile = None,
 ) -> None:
     """Tucker-2 decomposition of the convolutions (TensorLy), then distillation from the original."""
-    from edgeopt.compress.finetune import FinetuneOptions
-    from edgeopt.compress.decompose import DecomposeConfig, decompose_checkpoint
-    from edgeopt.train.config import KDConfig
+    from edgeopt.compress.decompose import decompose_checkpoint
 
-    finetune = FinetuneOptions(epochs=epochs, lr=lr, batch_size=batch_size, val_split=val_split, device=device, seed=seed,
-                               kd=KDConfig(soft_labels=soft_labels))
+    finetune = FinetuneConfig(epochs=epochs, lr=lr, batch_size=batch_size, val_split=val_split, device=device, seed=seed,
+                              kd=KDConfig(soft_labels=soft_labels))
     result = decompose_checkpoint(DecomposeConfig(checkpoint=checkpoint, data=data, out=run_out(ctx, out, exist_ok), energy=energy, ranks=ranks,
                                                   pointwise=pointwise, finetune=finetune), log=say)
     if result.best_checkpoint is not None:

@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
-from edgeopt.compress.finetune import FinetuneOptions, distill_finetune, load_original
+from edgeopt.compress.config import DecomposeConfig
+from edgeopt.compress.finetune import distill_finetune, load_original
 from edgeopt.data import seen
 from edgeopt.errors import ConfigError, MissingDependencyError
 from edgeopt.models.tucker import (
@@ -31,26 +32,6 @@ from edgeopt.models.tucker import (
     tucker_sequence,
     vbmf_rank,
 )
-
-RANK_RULES = ("energy", "vbmf")
-
-
-@dataclasses.dataclass(frozen=True)
-class DecomposeConfig:
-    checkpoint: Path
-    data: Path
-    out: Path
-    energy: float = 0.9
-    ranks: str = "energy"
-    pointwise: bool = False  # 1x1 convolutions too (three 1x1 convolutions through the two ranks)
-    finetune: FinetuneOptions = FinetuneOptions()
-
-    def __post_init__(self) -> None:
-        if self.ranks not in RANK_RULES:
-            raise ConfigError(f"`ranks` {self.ranks!r} is unknown: use energy or vbmf")
-        if not 0 < self.energy <= 1:
-            raise ConfigError(f"`energy` {self.energy} is out of range: use (0, 1], the share of squared singular values kept")
-
 
 @dataclasses.dataclass
 class DecomposeResult:

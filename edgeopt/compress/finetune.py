@@ -3,30 +3,11 @@ fine-tuning of the compressed model from the original, or from a soft-label bank
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
-from edgeopt.train.config import KDConfig
+from edgeopt.compress.config import FinetuneConfig
 from edgeopt.errors import ConfigError
-
-
-@dataclasses.dataclass(frozen=True)
-class FinetuneOptions:
-    """Distillation fine-tuning after compression (``epochs=0``: compress only)."""
-
-    epochs: int = 10
-    lr: float = 1e-3
-    batch_size: int = 64
-    kd: KDConfig = dataclasses.field(default_factory=KDConfig)  # teachers: the uncompressed model, unless a bank is given
-    val_split: float = 0.2
-    device: str = "auto"
-    seed: int = 0
-    workers: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.epochs < 0:
-            raise ConfigError(f"`epochs` {self.epochs} must be >= 0 (0: compress only)")
 
 
 def load_original(checkpoint: Path) -> tuple[Any, Any, dict[str, Any], Any, Any]:
@@ -44,7 +25,7 @@ def load_original(checkpoint: Path) -> tuple[Any, Any, dict[str, Any], Any, Any]
 
 
 def distill_finetune(compressed: Path, original: Path, data: Path, out: Path, arch: dict[str, Any], preprocess: Any,
-                     options: FinetuneOptions) -> tuple[Path | None, float | None]:
+                     options: FinetuneConfig) -> tuple[Path | None, float | None]:
     """Fine-tune ``compressed`` into ``out/best.pt``, distilled from ``original`` (or the bank of
     ``options.kd``, or its own teachers); (best, val macro-F1)."""
     if options.epochs == 0:

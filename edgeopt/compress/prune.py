@@ -19,30 +19,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from edgeopt.compress.finetune import FinetuneOptions, distill_finetune, load_original
+from edgeopt.compress.config import PruneConfig
+from edgeopt.compress.finetune import distill_finetune, load_original
 from edgeopt.data import seen
 from edgeopt.errors import ConfigError, MissingDependencyError
 
 
-IMPORTANCES = ("l2", "taylor")
 STEPS = 40
-
-
-@dataclasses.dataclass(frozen=True)
-class PruneConfig:
-    checkpoint: Path
-    data: Path
-    out: Path
-    target_macs: int
-    importance: str = "l2"
-    global_pruning: bool = False
-    finetune: FinetuneOptions = FinetuneOptions()
-
-    def __post_init__(self) -> None:
-        if self.importance not in IMPORTANCES:
-            raise ConfigError(f"`importance` {self.importance!r} is unknown: use l2 or taylor")
-        if self.target_macs <= 0:
-            raise ConfigError(f"`target_macs` {self.target_macs} must be positive")
 
 
 @dataclasses.dataclass

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from edgeopt.models.checkpoint import load_checkpoint
 from edgeopt.cli.app import app
-from edgeopt.compress.finetune import FinetuneOptions
+from edgeopt.compress.finetune import FinetuneConfig
 from edgeopt.errors import ConfigError
 from edgeopt.models.tucker import energy_rank, tucker_sequence, vbmf_rank
 
@@ -43,7 +43,7 @@ def test_vbmf_ranks_decompose_a_low_rank_convolution(tiny_ckpts: dict, synth_dat
     from edgeopt.compress.decompose import DecomposeConfig, decompose_checkpoint
 
     result = decompose_checkpoint(DecomposeConfig(checkpoint=tiny_ckpts["yaml"], data=synth_data, out=tmp_path / "v",
-                                                  ranks="vbmf", finetune=FinetuneOptions(epochs=0)), log=lambda m: None)
+                                                  ranks="vbmf", finetune=FinetuneConfig(epochs=0)), log=lambda m: None)
     from edgeopt.models.checkpoint import load_model_and_arch
 
     _, _, arch = load_model_and_arch(result.decomposed_checkpoint)
@@ -63,7 +63,7 @@ def test_pointwise_decomposition_acts_on_1x1_convolutions_and_is_exact_at_full_r
     x = torch.randn(2, 16, 5, 5)
     with torch.no_grad():
         assert torch.allclose(tucker_sequence(conv, 16, 24)(x), conv(x), atol=1e-4)
-    options = {"checkpoint": tiny_ckpts["yaml"], "data": synth_data, "energy": 0.8, "finetune": FinetuneOptions(epochs=0)}
+    options = {"checkpoint": tiny_ckpts["yaml"], "data": synth_data, "energy": 0.8, "finetune": FinetuneConfig(epochs=0)}
     plain = decompose_checkpoint(DecomposeConfig(out=tmp_path / "a", **options), log=lambda m: None)
     both = decompose_checkpoint(DecomposeConfig(out=tmp_path / "b", pointwise=True, **options), log=lambda m: None)
     model, _ = load_checkpoint(both.decomposed_checkpoint)
@@ -98,4 +98,4 @@ def test_decompose_bad_inputs(tiny_ckpts: dict, synth_data: Path, tmp_path: Path
         DecomposeConfig(checkpoint=tiny_ckpts["yaml"], data=synth_data, out=tmp_path, energy=1.5)
     with pytest.raises(ConfigError, match="no convolution gets cheaper"):
         decompose_checkpoint(DecomposeConfig(checkpoint=tiny_ckpts["yaml"], data=synth_data, out=tmp_path / "x",
-                                             energy=1.0, finetune=FinetuneOptions(epochs=0)), log=lambda m: None)
+                                             energy=1.0, finetune=FinetuneConfig(epochs=0)), log=lambda m: None)

@@ -10,7 +10,7 @@ import torch
 from typer.testing import CliRunner
 
 from edgeopt.cli.app import app
-from edgeopt.compress.finetune import FinetuneOptions
+from edgeopt.compress.finetune import FinetuneConfig
 from edgeopt.errors import ConfigError
 from edgeopt.models.complexity import parse_macs
 
@@ -69,7 +69,7 @@ def test_taylor_global_pruning_and_yaml_models(tiny_ckpts: dict, synth_data: Pat
     for key in ("timm", "yaml"):
         base = read_manifest(tiny_ckpts[key]).arch["macs"]
         result = prune_checkpoint(PruneConfig(checkpoint=tiny_ckpts[key], data=synth_data, out=tmp_path / key,
-                                              target_macs=int(base * 0.8), importance="taylor", finetune=FinetuneOptions(epochs=0),
+                                              target_macs=int(base * 0.8), importance="taylor", finetune=FinetuneConfig(epochs=0),
                                               global_pruning=True), log=lambda m: None)
         model, _ = load_checkpoint(result.pruned_checkpoint)
         assert result.macs_after <= base * 0.8 and count_complexity(model, 32).macs == result.macs_after

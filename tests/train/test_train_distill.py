@@ -67,7 +67,7 @@ def test_bad_kd_options() -> None:
 
 
 def test_one_kd_config_carries_where_the_targets_come_from(tmp_path: Path) -> None:
-    from edgeopt.compress.finetune import FinetuneOptions
+    from edgeopt.compress.finetune import FinetuneConfig
     from edgeopt.quant.qat import QatConfig
     from edgeopt.search import SearchConfig
     from edgeopt.train.loop import TrainConfig
@@ -81,7 +81,7 @@ def test_one_kd_config_carries_where_the_targets_come_from(tmp_path: Path) -> No
     assert KDConfig().with_teachers(teacher).teachers == (teacher,) and banked.with_teachers(teacher) is banked
     # the same object in every stage that distils
     assert TrainConfig(model="m", data=tmp_path, kd=banked).distilled
-    assert FinetuneOptions(kd=banked).kd == QatConfig(checkpoint=teacher, data=tmp_path, out=tmp_path / "q.onnx", kd=banked).kd
+    assert FinetuneConfig(kd=banked).kd == QatConfig(checkpoint=teacher, data=tmp_path, out=tmp_path / "q.onnx", kd=banked).kd
     assert SearchConfig(data=tmp_path, kd=online).kd.teachers == (teacher,)
     with pytest.raises(ConfigError, match="QAT distils from the unquantized model"):
         QatConfig(checkpoint=teacher, data=tmp_path, out=tmp_path / "q.onnx", kd=online)
