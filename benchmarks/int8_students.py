@@ -37,17 +37,17 @@ from edgeopt.quant.fallback import FallbackConfig, eval_images
 from edgeopt.runtime.judge import ParentJudge
 from edgeopt.runtime.scoring import ImageSet
 from edgeopt.bench.machine import machine_info
-from edgeopt.quant.ptq import PtqOptions
+from edgeopt.quant.ptq import PtqConfig
 
 RESULTS = Path(__file__).resolve().parent / "results"
 METHODS = {
     "entropy": dict(method="entropy"),
     "percentile": dict(method="percentile"),
     "minmax": dict(method="minmax"),
-    "entropy + equalize": dict(method="entropy", ptq=PtqOptions(equalize=True)),
-    "entropy + bias correction": dict(method="entropy", ptq=PtqOptions(bias_correction=True)),
-    "entropy + adaround": dict(method="entropy", ptq=PtqOptions(adaround=True)),
-    "entropy + adaround + bias correction": dict(method="entropy", ptq=PtqOptions(adaround=True, bias_correction=True)),
+    "entropy + equalize": dict(method="entropy", ptq=PtqConfig(equalize=True)),
+    "entropy + bias correction": dict(method="entropy", ptq=PtqConfig(bias_correction=True)),
+    "entropy + adaround": dict(method="entropy", ptq=PtqConfig(adaround=True)),
+    "entropy + adaround + bias correction": dict(method="entropy", ptq=PtqConfig(adaround=True, bias_correction=True)),
     "--target cpu (ONNX Runtime int8 kernels)": dict(target="cpu"),
     "qat": {},  # edgeopt qat: --qat-epochs of fake-quantized fine-tuning distilled from the FP32 student itself
 }

@@ -26,7 +26,7 @@ from edgeopt.errors import ArtifactError, ConfigError, EdgeoptWarning
 from edgeopt.formats import CALIBRATE_TARGET, FORMATS, Format, conversion_path, format_of, get_format, stem_of
 
 if TYPE_CHECKING:
-    from edgeopt.trt.plan import BuildPlan, BuildOptions
+    from edgeopt.trt.plan import BuildPlan, BuildConfig
 
 
 @dataclasses.dataclass
@@ -56,7 +56,7 @@ def convert(source: str | Path, to: str, out: str | Path | None = None, *, log: 
 
     ``options`` go to the stages that take them (``FORMATS[...].options``): ``data``/``num_images``/
     ``method``/``batch_size`` to calibrate (``data`` also to export's parity check), ``build``
-    (a ``BuildOptions``), ``verify`` and ``device`` to build-engine. An option no stage on the way
+    (a ``BuildConfig``), ``verify`` and ``device`` to build-engine. An option no stage on the way
     takes is an error naming the closest one."""
     source = Path(source)
     src = source_format(source)
@@ -115,7 +115,7 @@ def _build_engine(row: Format, src: Path, out: Path, options: dict[str, Any], lo
     from edgeopt.trt.build import build_engine
 
     if options.get("build") is None:
-        raise ConfigError("an engine needs its build options: pass build=BuildOptions(...) (precision, batch profile)")
+        raise ConfigError("an engine needs its build options: pass build=BuildConfig(...) (precision, batch profile)")
     result = build_engine(src, out, options["build"], log=log, device=options.get("device"), verify=options.get("verify"),
                           prepare=prepare_for_engine)
     return result.path, result
@@ -124,7 +124,7 @@ def _build_engine(row: Format, src: Path, out: Path, options: dict[str, Any], lo
 _STAGES = {"export": _export, "calibrate": _calibrate, "build-engine": _build_engine}
 
 
-def prepare_for_engine(onnx: Path, out: Path, plan: BuildPlan, options: BuildOptions) -> tuple[Path, dict[str, Any] | None]:
+def prepare_for_engine(onnx: Path, out: Path, plan: BuildPlan, options: BuildConfig) -> tuple[Path, dict[str, Any] | None]:
     """The ONNX a build plan parses, made from ``onnx`` beside the engine ``out``: the FP16 graph
     (11.x FP16), the Q/DQ INT8 from an FP32 export, and on 11.x its float part cast to FP16.
     Returns it and the calibration record when it was calibrated here."""

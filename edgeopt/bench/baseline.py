@@ -116,9 +116,9 @@ def _convert(ckpt: Path, name: str, random: bool, size: int, precision: str, sou
         options = {"data": calib_data, "num_images": 256} if precision == "int8" else {}
         path = convert(ckpt, to, stem.with_name(stem.name + get_format(to).suffix), **options).path
     else:
-        from edgeopt.trt.plan import BuildOptions
+        from edgeopt.trt.plan import BuildConfig
 
         # an INT8 engine is calibrated from the FP32 export inside the build (explicit Q/DQ)
         path = convert(ckpt, "engine", stem.with_name(f"{stem.name}.{precision}{get_format('engine').suffix}"),
-                       build=BuildOptions(precision, calib_data=calib_data, num_images=256)).path
+                       build=BuildConfig(precision, calib_data=calib_data, num_images=256)).path
     return Baseline(path, name, random, size, precision, source)

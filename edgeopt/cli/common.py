@@ -57,13 +57,8 @@ err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 ExistingDir = Annotated[Path, typer.Argument(exists=True, file_okay=False, help="A folder of <class>/<image> crops.")]
 # options several commands declare alike
-Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
 # the runner registry's backends (``edgeopt.runtime.RUNNERS``): one registered there is a choice here
 Backend = Annotated[str, typer.Option(help=f"{', '.join(backend_names())} (auto: the first its format lists).")]
-Seed = Annotated[int, typer.Option()]
-BatchSize = Annotated[int, typer.Option("--batch-size")]
-FinetuneLr = Annotated[float, typer.Option(help="Fine-tuning learning rate.")]
-FinetuneValSplit = Annotated[float, typer.Option("--val-split", help="0 fine-tunes on all of --data for --epochs.")]
 SoftLabels = Annotated[Optional[Path], typer.Option("--soft-labels", exists=True, dir_okay=False,
                                                     help="Distil from a soft-label bank (edgeopt soft-labels) instead of running teachers.")]
 # what an ONNX edgeopt did not export (no manifest, no metadata) cannot say of itself
@@ -97,16 +92,6 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
         err_console.print(f"[yellow]warning:[/] {escape(as_flags(str(message)))}")
     elif sys.warnoptions:
         err_console.print(f"[yellow]warning:[/] {escape(str(message))} ({category.__name__}, {Path(filename).name}:{lineno})")
-
-
-def parse_batch_sizes(value: str) -> tuple[int, ...]:
-    try:
-        sizes = tuple(int(v) for v in value.split(",") if v.strip())
-    except ValueError:
-        raise typer.BadParameter(f"{value!r}: use comma-separated integers, e.g. 1,32,256") from None
-    if not sizes or min(sizes) < 1:
-        raise typer.BadParameter(f"{value!r}: batch sizes must be positive integers")
-    return sizes
 
 
 # -- settings declared once: options derived from the config dataclasses, and --config FILE.yaml ----
@@ -149,10 +134,18 @@ def _flags_in(text: str) -> str:
 SETTINGS_OF = {
     "train": ("edgeopt.train.config:TrainConfig", "edgeopt.train.distill:KDConfig"),
     "soft-labels": ("edgeopt.train.soft_labels:SoftLabelConfig",),
-    "search": ("edgeopt.search.config:SearchConfig", "edgeopt.search.config:SearchSpace"),
+    "search": ("edgeopt.search.config:SearchConfig", "edgeopt.search.config:SearchSpace", "edgeopt.quant.int8_choice:Int8ChoiceConfig"),
     "optimize": ("edgeopt.optimize.config:OptimizeConfig",),
     "bench": ("edgeopt.bench.harness:BenchConfig",),
     "predict": ("edgeopt.runtime.classify:PredictConfig",),
+    "prune": ("edgeopt.compress.config:PruneConfig", "edgeopt.compress.config:FinetuneConfig", "edgeopt.train.config:KDConfig"),
+    "decompose": ("edgeopt.compress.config:DecomposeConfig", "edgeopt.compress.config:FinetuneConfig",
+                  "edgeopt.train.config:KDConfig"),
+    "calibrate": ("edgeopt.quant.ptq:PtqConfig", "edgeopt.quant.fallback:FallbackConfig"),
+    "qat": ("edgeopt.quant.qat_config:QatConfig", "edgeopt.train.config:KDConfig"),
+    # BuildConfig first: its batch_size (the calibration batch) is the flag's
+    "build-engine": ("edgeopt.trt.plan:BuildConfig", "edgeopt.trt.verify:VerifyConfig"),
+    "triton": ("edgeopt.serve.triton:TritonConfig",),
 }
 
 

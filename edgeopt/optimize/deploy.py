@@ -62,7 +62,7 @@ def deploy_cpu(final: dict[str, Any], folder: Path, max_f1_drop: float, log: Cal
 def deploy_tensorrt(final: dict[str, Any], folder: Path, max_f1_drop: float, log: Callable[[str], None]) -> dict[str, Any]:
     """The chosen INT8 Q/DQ model as an engine, verified on the held-out slice within ``max_f1_drop``;
     an FP16 engine, verified alike, when no INT8 candidate was chosen or the engine was refused."""
-    from edgeopt.trt.plan import BuildOptions
+    from edgeopt.trt.plan import BuildConfig
     from edgeopt.trt.verify import VerifyConfig
 
     int8, judge = final["int8"], Path(final["int8"]["judged_on"])
@@ -72,7 +72,7 @@ def deploy_tensorrt(final: dict[str, Any], folder: Path, max_f1_drop: float, log
     if int8["onnx"]:
         log(f"[5/6] deploy: TensorRT INT8 engine of {int8['onnx']}, verified on {judge}")
         try:
-            built = convert(int8["onnx"], "engine", folder / f"model.int8{suffix}", log=log, build=BuildOptions("int8"),
+            built = convert(int8["onnx"], "engine", folder / f"model.int8{suffix}", log=log, build=BuildConfig("int8"),
                             verify=verify)
             judged = built.results["engine"].verification
             return {"target": "tensorrt", "artifact": str(built.path), "precision": "int8", "refused": None, "judged": judged,
@@ -82,7 +82,7 @@ def deploy_tensorrt(final: dict[str, Any], folder: Path, max_f1_drop: float, log
         except VerificationError as exc:
             refused = f"the INT8 engine was refused: {exc}"
     log(f"deploy: {refused}; an FP16 engine is deployed")
-    built = convert(final["onnx"], "engine", folder / f"model.fp16{suffix}", log=log, build=BuildOptions("fp16"), verify=verify)
+    built = convert(final["onnx"], "engine", folder / f"model.fp16{suffix}", log=log, build=BuildConfig("fp16"), verify=verify)
     judged = built.results["engine"].verification
     return {"target": "tensorrt", "artifact": str(built.path), "precision": "fp16", "refused": refused, "judged": judged,
             "judged_on": str(judge),

@@ -34,7 +34,7 @@ from edgeopt.errors import (
     VerificationError,
 )
 from edgeopt.formats import CALIBRATE_TARGET, Format, get_format
-from edgeopt.quant.ptq import PtqOptions
+from edgeopt.quant.ptq import PtqConfig
 from edgeopt.quant.writers import (
     QdqWriter,
     check_qdq,
@@ -78,7 +78,7 @@ class _Settings:
     seed: int
     skip_first_last: bool
     fallback: FallbackConfig | None
-    ptq: PtqOptions
+    ptq: PtqConfig
 
     @property
     def for_cpu(self) -> bool:  # ONNX Runtime's QOperator CPU kernels, not TensorRT's Q/DQ
@@ -93,7 +93,7 @@ def calibrate_onnx(model: str | Path, data: str | Path, out: str | Path, *, num_
                    quantizer: str = "onnxruntime", batch_size: int = 32, seed: int = 0,
                    calibration_dir: str | Path | None = None, skip_first_last: bool = False,
                    target: str = "tensorrt", fallback: FallbackConfig | None = None,
-                   ptq: PtqOptions | None = None, progress: Callable[[int, int], None] | None = None) -> CalibrationResult:
+                   ptq: PtqConfig | None = None, progress: Callable[[int, int], None] | None = None) -> CalibrationResult:
     """Quantize an FP32 ONNX artifact to INT8.
 
     ``target="tensorrt"``: a TensorRT-compatible Q/DQ ONNX (symmetric int8, per-channel weights;
@@ -137,12 +137,12 @@ def calibrate_onnx(model: str | Path, data: str | Path, out: str | Path, *, num_
 
 
 def _settings(*, target: str, method: str | None, quantizer: str, batch_size: int, seed: int, skip_first_last: bool,
-              fallback: FallbackConfig | None, ptq: PtqOptions | None) -> _Settings:
+              fallback: FallbackConfig | None, ptq: PtqConfig | None) -> _Settings:
     """The choices, or a one-line error for an unknown one or a combination the target does not take."""
     if target not in TARGETS:
         raise ConfigError(f"`target` {target!r} is unknown: use one of {', '.join(TARGETS)}")
     settings = _Settings(get_format(FORMAT_OF_TARGET[target]), target, method or ("entropy" if target == "tensorrt" else "minmax"),
-                         quantizer, batch_size, seed, skip_first_last, fallback, ptq or PtqOptions())
+                         quantizer, batch_size, seed, skip_first_last, fallback, ptq or PtqConfig())
     if settings.for_cpu and (settings.method == "entropy" or quantizer != "onnxruntime" or skip_first_last or fallback):
         raise ConfigError(f"`target` {target} calibrates with onnxruntime's minmax or percentile (no entropy, ModelOpt, "
                           "`skip_first_last` or `max_f1_drop`)")

@@ -31,28 +31,31 @@ import numpy as np
 from edgeopt.errors import ConfigError, VerificationError
 from edgeopt.runtime.judge import ParentJudge
 from edgeopt.runtime.scoring import ImageSet
+from edgeopt.settings import check_settings, setting
 
 
 @dataclasses.dataclass(frozen=True)
 class FallbackConfig:
-    max_f1_drop: float | None
-    eval_data: Path
-    batch_size: int = 64
-    max_disagreement: float | None = None  # label-free: share of images whose top-1 differs from FP32's
-    eval_images: int | None = None  # a deterministic subset of the eval images (stratified when labelled)
-    allow_train_eval: bool = False  # measure on training images anyway (warned and recorded)
+    max_f1_drop: float | None = setting(low=0.0, high=1.0, high_open=True, example="0.005 (a macro-F1 drop)",
+                                        help="Leave the most sensitive layers in float until the macro-F1 drop on "
+                                        "`eval_data` is at most this.")
+    eval_data: Path = setting(help="Images the model did not train on, for the budget (labelled <class>/<image> for "
+                              "`max_f1_drop`; not the test split).")
+    batch_size: int = setting(64, low=1, high=65_536, help="Images per batch when scoring the eval images.")
+    max_disagreement: float | None = setting(None, low=0.0, high=1.0, high_open=True,
+                                             example="0.02 for 98 % top-1 agreement with FP32",
+                                             help="Label-free budget instead: at most this share of `eval_data` images may "
+                                             "change top-1 class against FP32 (unlabelled folders work).")
+    eval_images: int | None = setting(None, low=1, high=10_000_000, help="Judge the budget on this many of the `eval_data` "
+                                      "images (deterministic; stratified when labelled).")
+    allow_train_eval: bool = setting(False, help="Measure the budget even on images the model trained on (warned and "
+                                     "recorded; it understates the loss).")
 
     def __post_init__(self) -> None:
+        check_settings(self)
         if (self.max_f1_drop is None) == (self.max_disagreement is None):
             raise ConfigError("give one INT8 budget: `max_f1_drop` (labelled `eval_data`) or `max_disagreement` (any images)")
-        if self.max_f1_drop is not None and not 0 <= self.max_f1_drop < 1:
-            raise ConfigError(f"`max_f1_drop` {self.max_f1_drop} is out of range: use a macro-F1 drop in [0, 1), e.g. 0.005")
-        if self.max_disagreement is not None and not 0 <= self.max_disagreement < 1:
-            raise ConfigError(f"`max_disagreement` {self.max_disagreement} is out of range: use a share of images in [0, 1), "
-                              "e.g. 0.02 for 98 % top-1 agreement with FP32")
-        if self.eval_images is not None and self.eval_images < 1:
-            raise ConfigError(f"`eval_images` {self.eval_images} must be at least 1")
-        if not Path(self.eval_data).is_dir():
+        if not self.eval_data.is_dir():
             raise ConfigError(f"`eval_data` {self.eval_data}: no such folder of images")
 
     @property

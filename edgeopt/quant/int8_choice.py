@@ -19,23 +19,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edgeopt.errors import ConfigError
+from edgeopt.settings import check_settings, setting
 
 
 @dataclasses.dataclass(frozen=True)
 class Int8ChoiceConfig:
-    max_drop: float  # macro-F1 drop budget, judged on the held-out slice
-    holdout: float = 0.1  # share of the data held out of the final run to judge INT8 on
-    adaround: bool = True
-    qat_epochs: int = 3
+    max_drop: float = setting(key="max_f1_drop", low=0.0, high=1.0, high_open=True, example="0.005",
+                              help="INT8 budget: the largest macro-F1 drop on the slice held out of the final run.")
+    holdout: float = setting(0.1, key="int8_holdout", low=0.02, high=0.5,
+                             help="Share of `data` held out of the final run to judge INT8.")
+    adaround: bool = setting(True, help="AdaRound in the INT8 post-training quantization.")
+    qat_epochs: int = setting(3, key="int8_qat_epochs", low=1, high=10_000, help="QAT epochs when PTQ misses `max_f1_drop`.")
 
     def __post_init__(self) -> None:
-        if not 0 <= self.max_drop < 1:
-            raise ConfigError(f"`int8_max_drop` {self.max_drop} is out of range: use a macro-F1 drop in [0, 1), e.g. 0.005")
-        if not 0.02 <= self.holdout <= 0.5:
-            raise ConfigError(f"`int8_holdout` {self.holdout} is out of range: hold out 0.02..0.5 of the data")
-        if self.qat_epochs < 1:
-            raise ConfigError(f"`int8_qat_epochs` {self.qat_epochs} must be at least 1")
+        check_settings(self)
 
 
 def split_for_judging(data: Path, out: Path, holdout: float, seed: int = 0) -> tuple[Path, Path]:
@@ -51,7 +48,7 @@ def choose_int8(checkpoint: Path, fp32_onnx: Path, train_data: Path, judge_data:
     from edgeopt.artifacts import read_manifest
     from edgeopt.convert import convert
     from edgeopt.data.presets import Preprocess
-    from edgeopt.quant.ptq import PtqOptions
+    from edgeopt.quant.ptq import PtqConfig
     from edgeopt.quant.qat import QatConfig, qat_finetune
     from edgeopt.runtime.judge import judge_against_parent
 
@@ -64,7 +61,7 @@ def choose_int8(checkpoint: Path, fp32_onnx: Path, train_data: Path, judge_data:
 
     candidates: dict[str, dict[str, Any]] = {}
     t0 = time.perf_counter()
-    ptq = convert(fp32_onnx, "int8-qdq", folder / "model.int8.onnx", data=train_data, ptq=PtqOptions(adaround=config.adaround)).path
+    ptq = convert(fp32_onnx, "int8-qdq", folder / "model.int8.onnx", data=train_data, ptq=PtqConfig(adaround=config.adaround)).path
     candidates["ptq"] = {"onnx": str(ptq), "method": "entropy" + (" + adaround" if config.adaround else ""),
                          "seconds": round(time.perf_counter() - t0, 1),
                          **judged(ptq)}

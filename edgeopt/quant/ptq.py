@@ -37,27 +37,27 @@ from typing import Any
 
 import numpy as np
 
-from edgeopt.errors import ConfigError, VerificationError
+from edgeopt.errors import VerificationError
 from edgeopt.quant.equalize import Graph, attr, conv_weight
+from edgeopt.settings import check_settings, setting
 
 QMAX = 127  # symmetric int8 weights: [-127, 127] (ONNX Runtime's and TensorRT's symmetric range)
 ZETA, GAMMA = 1.1, -0.1  # AdaRound's rectified sigmoid stretch
 
 
 @dataclasses.dataclass(frozen=True)
-class PtqOptions:
-    equalize: bool = False
-    bias_correction: bool = False
-    adaround: bool = False
-    adaround_iterations: int = 500
-    adaround_images: int = 256  # of the calibration images
-    seed: int = 0
+class PtqConfig:
+    """What post-training quantization does beyond calibrating ranges (all off: plain calibration)."""
+
+    equalize: bool = setting(False, help="Cross-layer equalization of consecutive convolutions first (exact in FP32).")
+    bias_correction: bool = setting(False, help="Remove each layer's mean INT8 output error on the calibration images.")
+    adaround: bool = setting(False, help="Learn each weight's rounding per layer on the calibration images (AdaRound).")
+    adaround_iterations: int = setting(500, low=1, high=1_000_000, help="AdaRound steps per layer.")
+    adaround_images: int = setting(256, low=1, high=100_000, help="Calibration images AdaRound and bias correction use.")
+    seed: int = setting(0, low=0, high=2**32 - 1, help="Seed of the calibration subset and of AdaRound.")
 
     def __post_init__(self) -> None:
-        if self.adaround_iterations < 1:
-            raise ConfigError(f"`adaround_iterations` {self.adaround_iterations} must be at least 1")
-        if self.adaround_images < 1:
-            raise ConfigError(f"`adaround_images` {self.adaround_images} must be at least 1")
+        check_settings(self)
 
     @property
     def enabled(self) -> bool:
@@ -263,7 +263,7 @@ class LayerReport:
                 **({"bias_mean_error_before": self.bias_error_before} if self.bias_error_before is not None else {})}
 
 
-def reconstruct(model: Any, quantized: Any, batches: Sequence[np.ndarray], options: PtqOptions,
+def reconstruct(model: Any, quantized: Any, batches: Sequence[np.ndarray], options: PtqConfig,
                 expected_scales: dict[str, np.ndarray] | None = None) -> tuple[dict[str, np.ndarray], list[LayerReport]]:
     """AdaRound and/or bias correction of every quantizable layer, one layer after another in graph order.
 

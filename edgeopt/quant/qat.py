@@ -35,32 +35,10 @@ from edgeopt.artifacts import (
     tool_versions,
     write_artifact_manifest,
 )
+from edgeopt.quant.qat_config import QatConfig
 from edgeopt.train.config import KDConfig
 from edgeopt.errors import ConfigError, VerificationError
 from edgeopt.models.padding import conv_with_frozen_pad
-
-
-@dataclasses.dataclass(frozen=True)
-class QatConfig:
-    checkpoint: Path
-    data: Path
-    out: Path
-    epochs: int = 3
-    lr: float = 1e-4
-    batch_size: int = 32
-    num_calib_images: int = 256
-    kd: KDConfig = dataclasses.field(default_factory=KDConfig)  # the unquantized model teaches, unless a bank is given
-    device: str = "cpu"
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        for name, value, lo, hi in (("`epochs`", self.epochs, 1, 1000), ("`lr`", self.lr, 1e-8, 1.0),
-                                    ("`batch_size`", self.batch_size, 1, 65536), ("`num_images`", self.num_calib_images, 1, 100_000)):
-            if not lo <= value <= hi:
-                raise ConfigError(f"{name} {value} is out of range: use {lo}..{hi}")
-        if self.kd.teachers:
-            raise ConfigError("QAT distils from the unquantized model itself, or from a soft-label bank (`soft_labels`); "
-                              "it takes no other teacher")
 
 
 @dataclasses.dataclass

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from edgeopt.errors import ConfigError, MissingDependencyError
-from edgeopt.quant.ptq import PtqOptions
+from edgeopt.quant.ptq import PtqConfig
 from edgeopt.quant.equalize import attr as _attr
 
 
@@ -56,7 +56,7 @@ class QdqWriter:
 
     COMPUTE_OPS = ("Conv", "Gemm", "MatMul", "ConvTranspose")
 
-    def __init__(self, model: Path, data: list[np.ndarray], input_name: str, method: str, ptq: PtqOptions | None = None) -> None:
+    def __init__(self, model: Path, data: list[np.ndarray], input_name: str, method: str, ptq: PtqConfig | None = None) -> None:
         import onnx
         from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -68,7 +68,7 @@ class QdqWriter:
 
         self._tmp = tempfile.TemporaryDirectory()
         self.prepped = Path(self._tmp.name) / "prep.onnx"
-        self.ptq = ptq or PtqOptions()
+        self.ptq = ptq or PtqConfig()
         self.ptq_report: dict[str, Any] = {}
         if self.ptq.equalize:  # on the FP32 graph, before any range is calibrated
             from edgeopt.quant.equalize import equalize

@@ -11,18 +11,18 @@ and renamed into place, so an interrupted export leaves the repository as it was
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 import re
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from edgeopt.artifacts import artifact_kind, atomic_dir, manifest_path, read_manifest
 from edgeopt.errors import ArtifactError, ConfigError
 from edgeopt.formats import FORMATS, format_of
-
-if TYPE_CHECKING:
-    from edgeopt.trt.model_info import InputDescription
+from edgeopt.settings import check_settings, setting
+from edgeopt.trt.model_info import InputDescription  # a field's type: check_settings reads the hints
 
 # ONNX TensorProto data type names -> Triton's model_config.proto DataType
 TRITON_DTYPES = {"FLOAT": "TYPE_FP32", "FLOAT16": "TYPE_FP16", "BFLOAT16": "TYPE_BF16", "DOUBLE": "TYPE_FP64",
@@ -32,32 +32,31 @@ TRITON_DTYPES = {"FLOAT": "TYPE_FP32", "FLOAT16": "TYPE_FP16", "BFLOAT16": "TYPE
 MODEL_FILENAMES = {"onnxruntime_onnx": "model.onnx", "tensorrt_plan": "model.plan", "pytorch_libtorch": "model.pt"}
 
 
+class InstanceKind(enum.StrEnum):
+    """Where Triton runs a model's instances."""
+
+    gpu = "KIND_GPU"
+    cpu = "KIND_CPU"
+
+
 @dataclasses.dataclass(frozen=True)
 class TritonConfig:
-    artifact: Path
-    repo: Path
+    artifact: Path  # the CLI's argument, not a setting of its own
+    repo: Path = setting(help="Triton model repository folder.")
     describe: InputDescription | None = None  # for an ONNX without an edgeopt manifest or metadata
-    name: str | None = None  # default: the artifact's file stem, made a valid model name
-    version: int = 1
-    max_batch_size: int | None = None  # default: the engine profile's max, or 32 for a dynamic-batch ONNX
-    dynamic_batching: bool = True
-    preferred_batch_sizes: tuple[int, ...] = ()
-    max_queue_delay_us: int = 100
-    instances: int = 1
-    instance_kind: str = "KIND_GPU"
-    force: bool = False
+    name: str | None = setting(None, help="Model name (default: the artifact's file stem).")
+    version: int = setting(1, low=1, example="1 (Triton model versions start at 1)", help="Model version folder.")
+    max_batch_size: int | None = setting(None, low=0, high=1_000_000, help="Default: the engine profile's max, or 32.")
+    dynamic_batching: bool = setting(True, help="Let Triton batch requests that arrive together (up to `max_batch_size`).")
+    preferred_batch_sizes: tuple[int, ...] = setting((), low=1, high=1_000_000, example="8,16", help="e.g. 8,16")
+    max_queue_delay_us: int = setting(100, low=0, high=10**9, help="How long a request may wait for others to batch with, "
+                                      "microseconds.")
+    instances: int = setting(1, low=1, high=1024, help="Model instances.")
+    instance_kind: InstanceKind = setting(InstanceKind.gpu, help="KIND_GPU or KIND_CPU (ONNX Runtime on the CPU).")
+    force: bool = setting(False, help="Replace a model of the same name in the repository.")
 
     def __post_init__(self) -> None:
-        if self.version < 1:
-            raise ConfigError(f"`version` {self.version}: Triton model versions start at 1")
-        if self.instances < 1:
-            raise ConfigError(f"`instances` {self.instances}: at least one instance")
-        if self.instance_kind not in ("KIND_GPU", "KIND_CPU"):
-            raise ConfigError(f"`instance_kind` {self.instance_kind!r}: use KIND_GPU or KIND_CPU")
-        if self.max_batch_size is not None and self.max_batch_size < 0:
-            raise ConfigError(f"`max_batch_size` {self.max_batch_size} must be >= 0")
-        if self.max_queue_delay_us < 0:
-            raise ConfigError(f"`max_queue_delay_us` {self.max_queue_delay_us} must be >= 0")
+        check_settings(self)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -48,7 +48,7 @@ from edgeopt.trt.compat import (
 )
 from edgeopt.trt.device import Device, default_device
 from edgeopt.trt.model_info import OnnxModelInfo, read_onnx_info
-from edgeopt.trt.plan import BuildOptions, BuildPlan, check_dla_profile, plan_build, profile_shapes
+from edgeopt.trt.plan import BuildConfig, BuildPlan, check_dla_profile, plan_build, profile_shapes
 from edgeopt.trt.rtx import logged_layers, rtx_device_and_targets, set_compute_capabilities_rtx
 from edgeopt.trt.verify import VerifyConfig, verify_and_hand_over
 
@@ -112,10 +112,10 @@ class _Log:
 
 
 # (onnx, engine out, plan, options) -> (the ONNX to parse, calibration record): edgeopt.convert.prepare_for_engine
-PrepareOnnx = Callable[[Path, Path, BuildPlan, BuildOptions], tuple[Path, "dict[str, Any] | None"]]
+PrepareOnnx = Callable[[Path, Path, BuildPlan, BuildConfig], tuple[Path, "dict[str, Any] | None"]]
 
 
-def build_engine(onnx: str | Path, out: str | Path, options: BuildOptions, log: Callable[[str], None] = print,
+def build_engine(onnx: str | Path, out: str | Path, options: BuildConfig, log: Callable[[str], None] = print,
                  device: Device | None = None, verify: VerifyConfig | None = None,
                  prepare: PrepareOnnx | None = None) -> BuildResult:
     """Build and serialize an engine; writes ``out`` atomically with its manifest.
@@ -182,7 +182,7 @@ def build_engine(onnx: str | Path, out: str | Path, options: BuildOptions, log: 
     return BuildResult(out, plan, trt.__version__, seconds, len(data), parsed.path, calibration, verification, builder)
 
 
-def _build_device(trt, builder: str, options: BuildOptions, device: Device | None,
+def _build_device(trt, builder: str, options: BuildConfig, device: Device | None,
                   verifying: bool) -> tuple[Device | None, dict[str, Any] | None, dict[str, Any] | None]:
     """(the device to build on, its GPU record, TensorRT-RTX's targets or None): full TensorRT builds on
     the GPU here, refused where this TensorRT does not support it; TensorRT-RTX builds with or without one."""
@@ -201,8 +201,8 @@ def _build_device(trt, builder: str, options: BuildOptions, device: Device | Non
     return device, gpu, None
 
 
-def _plan_checked(trt, builder: str, info: OnnxModelInfo, options: BuildOptions,
-                  log: Callable[[str], None]) -> tuple[BuildPlan, BuildOptions]:
+def _plan_checked(trt, builder: str, info: OnnxModelInfo, options: BuildConfig,
+                  log: Callable[[str], None]) -> tuple[BuildPlan, BuildConfig]:
     """The build plan, after the DLA checks (before any calibration or conversion work), and the options
     with the calibration batch a static-batch ONNX needs."""
     no_dla = dla_unsupported(trt.__version__) if options.dla_core is not None and builder == "tensorrt" else None
@@ -219,7 +219,7 @@ def _plan_checked(trt, builder: str, info: OnnxModelInfo, options: BuildOptions,
     return plan, options
 
 
-def _describe_build(label: str, gpu: dict[str, Any] | None, targets: dict[str, Any] | None, options: BuildOptions,
+def _describe_build(label: str, gpu: dict[str, Any] | None, targets: dict[str, Any] | None, options: BuildConfig,
                     plan: BuildPlan, parsed: OnnxModelInfo, shapes: dict[str, Any]) -> str:
     """The builder's configuration in one line, logged before the build."""
     where = (f"on {gpu['gpu']} (sm {gpu['compute_capability']})" if targets is None else
@@ -231,7 +231,7 @@ def _describe_build(label: str, gpu: dict[str, Any] | None, targets: dict[str, A
             f"profile {shapes}, workspace {options.workspace_gib} GiB, opt level {options.opt_level}, hw-compat {options.hw_compat}")
 
 
-def _engine_manifest(trt, parsed: OnnxModelInfo, options: BuildOptions, plan: BuildPlan, shapes: dict[str, Any],
+def _engine_manifest(trt, parsed: OnnxModelInfo, options: BuildConfig, plan: BuildPlan, shapes: dict[str, Any],
                      gpu: dict[str, Any] | None, targets: dict[str, Any] | None, built: dict[str, Any]) -> Manifest:
     """The engine's manifest: what it was built from, by which builder, for what, and how (``built``: its
     calibration, layer list and summary, and build time)."""
@@ -277,7 +277,7 @@ def _engine_layers(trt, data: bytes, onnx: Path, echo: Callable[[str], None],
     return layers, summarize(layers, nodes)
 
 
-def _prepared_onnx(info: OnnxModelInfo, out: Path, plan: BuildPlan, options: BuildOptions,
+def _prepared_onnx(info: OnnxModelInfo, out: Path, plan: BuildPlan, options: BuildConfig,
                    prepare: PrepareOnnx | None) -> tuple[OnnxModelInfo, dict | None]:
     """The ONNX the plan parses: ``info`` itself, or what ``prepare`` (``edgeopt.convert``) made of it."""
     cast = plan.cast_float_fp16 and info.manifest is not None and info.float_precision != "fp16"
@@ -294,7 +294,7 @@ def _prepared_onnx(info: OnnxModelInfo, out: Path, plan: BuildPlan, options: Bui
     return read_onnx_info(path), calibration
 
 
-def _build_serialized(trt, info: OnnxModelInfo, plan: BuildPlan, options: BuildOptions, shapes, device: Device | None, echo,
+def _build_serialized(trt, info: OnnxModelInfo, plan: BuildPlan, options: BuildConfig, shapes, device: Device | None, echo,
                       cache_dir: Path, targets: dict | None = None):
     """Parse, configure and build; returns (serialized engine or None, timing cache bytes, calibration record,
     the layer list TensorRT-RTX logs at VERBOSE while it builds, or None)."""

@@ -14,7 +14,7 @@ import numpy as np
 from edgeopt.errors import ConfigError
 from edgeopt.trt.device import Device
 from edgeopt.trt.model_info import OnnxModelInfo
-from edgeopt.trt.plan import BuildOptions, BuildPlan
+from edgeopt.trt.plan import BuildConfig, BuildPlan
 
 
 def share_profiles_trt10(trt, config) -> None:
@@ -54,7 +54,7 @@ def set_profile_shape(profile, name: str, lo, opt, hi) -> None:
                           f"for input {name!r}: {exc} Check `min_batch`/`opt_batch`/`max_batch`") from None
 
 
-def set_precision_trt10(trt, builder, config, plan: BuildPlan, options: BuildOptions, info: OnnxModelInfo, shapes,
+def set_precision_trt10(trt, builder, config, plan: BuildPlan, options: BuildConfig, info: OnnxModelInfo, shapes,
                          device: Device, cache_dir: Path):
     """Builder flags, and the legacy calibrator when asked (returned so the build can check it)."""
     for flag in plan.builder_flags:

@@ -39,7 +39,7 @@ class OnnxModelInfo:
 
 
 class DescribesInput(Protocol):
-    """What the user says of an ONNX that cannot say it itself (``BuildOptions``, ``InputDescription``)."""
+    """What the user says of an ONNX that cannot say it itself (``BuildConfig``, ``InputDescription``)."""
 
     img_size: int | None
     mean: tuple[float, float, float] | None

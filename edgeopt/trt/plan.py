@@ -3,23 +3,70 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
 from pathlib import Path
 from typing import Any
 
 from edgeopt.errors import ConfigError
-from edgeopt.trt.compat import BUILDERS, HW_COMPAT_LEVELS, RTX_NAME, RTX_TARGETS, builder_label, trt_generation
+from edgeopt.settings import check_settings, setting
+from edgeopt.trt.compat import RTX_NAME, RTX_TARGETS, builder_label, trt_generation
 
-PRECISIONS = ("fp16", "int8")
-INT8_FLOAT = ("fp16", "fp32")  # what the layers an INT8 engine leaves unquantized run in
-CALIBRATORS = ("entropy", "minmax")
-HW_COMPAT = tuple(HW_COMPAT_LEVELS)
+class Precision(enum.StrEnum):
+    """An engine's precision (``build-engine --fp16`` or ``--int8``)."""
+
+    fp16 = "fp16"
+    int8 = "int8"
+
+
+class Int8Float(enum.StrEnum):
+    """What the layers an INT8 engine leaves unquantized run in."""
+
+    fp16 = "fp16"
+    fp32 = "fp32"
+
+
+class Calibrator(enum.StrEnum):
+    """Legacy implicit INT8's calibrators (TensorRT < 11)."""
+
+    entropy = "entropy"
+    minmax = "minmax"
+
+
+class HwCompat(enum.StrEnum):
+    """TensorRT's hardware-compatibility levels, by the names users type (``compat.HW_COMPAT_LEVELS``' keys)."""
+
+    none = "none"
+    ampere_plus = "ampere+"
+    same_cc = "same-cc"
+
+
+class Builder(enum.StrEnum):
+    """Which TensorRT builds (``compat.BUILDERS``' keys)."""
+
+    tensorrt = "tensorrt"
+    tensorrt_rtx = "tensorrt-rtx"
 
 
 DEFAULT_MIN_BATCH, DEFAULT_MAX_BATCH = 1, 32
 
 
+def _capabilities(value: Any, key: str) -> tuple[str, ...]:
+    """TensorRT-RTX's targets, as names or numbers (YAML's 8.6), from a list or comma-separated text."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)):
+        raise ConfigError(f"`{key}` {value!r}: give a list, e.g. 8.6,current")
+    capabilities = tuple(str(c).strip().lower() for c in items if str(c).strip())
+    for cc in capabilities:
+        if cc not in RTX_TARGETS:
+            raise ConfigError(f"`{key}` {cc!r} is not one {RTX_NAME} builds for: use {', '.join(RTX_TARGETS)}")
+    return capabilities
+
+
+_FOREIGN = " of an ONNX edgeopt did not export."
+
+
 @dataclasses.dataclass(frozen=True)
-class BuildOptions:
+class BuildConfig:
     """Everything ``build-engine`` takes besides the ONNX and the output path.
 
     Batch sizes left ``None`` come from the model: a static-batch ONNX is built for exactly its
@@ -27,43 +74,41 @@ class BuildOptions:
     describe an ONNX that edgeopt did not export (ignored when the ONNX says it itself).
     """
 
-    precision: str
-    calib_data: Path | None = None
-    calibrator: str | None = None  # legacy implicit INT8 (TensorRT < 11 only)
-    min_batch: int | None = None
-    opt_batch: int | None = None
-    max_batch: int | None = None
-    workspace_gib: float = 4.0
-    timing_cache: Path | None = None
-    opt_level: int = 3
-    hw_compat: str = "none"
-    num_images: int = 512
-    calib_batch_size: int = 32
+    precision: Precision = setting(help="fp16 or int8.")
+    calib_data: Path | None = setting(None, key="data", help="Crops to calibrate on (as calibrate's `data`).")
+    calibrator: Calibrator | None = setting(None, key="method", help="Legacy implicit INT8 (TensorRT < 11): entropy or "
+                                            "minmax (as calibrate's `method`).")
+    min_batch: int | None = setting(None, low=1, high=65_536, help="Default: 1, or the ONNX's fixed batch.")
+    opt_batch: int | None = setting(None, low=1, high=65_536, help="Default: `max_batch`.")
+    max_batch: int | None = setting(None, low=1, high=65_536, help="Default: 32, or the ONNX's fixed batch.")
+    workspace_gib: float = setting(4.0, key="workspace", low=0.0, low_open=True, high=1024.0,
+                                   help="Workspace memory-pool limit, GiB.")
+    timing_cache: Path | None = setting(None, help="Load and save the builder timing cache here.")
+    opt_level: int = setting(3, low=0, high=5, example="3 (TensorRT's default)", help="Builder optimization level 0-5.")
+    hw_compat: HwCompat = setting(HwCompat.none, help="none, ampere+ or same-cc (TensorRT 10.9+).")
+    num_images: int = setting(512, low=1, high=1_000_000, help="Images to calibrate on (as calibrate's `num_images`).")
+    calib_batch_size: int = setting(32, key="batch_size", low=1, high=65_536,
+                                    help="Images per calibration batch (as calibrate's `batch_size`).")
     calib_method: str = "entropy"  # for the explicit (Q/DQ) path when calibrating from FP32
-    int8_float: str = "fp16"  # INT8: the unquantized layers in FP16 (as 8.6-10.x's FP16 flag) or FP32
-    dla_core: int | None = None  # Jetson: build for this DLA core, layers DLA cannot run fall back to the GPU
-    img_size: int | None = None
-    mean: tuple[float, float, float] | None = None
-    std: tuple[float, float, float] | None = None
-    classes_file: Path | None = None
-    builder: str | None = None  # "tensorrt", "tensorrt-rtx", or None: full TensorRT where installed, else TensorRT-RTX
-    compute_capabilities: tuple[str, ...] = ()  # TensorRT-RTX: "8.6", "current", ...; () = the GPU here, or RTX's default
+    int8_float: Int8Float = setting(Int8Float.fp16, help="INT8: run the unquantized layers in fp16 (8.6-10.x: FP16 flag; "
+                                    "11.x: FP16 float part cast into the Q/DQ ONNX) or fp32.")
+    dla_core: int | None = setting(None, low=0, high=64, example="0 (DLA cores are numbered from 0)",
+                                   help="Jetson: build for this DLA core (GPU fallback for the rest; one batch size).")
+    img_size: int | None = setting(None, low=1, high=16_384, help="Input size" + _FOREIGN)
+    mean: tuple[float, float, float] | None = setting(None, help="R,G,B mean" + _FOREIGN)
+    std: tuple[float, float, float] | None = setting(None, help="R,G,B std" + _FOREIGN)
+    classes_file: Path | None = setting(None, key="classes", help="Class names, one a line, for an ONNX edgeopt did not export.")
+    builder: Builder | None = setting(None, help="tensorrt or tensorrt-rtx (default: TensorRT where installed, else TensorRT-RTX).")
+    compute_capabilities: tuple[str, ...] = setting((), key="compute_capability", parse=_capabilities, help=(
+        f"TensorRT-RTX: a GPU to build for ({', '.join(RTX_TARGETS)}); repeatable. Default: the GPU here, else NVIDIA's "
+        "default set."))
 
     def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"precision {self.precision!r}: pass `fp16` or `int8`")
-        if self.builder is not None and self.builder not in BUILDERS:
-            raise ConfigError(f"`builder` {self.builder!r} is unknown: use {' or '.join(BUILDERS)}")
-        object.__setattr__(self, "compute_capabilities", tuple(str(c).lower() for c in self.compute_capabilities))
-        for cc in self.compute_capabilities:
-            if cc not in RTX_TARGETS:
-                raise ConfigError(f"`compute_capability` {cc!r} is not one {RTX_NAME} builds for: use {', '.join(RTX_TARGETS)}")
+        check_settings(self)
         if self.compute_capabilities and self.builder == "tensorrt":
             raise ConfigError(f"`compute_capability` is for {RTX_NAME} builds (full TensorRT builds for the GPU it runs "
                               "on, or `hw_compat`): drop it, or use `builder` tensorrt-rtx")
         if self.calibrator is not None:
-            if self.calibrator not in CALIBRATORS:
-                raise ConfigError(f"`calibrator` {self.calibrator!r} is unknown: use {' or '.join(CALIBRATORS)}")
             if self.precision != "int8":
                 raise ConfigError("`calibrator` is for `int8` builds only")
             if self.calib_data is None:
@@ -71,20 +116,8 @@ class BuildOptions:
         lo, opt, hi = self.batch_profile()
         if not 1 <= lo <= opt <= hi:
             raise ConfigError(f"batch profile min {lo} / opt {opt} / max {hi} must satisfy 1 <= min <= opt <= max")
-        if self.calib_batch_size < 1:
-            raise ConfigError(f"calibration batch size {self.calib_batch_size} must be at least 1")
-        if not 0 < self.workspace_gib <= 1024:
-            raise ConfigError(f"`workspace` {self.workspace_gib} GiB is out of range: use (0, 1024]")
-        if not 0 <= self.opt_level <= 5:
-            raise ConfigError(f"`opt_level` {self.opt_level} is out of range: use 0..5 (3 is TensorRT's default)")
-        if self.dla_core is not None and self.dla_core < 0:
-            raise ConfigError(f"`dla_core` {self.dla_core}: DLA cores are numbered from 0")
         if self.dla_core is not None and self.hw_compat != "none":
             raise ConfigError("`dla_core` and `hw_compat` do not go together: a hardware-compatible engine runs on GPUs only")
-        if self.int8_float not in INT8_FLOAT:
-            raise ConfigError(f"`int8_float` {self.int8_float!r} is unknown: use fp16 or fp32")
-        if self.hw_compat not in HW_COMPAT:
-            raise ConfigError(f"`hw_compat` {self.hw_compat!r} is unknown: use one of {', '.join(HW_COMPAT)}")
 
     @property
     def batch_given(self) -> bool:
@@ -114,7 +147,7 @@ class BuildPlan:
     cast_float_fp16: bool = False  # 11.x INT8: cast the Q/DQ ONNX's float part to FP16 before parsing
 
 
-def plan_build(onnx_precision: str, options: BuildOptions, trt_version: str, onnx_float: str | None = None,
+def plan_build(onnx_precision: str, options: BuildConfig, trt_version: str, onnx_float: str | None = None,
                builder: str = "tensorrt") -> BuildPlan:
     """Decide the path: which ONNX to parse, which conversions first, which flags; never a silent downgrade.
 
@@ -170,7 +203,7 @@ def plan_build(onnx_precision: str, options: BuildOptions, trt_version: str, onn
     return BuildPlan(gen, "int8", convert, flags, False, None, options.int8_float)
 
 
-def _check_rtx_options(options: BuildOptions, label: str) -> None:
+def _check_rtx_options(options: BuildConfig, label: str) -> None:
     """What TensorRT-RTX has no place for, refused before anything is converted (never ignored quietly)."""
     if options.dla_core is not None:
         raise ConfigError(f"`dla_core`: {label} builds for RTX GPUs, which have no DLA; use full TensorRT on Jetson")
@@ -185,7 +218,7 @@ def _check_rtx_options(options: BuildOptions, label: str) -> None:
                           "build); drop it")
 
 
-def _check_dla_precision(options: BuildOptions, onnx_precision: str, onnx_float: str | None, gen: int, label: str) -> None:
+def _check_dla_precision(options: BuildConfig, onnx_precision: str, onnx_float: str | None, gen: int, label: str) -> None:
     """DLA's INT8 paths, per generation. 8.6-10.7: DLA runs INT8 only through implicit calibration with the
     entropy calibrator: explicit Q/DQ INT8 "is not supported on DLA" (NVIDIA/TensorRT#2222, NVIDIA/Model-Optimizer
     #1661: the quantized layers go to the GPU or the build fails), and "IInt8EntropyCalibrator2 ... is required for
@@ -206,7 +239,7 @@ def _check_dla_precision(options: BuildOptions, onnx_precision: str, onnx_float:
                           "layers cannot be cast to FP16: pass `int8_float` fp32 and the Q/DQ ONNX with FP32 scales")
 
 
-def profile_shapes(input_shape: tuple[int | None, ...], options: BuildOptions, input_name: str = "input") -> dict[str, tuple[int, ...]]:
+def profile_shapes(input_shape: tuple[int | None, ...], options: BuildConfig, input_name: str = "input") -> dict[str, tuple[int, ...]]:
     """min/opt/max shapes of the optimization profile for an input of ``input_shape`` (None/-1 = dynamic).
 
     A fixed batch is its own profile: asking for another batch range is an error, since TensorRT

@@ -1,7 +1,7 @@
 """TensorRT for RTX in the build-engine stage: which GPUs an engine is built for, and its layer list.
 
 TensorRT-RTX builds ahead of time, with or without a GPU here, for the compute capabilities named
-(``BuildOptions.compute_capabilities``), else the GPU here, else NVIDIA's default set. Without a GPU
+(``BuildConfig.compute_capabilities``), else the GPU here, else NVIDIA's default set. Without a GPU
 its engine cannot be deserialized for the inspector; the builder logs the layer list at VERBOSE
 while it builds, and that list goes into the manifest instead.
 """
@@ -14,10 +14,10 @@ from pathlib import Path
 from edgeopt.errors import EdgeoptWarning, MissingDependencyError
 from edgeopt.trt.compat import RTX_DEFAULT_TARGETS, RTX_MIN_CC, RTX_NAME, rtx_targets_rtx
 from edgeopt.trt.device import Device
-from edgeopt.trt.plan import BuildOptions
+from edgeopt.trt.plan import BuildConfig
 
 
-def rtx_device_and_targets(trt, options: BuildOptions, device: Device | None, verifying: bool):
+def rtx_device_and_targets(trt, options: BuildConfig, device: Device | None, verifying: bool):
     """TensorRT-RTX: the GPU here (``device``, None on a machine without one) and the compute capabilities to build
     for: those named, else the GPU here, else NVIDIA's default set; checked before anything is converted."""
     gpu = device.info() if device is not None else None

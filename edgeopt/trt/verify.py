@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from edgeopt.errors import ConfigError
 
 from edgeopt.runtime.scoring import ImageSet
+from edgeopt.settings import check_settings, setting
 
 if TYPE_CHECKING:
     from edgeopt.artifacts import Manifest
@@ -29,21 +30,17 @@ if TYPE_CHECKING:
 
 @dataclasses.dataclass(frozen=True)
 class VerifyConfig:
-    data: Path
-    max_f1_drop: float = 0.01  # labelled images
-    max_disagreement: float = 0.02  # unlabelled images: share of top-1 changes allowed
-    batch_size: int = 32
+    data: Path = setting(key="verify", help="Run the engine against its FP32 ONNX on these images; refuse it past the budget.")
+    max_f1_drop: float = setting(0.01, low=0.0, high=1.0, high_open=True, example="0.01 (a macro-F1 drop)",
+                                 help="`verify` budget on labelled images: macro-F1 drop against the FP32 ONNX.")
+    max_disagreement: float = setting(0.02, low=0.0, high=1.0, high_open=True, example="0.02 (a share of the images)",
+                                      help="`verify` budget on unlabelled images: share of top-1 changes.")
+    batch_size: int = setting(32, low=1, high=65_536, help="Images per batch when running the engine and the ONNX.")
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "data", Path(self.data))
+        check_settings(self)
         if not self.data.is_dir():
             raise ConfigError(f"`verify` {self.data}: no such folder of images")
-        if not 0 <= self.max_f1_drop < 1:
-            raise ConfigError(f"`max_f1_drop` {self.max_f1_drop} is out of range: use a macro-F1 drop in [0, 1), e.g. 0.01")
-        if not 0 <= self.max_disagreement < 1:
-            raise ConfigError(f"`max_disagreement` {self.max_disagreement} is out of range: use a share in [0, 1), e.g. 0.02")
-        if self.batch_size < 1:
-            raise ConfigError(f"`batch_size` {self.batch_size} must be at least 1")
 
 
 def reference_onnx(onnx: Path) -> tuple[Path, str]:

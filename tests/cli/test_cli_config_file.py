@@ -85,6 +85,10 @@ OWN_WORDS = {
     ("search", "teacher"): "one teacher, its own help",
     ("bench", "backend"): "its help lists the runner registry's backends",
     ("predict", "backend"): "its help lists the runner registry's backends",
+    ("search", "max_f1_drop"): "its own help: what search does with the budget",
+    ("calibrate", "batch_size"): "the calibration batch, not FallbackConfig's batch for scoring the eval images",
+    ("qat", "device"): "a GPU where there is one; the library stays on the CPU unless told",
+    ("build-engine", "compute_capability"): "repeatable: no default list",
 }
 
 

@@ -115,12 +115,12 @@ def _mean_errors(fp32: Path, quantized: Path, batches: list[np.ndarray]) -> dict
 
 def test_bias_correction_removes_the_mean_output_error_it_targets(tiny_onnx: Path, synth_data: Path, tmp_path: Path) -> None:
     from edgeopt.quant.calibrate import calibrate_onnx
-    from edgeopt.quant.ptq import PtqOptions
+    from edgeopt.quant.ptq import PtqConfig
 
     batches = _calibration(tiny_onnx, synth_data)
     plain = calibrate_onnx(tiny_onnx, synth_data, tmp_path / "plain.onnx", num_images=24, batch_size=8).path
     corrected = calibrate_onnx(tiny_onnx, synth_data, tmp_path / "bc.onnx", num_images=24, batch_size=8,
-                               ptq=PtqOptions(bias_correction=True)).path
+                               ptq=PtqConfig(bias_correction=True)).path
     before, after = _mean_errors(tiny_onnx, plain, batches), _mean_errors(tiny_onnx, corrected, batches)
     assert max(before.values()) > 1e-3, f"premise: INT8 shifts some layer's mean output ({before})"
     for name in before:

@@ -14,7 +14,7 @@ from edgeopt.cli.app import app
 from edgeopt.errors import ConfigError, MissingDependencyError
 from edgeopt.trt.calibrator import CalibrationCache, calibration_key
 from edgeopt.trt.compat import engine_incompatibility, trt_generation
-from edgeopt.trt.plan import BuildOptions, plan_build, profile_shapes
+from edgeopt.trt.plan import BuildConfig, plan_build, profile_shapes
 
 runner = CliRunner()
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
@@ -30,8 +30,8 @@ needs_trt = pytest.mark.skipif(not (HAS_TRT and _has_cuda()), reason="needs Tens
 
 
 @pytest.mark.parametrize("kw,match", [
-    (dict(precision="fp8"), "pass `fp16` or `int8`"),
-    (dict(precision="int8", calibrator="kl", calib_data=Path(".")), "`calibrator` 'kl'"),
+    (dict(precision="fp8"), "`precision` 'fp8' is unknown: use one of fp16, int8"),
+    (dict(precision="int8", calibrator="kl", calib_data=Path(".")), "`method` 'kl' is unknown"),  # said as the flag users type
     (dict(precision="fp16", calibrator="entropy", calib_data=Path(".")), "`int8` builds only"),
     (dict(precision="int8", calibrator="entropy"), "needs `calib_data`"),
     (dict(precision="fp16", min_batch=4, max_batch=2), "1 <= min <= opt <= max"),
@@ -44,7 +44,7 @@ needs_trt = pytest.mark.skipif(not (HAS_TRT and _has_cuda()), reason="needs Tens
 ])
 def test_option_validation(kw: dict, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
-        BuildOptions(**kw)
+        BuildConfig(**kw)
 
 
 def test_version_dispatch() -> None:
@@ -55,62 +55,62 @@ def test_version_dispatch() -> None:
 
 
 def test_plans_for_tensorrt11_are_strongly_typed_with_precision_in_the_onnx() -> None:
-    fp16 = plan_build("fp32", BuildOptions("fp16"), "11.4.0")
+    fp16 = plan_build("fp32", BuildConfig("fp16"), "11.4.0")
     assert fp16.strongly_typed and fp16.convert == "fp16" and fp16.builder_flags == ()
-    assert plan_build("fp16", BuildOptions("fp16"), "11.4.0").convert is None
-    int8 = plan_build("fp32", BuildOptions("int8", calib_data=Path("crops")), "11.4.0")
+    assert plan_build("fp16", BuildConfig("fp16"), "11.4.0").convert is None
+    int8 = plan_build("fp32", BuildConfig("int8", calib_data=Path("crops")), "11.4.0")
     assert int8.convert == "int8" and int8.onnx_precision == "int8"
-    assert plan_build("int8", BuildOptions("int8"), "11.4.0").convert is None
+    assert plan_build("int8", BuildConfig("int8"), "11.4.0").convert is None
     with pytest.raises(ConfigError, match="removed implicit INT8 calibration"):
-        plan_build("fp32", BuildOptions("int8", calib_data=Path("c"), calibrator="entropy"), "11.4.0")
+        plan_build("fp32", BuildConfig("int8", calib_data=Path("c"), calibrator="entropy"), "11.4.0")
 
 
 def test_plans_for_tensorrt10_use_builder_flags_and_legacy_calibrators() -> None:
-    fp16 = plan_build("fp32", BuildOptions("fp16"), "10.13.3")
+    fp16 = plan_build("fp32", BuildConfig("fp16"), "10.13.3")
     assert fp16.builder_flags == ("FP16",) and fp16.convert is None and not fp16.strongly_typed
-    qdq = plan_build("int8", BuildOptions("int8"), "10.4.0")
+    qdq = plan_build("int8", BuildConfig("int8"), "10.4.0")
     assert qdq.builder_flags == ("INT8", "FP16") and qdq.legacy_calibrator is None
-    legacy = plan_build("fp32", BuildOptions("int8", calib_data=Path("c"), calibrator="minmax"), "8.6.1")
+    legacy = plan_build("fp32", BuildConfig("int8", calib_data=Path("c"), calibrator="minmax"), "8.6.1")
     assert legacy.legacy_calibrator == "minmax" and "INT8" in legacy.builder_flags and legacy.convert is None
     with pytest.raises(ConfigError, match="needs `calib_data`"):
-        plan_build("fp32", BuildOptions("int8"), "10.13.3")
+        plan_build("fp32", BuildConfig("int8"), "10.13.3")
     with pytest.raises(ConfigError, match="this ONNX is INT8"):
-        plan_build("int8", BuildOptions("fp16"), "10.13.3")
+        plan_build("int8", BuildConfig("fp16"), "10.13.3")
     with pytest.raises(ConfigError, match="not an FP16 ONNX"):
-        plan_build("fp16", BuildOptions("int8"), "10.13.3")
+        plan_build("fp16", BuildConfig("int8"), "10.13.3")
 
 
 def test_int8_plans_run_the_unquantized_layers_in_fp16_on_every_version() -> None:
     """8.6-10.x: the FP16 flag beside INT8; 11.x (strongly typed, no flags): the Q/DQ ONNX's float part
     is cast to FP16 first unless its scales are float16 already; --int8-float fp32 keeps FP32 on both."""
     for version in ("8.6.1", "10.13.3"):
-        plan = plan_build("int8", BuildOptions("int8"), version)
+        plan = plan_build("int8", BuildConfig("int8"), version)
         assert plan.builder_flags == ("INT8", "FP16") and plan.float_precision == "fp16" and not plan.cast_float_fp16
-        fp32 = plan_build("int8", BuildOptions("int8", int8_float="fp32"), version)
+        fp32 = plan_build("int8", BuildConfig("int8", int8_float="fp32"), version)
         assert fp32.builder_flags == ("INT8",) and fp32.float_precision == "fp32"
-    st = plan_build("int8", BuildOptions("int8"), "11.4.0", onnx_float="fp32")
+    st = plan_build("int8", BuildConfig("int8"), "11.4.0", onnx_float="fp32")
     assert st.builder_flags == () and st.cast_float_fp16 and st.float_precision == "fp16"
-    assert not plan_build("int8", BuildOptions("int8"), "11.4.0", onnx_float="fp16").cast_float_fp16
-    kept = plan_build("int8", BuildOptions("int8", int8_float="fp32"), "11.4.0", onnx_float="fp32")
+    assert not plan_build("int8", BuildConfig("int8"), "11.4.0", onnx_float="fp16").cast_float_fp16
+    kept = plan_build("int8", BuildConfig("int8", int8_float="fp32"), "11.4.0", onnx_float="fp32")
     assert not kept.cast_float_fp16 and kept.float_precision == "fp32"
-    assert plan_build("fp32", BuildOptions("fp16"), "11.4.0").float_precision is None
+    assert plan_build("fp32", BuildConfig("fp16"), "11.4.0").float_precision is None
     with pytest.raises(ConfigError, match="float part is FP16"):
-        plan_build("int8", BuildOptions("int8", int8_float="fp32"), "11.4.0", onnx_float="fp16")
+        plan_build("int8", BuildConfig("int8", int8_float="fp32"), "11.4.0", onnx_float="fp16")
     with pytest.raises(ConfigError, match="`int8_float` 'bf16'"):
-        BuildOptions("int8", int8_float="bf16")
+        BuildConfig("int8", int8_float="bf16")
 
 
 def test_profile_shapes() -> None:
-    shapes = profile_shapes((None, 3, 96, 96), BuildOptions("fp16", min_batch=1, opt_batch=8, max_batch=256))
+    shapes = profile_shapes((None, 3, 96, 96), BuildConfig("fp16", min_batch=1, opt_batch=8, max_batch=256))
     assert shapes == {"min": (1, 3, 96, 96), "opt": (8, 3, 96, 96), "max": (256, 3, 96, 96)}
-    assert profile_shapes((None, 3, 64, 64), BuildOptions("fp16", max_batch=16))["opt"] == (16, 3, 64, 64)
-    assert profile_shapes((None, 3, 64, 64), BuildOptions("fp16"))["max"] == (32, 3, 64, 64)
+    assert profile_shapes((None, 3, 64, 64), BuildConfig("fp16", max_batch=16))["opt"] == (16, 3, 64, 64)
+    assert profile_shapes((None, 3, 64, 64), BuildConfig("fp16"))["max"] == (32, 3, 64, 64)
     # a fixed batch is its own profile; another range is refused
-    assert profile_shapes((4, 3, 32, 48), BuildOptions("fp16")) == {k: (4, 3, 32, 48) for k in ("min", "opt", "max")}
+    assert profile_shapes((4, 3, 32, 48), BuildConfig("fp16")) == {k: (4, 3, 32, 48) for k in ("min", "opt", "max")}
     with pytest.raises(ConfigError, match="fixed batch of 4"):
-        profile_shapes((4, 3, 32, 32), BuildOptions("fp16", max_batch=8))
+        profile_shapes((4, 3, 32, 32), BuildConfig("fp16", max_batch=8))
     with pytest.raises(ConfigError, match="dynamic dimensions"):
-        profile_shapes((None, 3, None, None), BuildOptions("fp16"))
+        profile_shapes((None, 3, None, None), BuildConfig("fp16"))
 
 
 def test_calibration_batches_are_filled_up_not_dropped() -> None:
@@ -157,10 +157,10 @@ def test_build_without_tensorrt_names_the_extra(tiny_onnx: Path, tmp_path: Path,
     from edgeopt.trt.build import build_engine
 
     with pytest.raises(MissingDependencyError, match=r"edgeopt\[tensorrt\]"):
-        build_engine(tiny_onnx, tmp_path / "m.engine", BuildOptions("fp16", builder="tensorrt"))
+        build_engine(tiny_onnx, tmp_path / "m.engine", BuildConfig("fp16", builder="tensorrt"))
     monkeypatch.setitem(sys.modules, "tensorrt_rtx_bindings", None)  # import fails as where it is not installed
     with pytest.raises(MissingDependencyError, match=r"neither TensorRT nor TensorRT-RTX .*edgeopt\[tensorrt-rtx\]"):
-        build_engine(tiny_onnx, tmp_path / "m.engine", BuildOptions("fp16"))
+        build_engine(tiny_onnx, tmp_path / "m.engine", BuildConfig("fp16"))
     result = runner.invoke(app, ["build-engine", str(tiny_onnx), "--fp16", "--out", str(tmp_path / "m.engine")])
     assert result.exit_code == 1 and "edgeopt[tensorrt]" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "m.engine").exists()
@@ -201,7 +201,7 @@ def test_real_build_runs_and_matches_onnxruntime(precision: str, tiny_onnx: Path
     from edgeopt.convert import convert
     from edgeopt.runtime import open_runner
 
-    options = BuildOptions(precision, calib_data=synth_data if precision == "int8" else None, max_batch=8,
+    options = BuildConfig(precision, calib_data=synth_data if precision == "int8" else None, max_batch=8,
                            num_images=64, calib_batch_size=16, timing_cache=tmp_path / "timing.cache")
     result = convert(tiny_onnx, "engine", tmp_path / f"m.{precision}.engine", build=options).results["engine"]
     assert result.engine_bytes > 0 and (tmp_path / "timing.cache").exists()
@@ -217,5 +217,15 @@ def test_build_engine_alone_refuses_an_onnx_it_must_convert_first(fake_trt, tiny
     from edgeopt.trt.build import build_engine
 
     with pytest.raises(ConfigError, match=r"must be converted first .*edgeopt\.convert\.convert"):
-        build_engine(tiny_onnx, tmp_path / "m.engine", BuildOptions("int8", calib_data=synth_data))
+        build_engine(tiny_onnx, tmp_path / "m.engine", BuildConfig("int8", calib_data=synth_data))
     assert not list(tmp_path.iterdir())
+
+
+def test_build_config_choices_are_compat_tables_and_held_as_text() -> None:
+    from edgeopt.trt.compat import BUILDERS, HW_COMPAT_LEVELS
+    from edgeopt.trt.plan import Builder, HwCompat
+
+    assert [m.value for m in HwCompat] == list(HW_COMPAT_LEVELS) and [m.value for m in Builder] == list(BUILDERS)
+    config = BuildConfig("int8", hw_compat=HwCompat.ampere_plus, builder="tensorrt", compute_capabilities=())
+    assert type(config.hw_compat) is str and type(config.precision) is str and config.to_dict()["hw_compat"] == "ampere+"
+    assert BuildConfig("fp16", builder="tensorrt-rtx", compute_capabilities=[8.6, "CURRENT"]).compute_capabilities == ("8.6", "current")

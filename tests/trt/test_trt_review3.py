@@ -15,7 +15,7 @@ import trt_double
 from edgeopt.cli.app import app
 from edgeopt.errors import ConfigError
 from edgeopt.trt.compat import dla_unsupported
-from edgeopt.trt.plan import BuildOptions, check_dla_profile, plan_build
+from edgeopt.trt.plan import BuildConfig, check_dla_profile, plan_build
 
 cli = CliRunner()
 
@@ -118,10 +118,10 @@ def test_9_tensorrt_11_4_0_refuses_dla_on_a_jetson(tiny_onnx: Path, tmp_path: Pa
 
 def test_10_dla_int8_on_11_4_1_takes_fp32_scales(tiny_qdq: Path, tmp_path: Path, monkeypatch) -> None:
     """NVIDIA documents DLA Q/DQ with FP32 scales only: no FP16 float part on 11.x DLA builds."""
-    options = BuildOptions("int8", dla_core=0, min_batch=4, max_batch=4)
+    options = BuildConfig("int8", dla_core=0, min_batch=4, max_batch=4)
     with pytest.raises(ConfigError, match="FP32 scales only"):
         plan_build("int8", options, "11.4.1.3")
-    plan = plan_build("int8", BuildOptions("int8", dla_core=0, min_batch=4, max_batch=4, int8_float="fp32"), "11.4.1.3")
+    plan = plan_build("int8", BuildConfig("int8", dla_core=0, min_batch=4, max_batch=4, int8_float="fp32"), "11.4.1.3")
     assert not plan.cast_float_fp16 and plan.float_precision == "fp32"
     _double("11.4.0.106", monkeypatch, gpu=ORIN, as_version="11.4.1.3")  # 11.4.0's surface standing in for 11.4.1
     one = ("--dla-core", "0", "--min-batch", "4", "--max-batch", "4")
@@ -196,10 +196,10 @@ def test_7_equalized_int8_models_have_no_fp32_islands(tiny_onnx: Path, synth_dat
 
     from edgeopt.export.fp16 import convert_qdq_float_to_fp16
     from edgeopt.quant.calibrate import calibrate_onnx
-    from edgeopt.quant.ptq import PtqOptions
+    from edgeopt.quant.ptq import PtqConfig
 
     qdq = calibrate_onnx(tiny_onnx, synth_data, tmp_path / "eq.int8.onnx", num_images=32, batch_size=16,
-                         calibration_dir=tmp_path / "calib", ptq=PtqOptions(equalize=True)).path
+                         calibration_dir=tmp_path / "calib", ptq=PtqConfig(equalize=True)).path
     assert any(n.op_type == "Min" for n in onnx.load(str(qdq)).graph.node)  # premise: the rewritten ReLU6
     half = onnx.load(str(convert_qdq_float_to_fp16(qdq, tmp_path / "eq.int8-fp16.onnx")))
     casts = [n for n in half.graph.node if n.op_type == "Cast"]

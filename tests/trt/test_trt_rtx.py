@@ -26,7 +26,7 @@ pytest.importorskip("tensorrt_rtx_bindings", reason="TensorRT-RTX is not install
 
 from edgeopt.cli.app import app  # noqa: E402
 from edgeopt.errors import ConfigError, MissingDependencyError  # noqa: E402
-from edgeopt.trt.plan import BuildOptions  # noqa: E402
+from edgeopt.trt.plan import BuildConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 TARGETS = ("8.6",)  # an Ampere RTX: a fixed target, so a GPU on the test machine changes nothing
@@ -49,7 +49,7 @@ def build_rtx(onnx: Path, out: Path, precision: str, **options):
 
     options.setdefault("compute_capabilities", TARGETS)
     options.setdefault("max_batch", 8)
-    build = BuildOptions(precision, builder="tensorrt-rtx", **options)
+    build = BuildConfig(precision, builder="tensorrt-rtx", **options)
     result = convert(onnx, "engine", out, log=lambda m: None, build=build).results["engine"]
     rtx_engines.record(result.path)
     return result
@@ -70,7 +70,7 @@ def _precisions(engine: Path) -> dict[str, int]:
 def family_onnx(tiny_ckpts: dict, tiny_onnx: Path, synth_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """FP32 exports: YAML DSL, timm, torchvision, pruned, Tucker-decomposed (dynamic batch), and a static batch of 4."""
     from edgeopt.compress.decompose import DecomposeConfig, decompose_checkpoint
-    from edgeopt.compress.finetune import FinetuneOptions
+    from edgeopt.compress.finetune import FinetuneConfig
     from edgeopt.compress.prune import PruneConfig, prune_checkpoint
     from edgeopt.export.onnx import export_onnx
     from edgeopt.artifacts import read_manifest
@@ -82,9 +82,9 @@ def family_onnx(tiny_ckpts: dict, tiny_onnx: Path, synth_data: Path, tmp_path_fa
                                                epochs=1, batch_size=16, device="cpu", workers=0)).best_checkpoint
     macs = read_manifest(tiny_ckpts["yaml"]).arch["macs"]
     pruned = prune_checkpoint(PruneConfig(checkpoint=tiny_ckpts["yaml"], data=synth_data, out=out / "pruned",
-                                          target_macs=int(macs * 0.7), finetune=FinetuneOptions(epochs=0)), log=quiet).pruned_checkpoint
+                                          target_macs=int(macs * 0.7), finetune=FinetuneConfig(epochs=0)), log=quiet).pruned_checkpoint
     tucker = decompose_checkpoint(DecomposeConfig(checkpoint=tiny_ckpts["yaml"], data=synth_data, out=out / "tucker",
-                                                  energy=0.8, finetune=FinetuneOptions(epochs=0)), log=quiet).decomposed_checkpoint
+                                                  energy=0.8, finetune=FinetuneConfig(epochs=0)), log=quiet).decomposed_checkpoint
     onnx = {"yaml": tiny_onnx}
     for name, ckpt in (("timm", tiny_ckpts["timm"]), ("torchvision", torchvision), ("pruned", pruned), ("tucker", tucker)):
         onnx[name] = export_onnx(ckpt, out / f"{name}.onnx", data=synth_data).path
@@ -99,7 +99,7 @@ QDQ_KINDS = ("entropy", "minmax", "percentile", "equalize", "bias_correction", "
 def qdq_onnx(tiny_onnx: Path, tiny_ckpts: dict, synth_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Q/DQ INT8 (TensorRT form) of the YAML export by every calibration method and PTQ remedy, and a QAT export."""
     from edgeopt.quant.calibrate import calibrate_onnx
-    from edgeopt.quant.ptq import PtqOptions
+    from edgeopt.quant.ptq import PtqConfig
     from edgeopt.quant.qat import QatConfig, qat_finetune
 
     out = tmp_path_factory.mktemp("rtx_qdq")
@@ -108,7 +108,7 @@ def qdq_onnx(tiny_onnx: Path, tiny_ckpts: dict, synth_data: Path, tmp_path_facto
         method = kind if kind in ("entropy", "minmax", "percentile") else "entropy"
         ptq = None
         if kind not in ("entropy", "minmax", "percentile"):
-            ptq = PtqOptions(**{kind: True}, **({"adaround_iterations": 20, "adaround_images": 16} if kind == "adaround" else {}))
+            ptq = PtqConfig(**{kind: True}, **({"adaround_iterations": 20, "adaround_images": 16} if kind == "adaround" else {}))
         made[kind] = calibrate_onnx(tiny_onnx, synth_data, out / f"{kind}.int8.onnx", num_images=32, batch_size=16,
                                     method=method, calibration_dir=out / f"calib_{kind}", ptq=ptq).path
     made["qat"] = qat_finetune(QatConfig(checkpoint=tiny_ckpts["yaml"], data=synth_data, out=out / "qat.int8.onnx", epochs=1,
