@@ -196,3 +196,9 @@ def test_the_function_length_check_finds_a_long_function(tmp_path: Path, monkeyp
     monkeypatch.setitem(globals(), "ROOT", tmp_path)
     monkeypatch.setitem(globals(), "PACKAGE", package)
     assert long_functions() == {"edgeopt/long.py::long": 81}
+
+
+def test_only_the_plots_module_draws() -> None:
+    """One module renders every figure (matplotlib, its backend, the atomic PNG write)."""
+    drawing = sorted(str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py") if "matplotlib" in p.read_text())
+    assert drawing == ["plots.py"]

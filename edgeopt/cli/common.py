@@ -109,6 +109,7 @@ def option(cls: type, name: str, *flags: str, **kwargs: Any) -> Any:
         default = ",".join(str(v) for v in default)
     kwargs.setdefault("help", _flags_in(rule_of(field).help) or None)
     kind = typing.get_type_hints(cls)[name]
+    kind = next((a for a in typing.get_args(kind) if a is not type(None)), kind)  # X | None: X
     if isinstance(kind, type) and issubclass(kind, enum.Enum):  # its help lists the choices;
         kwargs.setdefault("metavar", "<name>")  # <none|mixup|cutmix> would narrow every help column
     return typer.Option(default, *(flags or ("--" + key_of(field).replace("_", "-"),)), **kwargs)

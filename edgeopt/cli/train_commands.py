@@ -310,8 +310,8 @@ def search_cmd(
         "INT8 budget (as in calibrate, build-engine, optimize): make the final run's INT8 too, holding --int8-holdout of --data "
         "out of it, and keep PTQ or QAT, whichever loses less macro-F1 on that slice (QAT only when PTQ's drop is over this).")),
     int8_max_drop: Annotated[Optional[float], renamed("--int8-max-drop", "--max-f1-drop")] = None,
-    int8_holdout: float = option(Int8ChoiceConfig, "holdout", "--int8-holdout", help="Share of --data held out of the final run to judge INT8."),
-    int8_qat_epochs: int = option(Int8ChoiceConfig, "qat_epochs", "--int8-qat-epochs", help="QAT epochs when PTQ misses --max-f1-drop."),
+    int8_holdout: float = option(Int8ChoiceConfig, "holdout", "--int8-holdout"),
+    int8_qat_epochs: int = option(Int8ChoiceConfig, "qat_epochs", "--int8-qat-epochs"),
     pretrained: bool = option(SearchConfig, "pretrained", "--pretrained/--scratch"),
     max_macs: Optional[str] = option(SearchConfig, "max_macs"),
     baseline: str = option(SearchConfig, "baseline"),

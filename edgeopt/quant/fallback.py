@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeopt.plots import plot_sensitivity
 from edgeopt.errors import ConfigError, VerificationError
 from edgeopt.runtime.judge import ParentJudge
 from edgeopt.runtime.scoring import ImageSet
@@ -276,27 +277,3 @@ def _quantized_ops(writer: Any, path: Path) -> list[tuple[str, str]]:
     dq_outputs = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
     return [(n.name, n.op_type) for n in graph.node
             if n.name and n.op_type not in ("QuantizeLinear", "DequantizeLinear") and dq_outputs & set(n.input)]
-
-
-def plot_sensitivity(result: FallbackResult, path: Path) -> Path:
-    """Bar chart of each layer's sensitivity, the layers kept in float highlighted."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from edgeopt.artifacts import atomic_path
-
-    rows = [r for r in result.layers if r.f1 == r.f1]  # the measured weight layers (the other ops have no score)
-    fig, ax = plt.subplots(figsize=(max(6, len(rows) * 0.12), 3.5))
-    ax.bar(range(len(rows)), [r.kl_gain for r in rows], color=["tab:red" if r.kept_float else "tab:blue" for r in rows])
-    ax.set_xlabel("layer (most sensitive first)")
-    ax.set_ylabel("KL gain when left in float")
-    ax.set_title(f"INT8 sensitivity: {len(result.float_layers)} layer(s) kept in float, "
-                 f"{'F1' if result.metric == 'macro_f1' else 'agreement'} {result.f1_int8:.3f} -> {result.f1_final:.3f} "
-                 f"(FP32 {result.f1_fp32:.3f})")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return path
