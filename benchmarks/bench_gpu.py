@@ -21,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from edgeopt.bench.harness import BenchConfig, run_bench
+from edgeopt.bench.harness import BenchConfig, bench_artifacts
 
 sys.path.insert(0, str(Path(__file__).parent))
 from gpu_energy import energy_per_image, nvml_handle  # noqa: E402
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     val_root = materialise_split(args.data, work)[1] if args.data else None
     rows, machine = {}, {}
     for variant in args.variants.split(","):
-        report = run_bench(BenchConfig(artifacts=(args.student,), baseline=str(args.baseline), data=val_root,
+        report = bench_artifacts(BenchConfig(artifacts=(args.student,), baseline=str(args.baseline), data=val_root,
                                        backend="torch", device=args.device, batch_sizes=batch_sizes, runs=args.runs,
                                        warmup=20, out=work / variant, workers=8, **VARIANTS[variant]))
         student, base = report.rows

@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from edgeopt.bench.harness import BenchConfig, run_bench
+from edgeopt.bench.harness import BenchConfig, bench_artifacts
 from edgeopt.quant.calibrate import calibrate_onnx
 from edgeopt.export.onnx import export_onnx
 
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
                           calibration_dir=work / "calibration").path
     base = export_onnx(args.baseline, work / "baseline_resnet18d.onnx", data=val_root).path
     # INT8 timed with ORT's real int8 kernels; its F1 here is therefore the kernels' F1 (see notes)
-    report = run_bench(BenchConfig(artifacts=(fp32, int8), baseline=str(base), data=val_root, batch_sizes=(1, 32),
+    report = bench_artifacts(BenchConfig(artifacts=(fp32, int8), baseline=str(base), data=val_root, batch_sizes=(1, 32),
                                    runs=args.runs, warmup=10, workers=args.workers, out=work / "out",
                                    submit_runs=args.submit_runs))
     rows = {r.name: r for r in report.rows}

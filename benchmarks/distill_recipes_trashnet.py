@@ -37,7 +37,7 @@ from edgeopt.data.folder import materialize_split
 from edgeopt.runtime.evaluate import evaluate_artifact
 from edgeopt.train.distill import KDConfig
 from edgeopt.train.loop import TrainConfig, train_classifier
-from edgeopt.train.soft_labels import SoftLabelConfig, make_bank
+from edgeopt.train.soft_labels import SoftLabelConfig, make_soft_labels
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # arm -> (student settings, KD settings, bank settings), each a change against the control
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             tag = "tta" if bank_settings.get("tta_flip") else bank_settings.get("mix", "plain")
             bank_path = args.runs / f"bank_{tag}_v{args.views}_s{seed}.bank"
             t0 = time.perf_counter()
-            make_bank(SoftLabelConfig(teachers=[args.teacher], data=pool, out=bank_path, views=args.views, scale_min=0.6,
+            make_soft_labels(SoftLabelConfig(teachers=[args.teacher], data=pool, out=bank_path, views=args.views, scale_min=0.6,
                                       brightness=0.2, seed=seed, device=args.device, precision=args.bank_precision,
                                       **bank_settings))
             bank_seconds = time.perf_counter() - t0

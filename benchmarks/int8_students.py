@@ -93,9 +93,9 @@ def main(argv: list[str] | None = None) -> int:
             options = dict(METHODS[name])
             t0 = time.perf_counter()
             if name == "qat":
-                from edgeopt.quant.qat import QatConfig, qat_finetune
+                from edgeopt.quant.qat import QatConfig, finetune_qat
 
-                q = qat_finetune(QatConfig(checkpoint=checkpoint, data=pool, out=work / "qat.onnx", epochs=args.qat_epochs))
+                q = finetune_qat(QatConfig(checkpoint=checkpoint, data=pool, out=work / "qat.onnx", epochs=args.qat_epochs))
             else:
                 q = calibrate_onnx(fp32, pool, work / f"{name.split(' ')[0].strip('-')}_{len(entry['rows'])}.onnx", num_images=512,
                                    **options)

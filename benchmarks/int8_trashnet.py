@@ -28,7 +28,7 @@ from edgeopt.runtime.evaluate import evaluate_artifact
 from edgeopt.export.onnx import export_onnx
 from edgeopt.quant.fallback import FallbackConfig
 from edgeopt.bench.machine import machine_info
-from edgeopt.quant.qat import QatConfig, qat_finetune
+from edgeopt.quant.qat import QatConfig, finetune_qat
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
             float_layers=q.fallback.float_layers, eval_f1=q.fallback.summary(), seconds=round(time.perf_counter() - t0, 1))
     if "qat" not in args.skip:
         t0 = time.perf_counter()
-        q = qat_finetune(QatConfig(checkpoint=args.checkpoint, data=pool, out=work / "qat.onnx", epochs=args.qat_epochs))
+        q = finetune_qat(QatConfig(checkpoint=args.checkpoint, data=pool, out=work / "qat.onnx", epochs=args.qat_epochs))
         row(f"QAT {args.qat_epochs} epochs (emulated Q/DQ)", q.path, seconds=round(time.perf_counter() - t0, 1))
     if "cpu" not in args.skip:
         for target in ("cpu", "cpu-vnni"):

@@ -36,7 +36,7 @@ from edgeopt.search import (
     open_storage,
     pareto_front,
     plot_pareto,
-    run_search,
+    search_models,
     study_settings,
 )
 from edgeopt.train.loop import TrainConfig, train_classifier
@@ -103,10 +103,10 @@ def main(argv: list[str] | None = None) -> int:
             if point["img_size"] in sizes:
                 study.enqueue_trial({**point, "lr": 1e-3, "kd_temperature": 4.0, "kd_alpha": 0.7})
     helpers = [_worker(config, seed) for seed in range(1, args.parallel)]  # more workers on the same study
-    result = run_search(config)
+    result = search_models(config)
     for helper in helpers:
         helper.wait()
-    result = run_search(config, report_only=True)  # the report over every worker's trials, no new ones
+    result = search_models(config, report_only=True)  # the report over every worker's trials, no new ones
 
     trials = []
     for r in sorted(result.trials, key=lambda r: r.number):

@@ -30,7 +30,7 @@ from edgeopt.data.folder import materialize_split
 from edgeopt.train.distill import KDConfig
 from edgeopt.runtime.evaluate import evaluate_artifact
 from edgeopt.bench.machine import machine_info
-from edgeopt.train.soft_labels import SoftLabelConfig, make_bank
+from edgeopt.train.soft_labels import SoftLabelConfig, make_soft_labels
 from edgeopt.train.loop import TrainConfig, train_classifier
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     _write(record, args.name)
 
     bank_path = args.runs / (f"views{args.views}.bank" if len(teachers) == 1 else f"views{args.views}_{len(teachers)}teachers.bank")
-    bank = make_bank(SoftLabelConfig(teachers=teachers, data=pool, out=bank_path, views=args.views, scale_min=0.6,
+    bank = make_soft_labels(SoftLabelConfig(teachers=teachers, data=pool, out=bank_path, views=args.views, scale_min=0.6,
                                      brightness=0.2, device=args.device))
     record["bank"] = {"path": str(bank_path), "images": bank.images, "views": bank.views, "seconds": round(bank.seconds, 1),
                       "teacher_passes_per_second": round(bank.views_per_second, 1), "bytes": bank.bytes,

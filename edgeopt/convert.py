@@ -1,4 +1,4 @@
-"""``convert(source, to=FORMAT)``: the one place that chains stages.
+"""``convert_artifact(source, to=FORMAT)``: the one place that chains stages.
 
 It walks ``edgeopt.formats.FORMATS`` from the source artifact's format to the one asked for and
 runs each row's stage on the previous artifact: checkpoint -> ONNX (export) -> Q/DQ INT8
@@ -50,7 +50,7 @@ def source_format(source: Path) -> Format:
         raise
 
 
-def convert(source: str | Path, to: str, out: str | Path | None = None, *, log: Callable[[str], None] = print,
+def convert_artifact(source: str | Path, to: str, out: str | Path | None = None, *, log: Callable[[str], None] = print,
             **options: Any) -> Conversion:
     """Make a ``to`` artifact from ``source`` by walking the conversion graph.
 

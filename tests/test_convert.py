@@ -1,4 +1,4 @@
-"""The conversion graph: the FORMATS table, its walk, and convert() running real stages."""
+"""The conversion graph: the FORMATS table, its walk, and convert_artifact() running real stages."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from edgeopt.artifacts import Manifest, read_manifest
-from edgeopt.convert import convert
+from edgeopt.convert import convert_artifact
 from edgeopt.errors import ConfigError
 from edgeopt.formats import FORMATS, conversion_path, format_of, get_format, stem_of
 
@@ -63,7 +63,7 @@ def test_intermediate_artifacts_are_named_from_the_output_stem() -> None:
 
 def test_convert_chains_export_and_calibration_with_a_manifest_chain(tiny_ckpts: dict, synth_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "tiny.cpu-int8.onnx"
-    result = convert(tiny_ckpts["yaml"], "int8-cpu", out, data=synth_data, num_images=24, batch_size=8)
+    result = convert_artifact(tiny_ckpts["yaml"], "int8-cpu", out, data=synth_data, num_images=24, batch_size=8)
     assert result.path == out and list(result.artifacts) == ["checkpoint", "onnx", "int8-cpu"]
     onnx = tmp_path / "tiny.onnx"
     assert result.artifacts["onnx"] == onnx
@@ -74,20 +74,20 @@ def test_convert_chains_export_and_calibration_with_a_manifest_chain(tiny_ckpts:
     assert json.loads(Path(str(out) + ".json").read_text())["format"] == "int8-cpu"
     assert result.results["int8-cpu"].target == "cpu" and result.results["onnx"].parity.top1_agreement == 1.0
     # from the ONNX on, only the calibration runs again
-    again = convert(onnx, "int8-qdq", tmp_path / "tiny.int8.onnx", data=synth_data, num_images=24, batch_size=8)
+    again = convert_artifact(onnx, "int8-qdq", tmp_path / "tiny.int8.onnx", data=synth_data, num_images=24, batch_size=8)
     assert list(again.artifacts) == ["onnx", "int8-qdq"] and read_manifest(again.path).format == "int8-qdq"
 
 
 def test_convert_refuses_options_no_stage_takes_and_missing_images(tiny_ckpts: dict, tiny_onnx: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"option 'num_image' is not taken .*\(onnx -> int8-qdq\).*did you mean 'num_images'"):
-        convert(tiny_onnx, "int8-qdq", tmp_path / "m.int8.onnx", num_image=8)
+        convert_artifact(tiny_onnx, "int8-qdq", tmp_path / "m.int8.onnx", num_image=8)
     with pytest.raises(ConfigError, match="is calibrated on images: pass data=DIR"):
-        convert(tiny_onnx, "int8-qdq", tmp_path / "m.int8.onnx")
+        convert_artifact(tiny_onnx, "int8-qdq", tmp_path / "m.int8.onnx")
     with pytest.raises(ConfigError, match="needs its build options"):
-        convert(tiny_onnx, "engine", tmp_path / "m.engine")
+        convert_artifact(tiny_onnx, "engine", tmp_path / "m.engine")
     # an intermediate never replaces the output or the source
     with pytest.raises(ConfigError, match=r"its intermediate m\.onnx would replace the output; name the output .*\.int8\.onnx"):
-        convert(tiny_ckpts["yaml"], "int8-qdq", tmp_path / "m.onnx", data=tmp_path)
+        convert_artifact(tiny_ckpts["yaml"], "int8-qdq", tmp_path / "m.onnx", data=tmp_path)
     with pytest.raises(ConfigError, match="is onnx already: nothing to convert"):
-        convert(tiny_onnx, "onnx", tmp_path / "copy.onnx")
+        convert_artifact(tiny_onnx, "onnx", tmp_path / "copy.onnx")
     assert not list(tmp_path.iterdir())

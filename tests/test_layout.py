@@ -182,7 +182,7 @@ def long_functions(limit: int = 80) -> dict[str, int]:
 
 
 def test_no_function_is_over_80_lines() -> None:
-    """A function does one thing (issue 33 split train_classifier, convert_taco, qat_finetune, build_engine, run_bench
+    """A function does one thing (issue 33 split train_classifier, convert_taco, finetune_qat, build_engine, bench_artifacts
     and calibrate_onnx along their seams: setup, the epoch, teardown)."""
     long = long_functions()
     assert long == {}, "functions over 80 lines (split them along their seams): " + ", ".join(

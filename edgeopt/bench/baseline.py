@@ -106,7 +106,7 @@ def build_baseline(spec: BaselineSpec, kind: str, classes: list[str], resize: st
 
 def _convert(ckpt: Path, name: str, random: bool, size: int, precision: str, source: str, kind: str, workdir: Path,
              calib_data: Path | None) -> Baseline:
-    from edgeopt.convert import convert
+    from edgeopt.convert import convert_artifact
 
     stem = workdir / f"baseline_{name}_{size}"
     if precision == "int8" and calib_data is None:
@@ -114,11 +114,11 @@ def _convert(ckpt: Path, name: str, random: bool, size: int, precision: str, sou
     if kind == "onnx":
         to = {"fp32": "onnx", "fp16": "onnx-fp16", "int8": "int8-qdq"}[precision]
         options = {"data": calib_data, "num_images": 256} if precision == "int8" else {}
-        path = convert(ckpt, to, stem.with_name(stem.name + get_format(to).suffix), **options).path
+        path = convert_artifact(ckpt, to, stem.with_name(stem.name + get_format(to).suffix), **options).path
     else:
         from edgeopt.trt.plan import BuildConfig
 
         # an INT8 engine is calibrated from the FP32 export inside the build (explicit Q/DQ)
-        path = convert(ckpt, "engine", stem.with_name(f"{stem.name}.{precision}{get_format('engine').suffix}"),
+        path = convert_artifact(ckpt, "engine", stem.with_name(f"{stem.name}.{precision}{get_format('engine').suffix}"),
                        build=BuildConfig(precision, calib_data=calib_data, num_images=256)).path
     return Baseline(path, name, random, size, precision, source)

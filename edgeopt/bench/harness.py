@@ -133,7 +133,7 @@ def unique_labels(paths: list[Path]) -> list[str]:
         depth += 1
 
 
-def run_bench(config: BenchConfig, progress: Callable[[int, int], None] | None = None) -> BenchReport:
+def bench_artifacts(config: BenchConfig, progress: Callable[[int, int], None] | None = None) -> BenchReport:
     """Measure every artifact and the baseline interleaved, run submit time on ``data``, score."""
     c = config
     c.out.mkdir(parents=True, exist_ok=True)

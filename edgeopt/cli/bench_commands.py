@@ -56,7 +56,7 @@ def bench_cmd(
     config: ConfigFile = None,
 ) -> None:
     """Latency (p50/p90/p99), throughput, submit time and the competition score against a baseline."""
-    from edgeopt.bench.harness import run_bench
+    from edgeopt.bench.harness import bench_artifacts
 
     config = BenchConfig(artifacts=tuple(artifacts), baseline=None if baseline == "none" else baseline,
                          baseline_checkpoint=baseline_checkpoint, baseline_f1=baseline_f1, baseline_size=baseline_size,
@@ -65,7 +65,7 @@ def bench_cmd(
                          submit_runs=submit_runs, out=out, json_path=json_path, plot_path=plot, int8_exec=int8_exec,
                          torch_fp16=torch_fp16, cuda_graph=cuda_graph, torch_compile=torch_compile)
     with step_progress(console, "bench: latency per batch size, then submit time per artifact") as progress:
-        report = run_bench(config, progress=progress)
+        report = bench_artifacts(config, progress=progress)
     render_report(report)
 
 
@@ -103,12 +103,12 @@ def optimize_cmd(
     config: ConfigFile = None,
 ) -> None:
     """Crops and a budget in, a benchmarked INT8 model out: teacher, soft-label bank, search, final run, INT8, bench, report."""
-    from edgeopt.optimize import run_optimize
+    from edgeopt.optimize import optimize_classifier
 
     config = OptimizeConfig(**ctx.params)
     callbacks, bank = _pipeline_progress()
     try:
-        result = run_optimize(config, log=say, callbacks=callbacks, bank_progress=bank)
+        result = optimize_classifier(config, log=say, callbacks=callbacks, bank_progress=bank)
     finally:
         callbacks.close()
         bank.close()

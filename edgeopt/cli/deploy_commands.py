@@ -130,9 +130,9 @@ def qat_cmd(
     config: ConfigFile = None,
 ) -> None:
     """Quantization-aware fine-tuning -> a Q/DQ INT8 ONNX in the form TensorRT takes."""
-    from edgeopt.quant.qat import qat_finetune
+    from edgeopt.quant.qat import finetune_qat
 
-    result = qat_finetune(QatConfig(checkpoint=checkpoint, data=data, out=out or beside(checkpoint, ".qat.onnx"), epochs=epochs, lr=lr,
+    result = finetune_qat(QatConfig(checkpoint=checkpoint, data=data, out=out or beside(checkpoint, ".qat.onnx"), epochs=epochs, lr=lr,
                                     batch_size=batch_size, num_calib_images=num_images, device=device, seed=seed,
                                     kd=KDConfig(soft_labels=soft_labels)),
                           log=say)
@@ -176,7 +176,7 @@ def build_engine_cmd(
     config: ConfigFile = None,
 ) -> None:
     """Build a TensorRT engine from any ONNX (TensorRT 8.6-10.x with builder flags, 11.x strongly typed, TensorRT-RTX)."""
-    from edgeopt.convert import convert
+    from edgeopt.convert import convert_artifact
 
     if fp16 == int8:
         raise typer.BadParameter("pass exactly one of --fp16 or --int8", param_hint="--fp16/--int8")
@@ -193,7 +193,7 @@ def build_engine_cmd(
                            std=_rgb(std, "--std"), classes_file=classes, int8_float=int8_float, dla_core=dla_core,
                            builder=builder, compute_capabilities=tuple(compute_capability or ()))
     check = VerifyConfig(verify, max_f1_drop=max_f1_drop, max_disagreement=max_disagreement) if verify is not None else None
-    result = convert(onnx, "engine", out, log=say, build=options, verify=check).results["engine"]
+    result = convert_artifact(onnx, "engine", out, log=say, build=options, verify=check).results["engine"]
     console.print(f"engine -> {result.path} ({result.engine_bytes / 1e6:.2f} MB, {result.builder_label}, {result.build_seconds:.1f}s)"
                   + (", verified" if result.verification else ""))
 

@@ -136,13 +136,13 @@ def soft_labels_cmd(
     config: ConfigFile = None,
 ) -> None:
     """Run the teachers once over N augmented views of every image and store their logits (a soft-label bank)."""
-    from edgeopt.train.soft_labels import make_bank
+    from edgeopt.train.soft_labels import make_soft_labels
 
     config = SoftLabelConfig(teachers=teachers, data=data, out=out, views=views, scale_min=scale_min, brightness=brightness,
                              seed=seed, batch_size=batch_size, device=device, tta_flip=tta_flip, precision=precision,
                              mix=mix, mix_alpha=mix_alpha)
     with step_progress(console, "teachers over the views") as progress:
-        result = make_bank(config, progress=progress)
+        result = make_soft_labels(config, progress=progress)
     rate = "" if result.views_per_second != result.views_per_second else f", {result.views_per_second:.0f} teacher passes/s"
     if result.reused:
         console.print(f"soft-label bank {result.path} is complete for these teachers, images and settings: nothing to do")
@@ -324,7 +324,7 @@ def search_cmd(
     config: ConfigFile = None,
 ) -> None:
     """Optuna search over backbone x size x pruning x distillation x lr; Pareto table, plot and the chosen model."""
-    from edgeopt.search import run_search
+    from edgeopt.search import search_models
 
     max_f1_drop = either(ctx, "max_f1_drop", value=max_f1_drop, old_value=int8_max_drop, old="--int8-max-drop", new="--max-f1-drop")
     try:
@@ -343,7 +343,7 @@ def search_cmd(
                           max_macs=max_macs or None, device=device, workers=workers)
     callbacks = TrainProgress(console)
     try:
-        result = run_search(config, log=say, report_only=report_only, callbacks=callbacks)
+        result = search_models(config, log=say, report_only=report_only, callbacks=callbacks)
     finally:
         callbacks.close()
     render_search(result)

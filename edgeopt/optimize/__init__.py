@@ -13,7 +13,7 @@ from typing import Any
 from edgeopt.optimize.config import OptimizeConfig, read_yaml_config
 
 # the settings import nothing heavy (the CLI declares its options from them); the pipeline loads on first use
-_LAZY = {"OptimizeResult": "pipeline", "run_demo": "pipeline", "run_optimize": "pipeline", "tensorrt_available": "checks"}
+_LAZY = {"OptimizeResult": "pipeline", "run_demo": "pipeline", "optimize_classifier": "pipeline", "tensorrt_available": "checks"}
 
 
 def __getattr__(name: str) -> Any:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edgeopt.convert import convert
+from edgeopt.convert import convert_artifact
 from edgeopt.errors import VerificationError
 from edgeopt.formats import get_format
 
@@ -33,7 +33,7 @@ def deploy_cpu(final: dict[str, Any], folder: Path, max_f1_drop: float, log: Cal
     for method in CPU_METHODS:
         out = folder / (("model" if method == CPU_METHODS[0] else f"model-{method}") + cpu.suffix)
         log(f"[5/6] deploy: INT8 for ONNX Runtime's CPU kernels ({method} calibration), judged on {judge}")
-        path = convert(fp32, cpu.name, out, log=log, data=train, method=method).path
+        path = convert_artifact(fp32, cpu.name, out, log=log, data=train, method=method).path
         judged = judge_against_parent(path, fp32, judge, classes=list(manifest.classes), preprocess=preprocess)
         candidates[method] = {"onnx": str(path), **judged.int8_record()}
         log(f"CPU INT8 ({method}): macro-F1 drop {candidates[method]['drop']:.4f} on {candidates[method]['images']} "
@@ -72,7 +72,7 @@ def deploy_tensorrt(final: dict[str, Any], folder: Path, max_f1_drop: float, log
     if int8["onnx"]:
         log(f"[5/6] deploy: TensorRT INT8 engine of {int8['onnx']}, verified on {judge}")
         try:
-            built = convert(int8["onnx"], "engine", folder / f"model.int8{suffix}", log=log, build=BuildConfig("int8"),
+            built = convert_artifact(int8["onnx"], "engine", folder / f"model.int8{suffix}", log=log, build=BuildConfig("int8"),
                             verify=verify)
             judged = built.results["engine"].verification
             return {"target": "tensorrt", "artifact": str(built.path), "precision": "int8", "refused": None, "judged": judged,
@@ -82,7 +82,7 @@ def deploy_tensorrt(final: dict[str, Any], folder: Path, max_f1_drop: float, log
         except VerificationError as exc:
             refused = f"the INT8 engine was refused: {exc}"
     log(f"deploy: {refused}; an FP16 engine is deployed")
-    built = convert(final["onnx"], "engine", folder / f"model.fp16{suffix}", log=log, build=BuildConfig("fp16"), verify=verify)
+    built = convert_artifact(final["onnx"], "engine", folder / f"model.fp16{suffix}", log=log, build=BuildConfig("fp16"), verify=verify)
     judged = built.results["engine"].verification
     return {"target": "tensorrt", "artifact": str(built.path), "precision": "fp16", "refused": refused, "judged": judged,
             "judged_on": str(judge),

@@ -40,7 +40,7 @@ class OptimizeResult:
     record: dict[str, Any]
 
 
-def run_optimize(config: OptimizeConfig, log: Callable[[str], None] = print, callbacks: Any = None,
+def optimize_classifier(config: OptimizeConfig, log: Callable[[str], None] = print, callbacks: Any = None,
                  bank_progress: Callable[[int, int], None] | None = None) -> OptimizeResult:
     """Run (or resume, or finish) the whole pipeline for ``config``; every input checked first.
 
@@ -130,11 +130,11 @@ def _bank(c: OptimizeConfig, pool: Path, pool_id: str, teacher: str, teacher_sha
     path = c.out / "soft-labels.bank"
 
     def body(s: Any, resume: bool) -> tuple[dict[str, Any], list[str]]:
-        from edgeopt.train.soft_labels import SoftLabelConfig, make_bank
+        from edgeopt.train.soft_labels import SoftLabelConfig, make_soft_labels
 
         log(f"[3/6] soft-label bank: {s.views} views per pool image -> {path}")
         # the bank's views follow the run's seed, so runs of several seeds do not share one set of views
-        bank = make_bank(SoftLabelConfig(teachers=[Path(teacher)], data=pool, out=path, views=s.views, scale_min=0.6,
+        bank = make_soft_labels(SoftLabelConfig(teachers=[Path(teacher)], data=pool, out=path, views=s.views, scale_min=0.6,
                                          brightness=0.2, seed=s.seed, batch_size=s.batch_size, device=s.device),
                          progress=progress)
         return ({"path": str(path), "images": bank.images, "views": bank.views, "bytes": bank.bytes,
@@ -151,7 +151,7 @@ def _search(c: OptimizeConfig, checked: CheckedInputs, pool: Path, pool_id: str,
     def body(s: Any, resume: bool) -> tuple[dict[str, Any], list[str]]:
         from edgeopt.errors import VerificationError
         from edgeopt.quant.int8_choice import Int8ChoiceConfig
-        from edgeopt.search import SearchConfig, run_search
+        from edgeopt.search import SearchConfig, search_models
         from edgeopt.train.config import KDConfig
 
         t0 = time.perf_counter()
@@ -163,7 +163,7 @@ def _search(c: OptimizeConfig, checked: CheckedInputs, pool: Path, pool_id: str,
                               int8=Int8ChoiceConfig(max_drop=s.max_f1_drop, holdout=s.int8_holdout, adaround=s.adaround,
                                                   qat_epochs=s.qat_epochs),
                               batch_size=s.batch_size, seed=s.seed, device=s.device, workers=0)
-        result = run_search(config, log=log, callbacks=callbacks)
+        result = search_models(config, log=log, callbacks=callbacks)
         if result.final is None:
             raise VerificationError("the search finished no trial, so there is nothing to deploy: see the trial errors above")
         outputs = {"chosen_trial": result.chosen.number, "params": result.chosen.params,
@@ -202,13 +202,13 @@ def _bench(c: OptimizeConfig, test: Path, test_id: str, record: dict[str, Any], 
     inputs = steps.inputs("bench", fp32=sha256_file(fp32), deployed=sha256_file(deployed), test=test_id, teacher=teacher_sha)
 
     def body(s: Any, resume: bool) -> tuple[dict[str, Any], list[str]]:
-        from edgeopt.bench.harness import BenchConfig, run_bench
+        from edgeopt.bench.harness import BenchConfig, bench_artifacts
         from edgeopt.runtime.evaluate import evaluate_artifact
 
         t0 = time.perf_counter()
         log(f"[6/6] bench: the student FP32 and the deployed model against {s.baseline} on the test split {test}")
         artifacts = (Path(fp32),) if Path(deployed) == Path(fp32) else (Path(fp32), Path(deployed))
-        report = run_bench(BenchConfig(artifacts=artifacts, baseline=s.baseline, baseline_f1=s.baseline_f1,
+        report = bench_artifacts(BenchConfig(artifacts=artifacts, baseline=s.baseline, baseline_f1=s.baseline_f1,
                                        data=test, batch_sizes=(1, 32), runs=30, warmup=5, out=folder, json_path=folder / "bench.json",
                                        plot_path=folder / "bench.png", device="cpu"))
         teacher_f1 = evaluate_artifact(record["teacher"]["checkpoint"], test).metrics.macro_f1
@@ -247,4 +247,4 @@ def run_demo(out: Path = Path("demo"), data: Path | None = None, epochs: int = 1
                             teacher_epochs=epochs, pretrained=False, views=2 * epochs, backbones=(str(SHIPPED_MODELS / "tiny_cnn.yaml"),),
                             sizes=(32, 48), trials=2, epochs=epochs, final_epochs=2 * epochs, max_f1_drop=0.02, adaround=False,
                             qat_epochs=2, batch_size=32, test_fraction=0.25)
-    return run_optimize(config, log=log, callbacks=callbacks, bank_progress=bank_progress)
+    return optimize_classifier(config, log=log, callbacks=callbacks, bank_progress=bank_progress)

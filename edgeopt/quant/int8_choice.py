@@ -46,10 +46,10 @@ def choose_int8(checkpoint: Path, fp32_onnx: Path, train_data: Path, judge_data:
                 log: Callable[[str], None] = print, device: str = "cpu") -> dict[str, Any]:
     """PTQ, then QAT if PTQ's drop on ``judge_data`` is over budget; the record of both and the choice."""
     from edgeopt.artifacts import read_manifest
-    from edgeopt.convert import convert
+    from edgeopt.convert import convert_artifact
     from edgeopt.data.presets import Preprocess
     from edgeopt.quant.ptq import PtqConfig
-    from edgeopt.quant.qat import QatConfig, qat_finetune
+    from edgeopt.quant.qat import QatConfig, finetune_qat
     from edgeopt.runtime.judge import judge_against_parent
 
     manifest = read_manifest(fp32_onnx, expect_kind="onnx")
@@ -61,7 +61,7 @@ def choose_int8(checkpoint: Path, fp32_onnx: Path, train_data: Path, judge_data:
 
     candidates: dict[str, dict[str, Any]] = {}
     t0 = time.perf_counter()
-    ptq = convert(fp32_onnx, "int8-qdq", folder / "model.int8.onnx", data=train_data, ptq=PtqConfig(adaround=config.adaround)).path
+    ptq = convert_artifact(fp32_onnx, "int8-qdq", folder / "model.int8.onnx", data=train_data, ptq=PtqConfig(adaround=config.adaround)).path
     candidates["ptq"] = {"onnx": str(ptq), "method": "entropy" + (" + adaround" if config.adaround else ""),
                          "seconds": round(time.perf_counter() - t0, 1),
                          **judged(ptq)}
@@ -69,7 +69,7 @@ def choose_int8(checkpoint: Path, fp32_onnx: Path, train_data: Path, judge_data:
         f"(budget {config.max_drop})")
     if candidates["ptq"]["drop"] > config.max_drop:
         t0 = time.perf_counter()
-        qat = qat_finetune(QatConfig(checkpoint=checkpoint, data=train_data, out=folder / "model.qat.onnx", epochs=config.qat_epochs,
+        qat = finetune_qat(QatConfig(checkpoint=checkpoint, data=train_data, out=folder / "model.qat.onnx", epochs=config.qat_epochs,
                                      device=device), log=log)
         candidates["qat"] = {"onnx": str(qat.path), "epochs": config.qat_epochs, "seconds": round(time.perf_counter() - t0, 1),
                              **judged(qat.path)}

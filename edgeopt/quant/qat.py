@@ -124,7 +124,7 @@ def insert_fake_quant(model: nn.Module) -> list[FakeQuant]:
     return wrapped
 
 
-def qat_finetune(config: QatConfig, log: Callable[[str], None] = print) -> QatResult:
+def finetune_qat(config: QatConfig, log: Callable[[str], None] = print) -> QatResult:
     """Fold BN, calibrate, fine-tune with fake quantization, export a Q/DQ ONNX with its manifest."""
     from edgeopt.data.folder import scan_folder
     from edgeopt.data.loaders import cached_datasets

@@ -1,4 +1,4 @@
-"""The study: ``run_search`` runs (or reports) an Optuna study of trials (``trial``) stored by ``storage``."""
+"""The study: ``search_models`` runs (or reports) an Optuna study of trials (``trial``) stored by ``storage``."""
 
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from edgeopt.search.storage import load_or_create_study, mask_url, open_storage,
 from edgeopt.search.trial import _say_view_repeats, baseline_macs, fitting_space, refit, run_trial
 
 
-def run_search(config: SearchConfig, log: Callable[[str], None] = print, *, report_only: bool = False,
+def search_models(config: SearchConfig, log: Callable[[str], None] = print, *, report_only: bool = False,
                callbacks: Any = None) -> SearchResult:
     """Run (or join, or resume) the study until it holds ``trials`` finished trials; report and export.
     ``callbacks``: ``train_classifier``'s progress hooks, for every trial and the final run.

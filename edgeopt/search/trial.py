@@ -202,7 +202,7 @@ def _describe(params: dict[str, Any]) -> str:
 def _export_and_time(checkpoint: Path, folder: Path, config: SearchConfig) -> tuple[Path, float]:
     """ONNX export (parity-checked on the data) and its batch-1 p50 latency on this CPU (ms)."""
     from edgeopt.bench.timing import onnx_cpu_latency_ms
-    from edgeopt.convert import convert
+    from edgeopt.convert import convert_artifact
 
-    onnx_path = convert(checkpoint, "onnx", folder / "model.onnx", data=config.data).path
+    onnx_path = convert_artifact(checkpoint, "onnx", folder / "model.onnx", data=config.data).path
     return onnx_path, onnx_cpu_latency_ms(onnx_path, runs=config.latency_runs, warmup=min(10, config.latency_runs))

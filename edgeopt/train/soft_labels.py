@@ -1,6 +1,6 @@
 """Soft-label bank: the teachers' logits on N augmented views of every image, computed once.
 
-``make_bank(SoftLabelConfig)`` draws N views per image (``edgeopt.data.views``: crop box in the
+``make_soft_labels(SoftLabelConfig)`` draws N views per image (``edgeopt.data.views``: crop box in the
 image's own coordinates, flip, brightness, a seed per view), renders each at every teacher's own
 input size and normalisation, and stores the views and the logits (float16) in one safetensors
 file (``BANK.bank``; no pickle, nothing to execute) with a manifest beside it: the teachers and
@@ -140,7 +140,7 @@ def image_keys(scan: FolderScan) -> list[str]:
     return [s.path.relative_to(scan.root).as_posix() for s in scan.samples]
 
 
-def make_bank(config: SoftLabelConfig, progress: Callable[[int, int], None] | None = None) -> BankResult:
+def make_soft_labels(config: SoftLabelConfig, progress: Callable[[int, int], None] | None = None) -> BankResult:
     """Write the bank for ``config.data`` (resuming a partial one made with the same settings)."""
     from edgeopt.train.distill import load_teachers
     from edgeopt.device import resolve_device

@@ -135,9 +135,9 @@ def test_submit_time_on_unlabelled_and_empty_folders(synth_data: Path, tmp_path:
 
 
 def test_bench_with_named_baseline_and_report(tiny_onnx: Path, synth_data: Path, tmp_path: Path) -> None:
-    from edgeopt.bench.harness import BenchConfig, run_bench
+    from edgeopt.bench.harness import BenchConfig, bench_artifacts
 
-    report = run_bench(BenchConfig(artifacts=(tiny_onnx,), baseline="resnet18d", data=synth_data, batch_sizes=(1, 4),
+    report = bench_artifacts(BenchConfig(artifacts=(tiny_onnx,), baseline="resnet18d", data=synth_data, batch_sizes=(1, 4),
                                    runs=3, warmup=1, submit_runs=1, baseline_f1=0.5, out=tmp_path / "b",
                                    json_path=tmp_path / "r.json", plot_path=tmp_path / "p.png"))
     student, base = report.rows
@@ -181,14 +181,14 @@ def _always_predicts(onnx_path: Path, out: Path, cls: int) -> Path:
 
 def test_bench_rows_keep_their_own_identity_with_equal_file_names(tiny_onnx: Path, synth_data: Path, tmp_path: Path) -> None:
     """Two artifacts named model.onnx: each row reports its own model's F1, predictions and path."""
-    from edgeopt.bench.harness import BenchConfig, run_bench
+    from edgeopt.bench.harness import BenchConfig, bench_artifacts
     from edgeopt.runtime.evaluate import evaluate_artifact
 
     a = _always_predicts(tiny_onnx, tmp_path / "a" / "model.onnx", 0)
     b = _always_predicts(tiny_onnx, tmp_path / "b" / "model.onnx", 1)
     f1_a, f1_b = (evaluate_artifact(p, synth_data).metrics for p in (a, b))
     assert f1_a.per_class_f1[f1_a.classes[0]] > 0 and f1_b.per_class_f1[f1_b.classes[0]] == 0  # they differ
-    report = run_bench(BenchConfig(artifacts=(a, b), baseline=None, data=synth_data, batch_sizes=(2,), runs=2,
+    report = bench_artifacts(BenchConfig(artifacts=(a, b), baseline=None, data=synth_data, batch_sizes=(2,), runs=2,
                                    warmup=0, submit_runs=1, out=tmp_path / "o"))
     row_a, row_b = report.rows
     assert (row_a.name, row_b.name) == ("a/model.onnx", "b/model.onnx")
@@ -201,27 +201,27 @@ def test_bench_rows_keep_their_own_identity_with_equal_file_names(tiny_onnx: Pat
 
 
 def test_named_baseline_options_are_honoured_or_refused(tiny_onnx: Path, tiny_ckpts: dict, tmp_path: Path) -> None:
-    from edgeopt.bench.harness import BenchConfig, run_bench
+    from edgeopt.bench.harness import BenchConfig, bench_artifacts
 
-    report = run_bench(BenchConfig(artifacts=(tiny_onnx,), baseline="resnet18d", baseline_size=64, runs=1, warmup=0,
+    report = bench_artifacts(BenchConfig(artifacts=(tiny_onnx,), baseline="resnet18d", baseline_size=64, runs=1, warmup=0,
                                    batch_sizes=(1,), out=tmp_path / "s"))
     assert report.rows[1].input_size == 64 and report.baseline["input_size"] == 64
     # a trained baseline runs at the size it was trained at, labelled with its own architecture
-    report = run_bench(BenchConfig(artifacts=(tiny_onnx,), baseline="resnet18d", baseline_checkpoint=tiny_ckpts["timm"],
+    report = bench_artifacts(BenchConfig(artifacts=(tiny_onnx,), baseline="resnet18d", baseline_checkpoint=tiny_ckpts["timm"],
                                    runs=1, warmup=0, batch_sizes=(1,), out=tmp_path / "c"))
     assert report.rows[1].name == "baseline mobilenetv3_small_050" and report.rows[1].input_size == 32
     for kw, match in ((dict(baseline_checkpoint=tiny_ckpts["timm"], baseline_size=224), "conflicts with `baseline_checkpoint`"),
                       (dict(baseline=str(tiny_onnx), baseline_size=64), "used as is"),
                       (dict(baseline_precision="fp8"), "`baseline_precision` 'fp8'")):
         with pytest.raises(ConfigError, match=match):
-            run_bench(BenchConfig(artifacts=(tiny_onnx,), **{"baseline": "resnet18d", **kw}, runs=1, warmup=0,
+            bench_artifacts(BenchConfig(artifacts=(tiny_onnx,), **{"baseline": "resnet18d", **kw}, runs=1, warmup=0,
                                   batch_sizes=(1,), out=tmp_path / "x"))
 
 
 def test_bench_without_baseline_f1_reports_no_score(tiny_ckpts: dict, tmp_path: Path) -> None:
-    from edgeopt.bench.harness import BenchConfig, run_bench
+    from edgeopt.bench.harness import BenchConfig, bench_artifacts
 
-    report = run_bench(BenchConfig(artifacts=(tiny_ckpts["yaml"],), baseline="resnet18d", baseline_size=64,
+    report = bench_artifacts(BenchConfig(artifacts=(tiny_ckpts["yaml"],), baseline="resnet18d", baseline_size=64,
                                    batch_sizes=(2,), runs=2, warmup=0, out=tmp_path))
     assert report.rows[1].backend == "torch" and report.rows[1].score_time is None
     assert report.time_basis == "batch-2 latency p50" and "pass `baseline_f1`" in report.notes[1]

@@ -25,7 +25,7 @@ def test_parse_macs() -> None:
 
 def test_prune_finetune_export_calibrate_bench(tiny_ckpts: dict, synth_data: Path, tmp_path: Path) -> None:
     from edgeopt.artifacts import read_manifest
-    from edgeopt.bench.harness import BenchConfig, run_bench
+    from edgeopt.bench.harness import BenchConfig, bench_artifacts
     from edgeopt.quant.calibrate import calibrate_onnx
     from edgeopt.models.checkpoint import load_checkpoint
     from edgeopt.export.onnx import export_onnx
@@ -43,7 +43,7 @@ def test_prune_finetune_export_calibrate_bench(tiny_ckpts: dict, synth_data: Pat
     assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 6)
     onnx_path = export_onnx(out / "best.pt", tmp_path / "pruned.onnx", data=synth_data).path
     int8 = calibrate_onnx(onnx_path, synth_data, tmp_path / "pruned.int8.onnx", num_images=32, batch_size=16).path
-    report = run_bench(BenchConfig(artifacts=(onnx_path, int8), baseline=None, data=synth_data, batch_sizes=(2,), runs=2,
+    report = bench_artifacts(BenchConfig(artifacts=(onnx_path, int8), baseline=None, data=synth_data, batch_sizes=(2,), runs=2,
                                    warmup=0, submit_runs=1, out=tmp_path / "b"))
     assert [r.precision for r in report.rows] == ["fp32", "int8"] and report.rows[0].macs <= target
     metrics = json.loads((out / "metrics.json").read_text())

@@ -132,9 +132,9 @@ def test_same_padding_is_frozen_for_sizes_that_are_not_multiples_of_32(lite0_at_
 
 
 def test_qat_export_of_a_same_padded_model_at_40_px(lite0_at_40: Path, synth_data: Path, tmp_path: Path) -> None:
-    from edgeopt.quant.qat import QatConfig, qat_finetune
+    from edgeopt.quant.qat import QatConfig, finetune_qat
 
     out = tmp_path / "qat.onnx"
-    qat_finetune(QatConfig(checkpoint=lite0_at_40, data=synth_data, out=out, epochs=1, batch_size=16, num_calib_images=32),
+    finetune_qat(QatConfig(checkpoint=lite0_at_40, data=synth_data, out=out, epochs=1, batch_size=16, num_calib_images=32),
                  log=lambda m: None)
     assert read_manifest(out).metrics  # exported, parity-checked against the fine-tuned model

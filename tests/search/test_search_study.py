@@ -22,7 +22,7 @@ from edgeopt.search import (
     choose,
     mask_url,
     pareto_front,
-    run_search,
+    search_models,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,7 +46,7 @@ def test_search_reports_a_true_pareto_front_and_exports_the_chosen_model(synth_d
     from edgeopt.models.checkpoint import load_model_and_arch
     from edgeopt.models import count_complexity, create_model
 
-    result = run_search(_tiny(synth_data, tmp_path / "s", trials=4, final_epochs=2), log=lambda m: None)
+    result = search_models(_tiny(synth_data, tmp_path / "s", trials=4, final_epochs=2), log=lambda m: None)
     assert len(result.trials) >= 1
     report = json.loads(result.report.read_text())
     assert len(report["trials"]) == len(result.trials) and report["chosen"] == result.chosen.number
@@ -79,9 +79,9 @@ def test_search_reports_a_true_pareto_front_and_exports_the_chosen_model(synth_d
     assert final_arch.get("layer_shapes") == load_model_and_arch(result.chosen_dir / "best.pt")[2].get("layer_shapes")
     # a second call with the same settings finds the study finished and runs nothing new; a report
     # of a study that wants more trials runs none either
-    again = run_search(_tiny(synth_data, tmp_path / "s", trials=4), log=lambda m: None)
+    again = search_models(_tiny(synth_data, tmp_path / "s", trials=4), log=lambda m: None)
     assert [r.number for r in again.trials] == [r.number for r in result.trials]
-    reported = run_search(_tiny(synth_data, tmp_path / "s", trials=9), log=lambda m: None, report_only=True)
+    reported = search_models(_tiny(synth_data, tmp_path / "s", trials=9), log=lambda m: None, report_only=True)
     assert [r.number for r in reported.trials] == [r.number for r in result.trials] and reported.final is None
 
 
@@ -93,7 +93,7 @@ def test_the_final_run_holds_out_the_images_that_judge_its_int8(synth_data: Path
     int8 = Int8ChoiceConfig(max_drop=0.99, holdout=0.25, adaround=False)
     # a space with fixed values (no pruning, one lr): the final run gets them too, though the sampler never drew them
     space = SearchSpace(backbones=(TINY_YAML,), sizes=(32,), max_prune=0.0, lr=(2e-3, 2e-3))
-    result = run_search(_tiny(synth_data, tmp_path / "s", trials=1, final_epochs=1, int8=int8, space=space), log=lambda m: None)
+    result = search_models(_tiny(synth_data, tmp_path / "s", trials=1, final_epochs=1, int8=int8, space=space), log=lambda m: None)
     assert result.chosen.params["prune"] == 0.0 and result.chosen.params["lr"] == 2e-3
     final = result.final
     record = final["int8"]

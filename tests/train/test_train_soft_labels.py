@@ -18,7 +18,7 @@ from edgeopt.cli.app import app
 from edgeopt.data.views import render_view, sample_view, view_seed
 from edgeopt.train.config import KDConfig
 from edgeopt.errors import ArtifactError, ConfigError, DataError
-from edgeopt.train.soft_labels import SoftLabelConfig, make_bank, read_bank
+from edgeopt.train.soft_labels import SoftLabelConfig, make_soft_labels, read_bank
 from edgeopt.train.loop import TrainConfig, train_classifier
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,7 +37,7 @@ def teacher(synth_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def bank(teacher: Path, synth_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("bank") / "teacher.bank"
-    make_bank(SoftLabelConfig(teachers=[teacher], data=synth_data, out=out, views=3, batch_size=16, device="cpu",
+    make_soft_labels(SoftLabelConfig(teachers=[teacher], data=synth_data, out=out, views=3, batch_size=16, device="cpu",
                               scale_min=0.35, brightness=0.0,  # the scratch student's augmentation: online views agree
                               chunk_images=20))
     return out
@@ -95,17 +95,17 @@ def test_an_interrupted_bank_resumes_to_the_same_bytes(bank: Path, teacher: Path
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        make_bank(config, progress=interrupt)
+        make_soft_labels(config, progress=interrupt)
     assert not out.exists() and len(list(out.with_name("again.bank.partial").glob("chunk-*"))) == 2
-    result = make_bank(config)
+    result = make_soft_labels(config)
     assert result.resumed_chunks == 2 and out.read_bytes() == bank.read_bytes()
-    again = make_bank(config)  # complete with these settings: nothing recomputed
+    again = make_soft_labels(config)  # complete with these settings: nothing recomputed
     assert again.reused and again.seconds == 0 and out.read_bytes() == bank.read_bytes()
     other = SoftLabelConfig(teachers=[teacher], data=synth_data, out=out, views=4, device="cpu", chunk_images=20)
     (out.with_name("again.bank.partial")).mkdir()
     (out.with_name("again.bank.partial") / "settings.json").write_text(json.dumps({"views": 3}))
     with pytest.raises(ConfigError, match="other settings .*views"):
-        make_bank(other)
+        make_soft_labels(other)
 
 
 def test_a_bank_that_does_not_fit_the_data_is_refused(bank: Path, synth_data: Path, tmp_path: Path) -> None:
@@ -187,7 +187,7 @@ def test_cli_bank_then_train_warns_when_views_repeat(teacher: Path, synth_data: 
 def test_prune_and_qat_fine_tune_from_a_bank(tiny_ckpts: dict[str, Path], synth_data: Path, tmp_path: Path) -> None:
     """The bank of the checkpoint itself replaces running it as the teacher of its own compressed copy."""
     own = tmp_path / "own.bank"
-    make_bank(SoftLabelConfig(teachers=[tiny_ckpts["yaml"]], data=synth_data, out=own, views=2, device="cpu"))
+    make_soft_labels(SoftLabelConfig(teachers=[tiny_ckpts["yaml"]], data=synth_data, out=own, views=2, device="cpu"))
     result = runner.invoke(app, ["prune", str(tiny_ckpts["yaml"]), "--target-macs", "0.4M", "--data", str(synth_data),
                                  "--out", str(tmp_path / "p"), "--epochs", "1", "--device", "cpu", "--soft-labels", str(own)])
     assert result.exit_code == 0, result.output
@@ -264,7 +264,7 @@ def test_a_bank_follows_its_seed_and_tta_flip_stores_the_mean_over_the_mirror(te
 
     banks = {}
     for name, seed, tta in (("s0", 0, False), ("s1", 1, False), ("s0-tta", 0, True)):
-        make_bank(SoftLabelConfig(teachers=[teacher], data=synth_data, out=tmp_path / f"{name}.bank", views=2, seed=seed,
+        make_soft_labels(SoftLabelConfig(teachers=[teacher], data=synth_data, out=tmp_path / f"{name}.bank", views=2, seed=seed,
                                   batch_size=16, device="cpu", tta_flip=tta))
         banks[name] = read_bank(tmp_path / f"{name}.bank")
     assert not np.array_equal(banks["s0"].views, banks["s1"].views)  # a student's seed gives its bank its own views
@@ -294,7 +294,7 @@ def test_bf16_asked_for_where_the_cpu_has_none_warns_and_runs_fp32(teacher: Path
 
     monkeypatch.setattr(soft_labels, "_cpu_bf16_units", lambda: [])  # a CPU without AVX-512 BF16 or AMX
     with pytest.warns(EdgeoptWarning, match="no bf16 arithmetic"):
-        make_bank(SoftLabelConfig(teachers=[teacher], data=synth_data, out=tmp_path / "b.bank", views=1, batch_size=16,
+        make_soft_labels(SoftLabelConfig(teachers=[teacher], data=synth_data, out=tmp_path / "b.bank", views=1, batch_size=16,
                                   device="cpu", precision="bf16"))
     assert read_bank(tmp_path / "b.bank").manifest.extra["teacher_precision"] == "fp32"
     with pytest.raises(ConfigError, match="`precision` 'fp8' is unknown"):
@@ -315,7 +315,7 @@ def test_a_bf16_bank_where_the_cpu_has_bf16_units_is_close_to_fp32(teacher: Path
     if teacher_precision("auto", torch.device("cpu")) != "bf16":
         pytest.skip("this CPU has no bf16 units (AVX-512 BF16 or AMX): auto runs the teachers in FP32")
     for precision in ("fp32", "bf16"):
-        make_bank(SoftLabelConfig(teachers=[teacher], data=synth_data, out=tmp_path / f"{precision}.bank", views=1,
+        make_soft_labels(SoftLabelConfig(teachers=[teacher], data=synth_data, out=tmp_path / f"{precision}.bank", views=1,
                                   batch_size=16, device="cpu", precision=precision))
     a, b = (read_bank(tmp_path / f"{p}.bank") for p in ("fp32", "bf16"))
     assert b.manifest.extra["teacher_precision"] == "bf16"
@@ -330,7 +330,7 @@ def test_a_student_from_a_bank_of_blends_learns_exactly_what_it_learns_online(mi
     the student from the bank sees the blends the teacher labelled, the same as with the teacher online."""
     teacher = _sharpened(teacher, tmp_path / "sharp.pt")
     blended = tmp_path / f"{mix}.bank"
-    make_bank(SoftLabelConfig(teachers=[teacher], data=synth_data, out=blended, views=2, batch_size=16, device="cpu",
+    make_soft_labels(SoftLabelConfig(teachers=[teacher], data=synth_data, out=blended, views=2, batch_size=16, device="cpu",
                               chunk_images=20, mix=mix, mix_alpha=1.0, scale_min=0.35, brightness=0.0))
     loaded = read_bank(blended)
     assert loaded.blends.shape == loaded.views.shape and loaded.blend_logits.shape == loaded.logits.shape
@@ -382,7 +382,7 @@ def _sharpened(teacher: Path, out: Path) -> Path:
 
 def test_a_blend_setting_must_match_the_banks(teacher: Path, bank: Path, synth_data: Path, tmp_path: Path) -> None:
     blended = tmp_path / "mixup.bank"
-    make_bank(SoftLabelConfig(teachers=[teacher], data=synth_data, out=blended, views=1, batch_size=16, device="cpu", mix="mixup"))
+    make_soft_labels(SoftLabelConfig(teachers=[teacher], data=synth_data, out=blended, views=1, batch_size=16, device="cpu", mix="mixup"))
     base = ["train", "--model", TINY, "--data", str(synth_data), "--img-size", "32", "--device", "cpu", "--epochs", "1",
             "--scratch", "--kd-alpha", "1"]
     for args, message in (([*base, "--soft-labels", str(bank), "--kd-mix", "mixup"], "with a bank of views without blends"),

@@ -505,9 +505,9 @@ def test_int8_engine_with_layers_left_in_float(fake_trt, tiny_onnx: Path, synth_
 
 @pytest.mark.parametrize("trt_version", ["10.13.3.9", "11.4.0.106"])
 def test_qat_onnx_builds_as_an_int8_engine(fake_trt, tiny_ckpts: dict, synth_data: Path, tmp_path: Path) -> None:
-    from edgeopt.quant.qat import QatConfig, qat_finetune
+    from edgeopt.quant.qat import QatConfig, finetune_qat
 
-    qat = qat_finetune(QatConfig(checkpoint=tiny_ckpts["yaml"], data=synth_data, out=tmp_path / "qat.onnx", epochs=1,
+    qat = finetune_qat(QatConfig(checkpoint=tiny_ckpts["yaml"], data=synth_data, out=tmp_path / "qat.onnx", epochs=1,
                                  batch_size=16, num_calib_images=32), log=lambda m: None).path
     engine = tmp_path / "qat.engine"
     result = _build([str(qat), "--int8", "--out", str(engine), "--max-batch", "4"])

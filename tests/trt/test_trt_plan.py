@@ -198,12 +198,12 @@ def test_engine_runs_need_tensorrt(tmp_path: Path) -> None:
 @needs_trt
 @pytest.mark.parametrize("precision", ["fp16", "int8"])
 def test_real_build_runs_and_matches_onnxruntime(precision: str, tiny_onnx: Path, synth_data: Path, tmp_path: Path) -> None:
-    from edgeopt.convert import convert
+    from edgeopt.convert import convert_artifact
     from edgeopt.runtime import open_runner
 
     options = BuildConfig(precision, calib_data=synth_data if precision == "int8" else None, max_batch=8,
                            num_images=64, calib_batch_size=16, timing_cache=tmp_path / "timing.cache")
-    result = convert(tiny_onnx, "engine", tmp_path / f"m.{precision}.engine", build=options).results["engine"]
+    result = convert_artifact(tiny_onnx, "engine", tmp_path / f"m.{precision}.engine", build=options).results["engine"]
     assert result.engine_bytes > 0 and (tmp_path / "timing.cache").exists()
     x = np.random.default_rng(0).standard_normal((4, 3, 32, 32)).astype(np.float32)
     ref = open_runner(tiny_onnx).run(x)

@@ -45,12 +45,12 @@ def _no_gpu_here(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def build_rtx(onnx: Path, out: Path, precision: str, **options):
     """``edgeopt.convert`` to an engine with TensorRT-RTX (as build-engine does); counted as a real engine."""
-    from edgeopt.convert import convert
+    from edgeopt.convert import convert_artifact
 
     options.setdefault("compute_capabilities", TARGETS)
     options.setdefault("max_batch", 8)
     build = BuildConfig(precision, builder="tensorrt-rtx", **options)
-    result = convert(onnx, "engine", out, log=lambda m: None, build=build).results["engine"]
+    result = convert_artifact(onnx, "engine", out, log=lambda m: None, build=build).results["engine"]
     rtx_engines.record(result.path)
     return result
 
@@ -100,7 +100,7 @@ def qdq_onnx(tiny_onnx: Path, tiny_ckpts: dict, synth_data: Path, tmp_path_facto
     """Q/DQ INT8 (TensorRT form) of the YAML export by every calibration method and PTQ remedy, and a QAT export."""
     from edgeopt.quant.calibrate import calibrate_onnx
     from edgeopt.quant.ptq import PtqConfig
-    from edgeopt.quant.qat import QatConfig, qat_finetune
+    from edgeopt.quant.qat import QatConfig, finetune_qat
 
     out = tmp_path_factory.mktemp("rtx_qdq")
     made = {}
@@ -111,7 +111,7 @@ def qdq_onnx(tiny_onnx: Path, tiny_ckpts: dict, synth_data: Path, tmp_path_facto
             ptq = PtqConfig(**{kind: True}, **({"adaround_iterations": 20, "adaround_images": 16} if kind == "adaround" else {}))
         made[kind] = calibrate_onnx(tiny_onnx, synth_data, out / f"{kind}.int8.onnx", num_images=32, batch_size=16,
                                     method=method, calibration_dir=out / f"calib_{kind}", ptq=ptq).path
-    made["qat"] = qat_finetune(QatConfig(checkpoint=tiny_ckpts["yaml"], data=synth_data, out=out / "qat.int8.onnx", epochs=1,
+    made["qat"] = finetune_qat(QatConfig(checkpoint=tiny_ckpts["yaml"], data=synth_data, out=out / "qat.int8.onnx", epochs=1,
                                          batch_size=16, num_calib_images=32), log=lambda m: None).path
     return made
 
