@@ -67,6 +67,15 @@ def setting(default: Any = MISSING, *, help: str = "", low: float | None = None,
     return dataclasses.field(default=default, metadata=metadata)
 
 
+def choices(name: str, *values: str, doc: str = "") -> Any:
+    """A setting's fixed set of values, as a ``StrEnum`` named ``name`` whose members are named after
+    the values (``-`` as ``_``, ``+`` as ``_plus``): ``Mix = choices("Mix", "none", "mixup", "cutmix")``.
+    Typed on a field, it gives the setting its choices (the config holds the chosen text)."""
+    kind = enum.StrEnum(name, [(v.replace("-", "_").replace("+", "_plus"), v) for v in values])
+    kind.__doc__ = doc or f"{name}: {', '.join(values)}."
+    return kind
+
+
 def rule_of(field: dataclasses.Field) -> Rule:
     return field.metadata.get("setting") or Rule()
 

@@ -11,20 +11,15 @@ weights; it then runs at the size it was trained at and is labelled with its own
 from __future__ import annotations
 
 import dataclasses
-import enum
 from pathlib import Path
 from typing import Any
 
 from edgeopt.artifacts import artifact_kind, read_manifest, suffix_kind
+from edgeopt.settings import choices
 from edgeopt.errors import ConfigError
 from edgeopt.formats import get_format
 
-class BaselinePrecision(enum.StrEnum):
-    """The precision a named baseline is built in."""
-
-    fp32 = "fp32"
-    fp16 = "fp16"
-    int8 = "int8"
+BaselinePrecision = choices("BaselinePrecision", "fp32", "fp16", "int8", doc="The precision a named baseline is built in.")
 
 
 PRECISIONS = tuple(p.value for p in BaselinePrecision)

@@ -5,26 +5,19 @@ options from them without loading the compression code."""
 from __future__ import annotations
 
 import dataclasses
-import enum
 from pathlib import Path
 from typing import Any
 
-from edgeopt.settings import check_settings, setting
+from edgeopt.settings import check_settings, choices, setting
 from edgeopt.train.config import KDConfig
 
 
-class Importance(enum.StrEnum):
-    """How pruning ranks channels: weight magnitude, or first-order Taylor on the data."""
-
-    l2 = "l2"
-    taylor = "taylor"
+Importance = choices("Importance", "l2", "taylor",
+                     doc="How pruning ranks channels: weight magnitude, or first-order Taylor on the data.")
 
 
-class RankRule(enum.StrEnum):
-    """How decomposition picks each channel mode's rank: an energy threshold, or VBMF per layer."""
-
-    energy = "energy"
-    vbmf = "vbmf"
+RankRule = choices("RankRule", "energy", "vbmf",
+                   doc="How decomposition picks each channel mode's rank: an energy threshold, or VBMF per layer.")
 
 
 def _macs(value: Any, key: str) -> int:

@@ -6,7 +6,6 @@ manifest records it, so an artifact is always fed exactly what it was trained on
 
 from __future__ import annotations
 
-import enum
 import dataclasses
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +15,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
+from edgeopt.settings import choices
 from edgeopt.errors import ConfigError, DataError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -23,11 +23,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 INCEPTION_MEAN = (0.5, 0.5, 0.5)
 INCEPTION_STD = (0.5, 0.5, 0.5)
 
-class Resize(enum.StrEnum):
-    """How an image meets the input size: squash (resize both axes) or center_crop (timm's eval rule)."""
-
-    squash = "squash"
-    center_crop = "center_crop"
+Resize = choices("Resize", "squash", "center_crop",
+                 doc="How an image meets the input size: squash (resize both axes) or center_crop (timm's eval rule).")
 
 
 RESIZE_RULES = tuple(r.value for r in Resize)

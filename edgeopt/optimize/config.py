@@ -4,22 +4,17 @@ checked before anything runs (``check_inputs`` then checks the data, models and 
 from __future__ import annotations
 
 import dataclasses
-import enum
 from pathlib import Path
 from typing import Any
 
 from edgeopt.errors import ConfigError
 from edgeopt.search.config import BANK_FINAL_EPOCHS
 from edgeopt.bench.score import BASELINE_F1, BASELINE_MODEL
-from edgeopt.settings import as_json, check_field, check_settings, read_yaml_settings, setting
+from edgeopt.settings import as_json, check_field, check_settings, choices, read_yaml_settings, setting
 
 
-class Target(enum.StrEnum):
-    """Where the deployed model runs."""
-
-    auto = "auto"  # a TensorRT engine where TensorRT and a GPU are, else the CPU
-    tensorrt = "tensorrt"
-    cpu = "cpu"
+# auto: a TensorRT engine where TensorRT and a GPU are, else the CPU
+Target = choices("Target", "auto", "tensorrt", "cpu", doc="Where the deployed model runs.")
 
 
 def _macs(value: Any, key: str) -> int:

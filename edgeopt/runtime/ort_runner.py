@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import enum
 from pathlib import Path
 
 import numpy as np
 
 from edgeopt.artifacts import read_manifest
+from edgeopt.settings import choices
 from edgeopt.errors import ArtifactError, MissingDependencyError
 from edgeopt.formats import CPU_TARGETS, format_of
 
 PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider"], "tensorrt": ["TensorrtExecutionProvider"]}
 
 
-class Int8Exec(enum.StrEnum):
-    """How an INT8 ONNX runs: ONNX Runtime's CPU int8 kernels (their speed), or emulated Q/DQ (exact math)."""
-
-    kernels = "kernels"
-    emulate = "emulate"
+Int8Exec = choices("Int8Exec", "kernels", "emulate",
+                   doc="How an INT8 ONNX runs: ONNX Runtime's CPU int8 kernels (their speed), or emulated Q/DQ (exact math).")
 
 
 INT8_EXEC = tuple(e.value for e in Int8Exec)

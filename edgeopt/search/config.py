@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import enum
 from pathlib import Path
 from typing import Any
 
 from edgeopt.bench.score import BASELINE_F1, BASELINE_MODEL
 from edgeopt.errors import ConfigError
 from edgeopt.quant.int8_choice import Int8ChoiceConfig
-from edgeopt.settings import check_settings, setting
+from edgeopt.settings import check_settings, choices, setting
 from edgeopt.train.config import KDConfig, Schedule
 
 
@@ -20,11 +19,8 @@ def _macs(value: Any, key: str) -> int:
     return parse_macs(value, key)
 
 
-class Objective(enum.StrEnum):
-    """What a trial is ranked by: pareto (val macro-F1 up, MACs down) or score (the competition's MAC score)."""
-
-    pareto = "pareto"
-    score = "score"
+Objective = choices("Objective", "pareto", "score",
+                    doc="What a trial is ranked by: pareto (val macro-F1 up, MACs down) or score (the competition's MAC score).")
 
 
 OBJECTIVES = tuple(o.value for o in Objective)

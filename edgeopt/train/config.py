@@ -3,35 +3,24 @@
 from __future__ import annotations
 
 import dataclasses
-import enum
 from pathlib import Path
 from typing import Any
 
 from edgeopt.data.presets import Resize
 from edgeopt.errors import ConfigError
-from edgeopt.settings import as_json, check_settings, setting
+from edgeopt.settings import as_json, check_settings, choices, setting
 
 
-class Mix(enum.StrEnum):
-    """Function matching's blends: none, mixup (a weighted average) or cutmix (a pasted box)."""
-
-    none = "none"
-    mixup = "mixup"
-    cutmix = "cutmix"
+Mix = choices("Mix", "none", "mixup", "cutmix",
+              doc="Function matching's blends: none, mixup (a weighted average) or cutmix (a pasted box).")
 
 
-class KDMode(enum.StrEnum):
-    """Where the KD term applies: on every image, or only where the teacher is right."""
-
-    all = "all"
-    true_label = "true-label"
+KDMode = choices("KDMode", "all", "true-label",
+                 doc="Where the KD term applies: on every image, or only where the teacher is right.")
 
 
-class KDLoss(enum.StrEnum):
-    """KL to the softened targets (Hinton), or DIST's Pearson relations (Huang et al., NeurIPS 2022)."""
-
-    kl = "kl"
-    dist = "dist"
+KDLoss = choices("KDLoss", "kl", "dist",
+                 doc="KL to the softened targets (Hinton), or DIST's Pearson relations (Huang et al., NeurIPS 2022).")
 
 
 KD_MODES = tuple(m.value for m in KDMode)
@@ -92,24 +81,13 @@ class KDConfig:
                                                                  "mix_alpha", "teachers", "soft_labels")}
 
 
-class Optimizer(enum.StrEnum):
-    adamw = "adamw"
-    sgd = "sgd"
+Optimizer = choices("Optimizer", "adamw", "sgd")
 
 
-class Schedule(enum.StrEnum):
-    """The learning-rate schedule: cosine (with warm-up) or onecycle."""
-
-    cosine = "cosine"
-    onecycle = "onecycle"
+Schedule = choices("Schedule", "cosine", "onecycle", doc="The learning-rate schedule: cosine (with warm-up) or onecycle.")
 
 
-class Loss(enum.StrEnum):
-    """The hard-label loss: ce, weighted (class-weighted CE) or focal."""
-
-    ce = "ce"
-    weighted = "weighted"
-    focal = "focal"
+Loss = choices("Loss", "ce", "weighted", "focal", doc="The hard-label loss: ce, weighted (class-weighted CE) or focal.")
 
 
 OPTIMIZERS, SCHEDULES, LOSSES = (tuple(m.value for m in e) for e in (Optimizer, Schedule, Loss))

@@ -16,7 +16,6 @@ the bank appears under its name only when complete.
 from __future__ import annotations
 
 import dataclasses
-import enum
 import hashlib
 import json
 import shutil
@@ -40,18 +39,14 @@ from edgeopt.artifacts import (
 )
 from edgeopt.data.folder import FolderScan, scan_folder
 from edgeopt.errors import ArtifactError, ConfigError, DataError, EdgeoptWarning
-from edgeopt.settings import check_settings, setting
+from edgeopt.settings import check_settings, choices, setting
 from edgeopt.train.config import Mix
 
 BANK_FORMAT = "edgeopt-soft-labels-1"
 
 
-class Precision(enum.StrEnum):
-    """The teachers' arithmetic: fp32, bf16 (autocast, channels-last), or auto (bf16 where the CPU or GPU has bf16 units)."""
-
-    fp32 = "fp32"
-    bf16 = "bf16"
-    auto = "auto"
+Precision = choices("Precision", "fp32", "bf16", "auto",
+                    doc="The teachers' arithmetic: fp32, bf16 (autocast, channels-last), or auto (bf16 where the CPU or GPU has bf16 units).")
 
 
 PRECISIONS = tuple(p.value for p in Precision)

@@ -3,48 +3,27 @@
 from __future__ import annotations
 
 import dataclasses
-import enum
 from pathlib import Path
 from typing import Any
 
 from edgeopt.errors import ConfigError
-from edgeopt.settings import check_settings, setting
+from edgeopt.settings import check_settings, choices, setting
 from edgeopt.trt.compat import RTX_NAME, RTX_TARGETS, builder_label, trt_generation
 
-class Precision(enum.StrEnum):
-    """An engine's precision (``build-engine --fp16`` or ``--int8``)."""
-
-    fp16 = "fp16"
-    int8 = "int8"
+Precision = choices("Precision", "fp16", "int8", doc="An engine's precision: fp16 or int8.")
 
 
-class Int8Float(enum.StrEnum):
-    """What the layers an INT8 engine leaves unquantized run in."""
-
-    fp16 = "fp16"
-    fp32 = "fp32"
+Int8Float = choices("Int8Float", "fp16", "fp32", doc="What the layers an INT8 engine leaves unquantized run in.")
 
 
-class Calibrator(enum.StrEnum):
-    """Legacy implicit INT8's calibrators (TensorRT < 11)."""
-
-    entropy = "entropy"
-    minmax = "minmax"
+Calibrator = choices("Calibrator", "entropy", "minmax", doc="Legacy implicit INT8's calibrators (TensorRT < 11).")
 
 
-class HwCompat(enum.StrEnum):
-    """TensorRT's hardware-compatibility levels, by the names users type (``compat.HW_COMPAT_LEVELS``' keys)."""
-
-    none = "none"
-    ampere_plus = "ampere+"
-    same_cc = "same-cc"
+HwCompat = choices("HwCompat", "none", "ampere+", "same-cc",
+                   doc="TensorRT's hardware-compatibility levels, by the names users type (``compat.HW_COMPAT_LEVELS``' keys).")
 
 
-class Builder(enum.StrEnum):
-    """Which TensorRT builds (``compat.BUILDERS``' keys)."""
-
-    tensorrt = "tensorrt"
-    tensorrt_rtx = "tensorrt-rtx"
+Builder = choices("Builder", "tensorrt", "tensorrt-rtx", doc="Which TensorRT builds (``compat.BUILDERS``' keys).")
 
 
 DEFAULT_MIN_BATCH, DEFAULT_MAX_BATCH = 1, 32
