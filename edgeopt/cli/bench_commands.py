@@ -82,6 +82,8 @@ def optimize_cmd(
     teacher_model: str = option(OptimizeConfig, "teacher_model"),
     teacher_size: int = option(OptimizeConfig, "teacher_size"),
     teacher_epochs: int = option(OptimizeConfig, "teacher_epochs"),
+    teacher_label_smoothing: float = option(OptimizeConfig, "teacher_label_smoothing"),
+    teacher_mixup: float = option(OptimizeConfig, "teacher_mixup"),
     views: int = option(OptimizeConfig, "views"),
     backbones: str = option(OptimizeConfig, "backbones"),
     sizes: str = option(OptimizeConfig, "sizes"),

@@ -36,6 +36,9 @@ class OptimizeConfig:
     teacher_model: str = setting("tf_efficientnet_lite0", help="The teacher's backbone, fine-tuned on the pool.")
     teacher_size: int = setting(224, help="The teacher's input size (its native resolution is best).", low=16, high=1024)
     teacher_epochs: int = setting(4, help="The teacher's epochs on the pool.", low=1, high=10_000)
+    teacher_label_smoothing: float = setting(0.1, low=0.0, high=0.5, help="The teacher's label smoothing (0 with "
+                                             "`teacher_mixup` 0.2: the teacher made to be distilled, docs/training.md).")
+    teacher_mixup: float = setting(0.0, low=0.0, high=10.0, help="The teacher's mixup Beta alpha (0 = off).")
     views: int = setting(20, help="Augmented views per image in the soft-label bank.", low=1, high=10_000, example="20")
     backbones: tuple[str, ...] = setting(("mobilenet_v2",), help="Comma-separated student backbones to search.",
                                          example="mobilenet_v2,tf_efficientnet_lite0")

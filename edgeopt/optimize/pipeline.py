@@ -116,6 +116,7 @@ def _teacher(c: OptimizeConfig, pool: Path, pool_id: str, steps: Steps, log: Cal
         log(f"[2/6] teacher: {s.teacher_model} at {s.teacher_size} px, {s.teacher_epochs} epochs on the pool -> {folder}")
         result = train_classifier(TrainConfig(model=s.teacher_model, data=pool, out=folder, pretrained=s.pretrained,
                                               img_size=s.teacher_size, epochs=s.teacher_epochs, val_split=0.0, device=s.device,
+                                              label_smoothing=s.teacher_label_smoothing, mixup=s.teacher_mixup,
                                               seed=s.seed, batch_size=s.batch_size, resume=resume and (folder / "last.pt").exists()),
                                   callbacks)
         outputs = {"checkpoint": str(result.best_checkpoint), "model": s.teacher_model, "img_size": s.teacher_size,

@@ -26,7 +26,8 @@ from edgeopt.artifacts import atomic_write_json
 # the settings each step reads; a step is handed a view of the config that holds these only
 STEP_SETTINGS: dict[str, tuple[str, ...]] = {
     "split": ("test_fraction",),
-    "teacher": ("teacher", "teacher_model", "teacher_size", "teacher_epochs", "pretrained", "batch_size", "seed"),
+    "teacher": ("teacher", "teacher_model", "teacher_size", "teacher_epochs", "teacher_label_smoothing", "teacher_mixup",
+                "pretrained", "batch_size", "seed"),
     "bank": ("views", "batch_size", "seed"),
     "search": ("backbones", "sizes", "max_prune", "trials", "epochs", "final_epochs", "bn_recalibrate", "max_macs", "pretrained",
                "max_f1_drop", "int8_holdout", "adaround", "qat_epochs", "baseline", "baseline_f1", "batch_size", "seed"),

@@ -90,7 +90,8 @@ def test_reruns_after_each_change_rerun_what_it_feeds_and_skip_the_rest(synth_da
     # what each change feeds: the steps before it are skipped, it and every later step run from scratch
     current: dict[str, str] = {}
     for key, value, first_to_run in (("epochs", "2", "search"), ("sizes", "32,40", "search"), ("final_epochs", "3", "search"),
-                                     ("baseline_f1", "0.5", "search"), ("teacher_epochs", "3", "teacher")):
+                                     ("baseline_f1", "0.5", "search"), ("teacher_epochs", "3", "teacher"),
+                                     ("teacher_label_smoothing", "0", "teacher"), ("teacher_mixup", "0.2", "teacher")):
         current[key] = value
         output, record = _run(tiny_args(data, out, **current))
         assert _skipped(output) == list(STEPS[:STEPS.index(first_to_run)]), (key, output)
@@ -98,6 +99,8 @@ def test_reruns_after_each_change_rerun_what_it_feeds_and_skip_the_rest(synth_da
         # optimize chose both the bank's views and the final run's epochs: it says so once, never as a warning
         assert "views repeat" not in output and ("seen about" in output) == (int(current.get("final_epochs", 2)) > 2)
     assert _teacher_epochs_trained(out) == 3  # trained anew for 3 epochs, not resumed from the 2-epoch run
+    recipe = json.loads((out / "teacher" / "best.pt.json").read_text())["extra"]["train_config"]
+    assert (recipe["label_smoothing"], recipe["mixup"]) == (0.0, 0.2)  # the teacher made to be distilled
     assert record["search"]["final"]["epochs"] == 3 and record["config"]["sizes"] == [32, 40]
     assert record["config"]["baseline_f1"] == 0.5
     # one image changed: a new split, so everything runs again, the teacher from its first epoch
