@@ -82,6 +82,8 @@ class BenchConfig:
                                         "224 for resnet18d).")
     baseline_precision: BaselinePrecision | None = setting(None, help="fp32, fp16 or int8 (default: fp32; fp16 for engines).")
     data: Path | None = setting(None, help="Folder to classify for submit time (and F1 when labelled).")
+    unlabelled: bool = setting(False, help="Time a `data` folder whose sub-folders look like classes other than the model's "
+                               "(no F1).")
     backend: str = setting("auto", help="The runner backend (auto: the first its format lists).")
     device: str = setting("cpu", help="cpu or cuda.")
     batch_sizes: tuple[int, ...] = setting((1, 32), low=1, high=65_536, example="1,32,256", help="Comma-separated, e.g. 1,32,256.")
@@ -165,7 +167,8 @@ def bench_artifacts(config: BenchConfig, progress: Callable[[int, int], None] | 
         for i, (row, e) in enumerate(zip(rows, entries)):
             csv_path = c.out / f"{i:02d}_{e.label.replace(' ', '_').replace('/', '_')}.predictions.csv"
             row.submit = submit_time(_submit_runner(e.runner).run, e.manifest.classes, e.preprocess, c.data,
-                                     csv_path, batch_size=max(c.batch_sizes), workers=c.workers, runs=c.submit_runs)
+                                     csv_path, batch_size=max(c.batch_sizes), workers=c.workers, runs=c.submit_runs,
+                                     unlabelled=c.unlabelled)
             row.f1 = row.submit.macro_f1
             done += 1
             step(done, total)

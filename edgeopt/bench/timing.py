@@ -141,18 +141,20 @@ def decode_only(paths: Sequence[Path], preprocess: Preprocess, batch_size: int, 
 def submit_time(
     run: Timed, classes: Sequence[str], preprocess: Preprocess, folder: str | Path, csv_path: Path | None,
     batch_size: int = 32, workers: int = 4, runs: int = 1, clock: Callable[[], float] = time.perf_counter,
+    unlabelled: bool = False,
 ) -> SubmitResult:
     """Classify every image under ``folder`` end to end and write ``path,prediction,confidence`` rows.
 
     Each of ``runs`` rounds times a decode-only pass and then the full pass, so both see the same
     (warm) file cache and the same background load; the medians are reported. When the folder is
-    in the ``<class>/<image>`` layout with the model's classes, macro-F1 is computed too.
+    in the ``<class>/<image>`` layout with the model's classes, macro-F1 is computed too (a layout of
+    other classes is an error unless ``unlabelled``).
     """
     if batch_size < 1 or workers < 1 or runs < 1:
         raise ConfigError("`batch_size`, `workers` and `submit_runs` must be at least 1")
     folder = Path(folder)
     paths = list_images(folder)
-    labels = folder_labels(folder, paths, classes, unlabelled=False)  # before timing: a foreign layout fails at once
+    labels = folder_labels(folder, paths, classes, unlabelled=unlabelled)  # before timing: a foreign layout fails at once
     decode_times, full_times = [], []
     for _ in range(runs):
         decode_times.append(decode_only(paths, preprocess, batch_size, workers, clock))

@@ -39,6 +39,7 @@ def bench_cmd(
     baseline_size: Optional[int] = option(BenchConfig, "baseline_size"),
     baseline_precision: Optional[BaselinePrecision] = option(BenchConfig, "baseline_precision"),
     data: Optional[Path] = option(BenchConfig, "data", exists=True, file_okay=False),
+    unlabelled: bool = option(BenchConfig, "unlabelled"),
     backend: Backend = "auto",
     device: str = option(BenchConfig, "device"),
     batch_sizes: str = option(BenchConfig, "batch_sizes"),
@@ -60,7 +61,7 @@ def bench_cmd(
 
     config = BenchConfig(artifacts=tuple(artifacts), baseline=None if baseline == "none" else baseline,
                          baseline_checkpoint=baseline_checkpoint, baseline_f1=baseline_f1, baseline_size=baseline_size,
-                         baseline_precision=baseline_precision, data=data, backend=backend, device=device,
+                         baseline_precision=baseline_precision, data=data, unlabelled=unlabelled, backend=backend, device=device,
                          batch_sizes=batch_sizes, runs=runs, warmup=warmup, workers=workers,
                          submit_runs=submit_runs, out=out, json_path=json_path, plot_path=plot, int8_exec=int8_exec,
                          torch_fp16=torch_fp16, cuda_graph=cuda_graph, torch_compile=torch_compile)

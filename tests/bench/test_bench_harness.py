@@ -129,6 +129,12 @@ def test_submit_time_on_unlabelled_and_empty_folders(synth_data: Path, tmp_path:
         (flat / p.name).write_bytes(p.read_bytes())
     result = submit_time(lambda b: np.ones((len(b), 2), np.float32), ["x", "y"], Preprocess(size=16), flat, None)
     assert result.images == 3 and result.macro_f1 is None
+    # a folder laid out as other classes fails before timing, in one line saying what to pass; unlabelled times it
+    with pytest.raises(DataError, match="Pass `unlabelled` to classify the images anyway"):
+        submit_time(lambda b: np.ones((len(b), 2), np.float32), ["x", "y"], Preprocess(size=16), synth_data, None)
+    result = submit_time(lambda b: np.ones((len(b), 2), np.float32), ["x", "y"], Preprocess(size=16), synth_data, None,
+                         unlabelled=True)
+    assert result.images > 3 and result.macro_f1 is None
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="holds no usable images"):
         list_images(tmp_path / "empty")
