@@ -146,10 +146,14 @@ def coerce(key: str, value: Any, kind: Any, rule: Rule | None = None) -> Any:
         args = typing.get_args(kind)
     if rule.parse is not None:
         return rule.parse(value, key)
-    if typing.get_origin(kind) is tuple:  # tuple[X, ...]: a list, or comma-separated text
+    if typing.get_origin(kind) is tuple:  # tuple[X, ...]: a list, comma-separated text, or one value
         items = [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
         if not isinstance(items, (list, tuple)):
-            raise ConfigError(f"`{key}` {value!r}: give a list, e.g. {rule.example or 'a,b'}")
+            items = [items]
+        if Ellipsis not in args and len(items) == 1:  # a fixed pair (LOW,HIGH) given one value: LOW = HIGH
+            items = list(items) * len(args)
+        if Ellipsis not in args and len(items) != len(args):
+            raise ConfigError(f"`{key}` {value!r}: give {len(args)} values, e.g. {rule.example or 'LOW,HIGH'}")
         return tuple(coerce(key, item, args[0]) for item in items)
     if isinstance(kind, type) and issubclass(kind, enum.Enum):
         return _choice(key, value, kind)
@@ -166,6 +170,8 @@ def coerce(key: str, value: Any, kind: Any, rule: Rule | None = None) -> Any:
                 value = kind(value.strip())
             except ValueError:
                 raise bad from None
+        if kind is int and isinstance(value, float) and value.is_integer():  # YAML's 10.0
+            value = int(value)
         allowed = (int,) if kind is int else (int, float)
         if isinstance(value, bool) or not isinstance(value, allowed) or not math.isfinite(value):
             raise bad

@@ -27,3 +27,15 @@ def test_stage_functions_are_verb_noun_and_configs_end_in_config() -> None:
 def test_import_edgeopt_stays_free_of_torch() -> None:
     code = "import sys, edgeopt; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+def test_the_lazy_packages_names_resolve_even_after_their_modules_are_imported() -> None:
+    """A submodule's name set on its package would hide a lazily exported name of the same name."""
+    import importlib
+
+    for package in ("edgeopt.search", "edgeopt.optimize"):
+        module = importlib.import_module(package)
+        for name in module.__all__:
+            getattr(module, name)
+        for name in module.__all__:  # the modules behind them are imported now
+            assert not inspect.ismodule(getattr(module, name)), f"{package}.{name} is a module"

@@ -96,6 +96,8 @@ def optimize_cmd(
     max_macs: Optional[str] = option(OptimizeConfig, "max_macs"),
     pretrained: bool = option(OptimizeConfig, "pretrained", "--pretrained/--scratch"),
     max_f1_drop: float = option(OptimizeConfig, "max_f1_drop"),
+    int8_holdout: float = option(OptimizeConfig, "int8_holdout"),
+    qat_epochs: int = option(OptimizeConfig, "qat_epochs"),
     adaround: bool = option(OptimizeConfig, "adaround", "--adaround/--no-adaround"),
     target: Target = option(OptimizeConfig, "target"),
     baseline: str = option(OptimizeConfig, "baseline"),

@@ -163,22 +163,30 @@ def read_config_file(ctx: typer.Context, value: Optional[Path]) -> Optional[Path
     from edgeopt.settings import check_field, key_of, read_yaml_settings
 
     params = {p.name: p for p in ctx.command.params if p.name and p.expose_value}
-    settings = read_yaml_settings(value, params)
+    # a key is a parameter's name or one of its flags (--json for json_path, --global for global_pruning)
+    names = {**{flag.lstrip("-").replace("-", "_"): p.name for p in params.values() for flag in getattr(p, "opts", ())
+                if flag.startswith("--")}, **{name: name for name in params}}
+    settings = read_yaml_settings(value, names)
     checks: dict[str, tuple[type, str]] = {}
-    for dotted in SETTINGS_OF.get(ctx.info_name or "", ()):
+    for dotted in SETTINGS_OF.get(ctx.info_name or "", ()):  # the first class that declares a key checks it
         module, _, name = dotted.partition(":")
         cls = getattr(importlib.import_module(module), name)
-        checks.update({key_of(f): (cls, f.name) for f in dataclasses.fields(cls)})
+        for f in dataclasses.fields(cls):
+            checks.setdefault(key_of(f), (cls, f.name))
     defaults = dict(ctx.default_map or {})
-    for key, raw in settings.items():
+    for written, raw in settings.items():
+        key = names[written]
         param = params[key]
-        if isinstance(raw, (list, tuple)) and not getattr(param, "multiple", False) and param.nargs == 1:
+        several = getattr(param, "multiple", False) or param.nargs == -1
+        if isinstance(raw, (list, tuple)) and not several and param.nargs == 1:
             raw = ",".join(str(v) for v in raw)  # a list setting's text, as on the command line
+        elif several and not isinstance(raw, (list, tuple)):
+            raw = [raw]  # one value of a repeatable option or argument
         if key in checks:
             try:
                 check_field(*checks[key], raw)
             except ConfigError as exc:  # said as the file's key, not as a flag
-                raise ConfigError(f"{value}: key {key.replace('_', '-')!r}: " + str(exc).replace(f"`{key}` ", "", 1)) from None
+                raise ConfigError(f"{value}: key {written.replace('_', '-')!r}: " + str(exc).replace(f"`{key}` ", "", 1)) from None
         defaults[key] = raw  # the option's own type checks it as it would the flag's text
     ctx.default_map = defaults
     return value
@@ -191,10 +199,10 @@ ConfigFile = Annotated[Optional[Path], typer.Option(
 
 # -- run folders that never overwrite -------------------------------------------------------------
 def given(ctx: click.Context, name: str) -> bool:
-    """Whether the user set ``name`` (flag or environment), not its default. Typer runs its own copy of
-    click, so the source is compared by its name, not with ``click.core.ParameterSource``."""
+    """Whether the user set ``name`` (flag, environment or ``--config`` file), not its default. Typer runs
+    its own copy of click, so the source is compared by its name, not with ``click.core.ParameterSource``."""
     source = ctx.get_parameter_source(name)
-    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+    return source is not None and source.name != "DEFAULT"
 
 
 def next_free(path: Path) -> Path:

@@ -59,7 +59,7 @@ def train_cmd(
     label_smoothing: float = option(TrainConfig, "label_smoothing"),
     randaugment: int = option(TrainConfig, "randaugment"),
     mixup: float = option(TrainConfig, "mixup"),
-    pretrained: Optional[bool] = option(TrainConfig, "pretrained", "--pretrained/--scratch", show_default=False, help=(
+    pretrained: Optional[bool] = option(TrainConfig, "pretrained", "--pretrained/--scratch", show_default=False, default=None, help=(
         "Start from ImageNet weights (offline for tf_efficientnet_lite0, tf_efficientnet_lite1, tf_efficientnet_lite2 and "
         "mobilenet_v2; from the model hub for other names) or from random ones. Default: pretrained where edgeopt ships the "
         "weights, as search and optimize; else scratch.")),

@@ -31,10 +31,11 @@ from edgeopt.search.config import (
     TrialRecord,
 )
 
+# (``report``, the study's report, is ``edgeopt.search.report.report``: the module's own name would hide it)
 # the settings above import nothing heavy (the CLI declares its options from them); the study, its
 # storage and trials (Optuna, torch) load on first use
 _LAZY = {
-    "search_models": "study", "choose": "report", "pareto_front": "report", "plot_pareto": "report", "report": "report",
+    "search_models": "study", "choose": "report", "pareto_front": "report", "plot_pareto": "report",
     "_records": "report", "SETTINGS_ATTR": "storage", "StorageError": "storage", "_driver_url": "storage",
     "load_or_create_study": "storage", "mask_url": "storage", "open_storage": "storage", "study_settings": "storage",
     "_say_view_repeats": "trial", "baseline_macs": "trial", "fitting_space": "trial", "point_macs": "trial", "refit": "trial",

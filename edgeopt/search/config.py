@@ -36,9 +36,12 @@ class SearchSpace:
     sizes: tuple[int, ...] = setting((48, 64, 80, 96), low=16, high=1024, example="48,64,96",
                                      help="Comma-separated input sizes to choose from.")
     max_prune: float = setting(0.5, low=0.0, high=0.9, help="Largest fraction of MACs pruned away (0: never prune).")
-    lr: tuple[float, float] = setting((3e-4, 3e-3), low=1e-6, high=1.0, help="Learning rate, or LOW,HIGH (log-uniform).")
-    kd_temperature: tuple[float, float] = setting((1.0, 8.0), low=0.1, high=100.0, help="KD temperature, or LOW,HIGH.")
-    kd_alpha: tuple[float, float] = setting((0.0, 0.9), low=0.0, high=1.0, help="KD weight, or LOW,HIGH.")
+    lr: tuple[float, float] = setting((3e-4, 3e-3), low=1e-6, high=1.0, example="3e-4,3e-3",
+                                     help="Learning rate, or LOW,HIGH (log-uniform).")
+    kd_temperature: tuple[float, float] = setting((1.0, 8.0), low=0.1, high=100.0, example="1,8",
+                                                 help="KD temperature, or LOW,HIGH.")
+    kd_alpha: tuple[float, float] = setting((0.0, 0.9), low=0.0, high=1.0, example="0,0.9",
+                                           help="KD weight, or LOW,HIGH.")
 
     def __post_init__(self) -> None:
         if not self.backbones:

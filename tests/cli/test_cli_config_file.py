@@ -113,3 +113,57 @@ def test_every_option_of_a_declared_setting_takes_its_default_and_help_from_the_
             assert param.help == (_flags_in(rule_of(field).help) or None), (command, param.name, param.help)
             checked += 1
     assert checked >= 80, checked
+
+
+class _Captured(Exception):
+    pass
+
+
+def _capture(monkeypatch: pytest.MonkeyPatch, module: str, name: str) -> list:
+    """Replace the stage a command calls with one that records its config and stops."""
+    seen: list = []
+
+    def stage(config, *args, **kwargs):
+        seen.append(config)
+        raise _Captured
+
+    monkeypatch.setattr(importlib.import_module(module), name, stage)
+    return seen
+
+
+def test_config_file_values_reach_the_stage_as_given(synth_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = _capture(monkeypatch, "edgeopt.train.loop", "train_classifier")
+    earlier = tmp_path / "mine"
+    earlier.mkdir()  # an earlier run there: an out the file names is the user's choice, written as given
+    config = tmp_path / "train.yaml"
+    config.write_text(f"model: mobilenet_v2\ndata: {synth_data}\nout: {earlier}\nteacher: {tmp_path / 'a.pt'}\nepochs: 10.0\n")
+    result = runner.invoke(app, ["train", "--config", str(config)])
+    assert isinstance(result.exception, _Captured), result.output
+    (train,) = seen
+    assert train.out == earlier and train.kd.teachers == (tmp_path / "a.pt",) and train.epochs == 10
+    assert train.pretrained, "mobilenet_v2 ships offline ImageNet weights: train starts from them unless --scratch"
+
+
+def test_a_config_file_key_may_be_a_flag_and_optimize_reads_every_setting(synth_data: Path, tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = _capture(monkeypatch, "edgeopt.optimize.pipeline", "optimize_classifier")
+    config = tmp_path / "run.yaml"
+    config.write_text(f"data: {synth_data}\nint8_holdout: 0.2\nqat-epochs: 2\nsizes: 48\nscratch: true\n")
+    result = runner.invoke(app, ["optimize", str(config)])
+    assert result.exit_code == 1 and "unknown setting 'scratch'" in result.output  # a negative flag is not a key
+    config.write_text(f"data: {synth_data}\nint8_holdout: 0.2\nqat-epochs: 2\nsizes: 48\npretrained: false\n")
+    result = runner.invoke(app, ["optimize", str(config)])
+    assert isinstance(result.exception, _Captured), result.output
+    (optimize,) = seen
+    assert (optimize.int8_holdout, optimize.qat_epochs, optimize.sizes, optimize.pretrained) == (0.2, 2, (48,), False)
+
+
+def test_a_config_file_key_may_be_an_options_flag(tiny_onnx: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = _capture(monkeypatch, "edgeopt.bench.harness", "bench_artifacts")
+    config = tmp_path / "bench.yaml"
+    config.write_text(f"artifacts: {tiny_onnx}\njson: {tmp_path / 'r.json'}\nplot: {tmp_path / 'p.png'}\nbatch-sizes: [1, 8]\n")
+    result = runner.invoke(app, ["bench", "--config", str(config), "--baseline", "none"])
+    assert isinstance(result.exception, _Captured), result.output
+    (bench,) = seen
+    assert (bench.artifacts, bench.json_path, bench.plot_path, bench.batch_sizes) == (
+        (tiny_onnx,), tmp_path / "r.json", tmp_path / "p.png", (1, 8))
