@@ -23,8 +23,8 @@ Three remedies, each an option of ``edgeopt calibrate`` (TensorRT target), appli
   rounding is kept only where its reconstruction error on the calibration images is below nearest
   rounding's, so it never does worse than nearest rounding on its own loss.
 
-Equalization and the ONNX graph helpers live in ``edgeopt.quant.equalize``; bias correction and
-AdaRound here. The scales stay TensorRT's (``edgeopt.quant.writers.check_qdq``): int8 symmetric weights per output
+Equalization and the ONNX graph helpers live in ``edgeopt.quant.equalize``, the quantizable layers in
+``edgeopt.quant.layers``, AdaRound in ``edgeopt.quant.adaround``; bias correction and the per-layer pass here. The scales stay TensorRT's (``edgeopt.quant.writers.check_qdq``): int8 symmetric weights per output
 channel, ``max|w| / 127``; AdaRound picks which of the two neighbouring integers each weight takes
 at that scale and writes those integers into the Q/DQ model ONNX Runtime's writer made.
 """
@@ -38,11 +38,11 @@ from typing import Any
 import numpy as np
 
 from edgeopt.errors import VerificationError
-from edgeopt.quant.equalize import Graph, attr, conv_weight
+from edgeopt.quant.adaround import AdaroundResult, adaround_layer
+from edgeopt.quant.equalize import Graph
+from edgeopt.quant.layers import QMAX, Layer, quantizable_layers
 from edgeopt.settings import check_settings, setting
 
-QMAX = 127  # symmetric int8 weights: [-127, 127] (ONNX Runtime's and TensorRT's symmetric range)
-ZETA, GAMMA = 1.1, -0.1  # AdaRound's rectified sigmoid stretch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,132 +69,7 @@ class PtqConfig:
                    if self.adaround else {})}
 
 
-# -- graph helpers ------------------------------------------------------------------------------
-
-
-# -- per-layer reconstruction: bias correction and AdaRound --------------------------------------
-@dataclasses.dataclass
-class Layer:
-    """A Conv or Gemm (transB=1) whose weight gets per-output-channel int8 and whose bias stays float."""
-
-    node: Any
-    weight: np.ndarray
-    bias: np.ndarray | None
-    input_name: str
-
-    @property
-    def name(self) -> str:
-        return self.node.name
-
-    def scale(self) -> np.ndarray:
-        absmax = np.abs(self.weight).reshape(self.weight.shape[0], -1).max(axis=1).astype(np.float64)
-        scale = absmax / QMAX
-        return np.where(scale < np.finfo(np.float32).tiny, 1.0, scale)
-
-    def forward(self, x, weight):  # torch tensors
-        import torch.nn.functional as F
-
-        if self.node.op_type == "Gemm":
-            return F.linear(x.flatten(1) if x.ndim > 2 else x, weight)
-        pads = list(attr(self.node, "pads", [0] * (2 * (weight.ndim - 2))))
-        half = len(pads) // 2
-        torch_pads = [p for i in reversed(range(half)) for p in (pads[i], pads[i + half])]  # F.pad: last dim first
-        if any(torch_pads):
-            x = F.pad(x, torch_pads)
-        conv = {3: F.conv1d, 4: F.conv2d, 5: F.conv3d}[weight.ndim]
-        return conv(x, weight, stride=list(attr(self.node, "strides", [1] * (weight.ndim - 2))),
-                    dilation=list(attr(self.node, "dilations", [1] * (weight.ndim - 2))), groups=attr(self.node, "group", 1))
-
-
-def quantizable_layers(model: Any, names: Sequence[str] | None = None) -> list[Layer]:
-    graph = Graph(model)
-    layers = []
-    for node in model.graph.node:
-        if names is not None and node.name not in names:
-            continue
-        if node.op_type == "Conv" and conv_weight(graph, node) is not None:
-            if attr(node, "auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
-                continue
-        elif not (node.op_type == "Gemm" and attr(node, "transB", 0) == 1 and attr(node, "alpha", 1.0) == 1.0
-                  and attr(node, "beta", 1.0) == 1.0 and attr(node, "transA", 0) == 0 and node.input[1] in graph.inits):
-            continue
-        bias = graph.inits.get(node.input[2]) if len(node.input) > 2 else None
-        layers.append(Layer(node, graph.inits[node.input[1]], bias, node.input[0]))
-    return layers
-
-
-def fake_quant(x, amax: float):
-    """Symmetric int8 quantize-dequantize of an activation at ``amax`` (scale amax / 127)."""
-    import torch
-
-    scale = max(float(amax), 1e-8) / QMAX
-    return torch.clamp(torch.round(x / scale), -QMAX - 1, QMAX) * scale
-
-
-def _recon(output, target):
-    """AIMET's reconstruction loss: squared error summed over channels, averaged over images and positions."""
-    return (output - target).pow(2).sum(1).mean()
-
-
-def _h(v):
-    import torch
-
-    return torch.clamp(torch.sigmoid(v) * (ZETA - GAMMA) + GAMMA, 0.0, 1.0)
-
-
-@dataclasses.dataclass
-class AdaroundResult:
-    name: str
-    loss_nearest: float
-    loss_adaround: float
-    kept: bool  # the learned rounding beat nearest rounding and was kept
-    flipped: float  # fraction of weights rounded the other way than nearest
-
-
-def adaround_layer(layer: Layer, x_fp32, x_quant, iterations: int, seed: int = 0,
-                   batch: int = 32, reg: float = 0.01, lr: float = 1e-2) -> tuple[np.ndarray, AdaroundResult]:
-    """Learned integer weights of ``layer``: inputs ``x_quant`` (quantized as the engine will see them)
-    should give the float layer's output on ``x_fp32``. Returns (int weights, result)."""
-    import torch
-
-    generator = torch.Generator().manual_seed(seed)
-    w = torch.from_numpy(layer.weight.astype(np.float32))
-    s = torch.from_numpy(layer.scale().astype(np.float32)).reshape(-1, *([1] * (w.ndim - 1)))
-    with torch.no_grad():
-        target = layer.forward(x_fp32, w)
-    w_floor = torch.floor(w / s)
-    rest = (w / s - w_floor).clamp(1e-4, 1 - 1e-4)
-    v = torch.nn.Parameter(-torch.log((ZETA - GAMMA) / (rest - GAMMA) - 1))  # h(v) == rest: starts at the float weight
-    optimizer = torch.optim.Adam([v], lr=lr)
-    n = x_quant.shape[0]
-    warmup = int(0.2 * iterations)
-    for step in range(iterations):
-        idx = torch.randint(0, n, (min(batch, n),), generator=generator)
-        w_soft = s * torch.clamp(w_floor + _h(v), -QMAX, QMAX)
-        recon = _recon(layer.forward(x_quant[idx], w_soft), target[idx])
-        if step < warmup:
-            loss = recon
-        else:
-            beta = 2 + (20 - 2) * (1 - (step - warmup) / max(1, iterations - warmup))
-            loss = recon + reg * (1 - (2 * _h(v) - 1).abs().pow(beta)).sum()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    with torch.no_grad():
-        nearest = torch.clamp(torch.round(w / s), -QMAX, QMAX)
-        learned = torch.clamp(w_floor + (_h(v) >= 0.5).float(), -QMAX, QMAX)
-
-        def error(q) -> float:
-            parts = [_recon(layer.forward(x_quant[i:i + 64], s * q), target[i:i + 64]) * min(64, n - i) for i in range(0, n, 64)]
-            return float(sum(parts) / n)
-
-        loss_nearest, loss_learned = error(nearest), error(learned)
-    kept = loss_learned < loss_nearest
-    chosen = learned if kept else nearest
-    result = AdaroundResult(layer.name, loss_nearest, loss_learned, kept, float((learned != nearest).float().mean()))
-    return chosen.numpy().astype(np.int8), result
-
-
+# -- per-layer reconstruction: bias correction here, AdaRound in quant.adaround -------------------
 def corrected_bias(layer: Layer, x_fp32, x_quant, weight_int: np.ndarray) -> tuple[np.ndarray, float]:
     """The bias that removes the quantized layer's mean output error per output channel, and the
     largest |mean error| it removes, over the given inputs."""

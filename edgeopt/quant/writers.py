@@ -88,7 +88,8 @@ class QdqWriter:
         self.int_weights: dict[str, np.ndarray] = {}
         self.weight_scales: dict[str, np.ndarray] = {}
         if self.ptq.bias_correction or self.ptq.adaround:
-            from edgeopt.quant.ptq import quantizable_layers, reconstruct
+            from edgeopt.quant.layers import quantizable_layers
+            from edgeopt.quant.ptq import reconstruct
 
             nearest = Path(self._tmp.name) / "nearest.onnx"
             self._quantize(nearest, [])

@@ -13,7 +13,9 @@ from typer.testing import CliRunner
 from edgeopt.artifacts import read_manifest
 from edgeopt.cli.app import app
 from edgeopt.quant.equalize import equalize, find_pairs
-from edgeopt.quant.ptq import _Taps, fake_quant, quantizable_layers
+from edgeopt.quant.adaround import fake_quant
+from edgeopt.quant.layers import quantizable_layers
+from edgeopt.quant.ptq import _Taps
 from edgeopt.quant.writers import check_qdq, fused_clip_bounds
 
 runner = CliRunner()
@@ -131,7 +133,7 @@ def test_bias_correction_removes_the_mean_output_error_it_targets(tiny_onnx: Pat
 def _conv_layer(seed: int = 0):
     import torch
 
-    from edgeopt.quant.ptq import Layer
+    from edgeopt.quant.layers import Layer
 
     rng = np.random.default_rng(seed)
     weight = rng.standard_normal((6, 4, 3, 3)).astype(np.float32)
@@ -151,7 +153,8 @@ def _error(layer, x, xq, weight_int: np.ndarray) -> float:
 
 
 def test_adaround_beats_nearest_rounding_and_never_does_worse() -> None:
-    from edgeopt.quant.ptq import adaround_layer, nearest_int
+    from edgeopt.quant.adaround import adaround_layer
+    from edgeopt.quant.ptq import nearest_int
 
     layer, x, xq = _conv_layer()
     nearest = nearest_int(layer)
