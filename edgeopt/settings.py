@@ -154,7 +154,7 @@ def coerce(key: str, value: Any, kind: Any, rule: Rule | None = None) -> Any:
             items = list(items) * len(args)
         if Ellipsis not in args and len(items) != len(args):
             raise ConfigError(f"`{key}` {value!r}: give {len(args)} values, e.g. {rule.example or 'LOW,HIGH'}")
-        return tuple(coerce(key, item, args[0]) for item in items)
+        return tuple(coerce(key, item, args[0], rule) for item in items)
     if isinstance(kind, type) and issubclass(kind, enum.Enum):
         return _choice(key, value, kind)
     if kind not in _WHAT:

@@ -7,7 +7,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from edgeopt.errors import EdgeoptError
 from edgeopt.cli.render import (
     say,
     metrics_table,
@@ -270,17 +269,6 @@ def decompose_cmd(
         console.print(f"fine-tuned {result.macs_after / 1e6:.2f}M-MAC model -> {result.best_checkpoint}")
 
 
-def _floats(value: str, flag: str) -> tuple[float, float]:
-    """``"1e-3"`` -> (1e-3, 1e-3); ``"3e-4,3e-3"`` -> a range."""
-    try:
-        parts = tuple(float(v) for v in value.split(","))
-    except ValueError:
-        raise EdgeoptError(f"{flag} {value!r}: give a number or LOW,HIGH (e.g. 3e-4,3e-3)") from None
-    if len(parts) not in (1, 2):
-        raise EdgeoptError(f"{flag} {value!r}: give a number or LOW,HIGH (e.g. 3e-4,3e-3)")
-    return (parts[0], parts[-1])
-
-
 @app.command("search")
 def search_cmd(
     ctx: typer.Context,
@@ -327,13 +315,8 @@ def search_cmd(
     from edgeopt.search import search_models
 
     max_f1_drop = either(ctx, "max_f1_drop", value=max_f1_drop, old_value=int8_max_drop, old="--int8-max-drop", new="--max-f1-drop")
-    try:
-        size_list = tuple(int(v) for v in sizes.split(","))
-    except ValueError:
-        raise EdgeoptError(f"--sizes {sizes!r}: give comma-separated integers, e.g. 48,64,96") from None
-    space = SearchSpace(backbones=tuple(b.strip() for b in backbones.split(",") if b.strip()), sizes=size_list,
-                        max_prune=max_prune, lr=_floats(lr, "--lr"), kd_temperature=_floats(kd_temperature, "--kd-temperature"),
-                        kd_alpha=_floats(kd_alpha, "--kd-alpha"))
+    space = SearchSpace(backbones=backbones, sizes=sizes, max_prune=max_prune, lr=lr, kd_temperature=kd_temperature,
+                        kd_alpha=kd_alpha)  # text as typed: the space's settings read "48,64" and "1e-3" or "3e-4,3e-3"
     config = SearchConfig(data=data, out=out, study=study, storage=storage, trials=trials, timeout=timeout, space=space,
                           objective=objective, kd=KDConfig(teachers=(teacher,) if teacher else (), soft_labels=soft_labels), epochs=epochs, batch_size=batch_size, val_split=val_split,
                           schedule=schedule, final_epochs=final_epochs, bn_recalibrate=bn_recalibrate,

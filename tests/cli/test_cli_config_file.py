@@ -167,3 +167,14 @@ def test_a_config_file_key_may_be_an_options_flag(tiny_onnx: Path, tmp_path: Pat
     (bench,) = seen
     assert (bench.artifacts, bench.json_path, bench.plot_path, bench.batch_sizes) == (
         (tiny_onnx,), tmp_path / "r.json", tmp_path / "p.png", (1, 8))
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--sizes", "48,x"], "--sizes 'x': expected a whole number, e.g. 48,64,96"),
+    (["--lr", "1,2,3"], "--lr '1,2,3': give 2 values, e.g. 3e-4,3e-3"),
+    (["--kd-alpha", "0.5,2"], "--kd-alpha 2.0 is out of range: use 0..1"),
+])
+def test_search_space_text_is_read_by_its_settings(args: list[str], message: str, synth_data: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["search", "--data", str(synth_data), "--out", str(tmp_path / "s"), *args])
+    assert result.exit_code == 1 and result.output.count("error:") == 1 and message in result.output, result.output
+    assert not (tmp_path / "s").exists()
