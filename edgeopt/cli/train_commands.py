@@ -112,9 +112,10 @@ def train_cmd(
 
 def _ships_weights(model: str) -> bool:
     """Whether edgeopt has offline ImageNet weights for ``model`` (a YAML model or another name has none here)."""
-    from edgeopt.models.factory import PRETRAINED_LOADERS
+    from edgeopt.models.factory import PRETRAINED_LOADERS, VARIANTS
 
-    return model in PRETRAINED_LOADERS.names()
+    base = VARIANTS.get(model).base if model in VARIANTS else model
+    return base in PRETRAINED_LOADERS.names()
 
 
 @app.command("soft-labels")

@@ -203,3 +203,33 @@ def test_train_help_names_every_offline_pretrained_model() -> None:
     text = " ".join(CliRunner().invoke(app, ["train", "--help"], terminal_width=400).output.split())
     for name in PRETRAINED_LOADERS.names():
         assert name in text.replace("tf_efficientnet_lite0/1/2", "tf_efficientnet_lite0 tf_efficientnet_lite1 tf_efficientnet_lite2"), name
+
+
+def test_stride_variant_keeps_its_base_weights_and_halves_the_inner_maps(tmp_path: Path) -> None:
+    from edgeopt.data.presets import Preprocess
+    from edgeopt.models.checkpoint import load_checkpoint, save_checkpoint
+    from edgeopt.models.factory import pretrained_config
+
+    base, _ = create_model("mobilenet_v2", 6)
+    model, arch = create_model("mobilenet_v2_s2", 6)
+    assert arch["name"] == "mobilenet_v2_s2" and arch["source"] == "torchvision"
+    # the same parameters, shape for shape: the base's (pretrained) weights load as they are
+    model.load_state_dict(base.state_dict())
+    assert pretrained_config("mobilenet_v2_s2") == pretrained_config("mobilenet_v2")
+    # twice the input side for the MACs of the base at half of it (the first block's stride)
+    assert count_complexity(model, 64).macs < 1.15 * count_complexity(base, 32).macs
+    assert count_complexity(model, 64).macs < 0.5 * count_complexity(base, 64).macs
+    model.eval()
+    x = torch.randn(2, 3, 64, 64)
+    path = save_checkpoint(tmp_path / "s2.pt", model, arch, list("abcdef"), Preprocess(size=64))
+    again, _ = load_checkpoint(path)
+    with torch.no_grad():
+        assert torch.equal(model(x), again.eval()(x))
+    assert again.features[1].conv[0][0].stride == (2, 2)
+
+
+def test_train_defaults_a_stride_variant_to_its_bases_shipped_weights() -> None:
+    from edgeopt.cli.train_commands import _ships_weights
+
+    assert _ships_weights("mobilenet_v2_s2") and _ships_weights("mobilenet_v2")
+    assert not _ships_weights("resnet18d")
