@@ -100,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
             bank_seconds = time.perf_counter() - t0
             out = args.runs / f"{arm}_{args.student}{args.student_size}_e{args.epochs}_s{seed}"
             derived = args.runs / f"cache2x_{args.student}{args.student_size}_e{args.epochs}_s{seed}"
-            if student.get("bn_recalibrate") and (derived / "best.pt").is_file():
+            plain = ({k: v for k, v in student.items() if k != "bn_recalibrate"}, kd, bank_settings) == ARMS["cache2x"]
+            if student.get("bn_recalibrate") and plain and (derived / "best.pt").is_file():
                 # the cache2x run with its BatchNorm recalibrated afterwards: what bn_recalibrate does at the end of it
                 import shutil
 
