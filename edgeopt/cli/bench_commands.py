@@ -93,6 +93,8 @@ def optimize_cmd(
     epochs: int = option(OptimizeConfig, "epochs"),
     final_epochs: int = option(OptimizeConfig, "final_epochs"),
     bn_recalibrate: bool = option(OptimizeConfig, "bn_recalibrate", "--bn-recalibrate/--no-bn-recalibrate"),
+    assistant_size: int = option(OptimizeConfig, "assistant_size"),
+    assistant_epochs: int = option(OptimizeConfig, "assistant_epochs"),
     max_macs: Optional[str] = option(OptimizeConfig, "max_macs"),
     pretrained: bool = option(OptimizeConfig, "pretrained", "--pretrained/--scratch"),
     max_f1_drop: float = option(OptimizeConfig, "max_f1_drop"),

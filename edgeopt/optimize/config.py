@@ -51,6 +51,10 @@ class OptimizeConfig:
                                 "schedules pay).", low=1, high=100_000)
     bn_recalibrate: bool = setting(True, help="Recompute the final run's BatchNorm statistics on its images as deployed "
                                    "(FixRes; measured to pay on TrashNet).")
+    assistant_size: int = setting(0, low=0, high=1024, help="A teacher assistant for a student below this input size: "
+                                  "the chosen backbone at this size learns from the bank, and its own bank teaches the final "
+                                  "run (0: none).")
+    assistant_epochs: int = setting(40, low=1, high=100_000, help="The teacher assistant's epochs from the bank.")
     max_macs: int | None = setting(None, help="MAC budget of the chosen student, e.g. 20M.", low=1, example="20M", parse=_macs)
     pretrained: bool = setting(True, help="Students and teacher from ImageNet weights, else from random ones.")
     max_f1_drop: float = setting(0.01, help="INT8 budget: macro-F1 drop on a slice held out of the final run.", low=0.0,

@@ -81,6 +81,10 @@ class SearchConfig:
     final_epochs: int | None = setting(None, low=0, high=100_000, help="Train the chosen point again on all of `data` for N epochs "
                                        f"(0: no); default {BANK_FINAL_EPOCHS} with `soft_labels`, else 0.")
     int8: Int8ChoiceConfig | None = None  # the final run holds out a slice and picks PTQ or QAT by the drop measured on it
+    assistant_size: int = setting(0, low=0, high=1024, help="A teacher assistant for a final run below this input size: the "
+                                  "chosen backbone at this size learns from the bank first, and its own bank teaches the final "
+                                  "run (0: none; needs `soft_labels`).")
+    assistant_epochs: int = setting(40, low=1, high=100_000, help="The teacher assistant's epochs from the bank.")
     bn_recalibrate: bool = setting(False, help="After the final run, recompute its BatchNorm statistics on its images as "
                                    "deployed (FixRes).")
     pretrained: bool = setting(True, help="Start from ImageNet weights (offline where edgeopt ships them).")
@@ -98,6 +102,9 @@ class SearchConfig:
         check_settings(self)
         if self.final_epochs is None:
             object.__setattr__(self, "final_epochs", BANK_FINAL_EPOCHS if self.kd.soft_labels is not None else 0)
+        if self.assistant_size and self.kd.soft_labels is None:
+            raise ConfigError(f"`assistant_size` {self.assistant_size}: a teacher assistant learns from a soft-label bank; "
+                              "give `soft_labels` (a bank from `edgeopt soft-labels`) or leave `assistant_size` 0")
         if self.int8 is not None and not self.final_epochs:
             raise ConfigError("`int8_max_drop` judges the final run's INT8: give `final_epochs` too")
         if not self.study or any(c in self.study for c in "/\\") or self.study.startswith("."):

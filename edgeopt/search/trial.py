@@ -163,6 +163,10 @@ def refit(config: SearchConfig, chosen: TrialRecord, classes: list[str], log: Ca
     data, judge = config.data, None
     if config.int8 is not None:
         data, judge = split_for_judging(config.data, config.study_dir / "final-split", config.int8.holdout)
+    assistant = None
+    if config.assistant_size > chosen.params["img_size"]:
+        assistant = teacher_assistant(config, chosen.params, classes, data, log, callbacks)
+        config = dataclasses.replace(config, kd=dataclasses.replace(config.kd, soft_labels=Path(assistant["bank"])))
     log(f"final run of trial {chosen.number} on {'all of ' if judge is None else ''}{data}, {config.final_epochs} epochs -> {folder}")
     _say_view_repeats(config, config.final_epochs, log)
     train = train_point(config, chosen.params, classes, folder, epochs=config.final_epochs, val_split=0.0, data=data,
@@ -171,12 +175,38 @@ def refit(config: SearchConfig, chosen: TrialRecord, classes: list[str], log: Ca
     record = {"trial": chosen.number, "checkpoint": str(train.best_checkpoint), "onnx": str(onnx_path), "macs": train.macs,
               "epochs": config.final_epochs, "latency_ms": latency, "trained_on": str(data),
               "bn_recalibrated": config.bn_recalibrate,
-              "selection": "none: trained on all of `data` for a fixed number of epochs; score it on a test split"}
+              "selection": "none: trained on all of `data` for a fixed number of epochs; score it on a test split",
+              "assistant": assistant}
     if judge is not None:
         record["selection"] = (f"none: trained on `data` less a {config.int8.holdout:.0%} slice held out to judge INT8, for a "
                                "fixed number of epochs; score it on a test split")
         record["int8"] = choose_int8(train.best_checkpoint, onnx_path, data, judge, folder, config.int8, log, device=config.device)
     return record
+
+
+def teacher_assistant(config: SearchConfig, params: dict[str, Any], classes: list[str], data: Path,
+                      log: Callable[[str], None], callbacks: Any = None) -> dict[str, Any]:
+    """The chosen backbone at ``assistant_size`` (unpruned), distilled from the bank on ``data``, and its
+    own bank of the same views: what a student far below the teacher's resolution learns from (TAKD).
+
+    Both resume: the assistant from its ``last.pt``, its bank from the chunks already written."""
+    from edgeopt.train.soft_labels import SoftLabelConfig, make_soft_labels, read_bank
+
+    folder = config.study_dir / f"assistant-{config.assistant_size}"
+    point = {**params, "img_size": config.assistant_size, "prune": 0.0}
+    log(f"teacher assistant: {params['backbone']} at {config.assistant_size} px, {config.assistant_epochs} epochs from the "
+        f"bank on {data} -> {folder}")
+    train = train_point(config, point, classes, folder, epochs=config.assistant_epochs, val_split=0.0, data=data,
+                        callbacks=callbacks, bn_recalibrate=True)
+    made = read_bank(config.kd.soft_labels).manifest.extra  # the assistant's bank is drawn as the teacher's was
+    views, mix = made["augmentation"], made.get("mix") or {"mode": "none", "alpha": 1.0}
+    bank = make_soft_labels(SoftLabelConfig(
+        teachers=[train.best_checkpoint], data=data, out=folder / "soft-labels.bank", views=made["views"],
+        scale_min=views["scale_min"], brightness=views["brightness"], seed=views["seed"], tta_flip=bool(made.get("teacher_tta")),
+        mix=mix["mode"], mix_alpha=mix["alpha"], batch_size=config.batch_size, device=config.device))
+    log(f"teacher assistant's bank: {bank.images} images x {bank.views} views -> {bank.path}")
+    return {"checkpoint": str(train.best_checkpoint), "img_size": config.assistant_size, "epochs": config.assistant_epochs,
+            "macs": train.macs, "bank": str(bank.path), "seconds": round(train.seconds + bank.seconds, 1)}
 
 
 def _say_view_repeats(config: SearchConfig, epochs: int, log: Callable[[str], None]) -> None:

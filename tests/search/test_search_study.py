@@ -229,3 +229,36 @@ def test_the_final_run_defaults_to_the_bank_schedule_only_with_a_bank(tmp_path: 
     assert SearchConfig(data=tmp_path).final_epochs == 0  # teachers online or none: each epoch costs them too
     assert SearchConfig(data=tmp_path, kd=KDConfig(soft_labels=tmp_path / "x.bank")).final_epochs == BANK_FINAL_EPOCHS == 100
     assert SearchConfig(data=tmp_path, kd=KDConfig(soft_labels=tmp_path / "x.bank"), final_epochs=0).final_epochs == 0
+
+
+def test_a_teacher_assistant_teaches_a_final_run_below_its_size(synth_data: Path, tiny_ckpts: dict[str, Path],
+                                                                tmp_path: Path) -> None:
+    from edgeopt.artifacts import read_manifest, sha256_file
+    from edgeopt.train.config import KDConfig
+    from edgeopt.train.soft_labels import SoftLabelConfig, make_soft_labels, read_bank
+
+    bank = tmp_path / "teacher.bank"
+    make_soft_labels(SoftLabelConfig(teachers=[tiny_ckpts["yaml"]], data=synth_data, out=bank, views=2, batch_size=16,
+                                     device="cpu", seed=3))
+    space = SearchSpace(backbones=(TINY_YAML,), sizes=(32,), max_prune=0.0, lr=(2e-3, 2e-3))
+    said: list[str] = []
+    result = search_models(_tiny(synth_data, tmp_path / "s", trials=1, final_epochs=1, space=space,
+                                 kd=KDConfig(soft_labels=bank), assistant_size=40, assistant_epochs=1), log=said.append)
+    assistant = result.final["assistant"]
+    assert assistant["img_size"] == 40 and any("teacher assistant" in line for line in said)
+    # the assistant is the chosen backbone at its own size, distilled from the teacher's bank
+    made_from = read_manifest(assistant["checkpoint"])
+    assert made_from.preprocess["size"] == 40 and made_from.extra["soft_labels"]["sha256"] == sha256_file(bank)
+    # its bank holds the teacher bank's views (count, augmentation, seed), labelled by the assistant
+    ours, theirs = read_bank(assistant["bank"]).manifest.extra, read_bank(bank).manifest.extra
+    assert ours["views"] == theirs["views"] == 2 and ours["augmentation"] == theirs["augmentation"]
+    assert [t["sha256"] for t in ours["teachers"]] == [sha256_file(assistant["checkpoint"])]
+    # and the final run learned from the assistant's bank, not the teacher's
+    assert read_manifest(result.final["checkpoint"]).extra["soft_labels"]["sha256"] == sha256_file(assistant["bank"])
+    # a student at the assistant's size or above has none
+    same = search_models(_tiny(synth_data, tmp_path / "t", trials=1, final_epochs=1, space=space,
+                               kd=KDConfig(soft_labels=bank), assistant_size=32), log=lambda m: None)
+    assert same.final["assistant"] is None
+    assert read_manifest(same.final["checkpoint"]).extra["soft_labels"]["sha256"] == sha256_file(bank)
+    with pytest.raises(ConfigError, match="`assistant_size` 96: a teacher assistant learns from a soft-label bank"):
+        _tiny(synth_data, tmp_path / "u", assistant_size=96)
