@@ -94,6 +94,7 @@ def optimize_cmd(
     final_epochs: int = option(OptimizeConfig, "final_epochs"),
     bn_recalibrate: bool = option(OptimizeConfig, "bn_recalibrate", "--bn-recalibrate/--no-bn-recalibrate"),
     assistant_size: int = option(OptimizeConfig, "assistant_size"),
+    assistant_for: int = option(OptimizeConfig, "assistant_for"),
     assistant_epochs: int = option(OptimizeConfig, "assistant_epochs"),
     max_macs: Optional[str] = option(OptimizeConfig, "max_macs"),
     pretrained: bool = option(OptimizeConfig, "pretrained", "--pretrained/--scratch"),

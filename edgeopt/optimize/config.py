@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeopt.errors import ConfigError
-from edgeopt.search.config import BANK_FINAL_EPOCHS
+from edgeopt.search.config import BANK_FINAL_EPOCHS, check_assistant
 from edgeopt.bench.score import BASELINE_F1, BASELINE_MODEL
 from edgeopt.settings import as_json, check_field, check_settings, choices, read_yaml_settings, setting
 
@@ -51,9 +51,10 @@ class OptimizeConfig:
                                 "schedules pay).", low=1, high=100_000)
     bn_recalibrate: bool = setting(True, help="Recompute the final run's BatchNorm statistics on its images as deployed "
                                    "(FixRes; measured to pay on TrashNet).")
-    assistant_size: int = setting(0, low=0, high=1024, help="A teacher assistant for a student below this input size: "
-                                  "the chosen backbone at this size learns from the bank, and its own bank teaches the final "
-                                  "run (0: none).")
+    assistant_size: int = setting(0, low=0, high=1024, help="A teacher assistant's input size: the chosen backbone at "
+                                  "this size learns from the bank, and its own bank teaches a final run at `assistant_for` px or "
+                                  "below (0: none).")
+    assistant_for: int = setting(32, low=1, high=1024, help="The largest student input size (px) a teacher assistant teaches.")
     assistant_epochs: int = setting(40, low=1, high=100_000, help="The teacher assistant's epochs from the bank.")
     max_macs: int | None = setting(None, help="MAC budget of the chosen student, e.g. 20M.", low=1, example="20M", parse=_macs)
     pretrained: bool = setting(True, help="Students and teacher from ImageNet weights, else from random ones.")
@@ -72,6 +73,7 @@ class OptimizeConfig:
 
     def __post_init__(self) -> None:
         check_settings(self)
+        check_assistant(self.assistant_size, self.assistant_for)
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"`device` {self.device!r} is unknown: use one of auto, cpu, cuda")
         for name in ("backbones", "sizes"):

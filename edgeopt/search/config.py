@@ -55,6 +55,13 @@ class SearchSpace:
                 raise ConfigError(f"`{name}` {low}..{high} is not a range: give LOW,HIGH with LOW <= HIGH")
 
 
+def check_assistant(size: int, largest_student: int) -> None:
+    """A teacher assistant (``size`` px, 0: none) teaches students at ``largest_student`` px or below: smaller than itself."""
+    if size and largest_student >= size:
+        raise ConfigError(f"`assistant_for` {largest_student} is not below `assistant_size` {size}: an assistant teaches "
+                          "students smaller than itself; lower `assistant_for` or raise `assistant_size`")
+
+
 # a final run from a soft-label bank: where longer schedules stopped paying for their cost on TrashNet
 # (benchmarks/README.md, the soft-label bank sessions)
 BANK_FINAL_EPOCHS = 100
@@ -81,9 +88,10 @@ class SearchConfig:
     final_epochs: int | None = setting(None, low=0, high=100_000, help="Train the chosen point again on all of `data` for N epochs "
                                        f"(0: no); default {BANK_FINAL_EPOCHS} with `soft_labels`, else 0.")
     int8: Int8ChoiceConfig | None = None  # the final run holds out a slice and picks PTQ or QAT by the drop measured on it
-    assistant_size: int = setting(0, low=0, high=1024, help="A teacher assistant for a final run below this input size: the "
-                                  "chosen backbone at this size learns from the bank first, and its own bank teaches the final "
-                                  "run (0: none; needs `soft_labels`).")
+    assistant_size: int = setting(0, low=0, high=1024, help="A teacher assistant's input size: the chosen backbone at this "
+                                  "size learns from the bank first, and its own bank teaches a final run at `assistant_for` px or "
+                                  "below (0: none; needs `soft_labels`).")
+    assistant_for: int = setting(32, low=1, high=1024, help="The largest student input size (px) a teacher assistant teaches.")
     assistant_epochs: int = setting(40, low=1, high=100_000, help="The teacher assistant's epochs from the bank.")
     bn_recalibrate: bool = setting(False, help="After the final run, recompute its BatchNorm statistics on its images as "
                                    "deployed (FixRes).")
@@ -105,6 +113,7 @@ class SearchConfig:
         if self.assistant_size and self.kd.soft_labels is None:
             raise ConfigError(f"`assistant_size` {self.assistant_size}: a teacher assistant learns from a soft-label bank; "
                               "give `soft_labels` (a bank from `edgeopt soft-labels`) or leave `assistant_size` 0")
+        check_assistant(self.assistant_size, self.assistant_for)
         if self.int8 is not None and not self.final_epochs:
             raise ConfigError("`int8_max_drop` judges the final run's INT8: give `final_epochs` too")
         if not self.study or any(c in self.study for c in "/\\") or self.study.startswith("."):

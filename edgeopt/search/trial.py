@@ -164,7 +164,7 @@ def refit(config: SearchConfig, chosen: TrialRecord, classes: list[str], log: Ca
     if config.int8 is not None:
         data, judge = split_for_judging(config.data, config.study_dir / "final-split", config.int8.holdout)
     assistant = None
-    if config.assistant_size > chosen.params["img_size"]:
+    if config.assistant_size and chosen.params["img_size"] <= config.assistant_for:
         assistant = teacher_assistant(config, chosen.params, classes, data, log, callbacks)
         config = dataclasses.replace(config, kd=dataclasses.replace(config.kd, soft_labels=Path(assistant["bank"])))
     log(f"final run of trial {chosen.number} on {'all of ' if judge is None else ''}{data}, {config.final_epochs} epochs -> {folder}")

@@ -47,6 +47,7 @@ def test_bad_flags_are_refused_before_anything_is_written(synth_data: Path, tmp_
         ({"test": str(overlapping)}, f"shares {len(list(overlapping.rglob('*.jpg')))} image(s) with --data"),
         ({"target": "tensorrt"}, "--target tensorrt needs TensorRT and an NVIDIA GPU"),
         ({"device": "tpu"}, "--device 'tpu' is unknown"),
+        ({"assistant_size": "32"}, "--assistant-for 32 is not below --assistant-size 32"),
     ]
     for flags, message in cases:
         data = Path(flags.pop("data", synth_data))

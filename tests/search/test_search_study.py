@@ -255,10 +255,12 @@ def test_a_teacher_assistant_teaches_a_final_run_below_its_size(synth_data: Path
     assert [t["sha256"] for t in ours["teachers"]] == [sha256_file(assistant["checkpoint"])]
     # and the final run learned from the assistant's bank, not the teacher's
     assert read_manifest(result.final["checkpoint"]).extra["soft_labels"]["sha256"] == sha256_file(assistant["bank"])
-    # a student at the assistant's size or above has none
+    # a student above `assistant_for` has none
     same = search_models(_tiny(synth_data, tmp_path / "t", trials=1, final_epochs=1, space=space,
-                               kd=KDConfig(soft_labels=bank), assistant_size=32), log=lambda m: None)
+                               kd=KDConfig(soft_labels=bank), assistant_size=40, assistant_for=24), log=lambda m: None)
     assert same.final["assistant"] is None
     assert read_manifest(same.final["checkpoint"]).extra["soft_labels"]["sha256"] == sha256_file(bank)
     with pytest.raises(ConfigError, match="`assistant_size` 96: a teacher assistant learns from a soft-label bank"):
         _tiny(synth_data, tmp_path / "u", assistant_size=96)
+    with pytest.raises(ConfigError, match="`assistant_for` 32 is not below `assistant_size` 32"):
+        _tiny(synth_data, tmp_path / "u", kd=KDConfig(soft_labels=bank), assistant_size=32)
