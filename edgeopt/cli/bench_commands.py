@@ -95,6 +95,7 @@ def optimize_cmd(
     bn_recalibrate: bool = option(OptimizeConfig, "bn_recalibrate", "--bn-recalibrate/--no-bn-recalibrate"),
     assistant_size: int = option(OptimizeConfig, "assistant_size"),
     assistant_for: int = option(OptimizeConfig, "assistant_for"),
+    assistant_init: bool = option(OptimizeConfig, "assistant_init", "--assistant-init/--no-assistant-init"),
     assistant_epochs: int = option(OptimizeConfig, "assistant_epochs"),
     max_macs: Optional[str] = option(OptimizeConfig, "max_macs"),
     pretrained: bool = option(OptimizeConfig, "pretrained", "--pretrained/--scratch"),

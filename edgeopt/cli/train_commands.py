@@ -297,6 +297,7 @@ def search_cmd(
     bn_recalibrate: bool = option(SearchConfig, "bn_recalibrate"),
     assistant_size: int = option(SearchConfig, "assistant_size"),
     assistant_for: int = option(SearchConfig, "assistant_for"),
+    assistant_init: bool = option(SearchConfig, "assistant_init"),
     assistant_epochs: int = option(SearchConfig, "assistant_epochs"),
     max_f1_drop: Optional[float] = option(Int8ChoiceConfig, "max_drop", "--max-f1-drop", default=None, help=(
         "INT8 budget (as in calibrate, build-engine, optimize): make the final run's INT8 too, holding --int8-holdout of --data "
@@ -324,7 +325,8 @@ def search_cmd(
     config = SearchConfig(data=data, out=out, study=study, storage=storage, trials=trials, timeout=timeout, space=space,
                           objective=objective, kd=KDConfig(teachers=(teacher,) if teacher else (), soft_labels=soft_labels), epochs=epochs, batch_size=batch_size, val_split=val_split,
                           schedule=schedule, final_epochs=final_epochs, bn_recalibrate=bn_recalibrate,
-                          assistant_size=assistant_size, assistant_for=assistant_for, assistant_epochs=assistant_epochs,
+                          assistant_size=assistant_size, assistant_for=assistant_for, assistant_init=assistant_init,
+                          assistant_epochs=assistant_epochs,
                           int8=Int8ChoiceConfig(max_drop=max_f1_drop, holdout=int8_holdout, qat_epochs=int8_qat_epochs)
                           if max_f1_drop is not None else None,
                           pretrained=pretrained, baseline=baseline, baseline_f1=baseline_f1, heartbeat=heartbeat, seed=seed,

@@ -55,6 +55,8 @@ class OptimizeConfig:
                                   "this size learns from the bank, and its own bank teaches a final run at `assistant_for` px or "
                                   "below (0: none).")
     assistant_for: int = setting(32, low=1, high=1024, help="The largest student input size (px) a teacher assistant teaches.")
+    assistant_init: bool = setting(False, help="A final run below `assistant_size` starts from the teacher assistant's "
+                                   "weights (progressive resizing; unpruned students).")
     assistant_epochs: int = setting(40, low=1, high=100_000, help="The teacher assistant's epochs from the bank.")
     max_macs: int | None = setting(None, help="MAC budget of the chosen student, e.g. 20M.", low=1, example="20M", parse=_macs)
     pretrained: bool = setting(True, help="Students and teacher from ImageNet weights, else from random ones.")

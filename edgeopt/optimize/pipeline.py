@@ -159,7 +159,8 @@ def _search(c: OptimizeConfig, checked: CheckedInputs, pool: Path, pool_id: str,
         log(f"[4/6] search: {s.trials} trials of {', '.join(checked.space.backbones)} at {list(checked.space.sizes)} px from "
             f"the bank, then the final run ({s.final_epochs} epochs) and INT8 within a macro-F1 drop of {s.max_f1_drop}")
         config = SearchConfig(data=pool, out=folder, space=checked.space, trials=s.trials, epochs=s.epochs,
-                              final_epochs=s.final_epochs, bn_recalibrate=s.bn_recalibrate, assistant_size=s.assistant_size, assistant_for=s.assistant_for,
+                              final_epochs=s.final_epochs, bn_recalibrate=s.bn_recalibrate, assistant_size=s.assistant_size,
+                              assistant_for=s.assistant_for, assistant_init=s.assistant_init,
                               assistant_epochs=s.assistant_epochs, max_macs=s.max_macs, kd=KDConfig(soft_labels=Path(bank)),
                               pretrained=s.pretrained, baseline=s.baseline, baseline_f1=s.baseline_f1,
                               int8=Int8ChoiceConfig(max_drop=s.max_f1_drop, holdout=s.int8_holdout, adaround=s.adaround,

@@ -29,7 +29,7 @@ STEP_SETTINGS: dict[str, tuple[str, ...]] = {
     "teacher": ("teacher", "teacher_model", "teacher_size", "teacher_epochs", "teacher_label_smoothing", "teacher_mixup",
                 "pretrained", "batch_size", "seed"),
     "bank": ("views", "batch_size", "seed"),
-    "search": ("backbones", "sizes", "max_prune", "trials", "epochs", "final_epochs", "bn_recalibrate", "assistant_size", "assistant_for", "assistant_epochs",
+    "search": ("backbones", "sizes", "max_prune", "trials", "epochs", "final_epochs", "bn_recalibrate", "assistant_size", "assistant_for", "assistant_init", "assistant_epochs",
                "max_macs", "pretrained",
                "max_f1_drop", "int8_holdout", "adaround", "qat_epochs", "baseline", "baseline_f1", "batch_size", "seed"),
     "deploy": ("max_f1_drop", "target"),

@@ -92,6 +92,8 @@ class SearchConfig:
                                   "size learns from the bank first, and its own bank teaches a final run at `assistant_for` px or "
                                   "below (0: none; needs `soft_labels`).")
     assistant_for: int = setting(32, low=1, high=1024, help="The largest student input size (px) a teacher assistant teaches.")
+    assistant_init: bool = setting(False, help="A final run below `assistant_size` starts from the teacher assistant's "
+                                   "weights (progressive resizing; unpruned students).")
     assistant_epochs: int = setting(40, low=1, high=100_000, help="The teacher assistant's epochs from the bank.")
     bn_recalibrate: bool = setting(False, help="After the final run, recompute its BatchNorm statistics on its images as "
                                    "deployed (FixRes).")

@@ -74,9 +74,10 @@ def _trial_dir(config: SearchConfig, trial: Any) -> Path:
 
 
 def train_point(config: SearchConfig, params: dict[str, Any], classes: list[str], folder: Path, *, epochs: int,
-                val_split: float, data: Path | None = None, callbacks: Any = None, bn_recalibrate: bool = False) -> Any:
-    """Build the point's backbone, prune it to its fraction of MACs, train it (distilled) in ``folder``
-    (``callbacks``: ``train_classifier``'s progress hooks).
+                val_split: float, data: Path | None = None, callbacks: Any = None, bn_recalibrate: bool = False,
+                start: Path | None = None) -> Any:
+    """Build the point's backbone (or take ``start``'s weights: the same backbone at another size), prune it to
+    its fraction of MACs, train it (distilled) in ``folder`` (``callbacks``: ``train_classifier``'s progress hooks).
 
     The pruned start is kept as ``init.pt`` and training resumes from ``last.pt`` when the folder
     has them (a retried trial, an interrupted final run).
@@ -90,6 +91,11 @@ def train_point(config: SearchConfig, params: dict[str, Any], classes: list[str]
     size = params["img_size"]
     init = folder / "init.pt"
     folder.mkdir(parents=True, exist_ok=True)
+    if not init.exists() and start is not None:
+        from edgeopt.models.checkpoint import load_model_and_arch
+
+        model, _, arch = load_model_and_arch(start)
+        save_checkpoint(init, model, arch, classes, preset_for_model(params["backbone"], size))
     if not init.exists():
         model, arch = create_model(params["backbone"], len(classes), pretrained=config.pretrained)
         macs = count_complexity(model, size).macs
@@ -163,20 +169,25 @@ def refit(config: SearchConfig, chosen: TrialRecord, classes: list[str], log: Ca
     data, judge = config.data, None
     if config.int8 is not None:
         data, judge = split_for_judging(config.data, config.study_dir / "final-split", config.int8.holdout)
-    assistant = None
-    if config.assistant_size and chosen.params["img_size"] <= config.assistant_for:
-        assistant = teacher_assistant(config, chosen.params, classes, data, log, callbacks)
-        config = dataclasses.replace(config, kd=dataclasses.replace(config.kd, soft_labels=Path(assistant["bank"])))
-    log(f"final run of trial {chosen.number} on {'all of ' if judge is None else ''}{data}, {config.final_epochs} epochs -> {folder}")
+    assistant, start = None, None
+    size, teaches = chosen.params["img_size"], chosen.params["img_size"] <= config.assistant_for
+    if config.assistant_size > size and (teaches or config.assistant_init):
+        assistant = teacher_assistant(config, chosen.params, classes, data, log, callbacks, bank=teaches)
+        if assistant["bank"]:
+            config = dataclasses.replace(config, kd=dataclasses.replace(config.kd, soft_labels=Path(assistant["bank"])))
+        if config.assistant_init and not chosen.params["prune"]:  # a pruned student has other shapes
+            start = Path(assistant["checkpoint"])
+    log(f"final run of trial {chosen.number} on {'all of ' if judge is None else ''}{data}, {config.final_epochs} epochs"
+        f"{f', starting from {start}' if start else ''} -> {folder}")
     _say_view_repeats(config, config.final_epochs, log)
     train = train_point(config, chosen.params, classes, folder, epochs=config.final_epochs, val_split=0.0, data=data,
-                        callbacks=callbacks, bn_recalibrate=config.bn_recalibrate)
+                        callbacks=callbacks, bn_recalibrate=config.bn_recalibrate, start=start)
     onnx_path, latency = _export_and_time(train.best_checkpoint, folder, config)
     record = {"trial": chosen.number, "checkpoint": str(train.best_checkpoint), "onnx": str(onnx_path), "macs": train.macs,
               "epochs": config.final_epochs, "latency_ms": latency, "trained_on": str(data),
               "bn_recalibrated": config.bn_recalibrate,
               "selection": "none: trained on all of `data` for a fixed number of epochs; score it on a test split",
-              "assistant": assistant}
+              "assistant": assistant, "started_from": str(start) if start else None}
     if judge is not None:
         record["selection"] = (f"none: trained on `data` less a {config.int8.holdout:.0%} slice held out to judge INT8, for a "
                                "fixed number of epochs; score it on a test split")
@@ -185,9 +196,9 @@ def refit(config: SearchConfig, chosen: TrialRecord, classes: list[str], log: Ca
 
 
 def teacher_assistant(config: SearchConfig, params: dict[str, Any], classes: list[str], data: Path,
-                      log: Callable[[str], None], callbacks: Any = None) -> dict[str, Any]:
-    """The chosen backbone at ``assistant_size`` (unpruned), distilled from the bank on ``data``, and its
-    own bank of the same views: what a student far below the teacher's resolution learns from (TAKD).
+                      log: Callable[[str], None], callbacks: Any = None, bank: bool = True) -> dict[str, Any]:
+    """The chosen backbone at ``assistant_size`` (unpruned), distilled from the bank on ``data``, and (``bank``)
+    its own bank of the same views: what a student far below the teacher's resolution learns from (TAKD).
 
     Both resume: the assistant from its ``last.pt``, its bank from the chunks already written."""
     from edgeopt.train.soft_labels import SoftLabelConfig, make_soft_labels, read_bank
@@ -198,15 +209,18 @@ def teacher_assistant(config: SearchConfig, params: dict[str, Any], classes: lis
         f"bank on {data} -> {folder}")
     train = train_point(config, point, classes, folder, epochs=config.assistant_epochs, val_split=0.0, data=data,
                         callbacks=callbacks, bn_recalibrate=True)
+    record = {"checkpoint": str(train.best_checkpoint), "img_size": config.assistant_size, "epochs": config.assistant_epochs,
+              "macs": train.macs, "bank": None, "seconds": round(train.seconds, 1)}
+    if not bank:
+        return record
     made = read_bank(config.kd.soft_labels).manifest.extra  # the assistant's bank is drawn as the teacher's was
     views, mix = made["augmentation"], made.get("mix") or {"mode": "none", "alpha": 1.0}
-    bank = make_soft_labels(SoftLabelConfig(
+    made_bank = make_soft_labels(SoftLabelConfig(
         teachers=[train.best_checkpoint], data=data, out=folder / "soft-labels.bank", views=made["views"],
         scale_min=views["scale_min"], brightness=views["brightness"], seed=views["seed"], tta_flip=bool(made.get("teacher_tta")),
         mix=mix["mode"], mix_alpha=mix["alpha"], batch_size=config.batch_size, device=config.device))
-    log(f"teacher assistant's bank: {bank.images} images x {bank.views} views -> {bank.path}")
-    return {"checkpoint": str(train.best_checkpoint), "img_size": config.assistant_size, "epochs": config.assistant_epochs,
-            "macs": train.macs, "bank": str(bank.path), "seconds": round(train.seconds + bank.seconds, 1)}
+    log(f"teacher assistant's bank: {made_bank.images} images x {made_bank.views} views -> {made_bank.path}")
+    return {**record, "bank": str(made_bank.path), "seconds": round(train.seconds + made_bank.seconds, 1)}
 
 
 def _say_view_repeats(config: SearchConfig, epochs: int, log: Callable[[str], None]) -> None:

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from edgeopt.cli.app import app
@@ -255,10 +256,20 @@ def test_a_teacher_assistant_teaches_a_final_run_below_its_size(synth_data: Path
     assert [t["sha256"] for t in ours["teachers"]] == [sha256_file(assistant["checkpoint"])]
     # and the final run learned from the assistant's bank, not the teacher's
     assert read_manifest(result.final["checkpoint"]).extra["soft_labels"]["sha256"] == sha256_file(assistant["bank"])
-    # a student above `assistant_for` has none
+    assert result.final["started_from"] is None
+    # above `assistant_for`, the assistant only starts the final run (progressive resizing): its weights, the teacher's bank
+    init = search_models(_tiny(synth_data, tmp_path / "i", trials=1, final_epochs=1, space=space,
+                               kd=KDConfig(soft_labels=bank), assistant_size=40, assistant_for=24, assistant_init=True),
+                         log=lambda m: None)
+    assert init.final["assistant"]["bank"] is None and init.final["started_from"] == init.final["assistant"]["checkpoint"]
+    start = torch.load(Path(init.final["checkpoint"]).parent / "init.pt", weights_only=True)["state_dict"]
+    assistant_weights = torch.load(init.final["assistant"]["checkpoint"], weights_only=True)["state_dict"]
+    assert all(torch.equal(start[k], assistant_weights[k]) for k in assistant_weights)
+    assert read_manifest(init.final["checkpoint"]).extra["soft_labels"]["sha256"] == sha256_file(bank)
+    # and without `assistant_init` there is none
     same = search_models(_tiny(synth_data, tmp_path / "t", trials=1, final_epochs=1, space=space,
                                kd=KDConfig(soft_labels=bank), assistant_size=40, assistant_for=24), log=lambda m: None)
-    assert same.final["assistant"] is None
+    assert same.final["assistant"] is None and same.final["started_from"] is None
     assert read_manifest(same.final["checkpoint"]).extra["soft_labels"]["sha256"] == sha256_file(bank)
     with pytest.raises(ConfigError, match="`assistant_size` 96: a teacher assistant learns from a soft-label bank"):
         _tiny(synth_data, tmp_path / "u", assistant_size=96)
