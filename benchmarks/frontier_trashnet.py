@@ -2,7 +2,8 @@
 
 Collects the recorded runs (`results/*.json` of `finetune_trashnet.py`, `compress_trashnet.py`,
 `search_trashnet.py`, the distilled students, `soft_labels_trashnet.py`'s students from the
-soft-label bank with their teachers, and `distill_recipes_trashnet.py`'s arms), all scored on the same 400-image test split. A point of
+soft-label bank with their teachers, `distill_recipes_trashnet.py`'s arms, the final-run recipe's
+seeds and `assistant_trashnet.py`'s students), all scored on the same 400-image test split. A point of
 several seeds is their mean, with the sample standard deviation and the seed count beside it; the
 targets are judged on points of at least 3 seeds only (single seeds move by about 0.02). Each
 model whose checkpoint is still on this machine is exported to ONNX and timed with ONNX Runtime
@@ -60,7 +61,7 @@ def _records(results: Path) -> list[dict]:
                              "source": path.name})
     seen = {(r["macs"], round(r["test_macro_f1"], 4)) for r in rows}
     rows += [r for r in _bank_records(results) if (r["macs"], round(r["test_macro_f1"], 4)) not in seen]  # a teacher run twice
-    rows += _recipe_records(results)
+    rows += _recipe_records(results) + _seeded_records(results)
     for row in rows:
         row.setdefault("seeds", 1)
         row.setdefault("stdev", None)
@@ -105,6 +106,21 @@ def _recipe_records(results: Path) -> list[dict]:
             rows.append({"label": f"recipe {arm} [{teacher}] {a['student']} e{a['epochs']}", "macs": macs[a["student"]],
                          "test_macro_f1": a["mean"], "seeds": len(a["test_macro_f1"]), "stdev": a["stdev"],
                          "checkpoint": None, "source": path.name})
+    return rows
+
+
+def _seeded_records(results: Path) -> list[dict]:
+    """One student over several seeds per file: the final-run recipe (``final_run_recipe_*``) and the students
+    that start from a teacher assistant's weights (``assistant_trashnet.py``)."""
+    from edgeopt.models import count_complexity, create_model
+
+    rows = []
+    for path in sorted(p for pattern in ("final_run_recipe_*.json", "assistant_*.json") for p in results.glob(pattern)):
+        data = json.loads(path.read_text())
+        model, size = data["student"].rsplit("@", 1)
+        macs = data.get("macs") or count_complexity(create_model(model, 6, pretrained=False)[0], int(size)).macs
+        rows.append({"label": f"{path.stem} {data['student']} e{data['epochs']}", "macs": macs, "test_macro_f1": data["mean"],
+                     "seeds": len(data["test_macro_f1"]), "stdev": data["stdev"], "checkpoint": None, "source": path.name})
     return rows
 
 
