@@ -51,11 +51,11 @@ class OptimizeConfig:
                                 "schedules pay).", low=1, high=100_000)
     bn_recalibrate: bool = setting(True, help="Recompute the final run's BatchNorm statistics on its images as deployed "
                                    "(FixRes; measured to pay on TrashNet).")
-    assistant_size: int = setting(0, low=0, high=1024, help="A teacher assistant's input size: the chosen backbone at "
+    assistant_size: int = setting(96, low=0, high=1024, help="A teacher assistant's input size: the chosen backbone at "
                                   "this size learns from the bank, and its own bank teaches a final run at `assistant_for` px or "
                                   "below (0: none).")
     assistant_for: int = setting(32, low=1, high=1024, help="The largest student input size (px) a teacher assistant teaches.")
-    assistant_init: bool = setting(False, help="A final run below `assistant_size` starts from the teacher assistant's "
+    assistant_init: bool = setting(True, help="A final run below `assistant_size` starts from the teacher assistant's "
                                    "weights (progressive resizing; unpruned students).")
     assistant_epochs: int = setting(40, low=1, high=100_000, help="The teacher assistant's epochs from the bank.")
     max_macs: int | None = setting(None, help="MAC budget of the chosen student, e.g. 20M.", low=1, example="20M", parse=_macs)

@@ -248,6 +248,7 @@ def run_demo(out: Path = Path("demo"), data: Path | None = None, epochs: int = 1
         log(f"the SYNTHETIC demo dataset: {data} (figures from it say nothing about real images)")
     config = OptimizeConfig(data=Path(data), out=out, teacher_model="mobilenetv3_small_075", teacher_size=64,
                             teacher_epochs=epochs, pretrained=False, views=2 * epochs, backbones=(str(SHIPPED_MODELS / "tiny_cnn.yaml"),),
-                            sizes=(32, 48), trials=2, epochs=epochs, final_epochs=2 * epochs, max_f1_drop=0.02, adaround=False,
+                            sizes=(32, 48), trials=2, epochs=epochs, final_epochs=2 * epochs, assistant_epochs=epochs,
+                            max_f1_drop=0.02, adaround=False,
                             qat_epochs=2, batch_size=32, test_fraction=0.25)
     return optimize_classifier(config, log=log, callbacks=callbacks, bank_progress=bank_progress)

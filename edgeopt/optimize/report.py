@@ -84,7 +84,7 @@ def markdown(record: dict[str, Any]) -> list[str]:
               f"- soft-label bank: {record['bank']['images']} images x {record['bank']['views']} views, "
               f"{record['bank']['bytes'] / 1e6:.1f} MB (`{record['bank']['path']}`)",
               f"- search: {s['trials']} trials; chosen: trial {s['chosen_trial']}, {describe_point(s['params'])}; `{s['pareto']}`",
-              *_assistant_line(final.get("assistant")),
+              *_assistant_line(final.get("assistant"), final.get("started_from")),
               f"- final run: {final['epochs']} epochs on `{final['trained_on']}`, {final['macs'] / 1e6:.1f} M MACs; {final['selection']}",
               "", "## INT8 candidates (TensorRT form)", "",
               f"Judged on `{int8['judged_on']}` ({int8['note']}); budget: a macro-F1 drop of at most {int8['max_drop']}. "
@@ -119,8 +119,10 @@ def markdown(record: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _assistant_line(assistant: dict[str, Any] | None) -> list[str]:
+def _assistant_line(assistant: dict[str, Any] | None, started_from: str | None) -> list[str]:
     if not assistant:
         return []
     return [f"- teacher assistant: {assistant['img_size']} px, {assistant['epochs']} epochs from the bank, "
-            f"{assistant['macs'] / 1e6:.1f} M MACs (`{assistant['checkpoint']}`); its bank `{assistant['bank']}` taught the final run"]
+            f"{assistant['macs'] / 1e6:.1f} M MACs (`{assistant['checkpoint']}`)"
+            + (f"; its bank `{assistant['bank']}` taught the final run" if assistant["bank"] else "")
+            + ("; the final run started from its weights" if started_from else "")]

@@ -44,6 +44,11 @@ def test_optimize_runs_end_to_end_and_a_rerun_skips_every_finished_step(synth_da
     assert Path(final["int8"]["judged_on"]) != Path(record["split"]["test"])
     # the final run's BatchNorm statistics recomputed on its images as deployed (optimize's default, FixRes)
     assert final["bn_recalibrated"] and read_manifest(final["checkpoint"]).extra["bn_recalibrated"]["images"] > 0
+    # a 32 px student: the 96 px teacher assistant's bank taught it and its weights started it (the defaults)
+    assistant = final["assistant"]
+    assert assistant["img_size"] == 96 and final["started_from"] == assistant["checkpoint"]
+    assert read_manifest(final["checkpoint"]).extra["soft_labels"]["path"] == assistant["bank"]
+    assert "teacher assistant: 96 px" in markdown and "the final run started from its weights" in markdown
     # deployed in the form this CPU runs, benched with the FP32 student against the baseline on the test split
     assert record["deploy"]["target"] == "cpu" and read_manifest(record["deploy"]["artifact"]).extra["quantization"]["target"] == "cpu"
     rows = record["bench"]["rows"]
