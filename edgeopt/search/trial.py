@@ -170,13 +170,13 @@ def refit(config: SearchConfig, chosen: TrialRecord, classes: list[str], log: Ca
     if config.int8 is not None:
         data, judge = split_for_judging(config.data, config.study_dir / "final-split", config.int8.holdout)
     assistant, start = None, None
-    size, teaches = chosen.params["img_size"], chosen.params["img_size"] <= config.assistant_for
-    if config.assistant_size > size and (teaches or config.assistant_init):
+    teaches = chosen.params["img_size"] <= config.assistant_for
+    starts = config.assistant_init and not chosen.params["prune"]  # a pruned student has other shapes
+    if config.assistant_size > chosen.params["img_size"] and (teaches or starts):
         assistant = teacher_assistant(config, chosen.params, classes, data, log, callbacks, bank=teaches)
         if assistant["bank"]:
             config = dataclasses.replace(config, kd=dataclasses.replace(config.kd, soft_labels=Path(assistant["bank"])))
-        if config.assistant_init and not chosen.params["prune"]:  # a pruned student has other shapes
-            start = Path(assistant["checkpoint"])
+        start = Path(assistant["checkpoint"]) if starts else None
     log(f"final run of trial {chosen.number} on {'all of ' if judge is None else ''}{data}, {config.final_epochs} epochs"
         f"{f', starting from {start}' if start else ''} -> {folder}")
     _say_view_repeats(config, config.final_epochs, log)
