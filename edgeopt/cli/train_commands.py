@@ -112,10 +112,9 @@ def train_cmd(
 
 def _ships_weights(model: str) -> bool:
     """Whether edgeopt has offline ImageNet weights for ``model`` (a YAML model or another name has none here)."""
-    from edgeopt.models.factory import PRETRAINED_LOADERS, VARIANTS
+    from edgeopt.models.factory import PRETRAINED_LOADERS, base_model
 
-    base = VARIANTS.get(model).base if model in VARIANTS else model
-    return base in PRETRAINED_LOADERS.names()
+    return base_model(model) in PRETRAINED_LOADERS.names()
 
 
 @app.command("soft-labels")

@@ -59,6 +59,11 @@ VARIANTS.register("mobilenet_v2_s2", Variant(
     "MobileNetV2 at 32 px for about the same MACs (6.8 M against 6.1 M), with the same ImageNet weights"))
 
 
+def base_model(name: str) -> str:
+    """The library model a variant is built from (``mobilenet_v2_s2`` -> ``mobilenet_v2``); any other name as it is."""
+    return VARIANTS.get(name).base if name in VARIANTS else name
+
+
 def _apply_strides(model: nn.Module, strides: dict[str, int], name: str) -> None:
     modules = dict(model.named_modules())
     for path, stride in strides.items():
@@ -275,9 +280,7 @@ def pretrained_config(name: str) -> tuple[int, tuple[float, float, float], tuple
     """
     from edgeopt.data.presets import IMAGENET_MEAN, IMAGENET_STD
 
-    name = str(name)
-    if name in VARIANTS:
-        name = VARIANTS.get(name).base
+    name = base_model(str(name))
     if name.endswith((".yaml", ".yml")):
         from edgeopt.models.dsl import read_model_yaml, yaml_input_size
 

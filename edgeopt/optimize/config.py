@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeopt.errors import ConfigError
-from edgeopt.search.config import BANK_FINAL_EPOCHS, check_assistant
+from edgeopt.search.config import ASSISTANT, BANK_FINAL_EPOCHS, check_assistant
 from edgeopt.bench.score import BASELINE_F1, BASELINE_MODEL
 from edgeopt.settings import as_json, check_field, check_settings, choices, read_yaml_settings, setting
 
@@ -51,13 +51,10 @@ class OptimizeConfig:
                                 "schedules pay).", low=1, high=100_000)
     bn_recalibrate: bool = setting(True, help="Recompute the final run's BatchNorm statistics on its images as deployed "
                                    "(FixRes; measured to pay on TrashNet).")
-    assistant_size: int = setting(96, low=0, high=1024, help="A teacher assistant's input size: the chosen backbone at "
-                                  "this size learns from the bank, and its own bank teaches a final run at `assistant_for` px or "
-                                  "below (0: none).")
-    assistant_for: int = setting(32, low=1, high=1024, help="The largest student input size (px) a teacher assistant teaches.")
-    assistant_init: bool = setting(True, help="A final run below `assistant_size` starts from the teacher assistant's "
-                                   "weights (progressive resizing; unpruned students).")
-    assistant_epochs: int = setting(40, low=1, high=100_000, help="The teacher assistant's epochs from the bank.")
+    assistant_size: int = setting(96, **ASSISTANT["assistant_size"])  # measured to pay on TrashNet (benchmarks, Session 11)
+    assistant_for: int = setting(32, **ASSISTANT["assistant_for"])
+    assistant_init: bool = setting(True, **ASSISTANT["assistant_init"])
+    assistant_epochs: int = setting(40, **ASSISTANT["assistant_epochs"])
     max_macs: int | None = setting(None, help="MAC budget of the chosen student, e.g. 20M.", low=1, example="20M", parse=_macs)
     pretrained: bool = setting(True, help="Students and teacher from ImageNet weights, else from random ones.")
     max_f1_drop: float = setting(0.01, help="INT8 budget: macro-F1 drop on a slice held out of the final run.", low=0.0,

@@ -55,6 +55,18 @@ class SearchSpace:
                 raise ConfigError(f"`{name}` {low}..{high} is not a range: give LOW,HIGH with LOW <= HIGH")
 
 
+# The teacher assistant's settings, shared by search and optimize (each with its own defaults): bounds and help.
+ASSISTANT: dict[str, dict[str, Any]] = {
+    "assistant_size": {"low": 0, "high": 1024, "help": "A teacher assistant's input size: the chosen backbone at this size "
+                       "learns from the bank first, and its own bank teaches a final run at `assistant_for` px or below "
+                       "(0: none; needs a soft-label bank)."},
+    "assistant_for": {"low": 1, "high": 1024, "help": "The largest student input size (px) a teacher assistant teaches."},
+    "assistant_init": {"help": "A final run below `assistant_size` starts from the teacher assistant's weights (progressive "
+                       "resizing; unpruned students)."},
+    "assistant_epochs": {"low": 1, "high": 100_000, "help": "The teacher assistant's epochs from the bank."},
+}
+
+
 def check_assistant(size: int, largest_student: int) -> None:
     """A teacher assistant (``size`` px, 0: none) teaches students at ``largest_student`` px or below: smaller than itself."""
     if size and largest_student >= size:
@@ -88,13 +100,10 @@ class SearchConfig:
     final_epochs: int | None = setting(None, low=0, high=100_000, help="Train the chosen point again on all of `data` for N epochs "
                                        f"(0: no); default {BANK_FINAL_EPOCHS} with `soft_labels`, else 0.")
     int8: Int8ChoiceConfig | None = None  # the final run holds out a slice and picks PTQ or QAT by the drop measured on it
-    assistant_size: int = setting(0, low=0, high=1024, help="A teacher assistant's input size: the chosen backbone at this "
-                                  "size learns from the bank first, and its own bank teaches a final run at `assistant_for` px or "
-                                  "below (0: none; needs `soft_labels`).")
-    assistant_for: int = setting(32, low=1, high=1024, help="The largest student input size (px) a teacher assistant teaches.")
-    assistant_init: bool = setting(False, help="A final run below `assistant_size` starts from the teacher assistant's "
-                                   "weights (progressive resizing; unpruned students).")
-    assistant_epochs: int = setting(40, low=1, high=100_000, help="The teacher assistant's epochs from the bank.")
+    assistant_size: int = setting(0, **ASSISTANT["assistant_size"])  # search: none unless asked (it needs a bank)
+    assistant_for: int = setting(32, **ASSISTANT["assistant_for"])
+    assistant_init: bool = setting(False, **ASSISTANT["assistant_init"])
+    assistant_epochs: int = setting(40, **ASSISTANT["assistant_epochs"])
     bn_recalibrate: bool = setting(False, help="After the final run, recompute its BatchNorm statistics on its images as "
                                    "deployed (FixRes).")
     pretrained: bool = setting(True, help="Start from ImageNet weights (offline where edgeopt ships them).")
